@@ -1,0 +1,5 @@
+import sys
+
+from deepfer.edge.cli import main
+
+sys.exit(main())

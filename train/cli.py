@@ -1,0 +1,136 @@
+"""Argument parsing for ``deepfer train`` and ``deepfer evaluate``.
+
+Only argparse at import time: TensorFlow is imported when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+
+
+def add_train(sub: argparse._SubParsersAction) -> None:
+    from deepfer.train.training import TrainConfig
+
+    d = TrainConfig()
+    p = sub.add_parser(
+        "train",
+        help="train a model on FER2013 (needs the train extra)",
+        description="Train a Keras model on FER2013 (CSV, Kaggle folders or train/validation folders) "
+        "and write a run folder with .keras, .h5, history and plots.",
+    )
+    p.add_argument(
+        "--data",
+        required=False,
+        help="fer2013.csv, or a folder with train/ (and test/ or validation/)",
+    )
+    p.add_argument("--out", default=d.out, help="run folder (default %(default)s)")
+    p.add_argument(
+        "--model",
+        default=d.model,
+        help="deepfer-cnn, deepfer-vgg, deepfer-edge or mobilenetv3small (default %(default)s)",
+    )
+    p.add_argument(
+        "--finetune",
+        default="",
+        metavar="MODEL.keras",
+        help="fine-tune this DeepFER model on --data instead of building --model",
+    )
+    p.add_argument(
+        "--weights",
+        default="",
+        help="backbone weights for mobilenetv3small: imagenet (needs internet) or none",
+    )
+    p.add_argument("--epochs", type=int, default=None, help=f"epochs (default {d.epochs})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default=d.optimizer)
+    p.add_argument(
+        "--lr", type=float, default=d.lr, help="peak learning rate (default %(default)s)"
+    )
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="for adamw and sgd")
+    p.add_argument("--schedule", choices=("cosine", "plateau", "constant"), default=d.schedule)
+    p.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs)
+    p.add_argument("--plateau-factor", type=float, default=d.plateau_factor)
+    p.add_argument("--plateau-patience", type=int, default=d.plateau_patience)
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--no-flip", dest="flip", action="store_false", help="no horizontal flips")
+    p.add_argument(
+        "--shift", type=float, default=d.shift, help="random shift, fraction of the side"
+    )
+    p.add_argument(
+        "--rotation", type=float, default=d.rotation, help="random rotation, fraction of a turn"
+    )
+    p.add_argument("--zoom", type=float, default=d.zoom)
+    p.add_argument("--brightness", type=float, default=d.brightness)
+    p.add_argument("--contrast", type=float, default=d.contrast)
+    p.add_argument(
+        "--val-split",
+        type=float,
+        default=d.val_split,
+        help="validation fraction carved from train when no validation/ folder exists",
+    )
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=d.patience,
+        help="early-stopping patience in epochs (0: off)",
+    )
+    p.add_argument("--class-weight", action="store_true", help="balanced class weights")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument(
+        "--threads", type=int, default=d.threads, help="CPU threads for TensorFlow (0: all)"
+    )
+    p.add_argument("--input-size", type=int, default=d.input_size)
+    p.add_argument(
+        "--max-per-class", type=int, default=0, help="cap faces per class, for quick trials"
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+    )
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.set_defaults(handler=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from deepfer.train.training import TrainConfig, train
+
+    known = {f.name for f in fields(TrainConfig)}
+    values = {k: v for k, v in vars(args).items() if k in known and v is not None}
+    if not args.resume and not args.data:
+        raise SystemExit("deepfer train: --data is required (fer2013.csv or a FER2013 folder)")
+    cfg = TrainConfig(**values)
+    train(cfg, resume=args.resume, epochs=args.epochs)
+    return 0
+
+
+def add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate a .keras or .tflite model on FER2013",
+        description="Accuracy, per-class precision/recall/F1, macro-F1, confusion matrix and ROC curves "
+        "with PNG plots and a JSON report.",
+    )
+    p.add_argument("model", help="a .keras, .h5 or .tflite model")
+    p.add_argument("--data", required=True, help="fer2013.csv or a FER2013 folder")
+    p.add_argument("--split", default="test", help="which split to evaluate (default %(default)s)")
+    p.add_argument("--out", default=None, help="report folder (default: beside the model)")
+    p.add_argument(
+        "--tta",
+        choices=("none", "flip", "tencrop"),
+        nargs="*",
+        default=["flip"],
+        help="test-time augmentation, reported separately (default: flip)",
+    )
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.set_defaults(handler=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from deepfer.train.evaluate import run_evaluate
+
+    return run_evaluate(args)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    add_train(sub)
+    add_evaluate(sub)

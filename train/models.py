@@ -1,0 +1,200 @@
+"""Model zoo: ``make_model(name, input_shape, num_classes)``.
+
+Every model takes raw grayscale pixels 0..255; scaling is its first layer.
+
+| name | what | params | expected FER2013 PublicTest accuracy |
+|---|---|---|---|
+| ``deepfer-cnn`` | the seed's 4-block CNN (64-128-256-512) | ~1.72M | ~60-63% (under-fits with its dropout) |
+| ``deepfer-vgg`` | 8 conv VGG-style, 32-64-128-256, two convs per block | ~1.3M | ~66-68% in 40 epochs (see models/MODEL_CARD.md) |
+| ``deepfer-edge`` | depthwise-separable, int8-friendly, few MACs | ~0.2M | a few points below deepfer-vgg |
+| ``mobilenetv3small`` | keras.applications backbone at 96x96, for transfer learning | ~1.0M | needs ImageNet weights to shine |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from deepfer.edge.labels import NUM_CLASSES
+
+
+def _keras():
+    import keras
+
+    return keras
+
+
+def _scale(x):
+    """Raw 0..255 pixels -> [-1, 1]; the only normalisation, inside the model."""
+    layers = _keras().layers
+    return layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(x)
+
+
+def _conv_bn_relu(x, filters, name, kernel=3, separable=False, l2=0.0):
+    keras = _keras()
+    layers = keras.layers
+    reg = keras.regularizers.l2(l2) if l2 else None
+    if separable:
+        x = layers.SeparableConv2D(
+            filters,
+            kernel,
+            padding="same",
+            use_bias=False,
+            name=f"{name}_sepconv",
+            depthwise_regularizer=reg,
+            pointwise_regularizer=reg,
+        )(x)
+    else:
+        x = layers.Conv2D(
+            filters,
+            kernel,
+            padding="same",
+            use_bias=False,
+            name=f"{name}_conv",
+            kernel_regularizer=reg,
+        )(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def deepfer_cnn(input_shape=(48, 48, 1), num_classes=NUM_CLASSES, dropout=0.25):
+    """The seed projects' 4-block CNN: Conv-BN-ReLU-MaxPool-Dropout x4, dense 256-128."""
+    keras = _keras()
+    layers = keras.layers
+    inputs = keras.Input(shape=input_shape, name="face")
+    x = _scale(inputs)
+    for i, filters in enumerate((64, 128, 256, 512), 1):
+        x = _conv_bn_relu(x, filters, f"block{i}")
+        x = layers.MaxPooling2D(name=f"block{i}_pool")(x)
+        x = layers.Dropout(dropout, name=f"block{i}_drop")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    for units in (256, 128):
+        x = layers.Dense(units, use_bias=False, name=f"fc{units}")(x)
+        x = layers.BatchNormalization(name=f"fc{units}_bn")(x)
+        x = layers.ReLU(name=f"fc{units}_relu")(x)
+        x = layers.Dropout(dropout, name=f"fc{units}_drop")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="emotion")(x)
+    return keras.Model(inputs, outputs, name="deepfer_cnn")
+
+
+def deepfer_vgg(
+    input_shape=(48, 48, 1),
+    num_classes=NUM_CLASSES,
+    widths=(32, 64, 128, 256),
+    dropout=0.3,
+    block_dropout=(0.0, 0.0, 0.1, 0.2),
+    l2=1e-5,
+):
+    """VGG-style: two 3x3 Conv-BN-ReLU per block, max-pool, light dropout late.
+
+    Deeper than deepfer-cnn at a similar cost (about 140M MACs per face), and
+    regularised mainly by augmentation so that it does not under-fit.
+    """
+    keras = _keras()
+    layers = keras.layers
+    inputs = keras.Input(shape=input_shape, name="face")
+    x = _scale(inputs)
+    for i, filters in enumerate(widths, 1):
+        x = _conv_bn_relu(x, filters, f"block{i}a", l2=l2)
+        x = _conv_bn_relu(x, filters, f"block{i}b", l2=l2)
+        x = layers.MaxPooling2D(name=f"block{i}_pool")(x)
+        if block_dropout[i - 1]:
+            x = layers.Dropout(block_dropout[i - 1], name=f"block{i}_drop")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(
+        256,
+        use_bias=False,
+        name="fc256",
+        kernel_regularizer=keras.regularizers.l2(l2) if l2 else None,
+    )(x)
+    x = layers.BatchNormalization(name="fc256_bn")(x)
+    x = layers.ReLU(name="fc256_relu")(x)
+    x = layers.Dropout(dropout, name="fc256_drop")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="emotion")(x)
+    return keras.Model(inputs, outputs, name="deepfer_vgg")
+
+
+def deepfer_edge(input_shape=(48, 48, 1), num_classes=NUM_CLASSES, dropout=0.2):
+    """Edge-first: a plain conv stem, then depthwise-separable blocks.
+
+    ReLU only, BatchNorm folded at conversion, no exotic ops: every layer has
+    an int8 kernel, and the MAC count is a fraction of deepfer-cnn's.
+    """
+    keras = _keras()
+    layers = keras.layers
+    inputs = keras.Input(shape=input_shape, name="face")
+    x = _scale(inputs)
+    x = _conv_bn_relu(x, 32, "stem")
+    x = layers.MaxPooling2D(name="stem_pool")(x)
+    for i, filters in enumerate((64, 128, 256), 1):
+        x = _conv_bn_relu(x, filters, f"block{i}a", separable=True)
+        x = _conv_bn_relu(x, filters, f"block{i}b", separable=True)
+        x = layers.MaxPooling2D(name=f"block{i}_pool")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(dropout, name="drop")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="emotion")(x)
+    return keras.Model(inputs, outputs, name="deepfer_edge")
+
+
+def mobilenetv3small(
+    input_shape=(48, 48, 1),
+    num_classes=NUM_CLASSES,
+    weights: str | None = None,
+    backbone_size: int = 96,
+    dropout=0.2,
+    trainable_backbone: bool = True,
+):
+    """Transfer learning: MobileNetV3Small on the face upscaled and made 3-channel.
+
+    ``weights='imagenet'`` downloads ImageNet weights (needs internet);
+    ``weights=None`` trains from scratch. MobileNetV3's own preprocessing
+    layer takes the raw 0..255 pixels.
+    """
+    keras = _keras()
+    layers = keras.layers
+    inputs = keras.Input(shape=input_shape, name="face")
+    x = inputs
+    if input_shape[-1] == 1:
+        x = layers.Concatenate(name="to_rgb")([x, x, x])
+    if input_shape[0] != backbone_size or input_shape[1] != backbone_size:
+        x = layers.Resizing(backbone_size, backbone_size, name="upscale")(x)
+    backbone = keras.applications.MobileNetV3Small(
+        input_shape=(backbone_size, backbone_size, 3),
+        include_top=False,
+        weights=weights,
+        include_preprocessing=True,
+        minimalistic=True,
+    )
+    backbone.trainable = trainable_backbone
+    x = backbone(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(dropout, name="drop")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="emotion")(x)
+    return keras.Model(inputs, outputs, name="mobilenetv3small")
+
+
+MODELS: dict[str, Callable] = {
+    "deepfer-cnn": deepfer_cnn,
+    "deepfer-vgg": deepfer_vgg,
+    "deepfer-edge": deepfer_edge,
+    "mobilenetv3small": mobilenetv3small,
+}
+
+
+def make_model(name: str, input_shape=(48, 48, 1), num_classes: int = NUM_CLASSES, **kwargs):
+    """Build a model of the zoo by name."""
+    try:
+        builder = MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}") from None
+    return builder(input_shape=tuple(input_shape), num_classes=num_classes, **kwargs)
+
+
+def load_for_finetune(path, num_classes: int = NUM_CLASSES):
+    """Load a DeepFER ``.keras`` model to fine-tune; a new head if the class count differs."""
+    keras = _keras()
+    model = keras.models.load_model(path, compile=False)
+    if model.output_shape[-1] == num_classes:
+        return model
+    features = model.layers[-2].output
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="emotion_new")(features)
+    return keras.Model(model.input, outputs, name=f"{model.name}_finetune")

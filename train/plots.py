@@ -1,0 +1,124 @@
+"""PNG plots for training and evaluation (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def training_curves(history: Mapping[str, Sequence[float]], path: str | Path) -> Path:
+    """Loss and accuracy per epoch, training against validation, plus the LR."""
+    plt = _plt()
+    epochs = np.arange(1, len(history.get("loss", [])) + 1)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for ax, key, title in ((axes[0], "loss", "loss"), (axes[1], "accuracy", "accuracy")):
+        if key in history:
+            ax.plot(epochs, history[key], label="train")
+        if f"val_{key}" in history:
+            ax.plot(epochs, history[f"val_{key}"], label="validation")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if "learning_rate" in history:
+        axes[2].plot(epochs, history["learning_rate"])
+        axes[2].set_yscale("log")
+    axes[2].set_title("learning rate")
+    axes[2].set_xlabel("epoch")
+    axes[2].grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def class_distribution(counts: Mapping[str, Mapping[str, int]], path: str | Path) -> Path:
+    """Bar chart of faces per class for each split."""
+    plt = _plt()
+    splits = list(counts)
+    labels = list(next(iter(counts.values())).keys()) if counts else []
+    width = 0.8 / max(len(splits), 1)
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for i, split in enumerate(splits):
+        values = [counts[split][k] for k in labels]
+        xs = np.arange(len(labels)) + i * width
+        bars = ax.bar(xs, values, width, label=f"{split} ({sum(values)})")
+        ax.bar_label(bars, fontsize=7)
+    ax.set_xticks(np.arange(len(labels)) + width * (len(splits) - 1) / 2, labels)
+    ax.set_ylabel("faces")
+    ax.set_title("class balance")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def confusion_matrix(
+    cm: np.ndarray, labels: Sequence[str], path: str | Path, title: str = ""
+) -> Path:
+    """Counts and row-normalised confusion matrices side by side."""
+    plt = _plt()
+    cm = np.asarray(cm)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        norm = cm / cm.sum(axis=1, keepdims=True)
+    norm = np.nan_to_num(norm)
+    fig, axes = plt.subplots(1, 2, figsize=(14, 6))
+    for ax, mat, name, fmt in (
+        (axes[0], cm, "counts", "d"),
+        (axes[1], norm, "row-normalised", ".2f"),
+    ):
+        im = ax.imshow(mat, cmap="Blues")
+        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"{title} {name}".strip())
+        threshold = mat.max() / 2 if mat.size else 0
+        for i in range(mat.shape[0]):
+            for j in range(mat.shape[1]):
+                ax.text(
+                    j,
+                    i,
+                    format(mat[i, j], fmt),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if mat[i, j] > threshold else "black",
+                )
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def roc_curves(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], path: str | Path, title: str = ""
+) -> Path:
+    """One-vs-rest ROC curves, ``{label: (fpr, tpr, auc)}``."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 6))
+    for label, (fpr, tpr, auc) in curves.items():
+        ax.plot(fpr, tpr, label=f"{label} (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(f"{title} ROC, one-vs-rest".strip())
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,345 @@
+"""``deepfer train``: fit a model on FER2013 and write a run folder.
+
+A run folder holds ``<model>.keras`` and ``<model>.h5`` (best validation
+weights), ``checkpoints/last.keras`` (for ``--resume``), ``checkpoints/best.keras``,
+``history.csv`` / ``history.json``, ``config.json``, ``summary.json`` and the
+plots ``training_curves.png`` and ``class_distribution.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from deepfer.edge.labels import LABELS, NUM_CLASSES
+from deepfer.train.data import (
+    DataError,
+    FaceDataset,
+    class_weights,
+    format_counts,
+    load_fer2013,
+    stratified_split,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    data: str = ""
+    out: str = "runs/deepfer"
+    model: str = "deepfer-vgg"
+    finetune: str = ""  # a .keras model to start from instead of --model
+    weights: str = ""  # backbone weights for transfer models ('imagenet' or '')
+    epochs: int = 40
+    batch_size: int = 64
+    optimizer: str = "adam"  # adam | adamw | sgd
+    lr: float = 1e-3
+    weight_decay: float = 1e-4  # adamw / sgd only
+    schedule: str = "cosine"  # cosine | plateau | constant
+    warmup_epochs: int = 1
+    plateau_factor: float = 0.5
+    plateau_patience: int = 3
+    label_smoothing: float = 0.1
+    flip: bool = True
+    shift: float = 0.1
+    rotation: float = 0.03  # fraction of a full turn (0.03 = +-11 degrees)
+    zoom: float = 0.1
+    brightness: float = 0.1
+    contrast: float = 0.1
+    val_split: float = 0.1
+    patience: int = 0  # early stopping patience in epochs (0: off)
+    class_weight: bool = False
+    seed: int = 1337
+    threads: int = 0
+    input_size: int = 48
+    max_per_class: int = 0  # cap faces per class (quick trials); 0: all
+    progress: bool = True
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def learning_rate(cfg: TrainConfig, epoch: int) -> float:
+    """The scheduled learning rate for a 0-based ``epoch`` (cosine or constant)."""
+    if cfg.warmup_epochs and epoch < cfg.warmup_epochs:
+        return cfg.lr * (epoch + 1) / (cfg.warmup_epochs + 1)
+    if cfg.schedule == "cosine":
+        span = max(cfg.epochs - cfg.warmup_epochs, 1)
+        t = (epoch - cfg.warmup_epochs) / span
+        return cfg.lr * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0))))
+    return cfg.lr
+
+
+def make_augmenter(cfg: TrainConfig):
+    """Keras preprocessing layers applied to training batches only."""
+    import keras
+
+    layers = keras.layers
+    aug = []
+    if cfg.flip:
+        aug.append(layers.RandomFlip("horizontal", seed=cfg.seed))
+    if cfg.rotation:
+        aug.append(layers.RandomRotation(cfg.rotation, fill_mode="reflect", seed=cfg.seed))
+    if cfg.shift:
+        aug.append(
+            layers.RandomTranslation(cfg.shift, cfg.shift, fill_mode="reflect", seed=cfg.seed)
+        )
+    if cfg.zoom:
+        aug.append(layers.RandomZoom(cfg.zoom, fill_mode="reflect", seed=cfg.seed))
+    if cfg.brightness:
+        aug.append(layers.RandomBrightness(cfg.brightness, value_range=(0, 255), seed=cfg.seed))
+    if cfg.contrast:
+        aug.append(layers.RandomContrast(cfg.contrast, value_range=(0, 255), seed=cfg.seed))
+    return keras.Sequential(aug, name="augment") if aug else None
+
+
+def make_optimizer(cfg: TrainConfig):
+    import keras
+
+    if cfg.optimizer == "adam":
+        return keras.optimizers.Adam(cfg.lr)
+    if cfg.optimizer == "adamw":
+        return keras.optimizers.AdamW(cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return keras.optimizers.SGD(
+            cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay
+        )
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose adam, adamw or sgd")
+
+
+def _dataset(ds: FaceDataset, cfg: TrainConfig, training: bool, augmenter=None):
+    import tensorflow as tf
+
+    x = ds.x.astype(np.float32)
+    y = np.eye(NUM_CLASSES, dtype=np.float32)[ds.y]
+    data = tf.data.Dataset.from_tensor_slices((x, y))
+    if training:
+        data = data.shuffle(len(ds), seed=cfg.seed, reshuffle_each_iteration=True)
+    data = data.batch(cfg.batch_size)
+    if training and augmenter is not None:
+        data = data.map(
+            lambda a, b: (augmenter(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE
+        )
+    return data.prefetch(tf.data.AUTOTUNE)
+
+
+def _cap(ds: FaceDataset, per_class: int, seed: int) -> FaceDataset:
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in np.unique(ds.y):
+        idx = np.flatnonzero(ds.y == c)
+        keep.append(rng.permutation(idx)[:per_class])
+    return ds.subset(np.sort(np.concatenate(keep)))
+
+
+def prepare_data(cfg: TrainConfig) -> dict[str, FaceDataset]:
+    """Train and validation sets (validation carved from train, stratified, if none given)."""
+    splits = load_fer2013(cfg.data, ("train", "val"), size=cfg.input_size, progress=cfg.progress)
+    if "train" not in splits:
+        raise DataError(f"{cfg.data}: no training split found")
+    train = splits["train"]
+    if cfg.max_per_class:
+        train = _cap(train, cfg.max_per_class, cfg.seed)
+    val = splits.get("val")
+    if val is None:
+        keep, held = stratified_split(train.y, cfg.val_split, cfg.seed)
+        train, val = train.subset(keep, "train"), train.subset(held, "val")
+        val.name = f"val ({cfg.val_split:.0%} of train, stratified)"
+    return {"train": train, "val": val}
+
+
+def _set_threads(threads: int) -> None:
+    if threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))
+
+
+def train(cfg: TrainConfig, resume: bool = False, epochs: int | None = None) -> dict:
+    """Train per ``cfg``; returns the summary dict also written to ``summary.json``.
+
+    With ``resume``, the run folder's saved config is used and training goes on
+    from ``checkpoints/last.keras``; ``epochs`` may raise the total.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    from deepfer.train import plots
+    from deepfer.train.models import load_for_finetune, make_model
+
+    out = Path(cfg.out)
+    ckpt_dir = out / "checkpoints"
+    last_ckpt = ckpt_dir / "last.keras"
+    state_file = ckpt_dir / "state.json"
+    if resume:
+        if not last_ckpt.is_file() or not (out / "config.json").is_file():
+            raise FileNotFoundError(f"{out}: no checkpoint to resume from ({last_ckpt})")
+        saved = TrainConfig.from_json(json.loads((out / "config.json").read_text()))
+        saved.out, saved.threads, saved.progress = cfg.out, cfg.threads, cfg.progress
+        if epochs:
+            saved.epochs = epochs
+        cfg = saved
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg.to_json(), indent=2))
+
+    keras.utils.set_random_seed(cfg.seed)
+    _set_threads(cfg.threads)
+    data = prepare_data(cfg)
+    train_ds, val_ds = data["train"], data["val"]
+    for ds in (train_ds, val_ds):
+        print(format_counts(ds), flush=True)
+    plots.class_distribution(
+        {"train": train_ds.class_counts(), "validation": val_ds.class_counts()},
+        out / "class_distribution.png",
+    )
+
+    initial_epoch = 0
+    if resume:
+        model = keras.models.load_model(last_ckpt)
+        initial_epoch = json.loads(state_file.read_text())["epoch"] if state_file.is_file() else 0
+        print(f"resuming from {last_ckpt} at epoch {initial_epoch + 1}", flush=True)
+    else:
+        shape = (cfg.input_size, cfg.input_size, 1)
+        if cfg.finetune:
+            model = load_for_finetune(cfg.finetune, NUM_CLASSES)
+        elif cfg.model == "mobilenetv3small":
+            model = make_model(cfg.model, shape, NUM_CLASSES, weights=cfg.weights or None)
+        else:
+            model = make_model(cfg.model, shape, NUM_CLASSES)
+        model.compile(
+            optimizer=make_optimizer(cfg),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+            metrics=["accuracy"],
+        )
+    print(f"model {model.name}: {model.count_params():,} parameters", flush=True)
+
+    callbacks: list = [
+        keras.callbacks.ModelCheckpoint(
+            ckpt_dir / "best.keras", monitor="val_accuracy", mode="max", save_best_only=True
+        ),
+        keras.callbacks.ModelCheckpoint(last_ckpt),
+        _EpochState(state_file),
+        keras.callbacks.CSVLogger(out / "history.csv", append=resume),
+    ]
+    if cfg.schedule in ("cosine", "constant"):
+        callbacks.append(
+            keras.callbacks.LearningRateScheduler(lambda e, _lr: learning_rate(cfg, e))
+        )
+    elif cfg.schedule == "plateau":
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_accuracy",
+                mode="max",
+                factor=cfg.plateau_factor,
+                patience=cfg.plateau_patience,
+                min_lr=1e-6,
+                verbose=1,
+            )
+        )
+    else:
+        raise ValueError(f"unknown schedule {cfg.schedule!r}; choose cosine, plateau or constant")
+    if cfg.patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_accuracy",
+                mode="max",
+                patience=cfg.patience,
+                restore_best_weights=False,
+            )
+        )
+    weights = class_weights(train_ds.y) if cfg.class_weight else None
+    tf.random.set_seed(cfg.seed)
+    started = time.time()
+    model.fit(
+        _dataset(train_ds, cfg, True, make_augmenter(cfg)),
+        validation_data=_dataset(val_ds, cfg, False),
+        epochs=cfg.epochs,
+        initial_epoch=initial_epoch,
+        class_weight=weights,
+        callbacks=callbacks,
+        verbose=2,
+    )
+    seconds = time.time() - started
+
+    history = _read_history(out / "history.csv")
+    (out / "history.json").write_text(json.dumps(history, indent=1))
+    plots.training_curves(history, out / "training_curves.png")
+
+    best = keras.models.load_model(ckpt_dir / "best.keras", compile=False)
+    stem = cfg.model if not cfg.finetune else Path(cfg.finetune).stem + "-finetuned"
+    keras_path, h5_path = out / f"{stem}.keras", out / f"{stem}.h5"
+    best.save(keras_path)
+    best.save(h5_path)
+    probs = best.predict(val_ds.x.astype(np.float32), batch_size=256, verbose=0)
+    val_acc = float((probs.argmax(1) == val_ds.y).mean())
+    best_epoch = int(np.argmax(history.get("val_accuracy", [0]))) + 1
+    summary = {
+        "model": stem,
+        "parameters": int(best.count_params()),
+        "labels": list(LABELS),
+        "input_size": cfg.input_size,
+        "data": str(cfg.data),
+        "train_faces": len(train_ds),
+        "val_faces": len(val_ds),
+        "epochs_run": len(history.get("loss", [])),
+        "best_epoch": best_epoch,
+        "val_accuracy": val_acc,
+        "train_seconds_this_call": round(seconds, 1),
+        "keras": str(keras_path),
+        "h5": str(h5_path),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(
+        f"done: best epoch {best_epoch}, validation accuracy {val_acc:.2%} "
+        f"({len(val_ds)} faces); saved {keras_path} and {h5_path}",
+        flush=True,
+    )
+    return summary
+
+
+def _read_history(path: Path) -> dict[str, list[float]]:
+    import csv
+
+    history: dict[str, list[float]] = {}
+    if not path.is_file():
+        return history
+    with path.open() as fh:
+        for row in csv.DictReader(fh):
+            for key, value in row.items():
+                if key == "epoch" or value in ("", None):
+                    continue
+                history.setdefault(key, []).append(float(value))
+    return history
+
+
+def _epoch_state_callback():
+    import keras
+
+    class EpochState(keras.callbacks.Callback):
+        def __init__(self, path: Path):
+            super().__init__()
+            self.path = path
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.path.write_text(json.dumps({"epoch": epoch + 1}))
+
+    return EpochState
+
+
+def _EpochState(path: Path):  # noqa: N802 - a factory named like the class it builds
+    return _epoch_state_callback()(path)
