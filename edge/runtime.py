@@ -35,7 +35,15 @@ class ModelLoadError(RuntimeError):
 
 def _import_interpreter(runtime: str):
     module = importlib.import_module(RUNTIMES[runtime])
-    return module.Interpreter
+    interpreter = getattr(module, "Interpreter", None)
+    if interpreter is None and runtime == "tensorflow":
+        # TF >= 2.20: the Interpreter is only on the lazily built ``tf.lite`` API module
+        interpreter = getattr(
+            getattr(importlib.import_module("tensorflow"), "lite", None), "Interpreter", None
+        )
+    if interpreter is None:
+        raise ImportError(f"{RUNTIMES[runtime]} has no Interpreter")
+    return interpreter
 
 
 def available_runtimes() -> list[str]:
