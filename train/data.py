@@ -31,11 +31,12 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".webp", ".tif", ".tiff"}
 #: fer2013.csv Usage -> DeepFER split name.
 CSV_USAGES = {"Training": "train", "PublicTest": "test", "PrivateTest": "private_test"}
-#: Folder names accepted for each split.
+#: Folder names accepted for each split (matched case-insensitively, first found wins).
 SPLIT_FOLDERS = {
-    "train": ("train", "training", "Training"),
-    "test": ("test", "testing", "PublicTest"),
+    "train": ("train", "training"),
+    "test": ("test", "testing", "publictest", "public_test"),
     "val": ("validation", "val", "valid"),
+    "private_test": ("private_test", "privatetest", "private"),
 }
 
 
@@ -151,6 +152,11 @@ def load_folder(
         if img is None or img.size == 0:
             bad.append(path)
             continue
+        if img.dtype == np.uint16:  # 16-bit PNG/TIFF: keep the top 8 bits, do not clip
+            img = (img >> 8).astype(np.uint8)
+        elif img.dtype != np.uint8:
+            bad.append(path)
+            continue
         try:
             xs.append(prepare_face(img, size))
         except (ValueError, cv2.error):
@@ -188,26 +194,25 @@ def load_csv(
     side = 48
     parts: dict[str, tuple[list, list]] = {}
     for line, row in enumerate(_progress(rows, len(rows), f"loading {path.name}", progress), 2):
+        where = f"{path}: row {line - 1} (line {line})"
         try:
             emotion = int(row["emotion"])
             label = FER2013_CSV_IDS[emotion]
-        except (KeyError, ValueError):
+        except (KeyError, ValueError, TypeError):
             raise DataError(
-                f"{path}:{line}: emotion {row.get('emotion')!r} is not a FER2013 id 0..6"
+                f"{where}: emotion {row.get('emotion')!r} is not a FER2013 id 0..6"
             ) from None
         try:
-            pixels = np.array(row["pixels"].split(), dtype=np.float32)
+            pixels = np.array((row.get("pixels") or "").split(), dtype=np.float32)
         except ValueError:
-            raise DataError(f"{path}:{line}: pixels are not all numbers") from None
+            raise DataError(f"{where}: pixels are not all numbers") from None
         if pixels.size != side * side:
-            raise DataError(
-                f"{path}:{line}: {pixels.size} pixel values, expected {side * side} (48x48)"
-            )
+            raise DataError(f"{where}: {pixels.size} pixel values, expected {side * side} (48x48)")
         img = np.clip(pixels, 0, 255).astype(np.uint8).reshape(side, side)
         usage = (row.get("Usage") or "Training").strip()
         split = CSV_USAGES.get(usage)
         if split is None:
-            raise DataError(f"{path}:{line}: unknown Usage {usage!r}")
+            raise DataError(f"{where}: unknown Usage {usage!r}; expected {', '.join(CSV_USAGES)}")
         xs, ys = parts.setdefault(split, ([], []))
         xs.append(prepare_face(img, size))
         ys.append(LABELS.index(label))
@@ -218,9 +223,14 @@ def load_csv(
 
 
 def find_split_dir(root: Path, split: str) -> Path | None:
-    for name in SPLIT_FOLDERS[split]:
-        if (root / name).is_dir():
-            return root / name
+    """The folder of ``split`` under ``root`` (names in :data:`SPLIT_FOLDERS`, any case)."""
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    folders = {p.name.lower(): p for p in sorted(root.iterdir()) if p.is_dir()}
+    for name in SPLIT_FOLDERS.get(split, ()):
+        if name in folders:
+            return folders[name]
     return None
 
 
@@ -232,15 +242,17 @@ def load_fer2013(
 ) -> dict[str, FaceDataset]:
     """Load whichever form ``source`` is: a CSV file, or a folder of split folders.
 
-    Returns the splits that exist among ``splits``. A folder that is itself a
-    class layout (``<dir>/<class>/``) is returned as ``{"train": ...}``.
+    Split names: ``train``, ``val``, ``test`` (PublicTest) and ``private_test``
+    (PrivateTest). Returns the splits that exist among ``splits``. A folder
+    that is itself a class layout (``<dir>/<class>/``) is returned as
+    ``{"train": ...}``.
     """
     source = Path(source)
     if source.is_file():
         if source.suffix.lower() != ".csv":
             raise DataError(f"{source}: expected fer2013.csv or a folder")
         found = load_csv(source, size, progress)
-        return {k: v for k, v in found.items() if k in splits or k == "private_test"}
+        return {k: v for k, v in found.items() if k in splits}
     if not source.is_dir():
         raise DataError(f"{source}: no such file or folder")
     csv_file = source / "fer2013.csv"
