@@ -92,14 +92,25 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from deepfer.train.training import TrainConfig, train
+    import sys
+
+    from deepfer.train.data import DataError
+    from deepfer.train.training import ConfigError, TrainConfig, train
 
     known = {f.name for f in fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in known and v is not None}
     if not args.resume and not args.data:
-        raise SystemExit("deepfer train: --data is required (fer2013.csv or a FER2013 folder)")
+        print(
+            "deepfer train: error: --data is required (fer2013.csv or a FER2013 folder)",
+            file=sys.stderr,
+        )
+        return 2
     cfg = TrainConfig(**values)
-    train(cfg, resume=args.resume, epochs=args.epochs)
+    try:
+        train(cfg, resume=args.resume, epochs=args.epochs)
+    except (ConfigError, DataError, FileNotFoundError) as exc:
+        print(f"deepfer train: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -111,15 +122,26 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
         "with PNG plots and a JSON report.",
     )
     p.add_argument("model", help="a .keras, .h5 or .tflite model")
-    p.add_argument("--data", required=True, help="fer2013.csv or a FER2013 folder")
-    p.add_argument("--split", default="test", help="which split to evaluate (default %(default)s)")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="fer2013.csv, a FER2013 folder, or one folder of <class>/ image folders",
+    )
+    p.add_argument(
+        "--split",
+        default="test",
+        help="train, val, test (PublicTest) or private_test (default %(default)s)",
+    )
     p.add_argument("--out", default=None, help="report folder (default: beside the model)")
     p.add_argument(
         "--tta",
         choices=("none", "flip", "tencrop"),
         nargs="*",
         default=["flip"],
-        help="test-time augmentation, reported separately (default: flip)",
+        help="test-time augmentation, each reported beside the plain result (default: flip)",
+    )
+    p.add_argument(
+        "--threads", type=int, default=0, help="CPU threads for a .tflite model (0: all)"
     )
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(handler=_run_evaluate)

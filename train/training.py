@@ -30,6 +30,13 @@ from deepfer.train.data import (
 
 log = logging.getLogger(__name__)
 
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("cosine", "plateau", "constant")
+
+
+class ConfigError(ValueError):
+    """A training option with a bad value; the message names the option and the value."""
+
 
 @dataclass
 class TrainConfig:
@@ -65,6 +72,67 @@ class TrainConfig:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    def validate(self, resume: bool = False) -> TrainConfig:
+        """Check every option up front; raises :class:`ConfigError` naming the first bad one."""
+        from deepfer.train.models import MODELS
+
+        def bad(key: str, why: str):
+            raise ConfigError(f"train.{key} = {getattr(self, key)!r}: {why}")
+
+        if not self.data and not resume:
+            bad("data", "give fer2013.csv or a FER2013 folder (--data)")
+        if self.data and not Path(self.data).exists():
+            bad("data", "no such file or folder")
+        if self.finetune and not resume:
+            if Path(self.finetune).suffix.lower() not in (".keras", ".h5"):
+                bad("finetune", "expected a .keras or .h5 model")
+            if not Path(self.finetune).is_file():
+                bad("finetune", "no such model file")
+        elif self.model not in MODELS:
+            bad("model", f"choose one of {', '.join(MODELS)}")
+        if (
+            self.weights.lower() not in ("", "none", "imagenet")
+            and not Path(self.weights).is_file()
+        ):
+            bad("weights", "choose imagenet, none, or a weights file")
+        if self.weights.lower() not in ("", "none") and self.model != "mobilenetv3small":
+            bad("weights", "backbone weights apply to --model mobilenetv3small only")
+        if self.optimizer not in OPTIMIZERS:
+            bad("optimizer", f"choose one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            bad("schedule", f"choose one of {', '.join(SCHEDULES)}")
+        for key in ("epochs", "batch_size"):
+            if getattr(self, key) < 1:
+                bad(key, "must be at least 1")
+        if not self.lr > 0:
+            bad("lr", "must be above 0")
+        if not 0.0 < self.val_split < 1.0:
+            bad("val_split", "must be between 0 and 1")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            bad("label_smoothing", "must be in [0, 1)")
+        if not 0.0 < self.plateau_factor < 1.0:
+            bad("plateau_factor", "must be between 0 and 1")
+        for key in (
+            "weight_decay",
+            "warmup_epochs",
+            "plateau_patience",
+            "patience",
+            "threads",
+            "max_per_class",
+            "shift",
+            "rotation",
+            "zoom",
+            "brightness",
+            "contrast",
+        ):
+            if getattr(self, key) < 0:
+                bad(key, "must not be negative")
+        if self.max_per_class == 1:
+            bad("max_per_class", "needs at least 2 faces per class to hold some out for validation")
+        if not 16 <= self.input_size <= 512:
+            bad("input_size", "must be between 16 and 512 pixels")
+        return self
 
     @classmethod
     def from_json(cls, data: dict) -> TrainConfig:
@@ -175,13 +243,6 @@ def train(cfg: TrainConfig, resume: bool = False, epochs: int | None = None) -> 
     With ``resume``, the run folder's saved config is used and training goes on
     from ``checkpoints/last.keras``; ``epochs`` may raise the total.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-    import tensorflow as tf
-
-    from deepfer.train import plots
-    from deepfer.train.models import load_for_finetune, make_model
-
     out = Path(cfg.out)
     ckpt_dir = out / "checkpoints"
     last_ckpt = ckpt_dir / "last.keras"
@@ -194,11 +255,32 @@ def train(cfg: TrainConfig, resume: bool = False, epochs: int | None = None) -> 
         if epochs:
             saved.epochs = epochs
         cfg = saved
+    cfg.validate(resume=resume)
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    from deepfer.train import plots
+    from deepfer.train.models import load_for_finetune, make_model
+
+    _set_threads(cfg.threads)  # before any TensorFlow op runs
+    keras.utils.set_random_seed(cfg.seed)
+    model = None
+    if cfg.finetune and not resume:
+        model = load_for_finetune(cfg.finetune, NUM_CLASSES)
+        shape = model.input_shape
+        if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 1:
+            raise ConfigError(
+                f"train.finetune = {cfg.finetune!r}: expected a square grayscale input "
+                f"(n, H, H, 1), the model has {shape}"
+            )
+        if shape[1] != cfg.input_size:
+            print(f"fine-tuning at the model's input size {shape[1]}x{shape[2]}", flush=True)
+            cfg.input_size = int(shape[1])
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(cfg.to_json(), indent=2))
 
-    keras.utils.set_random_seed(cfg.seed)
-    _set_threads(cfg.threads)
     data = prepare_data(cfg)
     train_ds, val_ds = data["train"], data["val"]
     for ds in (train_ds, val_ds):
@@ -209,16 +291,26 @@ def train(cfg: TrainConfig, resume: bool = False, epochs: int | None = None) -> 
     )
 
     initial_epoch = 0
+    best_so_far = None
     if resume:
         model = keras.models.load_model(last_ckpt)
         initial_epoch = json.loads(state_file.read_text())["epoch"] if state_file.is_file() else 0
+        previous = _read_history(out / "history.csv").get("val_accuracy", [])[:initial_epoch]
+        best_so_far = max(previous) if previous else None
         print(f"resuming from {last_ckpt} at epoch {initial_epoch + 1}", flush=True)
+        if initial_epoch >= cfg.epochs:
+            print(
+                f"nothing to do: {initial_epoch} of {cfg.epochs} epochs already run "
+                "(pass --epochs to go further)",
+                flush=True,
+            )
     else:
         shape = (cfg.input_size, cfg.input_size, 1)
-        if cfg.finetune:
-            model = load_for_finetune(cfg.finetune, NUM_CLASSES)
+        if model is not None:  # fine-tuning
+            pass
         elif cfg.model == "mobilenetv3small":
-            model = make_model(cfg.model, shape, NUM_CLASSES, weights=cfg.weights or None)
+            weights = None if cfg.weights.lower() in ("", "none") else cfg.weights
+            model = make_model(cfg.model, shape, NUM_CLASSES, weights=weights)
         else:
             model = make_model(cfg.model, shape, NUM_CLASSES)
         model.compile(
@@ -228,19 +320,14 @@ def train(cfg: TrainConfig, resume: bool = False, epochs: int | None = None) -> 
         )
     print(f"model {model.name}: {model.count_params():,} parameters", flush=True)
 
-    callbacks: list = [
-        keras.callbacks.ModelCheckpoint(
-            ckpt_dir / "best.keras", monitor="val_accuracy", mode="max", save_best_only=True
-        ),
-        keras.callbacks.ModelCheckpoint(last_ckpt),
-        _EpochState(state_file),
-        keras.callbacks.CSVLogger(out / "history.csv", append=resume),
-    ]
+    # Order matters: the schedulers first (ReduceLROnPlateau changes the rate at the epoch's
+    # end, and both log it), then the checkpoints and the state file, the CSV log last.
+    callbacks: list = []
     if cfg.schedule in ("cosine", "constant"):
         callbacks.append(
             keras.callbacks.LearningRateScheduler(lambda e, _lr: learning_rate(cfg, e))
         )
-    elif cfg.schedule == "plateau":
+    else:
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(
                 monitor="val_accuracy",
@@ -251,8 +338,6 @@ def train(cfg: TrainConfig, resume: bool = False, epochs: int | None = None) -> 
                 verbose=1,
             )
         )
-    else:
-        raise ValueError(f"unknown schedule {cfg.schedule!r}; choose cosine, plateau or constant")
     if cfg.patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -262,6 +347,18 @@ def train(cfg: TrainConfig, resume: bool = False, epochs: int | None = None) -> 
                 restore_best_weights=False,
             )
         )
+    callbacks += [
+        keras.callbacks.ModelCheckpoint(
+            ckpt_dir / "best.keras",
+            monitor="val_accuracy",
+            mode="max",
+            save_best_only=True,
+            initial_value_threshold=best_so_far,  # a resumed run keeps its earlier best
+        ),
+        keras.callbacks.ModelCheckpoint(last_ckpt),
+        _EpochState(state_file),
+        keras.callbacks.CSVLogger(out / "history.csv", append=resume),
+    ]
     weights = class_weights(train_ds.y) if cfg.class_weight else None
     tf.random.set_seed(cfg.seed)
     started = time.time()
@@ -272,6 +369,7 @@ def train(cfg: TrainConfig, resume: bool = False, epochs: int | None = None) -> 
         initial_epoch=initial_epoch,
         class_weight=weights,
         callbacks=callbacks,
+        shuffle=False,  # the tf.data pipeline shuffles
         verbose=2,
     )
     seconds = time.time() - started
@@ -305,8 +403,13 @@ def train(cfg: TrainConfig, resume: bool = False, epochs: int | None = None) -> 
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(
-        f"done: best epoch {best_epoch}, validation accuracy {val_acc:.2%} "
-        f"({len(val_ds)} faces); saved {keras_path} and {h5_path}",
+        f"\ndone in {seconds / 60:.1f} min: {summary['epochs_run']} epoch(s), best epoch "
+        f"{best_epoch}, validation accuracy {val_acc:.2%} ({len(val_ds):,} faces)\n"
+        f"run folder {out}/:\n"
+        f"  {keras_path.name}, {h5_path.name}  best model (Keras, legacy HDF5)\n"
+        "  history.csv, history.json, training_curves.png, class_distribution.png, summary.json\n"
+        "  checkpoints/last.keras  to go on with --resume\n"
+        f"next: deepfer evaluate {keras_path} --data {cfg.data}",
         flush=True,
     )
     return summary
