@@ -213,10 +213,16 @@ def test_busy_port_and_bad_settings_are_clear():
     shutil.which("chromium") is None,
     reason="chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)",
 )
-def test_page_renders_the_annotated_frame_in_headless_chromium(preview, tmp_path):
+@pytest.mark.parametrize("mode", ["frames", "stream"])
+def test_page_renders_the_annotated_frame_in_headless_chromium(preview, tmp_path, caplog, mode):
     shot = tmp_path / "preview.png"
-    # ?mode=frames: the page polls /frame.jpg; an endless MJPEG download would keep a
-    # headless screenshot waiting forever (real browsers use /stream.mjpg).
+    if mode == "frames":
+        # ?mode=frames: the page polls /frame.jpg, so the page "finishes loading" and the
+        # screenshot is taken after 3 s of virtual time.
+        url, wait = preview.url + "?mode=frames", "--virtual-time-budget=3000"
+    else:
+        # the real page streams MJPEG, which never finishes loading: stop loading after 3 s.
+        url, wait = preview.url, "--timeout=3000"
     cmd = [
         "chromium",
         "--headless",
@@ -230,11 +236,14 @@ def test_page_renders_the_annotated_frame_in_headless_chromium(preview, tmp_path
         f"--user-data-dir={tmp_path / 'profile'}",
         f"--screenshot={shot}",
         "--window-size=1000,700",
-        "--virtual-time-budget=3000",
-        preview.url + "?mode=frames",
+        wait,
+        url,
     ]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    with caplog.at_level(logging.DEBUG, logger="deepfer.edge.preview"):
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert shot.exists(), f"no screenshot (rc {result.returncode}): {result.stderr[-2000:]}"
+    requested = "GET /stream.mjpg" if mode == "stream" else "GET /frame.jpg"
+    assert requested in caplog.text
     img = cv2.imread(str(shot), cv2.IMREAD_COLOR)
     assert img.shape[:2] == (700, 1000)
     near_box_colour = np.abs(img.astype(int) - PALETTE["happy"]).max(axis=-1) < 40
