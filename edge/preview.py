@@ -22,6 +22,7 @@ import json
 import logging
 import socket
 import socketserver
+import sys
 import threading
 import time
 from collections import deque
@@ -174,7 +175,10 @@ class _HTTPServer(ThreadingHTTPServer):
         self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        log.debug("preview: error serving %s", client_address, exc_info=True)
+        if isinstance(sys.exc_info()[1], _DISCONNECTS):
+            log.debug("preview: %s went away", client_address)
+        else:  # a bug or a bad frame: say so, but keep serving (and keep the pipeline running)
+            log.warning("preview: error serving %s", client_address, exc_info=True)
 
 
 class _Handler(BaseHTTPRequestHandler):
