@@ -28,13 +28,13 @@ class Secret:
         return f"Secret(source={self.source!r}, value={'***' if self.value else None})"
 
 
-def _read_secret_file(path: Path, key: str) -> str:
+def _read_secret_file(path: Path, key: str, allow_empty: bool = False) -> str:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SecretError(f"{key} = {str(path)!r}: cannot read it ({exc.strerror or exc})") from exc
     value = text.rstrip("\r\n")
-    if not value:
+    if not value and not allow_empty:
         raise SecretError(f"{key} = {str(path)!r}: the file is empty")
     return value
 
@@ -65,9 +65,9 @@ def resolve_secret(
     if credential and cred_dir:
         path = Path(cred_dir) / credential
         if path.is_file():
-            return Secret(
-                _read_secret_file(path, "CREDENTIALS_DIRECTORY"), f"systemd credential {credential}"
-            )
+            value = _read_secret_file(path, "CREDENTIALS_DIRECTORY", allow_empty=True)
+            if value:  # an empty credential (install.sh makes the file empty) means no password
+                return Secret(value, f"systemd credential {credential}")
     tried = [f"${env}"] if env else []
     tried.append(f"$CREDENTIALS_DIRECTORY/{credential}" if credential else "no credential")
     return Secret(None, "none (looked at " + ", ".join(tried) + ")")
