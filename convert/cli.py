@@ -1,9 +1,207 @@
-"""Argument parsing for ``deepfer convert`` and ``deepfer benchmark``."""
+"""Argument parsing for ``deepfer convert`` and ``deepfer benchmark``.
+
+Only argparse at import time: TensorFlow, matplotlib and the conversion code
+are imported when a command runs.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+
+#: Exit status when int8 loses more accuracy than allowed (files written, --force not given).
+EXIT_ACCURACY_DROP = 3
+
+
+def add_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "convert",
+        help="convert a Keras model to full-int8 and float32 TFLite (needs the train extra)",
+        description="Convert a trained Keras model to a full-integer int8 TFLite model calibrated on "
+        "real faces and a float32 one (float16 and dynamic-range on request), each with a JSON "
+        "sidecar, then check int8 against float on held-out faces.",
+    )
+    p.add_argument("model", help="the Keras model (.keras or .h5), or a `deepfer train` run folder")
+    p.add_argument(
+        "--calibration-data",
+        required=True,
+        metavar="DIR",
+        help="FER2013 folder (train/<class>/...) or fer2013.csv; faces are drawn from its training split",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="STEM",
+        help="output stem: models/NAME writes models/NAME_int8.tflite, models/NAME_float32.tflite "
+        "and a .json sidecar beside each",
+    )
+    p.add_argument(
+        "--calibration-size",
+        type=int,
+        default=350,
+        metavar="N",
+        help="faces in the representative set, balanced across classes (default %(default)s)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the calibration and check sampling (default 0)"
+    )
+    p.add_argument("--float16", action="store_true", help="also write NAME_float16.tflite")
+    p.add_argument(
+        "--dynamic",
+        action="store_true",
+        help="also write NAME_dynamic.tflite (dynamic-range: int8 weights, float I/O)",
+    )
+    p.add_argument(
+        "--no-float32",
+        dest="float32",
+        action="store_false",
+        help="skip the float32 model (the check then compares with the Keras model)",
+    )
+    p.add_argument(
+        "--check-data",
+        metavar="DIR",
+        default=None,
+        help="held-out faces for the int8-vs-float check (default: the calibration data's test "
+        "split, else training faces not used for calibration)",
+    )
+    p.add_argument(
+        "--check-size",
+        type=int,
+        default=0,
+        metavar="N",
+        help="cap the held-out faces (stratified sample; default: the whole test split)",
+    )
+    p.add_argument("--no-check", dest="check", action="store_false", help="skip the check")
+    p.add_argument(
+        "--max-drop",
+        type=float,
+        default=1.0,
+        metavar="POINTS",
+        help="accuracy points int8 may lose against float (default %(default)s)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="exit 0 even when int8 loses more than --max-drop",
+    )
+    p.add_argument(
+        "--trained-on",
+        default=None,
+        metavar="TEXT",
+        help="what the model was trained on, for the sidecar (default: read from the "
+        "`deepfer train` run folder, else 'unknown')",
+    )
+    p.add_argument("--progress", action="store_true", help="show data loading progress")
+    p.set_defaults(handler=_run_convert)
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from deepfer.convert.calibration import CalibrationError
+    from deepfer.convert.quantize import AccuracyDropError, ConvertError, convert_model
+    from deepfer.edge.runtime import ModelLoadError, RuntimeUnavailable
+
+    formats = ["int8"] + (["float32"] if args.float32 else [])
+    formats += (["float16"] if args.float16 else []) + (["dynamic"] if args.dynamic else [])
+    try:
+        result = convert_model(
+            args.model,
+            args.calibration_data,
+            args.out,
+            n_calibration=args.calibration_size,
+            formats=formats,
+            seed=args.seed,
+            check_data=args.check_data,
+            check_size=args.check_size,
+            check=args.check,
+            max_drop=args.max_drop,
+            force=args.force,
+            trained_on=args.trained_on,
+            progress=args.progress,
+            echo=lambda line: print(line, flush=True),
+        )
+    except AccuracyDropError as exc:
+        print(exc.result.summary())
+        print(f"deepfer convert: {exc}", file=sys.stderr)
+        return EXIT_ACCURACY_DROP
+    except (ConvertError, CalibrationError, ModelLoadError, RuntimeUnavailable) as exc:
+        print(f"deepfer convert: error: {exc}", file=sys.stderr)
+        return 2
+    print(result.summary())
+    if result.check and "int8" in result.check["models"]:
+        m = result.check["models"]["int8"]
+        verdict = "ok" if result.passed else "over the limit, accepted with --force"
+        print(
+            f"int8 vs float: {m['agreement_with_float']:.2%} top-1 agreement, accuracy "
+            f"{m['accuracy']:.2%} vs {m['float_accuracy']:.2%} "
+            f"({m['accuracy_drop_points']:+.2f} points lost; limit {args.max_drop:g}: {verdict})"
+        )
+    return 0
+
+
+def add_benchmark(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "benchmark",
+        help="compare models (.tflite, .keras): accuracy, F1, agreement, size, latency, memory",
+        description="Benchmark models on a FER2013 split: accuracy, macro-F1, per-class F1, top-1 "
+        "agreement with the float reference, file size, single-face latency (median and p90, "
+        "1 thread and all cores), batch throughput, peak memory and runtime. Each model runs "
+        "in a fresh process.",
+    )
+    p.add_argument("models", nargs="+", metavar="MODEL", help=".tflite (with sidecar) or .keras")
+    p.add_argument("--data", required=True, help="fer2013.csv or a FER2013 folder")
+    p.add_argument("--split", default="test", help="split to measure on (default %(default)s)")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=0,
+        metavar="N",
+        help="use a stratified sample of N faces (default: the whole split)",
+    )
+    p.add_argument(
+        "--reference",
+        default=None,
+        metavar="MODEL",
+        help="float model for the agreement column (default: the first float model given)",
+    )
+    p.add_argument(
+        "--runtime",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="TFLite runtime: auto (default), ai-edge-litert, tflite-runtime, tensorflow, or "
+        "'all' for every installed one; repeat to compare",
+    )
+    p.add_argument("--runs", type=int, default=200, help="timed single-face runs (default 200)")
+    p.add_argument("--warmup", type=int, default=20, help="untimed runs first (default 20)")
+    p.add_argument("--batch-size", type=int, default=32, help="batch for throughput (default 32)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help=f"the 'all cores' thread count (default: every core, {os.cpu_count() or 1} here)",
+    )
+    p.add_argument("--out", default=None, metavar="DIR", help="write benchmark.{json,md,png} here")
+    p.add_argument("--json", default=None, metavar="FILE", help="write the results as JSON")
+    p.add_argument("--markdown", default=None, metavar="FILE", help="write a Markdown report")
+    p.add_argument("--plot", default=None, metavar="FILE", help="plot accuracy vs size and latency")
+    p.add_argument(
+        "--update-sidecars",
+        action="store_true",
+        help="store each .tflite model's measured metrics in its sidecar",
+    )
+    p.add_argument("--progress", action="store_true", help="show data loading progress")
+    p.set_defaults(handler=_run_benchmark)
+
+
+def _run_benchmark(args: argparse.Namespace) -> int:
+    from deepfer.convert.benchmark import run_benchmark_command
+
+    return run_benchmark_command(args)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Adds the conversion subcommands (filled in by the conversion work)."""
+    """Adds ``convert`` and ``benchmark``."""
+    add_convert(sub)
+    add_benchmark(sub)

@@ -98,31 +98,16 @@ def tiny_keras_model(tmp_path_factory, tiny_fer) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_tflite_model(tmp_path_factory, tiny_keras_model, tiny_fer) -> Path:
-    """The tiny model as full-int8 TFLite with its sidecar (``tiny_int8.tflite`` + ``.json``)."""
-    import keras
-    import tensorflow as tf
+    """The tiny model converted by ``deepfer convert``'s API: ``tiny_int8.tflite`` (full int8)
+    with its complete sidecar, and ``tiny_float32.tflite`` beside it; both checked on tiny_fer's test split."""
+    from deepfer.convert.quantize import convert_model
 
-    from deepfer.edge.model_info import write_sidecar
-    from deepfer.train.data import load_fer2013
-
-    model = keras.models.load_model(tiny_keras_model)
-    calib = load_fer2013(tiny_fer, ("train",), progress=False)["train"].x.astype("float32")
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([calib[i : i + 1]] for i in range(len(calib)))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    out = tmp_path_factory.mktemp("tiny_tflite") / "tiny_int8.tflite"
-    out.write_bytes(converter.convert())
-    write_sidecar(
-        out,
-        {
-            "name": "tiny_int8",
-            "labels": list(LABELS),
-            "input": {"size": [48, 48], "channels": 1, "dtype": "int8", "range": [0, 255]},
-            "trained_on": "synthetic test faces (tests/conftest.py)",
-            "metrics": {},
-        },
+    result = convert_model(
+        tiny_keras_model,
+        tiny_fer,
+        tmp_path_factory.mktemp("tiny_tflite") / "tiny",
+        n_calibration=140,
+        formats=("int8", "float32"),
+        trained_on="synthetic test faces (tests/conftest.py)",
     )
-    return out
+    return result.path("int8")
