@@ -42,6 +42,8 @@ __all__ = ["PreviewServer", "parse_host_port"]
 log = logging.getLogger(__name__)
 
 BOUNDARY = "frame"
+#: Seconds without a new frame after which a stream repeats the last one.
+KEEPALIVE_S = 1.0
 _DISCONNECTS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
 
 
@@ -248,17 +250,20 @@ class _Handler(BaseHTTPRequestHandler):
         with state.cond:
             state.clients += 1
         try:
-            seen = 0
+            # Each part ends with the next boundary. Browsers draw a part only once the next
+            # one begins, so when no new frame comes for KEEPALIVE_S the last one is sent
+            # again: a still scene shows up, and a client that went away is noticed.
+            self.wfile.write(f"--{BOUNDARY}\r\n".encode())
+            seen, last = 0, None
             while not state.closed:
-                jpeg, seq = state.jpeg_after(seen, timeout=1.0)
+                jpeg, seq = state.jpeg_after(seen, timeout=KEEPALIVE_S)
                 if jpeg is None:
-                    continue
-                seen = seq
-                head = (
-                    f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
-                    f"Content-Length: {len(jpeg)}\r\n\r\n"
-                ).encode()
-                self.wfile.write(head + jpeg + b"\r\n")
+                    if last is None or state.closed:
+                        continue
+                    jpeg = last
+                seen, last = seq, jpeg
+                head = f"Content-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+                self.wfile.write(head.encode() + jpeg + f"\r\n--{BOUNDARY}\r\n".encode())
                 self.wfile.flush()
         finally:
             with state.cond:
