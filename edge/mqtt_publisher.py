@@ -264,6 +264,14 @@ def check_mqtt_config(cfg: Any, device_id: str) -> MqttSettings:
                 "does not exist" if not os.path.exists(os.path.expanduser(v)) else "is not readable"
             )
             raise MqttConfigError(f"mqtt.{k}", v, f"the file {why}")
+    password_file = str(_opt(cfg, "password_file") or "")
+    if password_file and not os.access(os.path.expanduser(password_file), os.R_OK):
+        why = (
+            "does not exist"
+            if not os.path.exists(os.path.expanduser(password_file))
+            else "is not readable"
+        )
+        raise MqttConfigError("mqtt.password_file", password_file, f"the file {why}")
     ha = _opt(cfg, "ha_discovery")
     if not isinstance(ha, bool):
         raise MqttConfigError("mqtt.ha_discovery", ha, "must be true or false")
@@ -293,7 +301,7 @@ def check_mqtt_config(cfg: Any, device_id: str) -> MqttSettings:
         ha_discovery=ha,
         ha_prefix=ha_prefix,
         password_env=str(_opt(cfg, "password_env") or ""),
-        password_file=str(_opt(cfg, "password_file") or ""),
+        password_file=password_file,
     )
 
 
