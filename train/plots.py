@@ -20,23 +20,35 @@ def _plt():
 def training_curves(history: Mapping[str, Sequence[float]], path: str | Path) -> Path:
     """Loss and accuracy per epoch, training against validation, plus the LR."""
     plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
     epochs = np.arange(1, len(history.get("loss", [])) + 1)
+    style = {"marker": "o", "markersize": 3}  # a one-epoch run still shows its points
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for ax, key, title in ((axes[0], "loss", "loss"), (axes[1], "accuracy", "accuracy")):
         if key in history:
-            ax.plot(epochs, history[key], label="train")
+            ax.plot(epochs, history[key], label="train", **style)
         if f"val_{key}" in history:
-            ax.plot(epochs, history[f"val_{key}"], label="validation")
+            ax.plot(epochs, history[f"val_{key}"], label="validation", **style)
         ax.set_title(title)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
         ax.legend()
+    val_acc = history.get("val_accuracy")
+    if val_acc is not None and len(val_acc) == len(epochs) and len(epochs):
+        best = int(np.argmax(val_acc))
+        axes[1].axvline(epochs[best], color="gray", ls=":", lw=1)
+        axes[1].set_title(f"accuracy (best validation {val_acc[best]:.1%}, epoch {best + 1})")
     if "learning_rate" in history:
-        axes[2].plot(epochs, history["learning_rate"])
+        axes[2].plot(epochs, history["learning_rate"], **style)
         axes[2].set_yscale("log")
     axes[2].set_title("learning rate")
-    axes[2].set_xlabel("epoch")
-    axes[2].grid(alpha=0.3)
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        if 0 < len(epochs) <= 20:
+            ax.set_xticks(epochs)
+            ax.set_xlim(0.5, len(epochs) + 0.5)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -84,7 +96,7 @@ def confusion_matrix(
         ax.set_yticks(range(len(labels)), labels)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
-        ax.set_title(f"{title} {name}".strip())
+        ax.set_title(f"{title}: {name}" if title else name)
         threshold = mat.max() / 2 if mat.size else 0
         for i in range(mat.shape[0]):
             for j in range(mat.shape[1]):
@@ -115,7 +127,7 @@ def roc_curves(
     ax.plot([0, 1], [0, 1], "k--", lw=0.8)
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
-    ax.set_title(f"{title} ROC, one-vs-rest".strip())
+    ax.set_title(f"{title}: one-vs-rest ROC" if title else "one-vs-rest ROC")
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
