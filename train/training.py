@@ -233,8 +233,13 @@ def _set_threads(threads: int) -> None:
     if threads:
         import tensorflow as tf
 
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))
+        except RuntimeError:  # TensorFlow already ran in this process (train() called again)
+            log.warning(
+                "--threads %d ignored: TensorFlow is already running in this process", threads
+            )
 
 
 def train(cfg: TrainConfig, resume: bool = False, epochs: int | None = None) -> dict:
@@ -382,7 +387,13 @@ def train(cfg: TrainConfig, resume: bool = False, epochs: int | None = None) -> 
     stem = cfg.model if not cfg.finetune else Path(cfg.finetune).stem + "-finetuned"
     keras_path, h5_path = out / f"{stem}.keras", out / f"{stem}.h5"
     best.save(keras_path)
-    best.save(h5_path)
+    absl = logging.getLogger("absl")  # quiet Keras' "HDF5 is legacy" warning: we mean it
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    try:
+        best.save(h5_path)
+    finally:
+        absl.setLevel(level)
     probs = best.predict(val_ds.x.astype(np.float32), batch_size=256, verbose=0)
     val_acc = float((probs.argmax(1) == val_ds.y).mean())
     best_epoch = int(np.argmax(history.get("val_accuracy", [0]))) + 1
