@@ -145,7 +145,6 @@ class KerasPredictor(Predictor):
                 f"{path}: {outputs} outputs, but a DeepFER Keras model has {len(LABELS)} "
                 f"({', '.join(LABELS)})"
             )
-        self._keras = keras
         self.runtime = f"keras {keras.__version__}"
         self.input_dtype = "float32"
         super().__init__(path, LABELS, (shape[1], shape[2]))
@@ -154,8 +153,8 @@ class KerasPredictor(Predictor):
         x = batch.astype(np.float32)
         if self.channels != 1:
             x = np.repeat(x, self.channels, axis=3)
-        probs = self._keras.ops.convert_to_numpy(self.model(x, training=False))
-        probs = probs.astype(np.float32, copy=False)
+        # compiled once per batch shape: about twice as fast as calling the model eagerly
+        probs = np.asarray(self.model.predict_on_batch(x), np.float32)
         if (probs < -1e-3).any() or np.abs(probs.sum(1) - 1.0).max() > 0.05:
             probs = _softmax(probs)  # a model that outputs logits
         return probs
