@@ -62,3 +62,14 @@ def test_install_script_dry_run():
     assert "/etc/deepfer/deepfer.toml" in out and "/etc/deepfer/mqtt-password" in out
     assert "/etc/systemd/system/deepfer.service" in out
     assert "useradd --system" in out or "usermod" in out
+
+
+def test_example_config_lists_every_option_and_loads():
+    config = pytest.importorskip("deepfer.edge.config")
+    data = config.read_toml(DEPLOY / "deepfer.toml")
+    missing = [f"{section}.{key}" for section in config.sections() for key in config.key_types(section)
+               if key not in data.get(section, {})]  # fmt: skip
+    missing += [key for key in config.top_level_keys() if key not in data]
+    assert missing == [], f"deploy/deepfer.toml lacks {missing}"
+    loaded = config.load_config(DEPLOY / "deepfer.toml", environ={})
+    assert loaded.to_dict() == config.Config().to_dict()  # the file shows the defaults
