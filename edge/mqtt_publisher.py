@@ -446,7 +446,8 @@ class MqttSink(Sink):
         # paho's own messages are internals (and noisy while reconnecting): debug level only;
         # this module logs what went wrong in words.
         paho_log = logging.getLogger("deepfer.edge.mqtt_publisher.paho")
-        client.on_log = lambda _c, _u, _level, buf: paho_log.debug("%s", buf)
+        if paho_log.isEnabledFor(logging.DEBUG):
+            client.on_log = lambda _c, _u, _level, buf: paho_log.debug("%s", buf)
         if s.username or self._secret.value:
             client.username_pw_set(s.username or None, self._secret.value)
         if self._ssl is not None:
