@@ -460,9 +460,11 @@ def check_config(config: Config, origins: Mapping[str, str] | None = None) -> li
     def report(dotted: str, problem: str) -> None:
         section, _, key = dotted.rpartition(".")
         value = getattr(getattr(config, section) if section else config, key)
+        if dotted == "mqtt.url":  # never echo a password someone put in the URL
+            value = redact_url(value)
         problems.append(f"{dotted} = {value!r}{_origin(origins.get(dotted, ''))}: {problem}")
 
-    from deepfer.edge.mqtt_publisher import device_id_problem  # light: paho loads in start()
+    from deepfer.edge.mqtt_publisher import device_id_problem, redact_url  # light (no paho)
 
     device_id = config.resolved_device_id()
     problem = device_id_problem(device_id)

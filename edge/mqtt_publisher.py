@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import queue
+import re
 import ssl
 import sys
 import threading
@@ -107,35 +108,33 @@ class BrokerUrl:
 
 def parse_broker_url(url: str, key: str = "mqtt.url") -> BrokerUrl:
     """``mqtt://[user@]host[:port]`` or ``mqtts://...``; a password in the URL is refused."""
+    shown = redact_url(url)
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise MqttConfigError(key, url, f"not a broker URL ({exc})") from exc
+        raise MqttConfigError(key, shown, f"not a broker URL ({exc})") from exc
     if parts.scheme not in DEFAULT_PORTS:
         raise MqttConfigError(
-            key, url, "use mqtt://[user@]host[:port] or mqtts://[user@]host[:port]"
+            key, shown, "use mqtt://[user@]host[:port] or mqtts://[user@]host[:port]"
         )
     if not parts.hostname:
-        raise MqttConfigError(key, url, "no host")
+        raise MqttConfigError(key, shown, "no host")
     if parts.password is not None:
         raise MqttConfigError(
-            key, _redact(url), "no password in the URL: use mqtt.password_env, mqtt.password_file "
+            key, shown, "no password in the URL: use mqtt.password_env, mqtt.password_file "
             f"or the systemd credential {MQTT_CREDENTIAL!r}",
         )  # fmt: skip
     if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise MqttConfigError(key, url, "no path or query after host[:port]")
+        raise MqttConfigError(key, shown, "no path or query after host[:port]")
     return BrokerUrl(
         parts.scheme, parts.hostname, port or DEFAULT_PORTS[parts.scheme], parts.username or ""
     )
 
 
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return parts._replace(netloc=netloc).geturl()
+def redact_url(url: str) -> str:
+    """The URL with any password in it replaced by ``***`` (for messages and logs)."""
+    return re.sub(r"(//[^/@:]*):[^@/]*@", r"\1:***@", str(url))
 
 
 def device_id_problem(device_id: str) -> str | None:
@@ -514,6 +513,8 @@ class MqttSink(Sink):
             return
         self._last_state = now
         payload = {**state, "count": len(faces), "dominant": dominant_emotion(faces)}
+        if isinstance(payload.get("ts"), (int, float)):  # time.time() -> ISO 8601, as in events
+            payload["ts"] = utc_iso(payload["ts"])
         info = self._client.publish(self.topics["state"], _json(payload), qos=0, retain=False)
         if info.rc == 0:
             self._counts["state_sent"] += 1
