@@ -132,10 +132,12 @@ def _run_convert(args: argparse.Namespace) -> int:
     if result.check and "int8" in result.check["models"]:
         m = result.check["models"]["int8"]
         verdict = "ok" if result.passed else "over the limit, accepted with --force"
+        drop = m["accuracy_drop_points"]
+        change = f"loses {drop:.2f} points" if drop >= 0 else f"gains {-drop:.2f} points"
         print(
             f"int8 vs float: {m['agreement_with_float']:.2%} top-1 agreement, accuracy "
             f"{m['accuracy']:.2%} vs {m['float_accuracy']:.2%} "
-            f"({m['accuracy_drop_points']:+.2f} points lost; limit {args.max_drop:g}: {verdict})"
+            f"(int8 {change}; limit {args.max_drop:g}: {verdict})"
         )
     return 0
 
