@@ -50,3 +50,17 @@ def test_load_for_finetune(tiny_keras_model):
     # the body keeps its trained weights
     body = same.layers[-2].output
     assert three.get_layer(index=-2).output.shape == body.shape
+
+
+@pytest.mark.slow
+def test_with_flip_average_is_the_mean_of_face_and_mirror(tiny_keras_model):
+    import numpy as np
+
+    from deepfer.train.models import with_flip_average
+
+    model = keras.models.load_model(tiny_keras_model)
+    wrapped = with_flip_average(model)
+    x = np.random.default_rng(0).integers(0, 256, (3, 48, 48, 1)).astype("float32")
+    expected = (model.predict(x, verbose=0) + model.predict(x[:, :, ::-1], verbose=0)) / 2
+    np.testing.assert_allclose(wrapped.predict(x, verbose=0), expected, atol=1e-5)
+    assert wrapped.count_params() == model.count_params()

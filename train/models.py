@@ -198,3 +198,22 @@ def load_for_finetune(path, num_classes: int = NUM_CLASSES):
     features = model.layers[-2].output
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="emotion_new")(features)
     return keras.Model(model.input, outputs, name=f"{model.name}_finetune")
+
+
+def with_flip_average(model):
+    """Wrap ``model`` so it averages its scores on the face and its mirror image.
+
+    Test-time flip augmentation inside the model (the weights are shared, so
+    the file barely grows; inference costs two passes). The input contract is
+    unchanged: raw 0..255 pixels.
+    """
+    keras = _keras()
+    ops = keras.ops
+    inputs = keras.Input(shape=model.input_shape[1:], name="face")
+    mirrored = keras.layers.Lambda(lambda x: ops.flip(x, axis=2), name="mirror")(inputs)
+    both = keras.layers.Concatenate(axis=0, name="face_and_mirror")([inputs, mirrored])
+    scores = model(both)  # (2n, k): the faces, then their mirrors
+    k = model.output_shape[-1]
+    pair = keras.layers.Lambda(lambda s: ops.reshape(s, (2, -1, k)), name="pair")(scores)
+    outputs = keras.layers.Lambda(lambda s: ops.mean(s, axis=0), name="flip_average")(pair)
+    return keras.Model(inputs, outputs, name=f"{model.name}_flipavg")
