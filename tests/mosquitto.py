@@ -61,7 +61,7 @@ def _openssl(*args: str, cwd: Path) -> None:
 def make_ca(folder: Path, name: str = "ca") -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     key, cert = folder / f"{name}.key", folder / f"{name}.crt"
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
              "-subj", f"/CN=DeepFER test {name}", "-keyout", str(key), "-out", str(cert), cwd=folder)  # fmt: skip
     return cert, key
 
@@ -77,7 +77,7 @@ def make_pki(folder: Path) -> Pki:
         "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
         "extendedKeyUsage=serverAuth\n"
     )
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=127.0.0.1",
              "-keyout", str(key), "-out", str(csr), cwd=folder)  # fmt: skip
     _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key),
              "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(cert), cwd=folder)  # fmt: skip

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -236,3 +237,31 @@ def test_run_refuses_bad_ids_and_prefixes(flags, env, words):
     assert proc.returncode == 2, proc.stdout
     assert words in proc.stderr, proc.stderr
     assert "hunter2" not in proc.stderr  # a password in the URL is never echoed
+
+
+def test_sigterm_says_offline_and_sigkill_leaves_the_last_will(tmp_path, tiny_tflite_model, video):
+    with Mosquitto(tmp_path / "broker") as broker:
+        sub = Subscriber(broker, [f"{PREFIX}/status", f"{PREFIX}/events"])
+        try:
+            for sig, code in ((signal.SIGTERM, 0), (signal.SIGKILL, -9)):
+                sub.messages.clear()
+                proc = deepfer_run(
+                    tiny_tflite_model, video, broker.url, tmp_path, "--realtime", "--loop",
+                    env=run_env(DEEPFER_MQTT_SUMMARY_INTERVAL_S="0"), wait=False,
+                )  # fmt: skip
+                sub.wait_for(
+                    lambda s: len(s.on(f"{PREFIX}/events")) >= 3, timeout=30, what="events"
+                )
+                proc.send_signal(sig)
+                _, err = proc.communicate(timeout=30)
+                assert proc.returncode == code, err
+                sub.wait_for(
+                    lambda s: len(s.on(f"{PREFIX}/status")) >= 2, timeout=5, what="offline"
+                )
+                assert [m.payload for m in sub.on(f"{PREFIX}/status")] == [b"online", b"offline"]
+                if sig == signal.SIGTERM:  # a clean stop: every track ended, every event sent
+                    events = [m.json() for m in sub.on(f"{PREFIX}/events")]
+                    assert events[-1]["type"] == "end"
+                    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+        finally:
+            sub.close()
