@@ -1,0 +1,106 @@
+"""`deepfer detect` in a subprocess: text, JSON, annotated output, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import cv2
+import pytest
+
+
+def deepfer(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPFER_")}
+    return subprocess.run(
+        [sys.executable, "-m", "deepfer.edge", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def test_detect_json_on_justin(media_dir, tiny_tflite_model, tmp_path):
+    out = tmp_path / "justin_boxes.jpg"
+    proc = deepfer(
+        "detect", media_dir / "justin.jpg", "--json", "--model", tiny_tflite_model, "--out", out
+    )
+    assert proc.returncode == 0, proc.stderr
+    faces = json.loads(proc.stdout)
+    assert isinstance(faces, list) and len(faces) == 1
+    face = faces[0]
+    assert {"box", "emotion", "score", "scores"} <= set(face)
+    x, y, w, h = face["box"]
+    assert 60 < x < 120 and 60 < y < 120 and 150 < w < 240 and w == h
+    assert face["emotion"] == max(face["scores"], key=face["scores"].get)
+    assert face["score"] == face["scores"][face["emotion"]]
+    drawn = cv2.imread(str(out))
+    original = cv2.imread(str(media_dir / "justin.jpg"))
+    assert drawn.shape == original.shape and (drawn != original).any()
+
+
+def test_detect_text_several_inputs_and_video(media_dir, tiny_tflite_model, tmp_path):
+    clip = tmp_path / "clip.mp4"
+    cap = cv2.VideoCapture(str(media_dir / "woman2.mp4"))
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 30, (596, 336))
+    for _ in range(20):
+        ok, frame = cap.read()
+        writer.write(frame)
+    writer.release()
+    outdir = tmp_path / "out"
+    proc = deepfer(
+        "detect", media_dir / "12_angry_men.jpg", media_dir / "no-faces.jpg", clip,
+        "--model", tiny_tflite_model, "--out", outdir,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "12_angry_men.jpg: " in proc.stdout and "no-faces.jpg: no faces" in proc.stdout
+    assert "clip.mp4: faces in" in proc.stdout and "track #1" in proc.stdout
+    assert sorted(p.name for p in outdir.iterdir()) == [
+        "12_angry_men.jpg",
+        "clip.mp4",
+        "no-faces.jpg",
+    ]
+    assert cv2.VideoCapture(str(outdir / "clip.mp4")).read()[0]
+
+
+def test_unreadable_image_and_missing_file(media_dir, tiny_tflite_model, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 this is not really a jpeg")
+    proc = deepfer(
+        "detect", broken, tmp_path / "missing.png", media_dir / "justin.jpg", "--json",
+        "--model", tiny_tflite_model,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert f"{broken}: cannot read this image" in proc.stderr
+    assert "missing.png: no such file" in proc.stderr
+    assert len(json.loads(proc.stdout)) == 1  # the good input still gets its answer
+
+
+def test_bad_models_are_clear_errors(media_dir, tiny_tflite_model, tmp_path):
+    image = media_dir / "justin.jpg"
+    proc = deepfer("detect", image, "--model", tmp_path / "nope.tflite")
+    assert proc.returncode == 2 and "model.path" in proc.stderr and "nope.tflite" in proc.stderr
+
+    lonely = tmp_path / "lonely.tflite"
+    shutil.copy(tiny_tflite_model, lonely)
+    proc = deepfer("detect", image, "--model", lonely)
+    assert proc.returncode == 2 and "no sidecar lonely.json" in proc.stderr
+
+    corrupt = tmp_path / "corrupt.tflite"
+    corrupt.write_bytes(os.urandom(2048))
+    shutil.copy(tiny_tflite_model.with_suffix(".json"), corrupt.with_suffix(".json"))
+    proc = deepfer("detect", image, "--model", corrupt)
+    assert proc.returncode == 2 and "not a valid TFLite model" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_default_model_missing_says_pass_model(media_dir):
+    from deepfer.models import default_model_path
+
+    if default_model_path().is_file():
+        pytest.skip("the default model is installed")
+    proc = deepfer("detect", media_dir / "justin.jpg")
+    assert proc.returncode == 2 and "--model" in proc.stderr and "Traceback" not in proc.stderr
