@@ -1,0 +1,193 @@
+"""Edge pipeline benchmark: woman2.mp4 end to end, as fast as possible, on one thread.
+
+Measures, through the same code as ``deepfer run`` (capture -> detect -> classify ->
+track -> sinks): frames per second (wall clock, and per CPU-second, which shows what the
+pipeline costs when the machine is shared), the share of frames with a face, per-stage
+median milliseconds and peak RSS; then the cold start of ``deepfer detect`` on one photo
+(fresh processes, median wall time and CPU time). Prints a table and writes JSON.
+
+    python benchmarks/bench_edge.py --model models/deepfer_int8.tflite
+    python benchmarks/bench_edge.py --model m.tflite --runs 5 --out bench_edge.json
+
+Goals (docs/edge.md): >= 200 fps (5x the fer package's 35-43 fps), a face in >= 98% of
+woman2.mp4's frames, peak RSS < 150 MB, cold ``deepfer detect`` < 1 s.
+
+One thread: OpenCV (cv2.setNumThreads(1)), FFmpeg's decoder (threads;1) and TFLite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# FFmpeg decodes on one thread too (read when a capture opens).
+os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "threads;1")
+
+FER_PACKAGE_FPS = (35.0, 43.0)  # the fer package on the same clip (issue #4)
+GOALS = {"fps": 200.0, "face_share": 0.98, "peak_rss_mb": 150.0, "cold_detect_s": 1.0}
+
+
+class CollectSink:
+    """Keeps events in memory (no I/O in the timed loop)."""
+
+    name = "collect"
+
+    def __init__(self):
+        self.events = []
+
+    def start(self):
+        pass
+
+    def publish_event(self, event):
+        self.events.append(event)
+
+    def publish_state(self, state):
+        pass
+
+    def stats(self):
+        return {"events": len(self.events)}
+
+    def close(self):
+        pass
+
+
+def media_file(name: str) -> Path | None:
+    data = os.environ.get("DEEPFER_DATA")
+    return Path(data) / "media" / name if data else None
+
+
+def run_pipeline(video: Path, model: Path, detector_overrides: dict) -> dict:
+    import cv2
+
+    from deepfer.edge.capture import OpenCVSource
+    from deepfer.edge.config import load_config
+    from deepfer.edge.daemon import Daemon
+
+    cv2.setNumThreads(1)
+    overrides = {"model.path": str(model), "model.threads": 1, "run.stats_interval_s": 0.0}
+    overrides.update({f"detector.{k}": v for k, v in detector_overrides.items()})
+    config = load_config(None, environ={}, overrides=overrides)
+    sink = CollectSink()
+    daemon = Daemon(config, sinks=[sink], source=OpenCVSource(str(video), live=False))
+    summary = daemon.run()
+    summary["events"] = len(sink.events)
+    return summary
+
+
+def cold_detect(image: Path, model: Path, runs: int) -> dict:
+    """``deepfer detect IMAGE --json`` in fresh processes: wall and CPU seconds."""
+    cmd = [sys.executable, "-m", "deepfer.edge", "detect", str(image), "--model", str(model)]
+    cmd.append("--json")
+    walls, cpus = [], []
+    for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        walls.append(time.perf_counter() - t0)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+        if proc.returncode != 0:
+            raise SystemExit(f"deepfer detect failed:\n{proc.stderr}")
+    faces = len(json.loads(proc.stdout))
+    return {
+        "runs": runs,
+        "wall_s_median": round(statistics.median(walls), 3),
+        "cpu_s_median": round(statistics.median(cpus), 3),
+        "wall_s_min": round(min(walls), 3),
+        "faces": faces,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--video", type=Path, default=media_file("woman2.mp4"))
+    p.add_argument("--image", type=Path, default=media_file("justin.jpg"))
+    p.add_argument("--model", type=Path, default=None, help="default: the shipped model")
+    p.add_argument("--runs", type=int, default=3, help="pipeline runs (median reported)")
+    p.add_argument("--cold-runs", type=int, default=5, help="cold detect runs (0 = skip)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="detector setting for the run, e.g. --set rescan_frames=1 (repeatable)",
+    )
+    p.add_argument("--out", type=Path, default=Path("bench_edge.json"))
+    args = p.parse_args(argv)
+
+    from deepfer.edge.daemon import ModelNotFound, resolve_model_path
+
+    try:
+        model = resolve_model_path(args.model)
+    except ModelNotFound as exc:
+        raise SystemExit(f"bench_edge: {exc}") from None
+    if args.video is None or not args.video.is_file():
+        raise SystemExit("bench_edge: give --video (or set DEEPFER_DATA to the shared data folder)")
+    detector = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        detector[key] = value
+
+    runs = [run_pipeline(args.video, model, detector) for _ in range(args.runs)]
+    by_fps = sorted(runs, key=lambda r: r["fps"])
+    median = by_fps[len(by_fps) // 2]
+    result = {
+        "video": str(args.video),
+        "model": str(model),
+        "runtime": median.get("runtime"),
+        "detector": detector or "defaults",
+        "machine": {
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+            "loadavg_1m": round(os.getloadavg()[0], 2),
+        },
+        "runs": len(runs),
+        "fps": median["fps"],
+        "fps_all_runs": [r["fps"] for r in runs],
+        "fps_per_cpu_s": statistics.median(r["fps_per_cpu_s"] for r in runs),
+        "frames": median["frames"],
+        "frames_with_face": median["frames_with_face"],
+        "face_share": median["face_share"],
+        "stage_ms_median": median["stage_ms_median"],
+        "full_scans": median.get("full_scans"),
+        "events": median["events"],
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+        "vs_fer_package": round(median["fps"] / FER_PACKAGE_FPS[1], 2),
+    }
+    if args.cold_runs and args.image and args.image.is_file():
+        result["cold_detect"] = cold_detect(args.image, model, args.cold_runs)
+
+    stages = result["stage_ms_median"]
+    print(f"edge pipeline on {args.video.name} ({result['frames']} frames, {model.name}, 1 thread)")
+    print(f"  fps (wall)            {result['fps']:8.1f}   runs {result['fps_all_runs']}")
+    print(f"  fps per CPU-second    {result['fps_per_cpu_s']:8.1f}")
+    print(
+        f"  vs fer package        {result['vs_fer_package']:8.2f}x  (its {FER_PACKAGE_FPS[1]:.0f} fps)"
+    )
+    print(f"  frames with a face    {result['face_share']:8.1%}")
+    print("  median ms             " + "  ".join(f"{k} {v:.2f}" for k, v in stages.items()))
+    print(f"  peak RSS              {result['peak_rss_mb']:8.1f} MiB")
+    if "cold_detect" in result:
+        cd = result["cold_detect"]
+        print(
+            f"  cold `deepfer detect` {cd['wall_s_median']:8.3f} s wall (min {cd['wall_s_min']}), "
+            f"{cd['cpu_s_median']:.3f} s CPU"
+        )
+    print(
+        f"  load average (1 min)  {result['machine']['loadavg_1m']:8.2f} on {os.cpu_count()} CPUs"
+    )
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
