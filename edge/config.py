@@ -114,9 +114,10 @@ class DetectorConfig:
     min_neighbors: int = 4
     #: Smallest face side in frame pixels (0 = the smallest the detector can see).
     min_face: int = 0
-    #: While faces are tracked, the whole frame is searched every N frames and in between
-    #: only near each tracked face (much faster); 1 = search the whole frame every frame.
-    rescan_frames: int = 15
+    #: While faces are tracked they are searched for only near where they were (much
+    #: faster); every N frames the whole frame is searched too, for new faces (so a new face
+    #: is found within N frames; 1 = search the whole frame every frame).
+    rescan_frames: int = 30
     #: YuNet: minimum face score and overlap for non-maximum suppression.
     score_threshold: float = 0.7
     nms_threshold: float = 0.3

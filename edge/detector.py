@@ -38,8 +38,11 @@ class FaceDetector:
 
     name = "detector"
 
-    def detect(self, gray: np.ndarray, min_size: int = 0) -> np.ndarray:
-        """Boxes ``(n, 4)`` int32 of faces at least ``min_size`` pixels wide."""
+    def detect(self, gray: np.ndarray, min_size: int = 0, coarse: bool = False) -> np.ndarray:
+        """Boxes ``(n, 4)`` int32 of faces at least ``min_size`` pixels wide.
+
+        ``coarse``: a cheaper search is fine (looking for new faces while others are tracked).
+        """
         raise NotImplementedError
 
     #: Whether :meth:`detect_near` is cheaper than :meth:`detect` (used between full scans).
@@ -80,6 +83,8 @@ class HaarDetector(FaceDetector):
     NEAR_SIDE = 26
     NEAR_BAND = (0.8, 1.3)
     NEAR_SCALE_FACTOR = 1.08
+    #: Scale step of the periodic search for new faces while others are tracked.
+    COARSE_SCALE_FACTOR = 1.2
 
     def __init__(
         self,
@@ -112,13 +117,14 @@ class HaarDetector(FaceDetector):
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
 
-    def detect(self, gray: np.ndarray, min_size: int = 0) -> np.ndarray:
+    def detect(self, gray: np.ndarray, min_size: int = 0, coarse: bool = False) -> np.ndarray:
         small, s = _scaled(gray, self.detect_width)
         side = max(self.window, int(round(min_size * s)))
         if side > min(small.shape[:2]):
             return NO_BOXES
+        factor = max(self.scale_factor, self.COARSE_SCALE_FACTOR) if coarse else self.scale_factor
         boxes = self.classifier.detectMultiScale(
-            small, self.scale_factor, self.min_neighbors, minSize=(side, side)
+            small, factor, self.min_neighbors, minSize=(side, side)
         )
         return _unscale(boxes, s)
 
@@ -179,7 +185,7 @@ class YuNetDetector(FaceDetector):
         self.detect_width = detect_width
         self._size: tuple[int, int] | None = None
 
-    def detect(self, gray: np.ndarray, min_size: int = 0) -> np.ndarray:
+    def detect(self, gray: np.ndarray, min_size: int = 0, coarse: bool = False) -> np.ndarray:
         small, s = _scaled(gray, self.detect_width)
         h, w = small.shape[:2]
         if self._size != (w, h):

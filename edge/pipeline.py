@@ -6,9 +6,11 @@ the same :func:`deepfer.edge.preprocess.crop_face` training uses), classifies al
 frame's faces in one call, and hands boxes and scores to the tracker, whose events
 become messages through :class:`deepfer.edge.events.EventBuilder`.
 
-With a tracker and a detector that can search near a known face (Haar), the whole
-frame is searched only every ``rescan_frames`` frames, and whenever a tracked face is not
-found near where it was; otherwise only the neighbourhood of each tracked face is.
+With a tracker and a detector that can search near a known face (Haar), tracked faces
+are looked for only near where they were, in a narrow band of sizes (a fraction of the
+cost of a full search). The whole frame is searched when there is no track, when a
+tracked face is not found near where it was, and every ``rescan_frames`` frames, coarsely,
+for new faces.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from deepfer.edge.capture import Frame, frame_from_image
-from deepfer.edge.detector import NO_BOXES, FaceDetector, suppress_overlaps
+from deepfer.edge.detector import FaceDetector, suppress_overlaps
 from deepfer.edge.events import EventBuilder
 from deepfer.edge.preprocess import crop_face
 from deepfer.edge.tracker import Tracker, TrackEvent
@@ -106,10 +108,10 @@ class FacePipeline:
         """Face boxes in frame pixels, ``(n, 4)`` int32."""
         gray = frame.gray
         sx, sy = frame.scale
+        min_size = int(round(self.min_face / sx)) if self.min_face else 0
         tracks = self.tracker.tracks if self.tracker is not None else []
-        near = tracks and self.detector.supports_near and self._since_full + 1 < self.rescan_frames
         boxes = None
-        if near:
+        if tracks and self.detector.supports_near:
             found = []
             for track in tracks:
                 x, y, w, h = track.box
@@ -118,11 +120,16 @@ class FacePipeline:
                     break  # a tracked face was not where it was: search the whole frame
                 found.append(near_boxes)
             else:
-                boxes = suppress_overlaps(np.concatenate(found)) if found else NO_BOXES
                 self._since_full += 1
-                self.near_scans += 1
+                if self._since_full >= self.rescan_frames:
+                    # time to look for new faces: a coarse search (the tracked ones are found)
+                    found.append(self.detector.detect(gray, min_size, coarse=True))
+                    self._since_full = 0
+                    self.full_scans += 1
+                else:
+                    self.near_scans += 1
+                boxes = suppress_overlaps(np.concatenate(found))
         if boxes is None:
-            min_size = int(round(self.min_face / sx)) if self.min_face else 0
             boxes = self.detector.detect(gray, min_size)
             self._since_full = 0
             self.full_scans += 1
