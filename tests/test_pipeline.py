@@ -195,3 +195,17 @@ def test_missing_yunet_file_is_a_clear_error(tmp_path):
     config.yunet_model = str(tmp_path / "face_detection_yunet.onnx")
     with pytest.raises(DetectorError, match="no such file"):
         make_detector(config)
+
+
+def test_documented_examples_follow_the_schema():
+    import json
+    import re
+    from pathlib import Path
+
+    from deepfer.edge.labels import LABELS as ALL_LABELS
+
+    text = (Path(__file__).parents[1] / "docs" / "events.md").read_text()
+    examples = [json.loads(block) for block in re.findall(r"```json\n(.*?)\n```", text, re.S)]
+    assert [e["type"] for e in examples] == ["start", "change", "end"]
+    for example in examples:
+        assert validate_event(example, ALL_LABELS) == [], example
