@@ -126,3 +126,18 @@ def test_sigterm_ends_tracks_flushes_and_exits_0_with_preview(media_dir, tiny_tf
     assert events[-1]["type"] == "end" and events[-1]["track_id"] == first["track_id"]
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     assert "SIGTERM" in "".join(stderr_lines)
+
+
+def test_view_serves_the_preview_and_prints_its_address(media_dir, tiny_tflite_model, tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"{i}.jpg").write_bytes((media_dir / "justin.jpg").read_bytes())
+    proc = deepfer(
+        "view", "--source", folder, "--model", tiny_tflite_model, "--port", 0, "--no-browser",
+        "--events",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"preview: http://127\.0\.0\.1:\d+/", proc.stderr)
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [e["type"] for e in events] == ["start", "end"]
