@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": len(runs),
         "fps": median["fps"],
         "fps_all_runs": [r["fps"] for r in runs],
+        "fps_best_run": by_fps[-1]["fps"],
         "fps_per_cpu_s": statistics.median(r["fps_per_cpu_s"] for r in runs),
         "frames": median["frames"],
         "frames_with_face": median["frames_with_face"],
@@ -167,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
 
     stages = result["stage_ms_median"]
     print(f"edge pipeline on {args.video.name} ({result['frames']} frames, {model.name}, 1 thread)")
-    print(f"  fps (wall)            {result['fps']:8.1f}   runs {result['fps_all_runs']}")
+    print(f"  fps (wall, median)    {result['fps']:8.1f}   runs {result['fps_all_runs']}")
+    print(f"  fps (wall, best run)  {result['fps_best_run']:8.1f}   (the least disturbed run)")
     print(f"  fps per CPU-second    {result['fps_per_cpu_s']:8.1f}")
     print(
         f"  vs fer package        {result['vs_fer_package']:8.2f}x  (its {FER_PACKAGE_FPS[1]:.0f} fps)"

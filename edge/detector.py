@@ -79,7 +79,7 @@ class HaarDetector(FaceDetector):
 
     #: Around a known face: searched region = face box grown by this fraction on each side,
     #: scaled so that the face is about NEAR_SIDE pixels; sizes NEAR_BAND of it are tried.
-    NEAR_PAD = 0.5
+    NEAR_PAD = 0.3
     NEAR_SIDE = 26
     NEAR_BAND = (0.8, 1.3)
     NEAR_SCALE_FACTOR = 1.08
