@@ -339,7 +339,8 @@ class FrameReader:
     """The capture loop: frames from a source, with reopen-on-failure, looping and pacing.
 
     Iterate it for frames. ``stop()`` (from a signal handler or another thread) ends the
-    iteration, also while it waits to reopen a camera. ``reopens`` counts reopen attempts.
+    iteration, also while it waits to reopen a camera. ``reopens`` counts reopen attempts;
+    ``on_failure`` is called (on the iterating thread) each time a live source fails.
     """
 
     def __init__(
@@ -350,8 +351,10 @@ class FrameReader:
         reopen_min_s: float = 0.5,
         reopen_max_s: float = 30.0,
         stop_event: threading.Event | None = None,
+        on_failure: Callable[[], None] | None = None,
     ):
         self.source = source
+        self.on_failure = on_failure
         self.realtime = realtime
         self.loop = loop
         self.reopen_min_s = reopen_min_s
@@ -374,6 +377,8 @@ class FrameReader:
         """Close and reopen a live source, backing off; False if stopped meanwhile."""
         self.failures += 1
         _quietly(self.source.close)
+        if self.on_failure is not None:
+            self.on_failure()  # e.g. end the open tracks: nobody can be followed meanwhile
         delay = self.reopen_min_s
         while not self.stop_event.is_set():
             log.warning("%s: no frames; reopening in %.1f s", self.source.name, delay)

@@ -348,6 +348,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+_DETECTORS: dict[int, Any] = {}  # detect_width -> detector, built once per command
+
+
 def _pipeline(config, classifier, detect_width: int, track: bool):
     import copy
 
@@ -355,11 +358,14 @@ def _pipeline(config, classifier, detect_width: int, track: bool):
     from deepfer.edge.events import EventBuilder
     from deepfer.edge.pipeline import FacePipeline
 
-    detector_cfg = copy.copy(config.detector)
-    detector_cfg.detect_width = detect_width
-    detector = make_detector(detector_cfg)
+    if detect_width not in _DETECTORS:
+        detector_cfg = copy.copy(config.detector)
+        detector_cfg.detect_width = detect_width
+        _DETECTORS[detect_width] = make_detector(detector_cfg)
     builder = EventBuilder(config.resolved_device_id(), classifier.info.name)
-    return FacePipeline.from_config(config, classifier, detector, builder, track=track)
+    return FacePipeline.from_config(
+        config, classifier, _DETECTORS[detect_width], builder, track=track
+    )
 
 
 def _detect_image(path, config, classifier, detect_width, target) -> list[dict[str, Any]]:

@@ -137,6 +137,7 @@ class Daemon:
             reopen_min_s=cfg.source.reopen_min_s,
             reopen_max_s=cfg.source.reopen_max_s,
             stop_event=self.stop_event,
+            on_failure=self._source_failed,
         )
         self.reader.open()  # a source that cannot be opened at start is fatal
         log.info("source: %s", self.source.name)
@@ -269,6 +270,14 @@ class Daemon:
                 break
             if self.stop_event.is_set():
                 break
+
+    def _source_failed(self) -> None:
+        """A camera stopped giving frames: end the open tracks now, not when it is back."""
+        if self.pipeline is not None:
+            ended = self.pipeline.close()
+            self._publish(ended)
+            if self.preview is not None and ended:
+                self.preview.add_events(ended)
 
     def _shutdown(self) -> None:
         if self.pipeline is not None:

@@ -180,7 +180,10 @@ class YuNetDetector(FaceDetector):
                 str(path), "", (320, 320), score_threshold, nms_threshold, top_k
             )
         except cv2.error as exc:
-            raise DetectorError(f"{path}: not a YuNet ONNX model OpenCV can load ({exc})") from None
+            detail = " ".join(str(exc).split())
+            raise DetectorError(
+                f"{path}: not a YuNet ONNX model OpenCV can load ({detail})"
+            ) from None
         self.path = path
         self.detect_width = detect_width
         self._size: tuple[int, int] | None = None

@@ -175,7 +175,10 @@ class FlakySource(Source):
 
 def test_camera_that_disappears_is_reopened_with_backoff():
     source = FlakySource(good_before=3, failed_opens=2)
-    reader = FrameReader(source, reopen_min_s=0.02, reopen_max_s=0.05)
+    failed = []
+    reader = FrameReader(
+        source, reopen_min_s=0.02, reopen_max_s=0.05, on_failure=lambda: failed.append(1)
+    )
     frames = []
     for frame in reader:
         frames.append(frame)
@@ -183,6 +186,7 @@ def test_camera_that_disappears_is_reopened_with_backoff():
             break
     assert len(frames) == 6 and [f.index for f in frames] == list(range(6))
     assert reader.failures == 1 and reader.reopens == 3  # two failed tries, then back
+    assert failed == [1]  # the daemon ends open tracks here
     gaps = np.diff(source.open_times[1:])  # waits between reopen attempts double
     assert gaps[0] >= 0.035 and gaps[1] >= 0.045
 
@@ -250,3 +254,58 @@ def test_corrupt_video_cannot_be_opened(tmp_path):
     bad.write_bytes(b"\x00" * 1000)
     with pytest.raises(SourceError, match="cannot open it as a video file"):
         make_source(str(bad)).open()
+
+
+def test_daemon_ends_tracks_when_the_camera_fails_and_goes_on(media_dir, tiny_tflite_model):
+    from deepfer.edge.capture import frame_from_image
+    from deepfer.edge.config import load_config
+    from deepfer.edge.daemon import Daemon
+    from deepfer.edge.events import validate_event
+
+    image = cv2.imread(str(media_dir / "justin.jpg"))
+
+    class Camera(FlakySource):
+        def read(self):
+            frame = super().read()
+            return None if frame is None else frame_from_image(image)
+
+    class Collect:
+        name = "collect"
+
+        def __init__(self):
+            self.events, self.states = [], 0
+
+        def start(self):
+            pass
+
+        def publish_event(self, event):
+            self.events.append(event)
+
+        def publish_state(self, state):
+            self.states += 1
+
+        def stats(self):
+            return {"events": len(self.events)}
+
+        def close(self):
+            pass
+
+    config = load_config(
+        None,
+        environ={},
+        overrides={
+            "model.path": str(tiny_tflite_model),
+            "run.max_frames": 10,
+            "source.reopen_min_s": 0.01,
+            "source.reopen_max_s": 0.02,
+        },
+    )
+    sink = Collect()
+    stats = Daemon(config, sinks=[sink], source=Camera(good_before=5, failed_opens=1)).run()
+    assert [(e["type"], e["track_id"]) for e in sink.events] == [
+        ("start", 1), ("end", 1), ("start", 2), ("end", 2),
+    ]  # fmt: skip
+    assert all(validate_event(e) == [] for e in sink.events)
+    assert stats["frames"] == 10 and sink.states == 10
+    assert stats["source_failures"] == 1 and stats["source_reopens"] == 2
+    assert stats["stop_reason"] == "max frames"

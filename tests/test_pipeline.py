@@ -195,6 +195,11 @@ def test_missing_yunet_file_is_a_clear_error(tmp_path):
     config.yunet_model = str(tmp_path / "face_detection_yunet.onnx")
     with pytest.raises(DetectorError, match="no such file"):
         make_detector(config)
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not an onnx model" * 8)
+    config.yunet_model = str(junk)
+    with pytest.raises(DetectorError, match="not a YuNet ONNX model"):
+        make_detector(config)
 
 
 def test_documented_examples_follow_the_schema():
