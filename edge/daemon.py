@@ -189,6 +189,7 @@ class Daemon:
         try:
             self.start()
             self._loop()
+            self.stats.stop()
         finally:
             try:
                 self._shutdown()

@@ -57,6 +57,7 @@ class RunStats:
         self.faces = 0
         self.started = time.monotonic()
         self.cpu_started = time.process_time()
+        self._stopped: tuple[float, float] | None = None
         self._all = {s: _Ring(window) for s in stages}
         self._reset_interval()
 
@@ -71,6 +72,10 @@ class RunStats:
         self.started = time.monotonic()
         self.cpu_started = time.process_time()
         self._interval_start = self.started
+
+    def stop(self) -> None:
+        """Freeze the clocks (the loop is over; shutdown time is not frame time)."""
+        self._stopped = (time.monotonic(), time.process_time())
 
     def add_frame(self, stage_ms: dict[str, float], faces: int) -> None:
         self.frames += 1
@@ -97,8 +102,9 @@ class RunStats:
         return line
 
     def summary(self) -> dict[str, Any]:
-        elapsed = max(time.monotonic() - self.started, 1e-9)
-        cpu = max(time.process_time() - self.cpu_started, 1e-9)
+        now, cpu_now = self._stopped or (time.monotonic(), time.process_time())
+        elapsed = max(now - self.started, 1e-9)
+        cpu = max(cpu_now - self.cpu_started, 1e-9)
         return {
             "frames": self.frames,
             "frames_with_face": self.frames_with_face,
