@@ -203,17 +203,21 @@ def load_for_finetune(path, num_classes: int = NUM_CLASSES):
 def with_flip_average(model):
     """Wrap ``model`` so it averages its scores on the face and its mirror image.
 
-    Test-time flip augmentation inside the model (the weights are shared, so
-    the file barely grows; inference costs two passes). The input contract is
-    unchanged: raw 0..255 pixels.
+    Test-time flip augmentation inside the model, built from stock Keras layers
+    (the mirror is a fixed anti-identity Dense over the width axis, exact in
+    int8), so the wrapped model saves, loads and converts like any other. The
+    weights are shared: the file barely grows, inference costs two passes. The
+    input contract is unchanged: raw 0..255 pixels.
     """
+    import numpy as np
+
     keras = _keras()
-    ops = keras.ops
+    width = model.input_shape[2]
     inputs = keras.Input(shape=model.input_shape[1:], name="face")
-    mirrored = keras.layers.Lambda(lambda x: ops.flip(x, axis=2), name="mirror")(inputs)
-    both = keras.layers.Concatenate(axis=0, name="face_and_mirror")([inputs, mirrored])
-    scores = model(both)  # (2n, k): the faces, then their mirrors
-    k = model.output_shape[-1]
-    pair = keras.layers.Lambda(lambda s: ops.reshape(s, (2, -1, k)), name="pair")(scores)
-    outputs = keras.layers.Lambda(lambda s: ops.mean(s, axis=0), name="flip_average")(pair)
+    x = keras.layers.Permute((1, 3, 2), name="width_last")(inputs)
+    mirror = keras.layers.Dense(width, use_bias=False, trainable=False, name="mirror")
+    x = mirror(x)
+    mirror.set_weights([np.eye(width, dtype="float32")[::-1]])
+    mirrored = keras.layers.Permute((1, 3, 2), name="width_back")(x)
+    outputs = keras.layers.Average(name="flip_average")([model(inputs), model(mirrored)])
     return keras.Model(inputs, outputs, name=f"{model.name}_flipavg")
