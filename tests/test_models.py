@@ -63,4 +63,6 @@ def test_with_flip_average_is_the_mean_of_face_and_mirror(tiny_keras_model):
     x = np.random.default_rng(0).integers(0, 256, (3, 48, 48, 1)).astype("float32")
     expected = (model.predict(x, verbose=0) + model.predict(x[:, :, ::-1], verbose=0)) / 2
     np.testing.assert_allclose(wrapped.predict(x, verbose=0), expected, atol=1e-5)
-    assert wrapped.count_params() == model.count_params()
+    # the same weights; the only addition is the fixed 48x48 mirror permutation
+    assert wrapped.count_params() == model.count_params() + 48 * 48
+    assert not wrapped.get_layer("mirror").trainable
