@@ -277,3 +277,15 @@ class Subscriber:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def unique_event_seqs(sub: Subscriber, topic: str) -> list[int]:
+    """``seq`` of the messages on ``topic`` in arrival order, QoS 1 redeliveries (repeats) left out."""
+    seen: set[int] = set()
+    out = []
+    for msg in sub.on(topic):
+        seq = msg.json()["seq"]
+        if seq not in seen:
+            seen.add(seq)
+            out.append(seq)
+    return out

@@ -15,7 +15,15 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from mosquitto import Mosquitto, Subscriber, find_mosquitto, make_ca, make_password_file, make_pki
+from mosquitto import (
+    Mosquitto,
+    Subscriber,
+    find_mosquitto,
+    make_ca,
+    make_password_file,
+    make_pki,
+    unique_event_seqs,
+)
 
 from deepfer.edge.events import validate_event
 from deepfer.edge.labels import LABELS
@@ -77,14 +85,7 @@ def validate_ts(ts) -> bool:
 
 def event_seqs(sub: Subscriber) -> list[int]:
     """seq in arrival order, QoS 1 redeliveries (repeats) left out."""
-    seen: set[int] = set()
-    out = []
-    for m in sub.on(f"{PREFIX}/events"):
-        seq = m.json()["seq"]
-        if seq not in seen:
-            seen.add(seq)
-            out.append(seq)
-    return out
+    return unique_event_seqs(sub, f"{PREFIX}/events")
 
 
 def test_run_publishes_status_events_summaries_and_discovery(tmp_path, tiny_tflite_model, video):

@@ -11,7 +11,15 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from mosquitto import Mosquitto, Subscriber, find_mosquitto, make_ca, make_password_file, make_pki
+from mosquitto import (
+    Mosquitto,
+    Subscriber,
+    find_mosquitto,
+    make_ca,
+    make_password_file,
+    make_pki,
+    unique_event_seqs,
+)
 
 from deepfer.edge.events import EventBuilder, validate_event
 from deepfer.edge.labels import LABELS
@@ -61,14 +69,7 @@ def face(track_id: int, emotion: str = "happy", score: float = 0.9) -> dict:
 
 def first_seqs(sub: Subscriber) -> list[int]:
     """Event seqs in arrival order, repeats (QoS 1 redeliveries) left out."""
-    seen: set[int] = set()
-    out = []
-    for msg in sub.on(f"{PREFIX}/events"):
-        seq = msg.json()["seq"]
-        if seq not in seen:
-            seen.add(seq)
-            out.append(seq)
-    return out
+    return unique_event_seqs(sub, f"{PREFIX}/events")
 
 
 def wait_until(cond, timeout: float = 10.0, what: str = "") -> None:
