@@ -161,8 +161,29 @@ def find_training_info(model_path: Path) -> tuple[str | None, dict]:
             "val_accuracy": summary.get("val_accuracy"),
             "seed": config.get("seed"),
         }
+        training.update(_averaging_info(folder, model_path))
+        if "averaged_epochs" in training:  # not one epoch's weights
+            training.pop("best_epoch", None)
         return text, {k: v for k, v in training.items() if v is not None}
     return None, {}
+
+
+def _averaging_info(folder: Path, model_path: Path) -> dict:
+    """What ``deepfer average`` recorded, if ``model_path`` is the model it saved."""
+    try:
+        info = json.loads((folder / "average.json").read_text())
+        if Path(info["keras"]).resolve() != model_path.resolve():
+            return {}
+        chosen = info["chosen"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        return {}
+    out = {"flip_average": bool(info.get("flip_average"))}
+    if chosen.get("epochs"):
+        out["averaged_epochs"] = chosen["epochs"]
+        out["batchnorm_recomputed_on"] = info.get("batchnorm_faces")
+    out["val_accuracy"] = chosen.get("flip" if out["flip_average"] else "single")
+    out["selected_on"] = info.get("selected_on")
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def load_source_model(path: str | Path, trained_on: str | None = None) -> SourceModel:

@@ -1,4 +1,4 @@
-"""Argument parsing for ``deepfer train`` and ``deepfer evaluate``.
+"""Argument parsing for ``deepfer train``, ``deepfer average`` and ``deepfer evaluate``.
 
 Only argparse at import time: TensorFlow is imported when a command runs.
 """
@@ -87,6 +87,11 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
     )
+    p.add_argument(
+        "--snapshots",
+        action="store_true",
+        help="also keep each epoch's weights in checkpoints/ (for deepfer average)",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(handler=_run_train)
 
@@ -153,6 +158,47 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return run_evaluate(args)
 
 
+def add_average(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "average",
+        help="average the weights of a run's last epochs (SWA), chosen on validation",
+        description="Average the weights of the last N epochs of a `deepfer train --snapshots` run, "
+        "recompute batch-norm statistics on its training faces, score each average and the best "
+        "checkpoint on the run's validation slice, and save the best as a .keras model.",
+    )
+    p.add_argument("run", help="a `deepfer train` run folder trained with --snapshots")
+    p.add_argument(
+        "--last",
+        type=int,
+        nargs="+",
+        default=[5, 10],
+        metavar="N",
+        help="average the last N epochs; several values are compared (default: 5 10)",
+    )
+    p.add_argument(
+        "--flip-average",
+        action="store_true",
+        help="rank by flip-averaged validation accuracy and save the model wrapped to average "
+        "its scores on the face and its mirror (two passes per face)",
+    )
+    p.add_argument("--out", default=None, help="output .keras (default: in the run folder)")
+    p.set_defaults(handler=_run_average)
+
+
+def _run_average(args: argparse.Namespace) -> int:
+    import sys
+
+    from deepfer.train.averaging import AverageError, average_run
+
+    try:
+        average_run(args.run, args.last, flip_average=args.flip_average, out=args.out)
+    except AverageError as exc:
+        print(f"deepfer average: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     add_train(sub)
+    add_average(sub)
     add_evaluate(sub)

@@ -69,6 +69,7 @@ class TrainConfig:
     input_size: int = 48
     max_per_class: int = 0  # cap faces per class (quick trials); 0: all
     progress: bool = True
+    snapshots: bool = False  # keep each epoch's weights (checkpoints/epoch-NNN.weights.h5)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -257,6 +258,7 @@ def train(cfg: TrainConfig, resume: bool = False, epochs: int | None = None) -> 
             raise FileNotFoundError(f"{out}: no checkpoint to resume from ({last_ckpt})")
         saved = TrainConfig.from_json(json.loads((out / "config.json").read_text()))
         saved.out, saved.threads, saved.progress = cfg.out, cfg.threads, cfg.progress
+        saved.snapshots = cfg.snapshots
         if epochs:
             saved.epochs = epochs
         cfg = saved
@@ -361,6 +363,15 @@ def train(cfg: TrainConfig, resume: bool = False, epochs: int | None = None) -> 
             initial_value_threshold=best_so_far,  # a resumed run keeps its earlier best
         ),
         keras.callbacks.ModelCheckpoint(last_ckpt),
+        *(
+            [
+                keras.callbacks.ModelCheckpoint(
+                    ckpt_dir / "epoch-{epoch:03d}.weights.h5", save_weights_only=True
+                )
+            ]
+            if cfg.snapshots
+            else []
+        ),
         _EpochState(state_file),
         keras.callbacks.CSVLogger(out / "history.csv", append=resume),
     ]

@@ -1,0 +1,211 @@
+"""Weight averaging of a run's last epochs (stochastic weight averaging, SWA).
+
+A run trained with ``deepfer train --snapshots`` keeps each epoch's weights in
+``checkpoints/epoch-NNN.weights.h5``. Averaging the weights of the last few
+epochs of a cosine schedule lands nearer the middle of the flat region the
+optimiser wanders in, which usually generalises a little better than any single
+epoch (Izmailov et al., 2018). Batch-norm statistics of averaged weights are not
+the average of the statistics, so they are recomputed afterwards on the run's
+own training faces (no augmentation, dropout off).
+
+Every candidate (the best checkpoint, and each requested average) is scored on
+the run's validation slice, the same one training selected on, and the best is
+saved; nothing here looks at a test split.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from deepfer.train.data import DataError
+from deepfer.train.training import ConfigError, TrainConfig, prepare_data
+
+SNAPSHOT = re.compile(r"epoch-(\d+)\.weights\.h5$")
+
+
+class AverageError(ValueError):
+    """A run folder that cannot be averaged (no snapshots, too few, unreadable)."""
+
+
+@dataclass
+class Candidate:
+    name: str
+    epochs: list[int]
+    single: float  # validation accuracy, one pass
+    flip: float  # validation accuracy, face and mirror averaged
+
+    def score(self, flip_average: bool) -> float:
+        return self.flip if flip_average else self.single
+
+
+def find_snapshots(run: Path) -> dict[int, Path]:
+    """Epoch number (1-based) -> weights file, for ``run/checkpoints/epoch-NNN.weights.h5``."""
+    found = {}
+    for path in (run / "checkpoints").glob("epoch-*.weights.h5"):
+        m = SNAPSHOT.search(path.name)
+        if m:
+            found[int(m.group(1))] = path
+    return dict(sorted(found.items()))
+
+
+def average_weights(model, paths: list[Path]) -> list[np.ndarray]:
+    """The element-wise mean of the weights in ``paths`` (loaded into ``model`` in turn)."""
+    total = None
+    for path in paths:
+        model.load_weights(path)
+        weights = [w.astype(np.float64) for w in model.get_weights()]
+        total = weights if total is None else [t + w for t, w in zip(total, weights)]
+    return [(t / len(paths)).astype(np.float32) for t in total]
+
+
+def recompute_batchnorm(model, x: np.ndarray, batch_size: int = 256) -> int:
+    """Set every BatchNormalization layer's moving mean and variance to their average over ``x``.
+
+    Runs the model in training mode batch by batch with the momentum set so the
+    moving statistics become the running mean of the batch statistics; dropout
+    is switched off meanwhile so the statistics match inference. Returns the
+    number of layers updated.
+    """
+    import keras
+
+    bns, drops = [], []
+
+    def walk(layer):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            bns.append(layer)
+        elif isinstance(layer, keras.layers.Dropout):
+            drops.append(layer)
+        for sub in getattr(layer, "layers", []):
+            walk(sub)
+
+    walk(model)
+    if not bns:
+        return 0
+    saved = [(b.momentum, b.trainable) for b in bns]
+    rates = [d.rate for d in drops]
+    try:
+        for d in drops:
+            d.rate = 0.0
+        for b in bns:
+            b.trainable = True
+        for n, start in enumerate(range(0, len(x), batch_size), start=1):
+            for b in bns:  # moving = moving * (n-1)/n + batch / n
+                b.momentum = (n - 1) / n
+            model(x[start : start + batch_size].astype(np.float32), training=True)
+    finally:
+        for b, (momentum, trainable) in zip(bns, saved):
+            b.momentum, b.trainable = momentum, trainable
+        for d, rate in zip(drops, rates):
+            d.rate = rate
+    return len(bns)
+
+
+def _accuracies(model, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    p = model.predict(x.astype(np.float32), batch_size=256, verbose=0)
+    q = model.predict(x[:, :, ::-1].astype(np.float32), batch_size=256, verbose=0)
+    return float((p.argmax(1) == y).mean()), float((((p + q) / 2).argmax(1) == y).mean())
+
+
+def average_run(
+    run: str | Path,
+    last: list[int],
+    flip_average: bool = False,
+    out: str | Path | None = None,
+    echo=print,
+) -> dict:
+    """Score the best checkpoint and the average of each ``last`` N epochs; save the best.
+
+    Candidates are ranked on the validation slice (flip-averaged accuracy with
+    ``flip_average``, one pass otherwise); the winner is saved as ``out``
+    (default ``RUN/<model>-swa<N>.keras`` or ``RUN/<model>-best.keras``), wrapped
+    with :func:`deepfer.train.models.with_flip_average` if asked. The figures go
+    to ``RUN/average.json`` and are returned.
+    """
+    run = Path(run)
+    config_file = run / "config.json"
+    if not config_file.is_file():
+        raise AverageError(f"{run}: not a `deepfer train` run folder (no config.json)")
+    snapshots = find_snapshots(run)
+    if not snapshots:
+        raise AverageError(
+            f"{run}/checkpoints: no epoch-NNN.weights.h5 snapshots; train (or --resume) "
+            "with --snapshots to keep each epoch's weights"
+        )
+    bad = [n for n in last if n < 1]
+    if bad:
+        raise AverageError(f"--last {bad[0]}: must be at least 1")
+    epochs = list(snapshots)
+    too_many = [n for n in last if n > len(epochs)]
+    if too_many:
+        raise AverageError(
+            f"--last {too_many[0]}: the run has only {len(epochs)} snapshot(s) "
+            f"(epochs {epochs[0]}-{epochs[-1]})"
+        )
+    best_file = run / "checkpoints" / "best.keras"
+    if not best_file.is_file():
+        raise AverageError(f"{best_file}: missing; the run has no best checkpoint")
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    from deepfer.train.models import with_flip_average
+
+    cfg = TrainConfig.from_json(json.loads(config_file.read_text()))
+    cfg.progress = False
+    try:
+        data = prepare_data(cfg)
+    except (ConfigError, DataError, OSError) as exc:
+        raise AverageError(f"{run}: cannot load the run's data {cfg.data!r}: {exc}") from None
+    train, val = data["train"], data["val"]
+    echo(f"validation slice: {len(val):,} faces; batch-norm statistics from {len(train):,}")
+
+    best = keras.models.load_model(best_file, compile=False)
+    candidates = [Candidate("best checkpoint", [], *_accuracies(best, val.x, val.y))]
+    models = {"best checkpoint": best}
+    for n in sorted(set(last)):
+        chosen = epochs[-n:]
+        model = keras.models.load_model(best_file, compile=False)
+        model.set_weights(average_weights(model, [snapshots[e] for e in chosen]))
+        recompute_batchnorm(model, train.x)
+        name = f"average of the last {n}"
+        candidates.append(Candidate(name, chosen, *_accuracies(model, val.x, val.y)))
+        models[name] = model
+        echo(
+            f"{name} (epochs {chosen[0]}-{chosen[-1]}): validation {candidates[-1].single:.2%}, "
+            f"flip-averaged {candidates[-1].flip:.2%}"
+        )
+    echo(
+        f"best checkpoint: validation {candidates[0].single:.2%}, "
+        f"flip-averaged {candidates[0].flip:.2%}"
+    )
+    winner = max(candidates, key=lambda c: c.score(flip_average))
+    model = models[winner.name]
+    stem = cfg.model if not cfg.finetune else Path(cfg.finetune).stem + "-finetuned"
+    tag = f"swa{len(winner.epochs)}" if winner.epochs else "best"
+    if out is None:
+        out = run / f"{stem}-{tag}{'-flipavg' if flip_average else ''}.keras"
+    out = Path(out)
+    if flip_average:
+        model = with_flip_average(model)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model.save(out)
+    result = {
+        "run": str(run),
+        "selected_on": f"validation slice ({len(val):,} faces, "
+        + ("flip-averaged" if flip_average else "one pass")
+        + " accuracy)",
+        "candidates": [c.__dict__ for c in candidates],
+        "chosen": winner.__dict__,
+        "flip_average": flip_average,
+        "batchnorm_faces": len(train),
+        "keras": str(out),
+    }
+    (run / "average.json").write_text(json.dumps(result, indent=2))
+    echo(f"chosen: {winner.name} -> {out}")
+    return result
