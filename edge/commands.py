@@ -201,12 +201,25 @@ def _setup_errors() -> tuple[type[BaseException], ...]:
     )
 
 
-def _load_config(args: argparse.Namespace, flags: dict[str, str], extra: dict | None = None):
+def _load_config(
+    args: argparse.Namespace,
+    flags: dict[str, str],
+    extra: dict | None = None,
+    extra_flag: str | None = None,
+):
+    """The config with ``flags`` (argparse dest -> key) and ``extra`` keys applied.
+
+    Errors name the flag the user typed: ``--mqtt`` for ``mqtt.url``, ``extra_flag``
+    (e.g. ``--preview``) for every key of ``extra``.
+    """
     from deepfer.edge.config import load_config
 
     overrides = {key: getattr(args, name, None) for name, key in flags.items()}
     overrides.update(extra or {})
-    return load_config(args.config, overrides=overrides)
+    names = {key: "--" + name.replace("_", "-") for name, key in flags.items()}
+    if extra_flag:
+        names.update(dict.fromkeys(extra or {}, extra_flag))
+    return load_config(args.config, overrides=overrides, flag_names=names)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,7 +242,7 @@ def _preview_overrides(value: str | None) -> dict[str, Any]:
 def cmd_run(args: argparse.Namespace) -> int:
     errors = _setup_errors()
     try:
-        config = _load_config(args, RUN_FLAGS, _preview_overrides(args.preview))
+        config = _load_config(args, RUN_FLAGS, _preview_overrides(args.preview), "--preview")
     except errors as exc:
         return _fail("run", exc)
     if args.print_config:

@@ -483,8 +483,13 @@ def load_config(
     path: str | Path | None = None,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    flag_names: Mapping[str, str] | None = None,
 ) -> Config:
-    """Defaults < TOML file < ``DEEPFER_*`` env vars < ``overrides`` (flags, ``section.key``)."""
+    """Defaults < TOML file < ``DEEPFER_*`` env vars < ``overrides`` (flags, ``section.key``).
+
+    ``flag_names`` maps a key to the flag that set it (``{"mqtt.url": "--mqtt"}``) so an
+    error names the flag the user typed; by default ``--<last part of the key>``.
+    """
     environ = os.environ if environ is None else environ
     layers: list[tuple[str, Mapping[str, Any], bool]] = []
     problems: list[str] = []
@@ -499,7 +504,9 @@ def load_config(
         layers.append((f"env {name}", {dotted: text}, True))
     for dotted, value in (overrides or {}).items():
         if value is not None:
-            flag = "--" + dotted.rpartition(".")[2].replace("_", "-")
+            flag = (flag_names or {}).get(dotted) or "--" + dotted.rpartition(".")[2].replace(
+                "_", "-"
+            )
             layers.append((f"flag {flag}", {dotted: value}, isinstance(value, str)))
     try:
         config = build_config(layers)

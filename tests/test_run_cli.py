@@ -76,6 +76,10 @@ def test_bad_config_value_names_key_value_and_file(tmp_path):
     assert "Traceback" not in proc.stderr
     proc = deepfer("run", "--source", "0", "--preview", "localhost:http")
     assert proc.returncode == 2 and "--preview 'localhost:http'" in proc.stderr
+    # a flag's error names the flag as typed, not one made from the key
+    proc = deepfer("run", "--mqtt", "ftp://broker", "--validate-config")
+    assert proc.returncode == 2
+    assert "mqtt.url = 'ftp://broker' (from flag --mqtt): use mqtt://" in proc.stderr
 
 
 def test_unknown_source_and_bad_model(media_dir, tiny_tflite_model, tmp_path):
