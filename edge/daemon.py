@@ -261,7 +261,7 @@ class Daemon:
             stats.add_frame(timings, len(faces))
             now = time.monotonic()
             if now >= next_log:
-                log.info("stats: %s", stats.interval_line())
+                log.info("stats: %s%s", stats.interval_line(), self._sink_line())
                 next_log = now + interval
             if cfg.max_frames and stats.frames >= cfg.max_frames:
                 self.stop("max frames")
@@ -302,6 +302,20 @@ class Daemon:
                 log.exception("sink %s failed to close", sink.name)
         if self.preview is not None:
             self.preview.close()
+
+    def _sink_line(self) -> str:
+        """`` | stdout events=12 | mqtt connected=True queue=0 sent=12 ...`` for the stats line."""
+        parts = []
+        for sink in self.sinks or ():
+            try:
+                values = sink.stats()
+            except Exception as exc:  # a sink's stats must not stop the loop
+                values = {"error": repr(exc)}
+            if values:
+                prefix = f"{sink.name}_"
+                items = " ".join(f"{k.removeprefix(prefix)}={v}" for k, v in values.items())
+                parts.append(f" | {sink.name} {items}")
+        return "".join(parts)
 
     def summary(self) -> dict[str, Any]:
         out = self.stats.summary()

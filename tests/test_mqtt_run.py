@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -56,8 +57,8 @@ def run_env(**extra: str) -> dict[str, str]:
         DEEPFER_TRACKER_MIN_HITS="1",
         DEEPFER_TRACKER_MAX_MISSED="0",
         DEEPFER_RUN_STATS_INTERVAL_S="0",
-        **extra,
     )
+    env.update(extra)
     return env
 
 
@@ -176,7 +177,11 @@ def test_run_survives_a_broker_restart_in_order(tmp_path, tiny_tflite_model, vid
 
 def test_run_tiny_queue_drops_oldest_and_reports(tmp_path, tiny_tflite_model, video):
     url = Mosquitto(tmp_path / "broker").url  # never started: the broker stays away
-    env = run_env(DEEPFER_MQTT_QUEUE_SIZE="2", DEEPFER_MQTT_SUMMARY_INTERVAL_S="0")
+    env = run_env(
+        DEEPFER_MQTT_QUEUE_SIZE="2",
+        DEEPFER_MQTT_SUMMARY_INTERVAL_S="0",
+        DEEPFER_RUN_STATS_INTERVAL_S="0.001",
+    )
     t0 = time.monotonic()
     rc, out, err = deepfer_run(
         tiny_tflite_model, video, url, tmp_path, "--max-frames", "150", env=env
@@ -188,6 +193,8 @@ def test_run_tiny_queue_drops_oldest_and_reports(tmp_path, tiny_tflite_model, vi
     assert stats["mqtt_dropped"] >= 1 and stats["mqtt_undelivered"] == 2, stats
     assert "queue full" in err and "dropped the oldest event seq=1" in err
     assert "not delivered" in err and "cannot connect" in err
+    # the periodic stats line carries the sinks' figures too
+    assert re.search(r"stats: fps .* \| mqtt connected=False queue=\d+ dropped=", err)
 
 
 def test_run_tls_and_password(tmp_path, tiny_tflite_model, video):
