@@ -212,12 +212,17 @@ def test_corrupt_files_are_skipped_and_counted_in_one_warning(tmp_path, caplog):
     (tmp_path / "angry" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (tmp_path / "fear" / "empty.png").write_bytes(b"")
     (tmp_path / "fear" / "notes.txt").write_text("not an image, not counted")
+    # cut short: OpenCV would decode these anyway, grey below the cut
+    face = (np.arange(48 * 48).reshape(48, 48) % 251).astype(np.uint8)
+    for ext in (".jpg", ".png"):
+        data = cv2.imencode(ext, face)[1].tobytes()
+        (tmp_path / "fear" / f"truncated{ext}").write_bytes(data[: len(data) * 2 // 3])
     with caplog.at_level(logging.WARNING, logger="deepfer.train.data"):
         ds = load_folder(tmp_path, progress=False)
-    assert len(ds) == 6 and ds.skipped == 2
+    assert len(ds) == 6 and ds.skipped == 4
     warnings = [r for r in caplog.records if "skipped" in r.getMessage()]
     assert len(warnings) == 1
-    assert "skipped 2 unreadable or corrupt image(s)" in warnings[0].getMessage()
+    assert "skipped 4 unreadable or corrupt image(s)" in warnings[0].getMessage()
 
 
 def test_folder_errors_are_clear(tmp_path):

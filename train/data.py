@@ -131,6 +131,32 @@ def _class_folders(split_dir: Path) -> list[tuple[Path, int]]:
     return pairs
 
 
+def _truncated(data: bytes) -> bool:
+    """A JPEG without its end marker or a PNG without its IEND chunk: cut short.
+
+    OpenCV decodes such files anyway (grey below the cut, a warning on stderr), so a
+    truncated download would otherwise train as a half-grey face.
+    """
+    tail = data[-64:].rstrip(b"\x00\r\n ")
+    if data[:2] == b"\xff\xd8":
+        return not tail.endswith(b"\xff\xd9")
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return b"IEND" not in tail
+    return False
+
+
+def read_image(path: Path) -> np.ndarray | None:
+    """An image file as OpenCV decodes it (any depth and channels), or None if unreadable,
+    corrupt or truncated."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if not data or _truncated(data):
+        return None
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+
+
 def load_folder(
     split_dir: str | Path,
     size: int = DEFAULT_SIZE,
@@ -148,7 +174,7 @@ def load_folder(
         raise DataError(f"{split_dir}: the class folders hold no images")
     xs, ys, names, bad = [], [], [], []
     for path, index in _progress(files, len(files), f"loading {split_dir.name}", progress):
-        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        img = read_image(path)
         if img is None or img.size == 0:
             bad.append(path)
             continue
