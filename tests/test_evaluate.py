@@ -245,3 +245,64 @@ def test_evaluate_a_plain_class_folder_defaults_beside_the_model(
     assert run_cli(str(model), "--data", str(tiny_fer / "test"), "--tta", "none") == 0
     report = json.loads((tmp_path / "m-eval-all" / "report.json").read_text())
     assert report["split"] == "all" and report["n"] == 42 and report["tta"] == {}
+
+
+FERPLUS_HEADER = "file,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF\n"
+
+
+def test_ferplus_majority_relabels_and_counts_what_it_leaves_out(tmp_path):
+    from deepfer.train.data import FaceDataset, ferplus_majority, load_ferplus_votes
+
+    votes = tmp_path / "ferplus_test.csv"
+    votes.write_text(
+        FERPLUS_HEADER
+        + "angry/a.png,1,8,0,0,1,0,0,0,0,0\n"  # FER2013 says angry, FER+ says happy
+        + "angry/b.png,0,0,0,0,9,0,0,1,0,0\n"  # both say angry
+        + "fear/c.png,0,0,4,0,0,0,4,0,2,0\n"  # surprise and fear tie
+        + "fear/d.png,0,0,1,0,0,0,2,7,0,0\n"  # contempt: no DeepFER class
+        + "sad/e.png,0,0,0,0,0,0,0,0,0,10\n"  # not a face
+        + "sad/f.png,3,0,0,1,0,0,0,0,6,0\n"  # unknown
+    )
+    names = ["angry/a.png", "angry/b.png", "fear/c.png", "fear/d.png", "sad/e.png", "sad/f.png"]
+    names.append("sad/not-listed.png")
+    y = np.array([LABELS.index(n.split("/")[0]) for n in names])
+    ds = FaceDataset(np.arange(7, dtype=np.uint8)[:, None, None, None], y, "test", names)
+    kept, info = ferplus_majority(ds, load_ferplus_votes(votes))
+    assert kept.files == ["angry/a.png", "angry/b.png"]
+    assert [LABELS[i] for i in kept.y] == ["happy", "angry"]
+    assert kept.x[:, 0, 0, 0].tolist() == [0, 1]  # the faces travel with their labels
+    assert info == {
+        "faces": 7,
+        "kept": 2,
+        "left_out": {"contempt": 1, "unknown": 1, "NF": 1, "tie": 1, "not in the votes file": 1},
+        "label_changed": 1,
+    }
+
+
+@pytest.mark.slow
+def test_evaluate_against_ferplus_votes(tiny_tflite_model, tiny_fer, tmp_path, capsys):
+    from deepfer.train.data import load_fer2013
+
+    data = tmp_path / "fer"
+    shutil.copytree(tiny_fer, data)
+    test = load_fer2013(data, ("test",), progress=False)["test"]
+    # FER+ annotators call every face "neutral" except the first, which is a tie
+    rows = [f"{name},6,0,0,0,0,0,0,2,1,1\n" for name in test.files]
+    rows[0] = f"{test.files[0]},5,5,0,0,0,0,0,0,0,0\n"
+    (data / "ferplus_test.csv").write_text(FERPLUS_HEADER + "".join(rows))
+
+    out = tmp_path / "eval"
+    args = [str(tiny_tflite_model), "--data", str(data), "--out", str(out), "--tta", "none"]
+    assert run_cli(*args, "--labels", "ferplus") == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["labels"] == "ferplus" and report["split"] == "test-ferplus"
+    assert report["ferplus"]["kept"] == 41 and report["ferplus"]["left_out"]["tie"] == 1
+    assert report["n"] == 41 and report["per_class"]["neutral"]["support"] == 41
+    probs = predict_probs(tiny_tflite_model, test.x[1:])
+    assert report["accuracy"] == pytest.approx((probs.argmax(1) == LABELS.index("neutral")).mean())
+    assert "41 of 42 faces kept (left out: tie 1)" in capsys.readouterr().out
+
+    (data / "ferplus_test.csv").unlink()
+    assert run_cli(*args, "--labels", "ferplus") == 2
+    err = capsys.readouterr().err
+    assert f"no FER+ votes at {data / 'ferplus_test.csv'}; pass --ferplus-votes" in err

@@ -146,6 +146,19 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
         help="test-time augmentation, each reported beside the plain result (default: flip)",
     )
     p.add_argument(
+        "--labels",
+        choices=("fer2013", "ferplus"),
+        default="fer2013",
+        help="score against the FER2013 labels, or the FER+ majority vote of ten annotators "
+        "(faces without a clear majority among the seven classes are left out)",
+    )
+    p.add_argument(
+        "--ferplus-votes",
+        default=None,
+        metavar="CSV",
+        help="FER+ votes file (default: DATA/ferplus_test.csv, or ferplus_train.csv for train)",
+    )
+    p.add_argument(
         "--threads", type=int, default=0, help="CPU threads for a .tflite model (0: all)"
     )
     p.add_argument("--no-progress", dest="progress", action="store_false")

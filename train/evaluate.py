@@ -452,8 +452,15 @@ def evaluate_model(
     threads: int | None = None,
     progress: bool = True,
     plots: bool = True,
+    labels: str = "fer2013",
+    ferplus_votes: str | Path | None = None,
 ) -> dict:
-    """Evaluate a model on a split; writes ``report.json`` and the PNG plots into ``out``."""
+    """Evaluate a model on a split; writes ``report.json`` and the PNG plots into ``out``.
+
+    ``labels="ferplus"`` scores against the FER+ majority vote instead of the
+    FER2013 label (faces without a clear majority among the seven classes are
+    left out); the votes come from ``ferplus_votes`` or ``<data>/ferplus_<split>.csv``.
+    """
     from deepfer.train.data import format_counts
 
     model_path = Path(model_path)
@@ -465,8 +472,14 @@ def evaluate_model(
             raise EvaluateError(f"--tta {mode!r}: choose none, flip or tencrop")
         if mode not in modes:
             modes.append(mode)
+    if labels not in ("fer2013", "ferplus"):
+        raise EvaluateError(f"--labels {labels!r}: choose fer2013 or ferplus")
     model = load_predictor(model_path, threads)
     ds, split_name = load_split(data, split, model.input_size, progress)
+    ferplus = None
+    if labels == "ferplus":
+        ds, ferplus = _ferplus(ds, data, split_name, ferplus_votes)
+        split_name = f"{split_name}-ferplus"
     out_dir = Path(out) if out else default_out_dir(model_path, split_name)
     out_dir.mkdir(parents=True, exist_ok=True)
     print(
@@ -475,6 +488,14 @@ def evaluate_model(
         flush=True,
     )
     print(f"data: {data} -- {format_counts(ds)}", flush=True)
+    if ferplus:
+        gone = ", ".join(f"{k} {v}" for k, v in ferplus["left_out"].items() if v)
+        print(
+            f"labels: FER+ majority vote ({ferplus['votes']}): {ferplus['kept']:,} of "
+            f"{ferplus['faces']:,} faces kept (left out: {gone or 'none'}); "
+            f"{ferplus['label_changed']:,} kept faces differ from their FER2013 label",
+            flush=True,
+        )
 
     started = time.perf_counter()
     probs = predict_probs(model, ds.x)
@@ -487,6 +508,8 @@ def evaluate_model(
         "input_dtype": model.input_dtype,
         "data": str(data),
         "split": split_name,
+        "labels": labels,
+        **({"ferplus": ferplus} if ferplus else {}),
         "skipped_images": int(ds.skipped),
         **metrics,
         "predict_seconds": round(seconds, 3),
@@ -532,6 +555,25 @@ def evaluate_model(
     return report
 
 
+def _ferplus(ds, data, split_name: str, votes_file) -> tuple:
+    from deepfer.train.data import ferplus_majority, load_ferplus_votes
+
+    if votes_file is None:
+        root = Path(data)
+        which = "train" if split_name in ("train", "val") else "test"
+        votes_file = root / f"ferplus_{which}.csv"
+        if not root.is_dir() or not votes_file.is_file():
+            raise EvaluateError(
+                f"--labels ferplus: no FER+ votes at {votes_file}; pass --ferplus-votes FILE "
+                "(columns file,neutral,happiness,...,NF)"
+            )
+    kept, info = ferplus_majority(ds, load_ferplus_votes(votes_file))
+    if not len(kept):
+        raise EvaluateError(f"{votes_file}: none of the {len(ds):,} faces has a FER+ majority")
+    info["votes"] = str(votes_file)
+    return kept, info
+
+
 def run_evaluate(args) -> int:
     """Handler of ``deepfer evaluate`` (see :mod:`deepfer.train.cli`); exit status."""
     from deepfer.edge.model_info import ModelInfoError
@@ -547,6 +589,8 @@ def run_evaluate(args) -> int:
             tta=args.tta or (),
             threads=getattr(args, "threads", 0) or None,
             progress=getattr(args, "progress", True),
+            labels=getattr(args, "labels", "fer2013"),
+            ferplus_votes=getattr(args, "ferplus_votes", None),
         )
     except (
         EvaluateError,

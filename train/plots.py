@@ -128,7 +128,10 @@ def roc_curves(
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
     ax.set_title(f"{title}: one-vs-rest ROC" if title else "one-vs-rest ROC")
-    ax.legend(loc="lower right", fontsize=8)
+    if curves:
+        ax.legend(loc="lower right", fontsize=8)
+    else:  # one class only: a one-vs-rest ROC needs positives and negatives
+        ax.text(0.5, 0.5, "no class has both positives and negatives", ha="center")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
