@@ -87,6 +87,10 @@ def test_average_chooses_on_validation_and_saves_a_flip_averaged_model(snapshot_
     assert report["chosen"]["flip"] == best_flip and report["flip_average"] is True
     assert report["selected_on"].startswith("validation slice (14 faces")
 
+    plain = snapshot_run / "averaged-plain.keras"  # the model without the wrapper, to fine-tune
+    assert report["keras_without_flip"] == str(plain)
+    assert keras.models.load_model(plain, compile=False).count_params() > 0
+
     model = keras.models.load_model(out, compile=False)
     faces = np.random.default_rng(1).uniform(0, 255, (4, 48, 48, 1)).astype(np.float32)
     scores = model.predict(faces, verbose=0)

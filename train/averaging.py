@@ -124,8 +124,9 @@ def average_run(
     Candidates are ranked on the validation slice (flip-averaged accuracy with
     ``flip_average``, one pass otherwise); the winner is saved as ``out``
     (default ``RUN/<model>-swa<N>.keras`` or ``RUN/<model>-best.keras``), wrapped
-    with :func:`deepfer.train.models.with_flip_average` if asked. The figures go
-    to ``RUN/average.json`` and are returned.
+    with :func:`deepfer.train.models.with_flip_average` if asked (the plain model
+    is saved beside it, without ``-flipavg``). The figures go to
+    ``RUN/average.json`` and are returned.
     """
     run = Path(run)
     config_file = run / "config.json"
@@ -191,9 +192,14 @@ def average_run(
     if out is None:
         out = run / f"{stem}-{tag}{'-flipavg' if flip_average else ''}.keras"
     out = Path(out)
-    if flip_average:
-        model = with_flip_average(model)
     out.parent.mkdir(parents=True, exist_ok=True)
+    base = None
+    if flip_average:  # keep the plain model too: it is the one to fine-tune
+        base = out.with_name(out.name.removesuffix(".keras").removesuffix("-flipavg") + ".keras")
+        if base == out:
+            base = out.with_name(out.stem + "-plain.keras")
+        model.save(base)
+        model = with_flip_average(model)
     model.save(out)
     result = {
         "run": str(run),
@@ -205,6 +211,7 @@ def average_run(
         "flip_average": flip_average,
         "batchnorm_faces": len(train),
         "keras": str(out),
+        **({"keras_without_flip": str(base)} if base else {}),
     }
     (run / "average.json").write_text(json.dumps(result, indent=2))
     echo(f"chosen: {winner.name} -> {out}")
