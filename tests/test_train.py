@@ -130,6 +130,29 @@ def test_resume_goes_on_from_the_last_checkpoint(one_epoch_run, tmp_path, capsys
 
 
 @pytest.mark.slow
+def test_resume_mends_a_history_without_the_learning_rate_column(one_epoch_run, tmp_path):
+    """Older runs logged no learning rate; Keras appends rows in its own column order."""
+    import shutil
+
+    run = tmp_path / "old"
+    shutil.copytree(one_epoch_run, run)
+    old = [{k: v for k, v in r.items() if k != "learning_rate"} for r in history_rows(run)]
+    with (run / "history.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, list(old[0]))
+        writer.writeheader()
+        writer.writerows(old)
+    assert main(["train", "--resume", "--out", str(run), "--epochs", "2", "--no-progress"]) == 0
+    rows = history_rows(run)
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+    assert all(0.0 <= float(r["val_accuracy"]) <= 1.0 for r in rows)  # no shifted columns
+    cfg = TrainConfig.from_json(json.loads((run / "config.json").read_text()))
+    assert float(rows[0]["learning_rate"]) == pytest.approx(learning_rate(cfg, 0))
+    assert float(rows[1]["learning_rate"]) == pytest.approx(learning_rate(cfg, 1))
+    history = json.loads((run / "history.json").read_text())
+    assert len(history["learning_rate"]) == len(history["loss"]) == 2
+
+
+@pytest.mark.slow
 def test_finetune_on_a_labelled_folder(one_epoch_run, tiny_fer, tmp_path):
     """`deepfer train --finetune X.keras --data FOLDER`, FOLDER holding <class>/ images."""
     run = tmp_path / "ft"

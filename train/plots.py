@@ -38,7 +38,8 @@ def training_curves(history: Mapping[str, Sequence[float]], path: str | Path) ->
         axes[1].axvline(epochs[best], color="gray", ls=":", lw=1)
         axes[1].set_title(f"accuracy (best validation {val_acc[best]:.1%}, epoch {best + 1})")
     if "learning_rate" in history:
-        axes[2].plot(epochs, history["learning_rate"], **style)
+        lr = history["learning_rate"]  # may be shorter: logged only from some epoch on
+        axes[2].plot(epochs[len(epochs) - len(lr) :], lr, **style)
         axes[2].set_yscale("log")
     axes[2].set_title("learning rate")
     for ax in axes:

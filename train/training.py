@@ -304,6 +304,7 @@ def train(cfg: TrainConfig, resume: bool = False, epochs: int | None = None) -> 
         initial_epoch = json.loads(state_file.read_text())["epoch"] if state_file.is_file() else 0
         previous = _read_history(out / "history.csv").get("val_accuracy", [])[:initial_epoch]
         best_so_far = max(previous) if previous else None
+        _align_history(out / "history.csv", cfg, initial_epoch)
         print(f"resuming from {last_ckpt} at epoch {initial_epoch + 1}", flush=True)
         if initial_epoch >= cfg.epochs:
             print(
@@ -437,6 +438,38 @@ def train(cfg: TrainConfig, resume: bool = False, epochs: int | None = None) -> 
     return summary
 
 
+def _align_history(path: Path, cfg: TrainConfig, epochs_done: int) -> None:
+    """Make ``history.csv`` ready for Keras' CSVLogger to append to on resume.
+
+    CSVLogger appends rows in its own column order (the logged keys, sorted) and
+    never rewrites the header, so a history written without ``learning_rate``
+    (older DeepFER versions) would get shifted columns. Rewrite it with the
+    column, filled from the schedule where it is known, and drop rows past the
+    checkpoint (an epoch logged after the last checkpoint was written).
+    """
+    import csv
+
+    if not path.is_file():
+        return
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        header = list(reader.fieldnames or [])
+        rows = list(reader)
+    if not header:
+        return
+    keep = [r for r in rows if r.get("epoch", "").isdigit() and int(r["epoch"]) < epochs_done]
+    if "learning_rate" in header and len(keep) == len(rows):
+        return
+    keys = sorted(set(header) - {"epoch"} | {"learning_rate"})
+    for row in keep:
+        if not row.get("learning_rate") and cfg.schedule in ("cosine", "constant"):
+            row["learning_rate"] = repr(learning_rate(cfg, int(row["epoch"])))
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, ["epoch", *keys], restval="", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(keep)
+
+
 def _read_history(path: Path) -> dict[str, list[float]]:
     import csv
 
@@ -446,7 +479,7 @@ def _read_history(path: Path) -> dict[str, list[float]]:
     with path.open() as fh:
         for row in csv.DictReader(fh):
             for key, value in row.items():
-                if key == "epoch" or value in ("", None):
+                if key in ("epoch", None) or value in ("", None):  # None: surplus fields
                     continue
                 history.setdefault(key, []).append(float(value))
     return history
