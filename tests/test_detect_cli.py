@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import cv2
-import pytest
 
 
 def deepfer(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -95,12 +94,3 @@ def test_bad_models_are_clear_errors(media_dir, tiny_tflite_model, tmp_path):
     proc = deepfer("detect", image, "--model", corrupt)
     assert proc.returncode == 2 and "not a valid TFLite model" in proc.stderr
     assert "Traceback" not in proc.stderr
-
-
-def test_default_model_missing_says_pass_model(media_dir):
-    from deepfer.models import default_model_path
-
-    if default_model_path().is_file():
-        pytest.skip("the default model is installed")
-    proc = deepfer("detect", media_dir / "justin.jpg")
-    assert proc.returncode == 2 and "--model" in proc.stderr and "Traceback" not in proc.stderr
