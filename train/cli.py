@@ -174,7 +174,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 def add_average(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "average",
-        help="average the weights of a run's last epochs (SWA), chosen on validation",
+        help="average the weights of a run's last epochs (SWA; needs the train extra)",
         description="Average the weights of the last N epochs of a `deepfer train --snapshots` run, "
         "recompute batch-norm statistics on its training faces, score each average and the best "
         "checkpoint on the run's validation slice, and save the best as a .keras model.",
