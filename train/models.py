@@ -5,7 +5,7 @@ Every model takes raw grayscale pixels 0..255; scaling is its first layer.
 | name | what | params | expected FER2013 PublicTest accuracy |
 |---|---|---|---|
 | ``deepfer-cnn`` | the seed's 4-block CNN (64-128-256-512) | ~1.72M | ~60-63% (under-fits with its dropout) |
-| ``deepfer-vgg`` | 8 conv VGG-style, 32-64-128-256, two convs per block | ~1.77M | 65.5% in 40 epochs; 68.7% after 64 epochs, SWA and flip averaging (models/MODEL_CARD.md) |
+| ``deepfer-vgg`` | 8 conv VGG-style, 32-64-128-256, two convs per block | ~1.77M | 65.5% in 40 epochs; 68.7% after 88 epochs, SWA and flip averaging (models/MODEL_CARD.md) |
 | ``deepfer-edge`` | depthwise-separable, int8-friendly, few MACs | ~0.14M | a few points below deepfer-vgg |
 | ``mobilenetv3small`` | keras.applications backbone (minimalistic) at 96x96, for transfer learning | ~0.45M | needs ImageNet weights to shine |
 """
