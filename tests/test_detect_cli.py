@@ -5,21 +5,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import cv2
-
-
-def deepfer(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPFER_")}
-    return subprocess.run(
-        [sys.executable, "-m", "deepfer.edge", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
+from cli_subprocess import deepfer
 
 
 def test_detect_json_on_justin(media_dir, tiny_tflite_model, tmp_path):

@@ -4,7 +4,6 @@ SIGTERM (end events, flush, exit 0) and the preview."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -13,24 +12,10 @@ import threading
 import time
 import urllib.request
 
+from cli_subprocess import deepfer, env_without_settings
+
 from deepfer.edge.events import validate_event
 from deepfer.edge.labels import LABELS
-
-
-def env_without_settings(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPFER_")}
-    env.update(extra)
-    return env
-
-
-def deepfer(*args, env=None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "deepfer.edge", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env or env_without_settings(),
-    )
 
 
 def test_run_on_a_video_writes_events_and_stats(media_dir, tiny_tflite_model, tmp_path):

@@ -5,12 +5,10 @@ figures."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from cli_subprocess import deepfer
 
 from deepfer.edge.events import validate_event
 from deepfer.edge.labels import LABELS
@@ -19,17 +17,6 @@ from deepfer.models import MODELS_DIR, default_model_path
 
 INT8 = MODELS_DIR / "deepfer_int8.tflite"
 FLOAT32 = MODELS_DIR / "deepfer_float32.tflite"
-
-
-def deepfer(*args, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPFER_")}
-    return subprocess.run(
-        [sys.executable, "-m", "deepfer.edge", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
 
 
 def test_the_shipped_models_follow_the_contract():
