@@ -137,7 +137,7 @@ class Daemon:
             reopen_min_s=cfg.source.reopen_min_s,
             reopen_max_s=cfg.source.reopen_max_s,
             stop_event=self.stop_event,
-            on_failure=self._source_failed,
+            on_failure=self._end_open_tracks,
         )
         self.reader.open()  # a source that cannot be opened at start is fatal
         log.info("source: %s", self.source.name)
@@ -272,8 +272,9 @@ class Daemon:
             if self.stop_event.is_set():
                 break
 
-    def _source_failed(self) -> None:
-        """A camera stopped giving frames: end the open tracks now, not when it is back."""
+    def _end_open_tracks(self) -> None:
+        """Publish ``end`` for every open track: at shutdown, and when a camera stops giving
+        frames (now, not when it is back)."""
         if self.pipeline is not None:
             ended = self.pipeline.close()
             self._publish(ended)
@@ -281,11 +282,7 @@ class Daemon:
                 self.preview.add_events(ended)
 
     def _shutdown(self) -> None:
-        if self.pipeline is not None:
-            ended = self.pipeline.close()
-            self._publish(ended)
-            if self.preview is not None and ended:
-                self.preview.add_events(ended)
+        self._end_open_tracks()
         if self.reader is not None:
             self.reader.stop()
         if self._frames is not None:
@@ -303,18 +300,23 @@ class Daemon:
         if self.preview is not None:
             self.preview.close()
 
+    def _sink_stats(self) -> dict[str, dict[str, Any]]:
+        """Each sink's own figures; a sink whose stats fail must not stop the loop."""
+        out: dict[str, dict[str, Any]] = {}
+        for sink in self.sinks or ():
+            try:
+                out[sink.name] = sink.stats()
+            except Exception as exc:
+                out[sink.name] = {"error": repr(exc)}
+        return out
+
     def _sink_line(self) -> str:
         """`` | stdout events=12 | mqtt connected=True queue=0 sent=12 ...`` for the stats line."""
         parts = []
-        for sink in self.sinks or ():
-            try:
-                values = sink.stats()
-            except Exception as exc:  # a sink's stats must not stop the loop
-                values = {"error": repr(exc)}
+        for name, values in self._sink_stats().items():
             if values:
-                prefix = f"{sink.name}_"
-                items = " ".join(f"{k.removeprefix(prefix)}={v}" for k, v in values.items())
-                parts.append(f" | {sink.name} {items}")
+                items = " ".join(f"{k.removeprefix(name + '_')}={v}" for k, v in values.items())
+                parts.append(f" | {name} {items}")
         return "".join(parts)
 
     def summary(self) -> dict[str, Any]:
@@ -331,11 +333,5 @@ class Daemon:
         if self.reader is not None:
             out["source_failures"] = self.reader.failures
             out["source_reopens"] = self.reader.reopens
-        sink_stats: dict[str, Any] = {}
-        for sink in self.sinks or ():
-            try:
-                sink_stats[sink.name] = sink.stats()
-            except Exception as exc:
-                sink_stats[sink.name] = {"error": repr(exc)}
-        out["sinks"] = sink_stats
+        out["sinks"] = self._sink_stats()
         return out
