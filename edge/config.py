@@ -502,11 +502,10 @@ def load_config(
     for dotted, text in env.items():
         name = ENV_PREFIX + dotted.replace(".", "_").upper()
         layers.append((f"env {name}", {dotted: text}, True))
+    flag_names = flag_names or {}
     for dotted, value in (overrides or {}).items():
         if value is not None:
-            flag = (flag_names or {}).get(dotted) or "--" + dotted.rpartition(".")[2].replace(
-                "_", "-"
-            )
+            flag = flag_names.get(dotted) or "--" + dotted.rpartition(".")[2].replace("_", "-")
             layers.append((f"flag {flag}", {dotted: value}, isinstance(value, str)))
     try:
         config = build_config(layers)

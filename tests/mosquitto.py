@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import pytest
 
 
 def find_mosquitto() -> str | None:
@@ -34,6 +35,12 @@ def find_mosquitto() -> str | None:
         if candidate and Path(candidate).is_file():
             return candidate
     return None
+
+
+#: Mark for tests that start a real broker: ``pytestmark = requires_mosquitto``.
+requires_mosquitto = pytest.mark.skipif(
+    find_mosquitto() is None, reason="mosquitto is not installed (apt-get install mosquitto)"
+)
 
 
 def free_port() -> int:

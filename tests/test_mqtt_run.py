@@ -19,19 +19,17 @@ import pytest
 from mosquitto import (
     Mosquitto,
     Subscriber,
-    find_mosquitto,
     make_ca,
     make_password_file,
     make_pki,
+    requires_mosquitto,
     unique_event_seqs,
 )
 
 from deepfer.edge.events import validate_event
 from deepfer.edge.labels import LABELS
 
-pytestmark = pytest.mark.skipif(
-    find_mosquitto() is None, reason="mosquitto is not installed (apt-get install mosquitto)"
-)
+pytestmark = requires_mosquitto
 
 DEVICE = "shelf-7"
 PREFIX = f"deepfer/{DEVICE}"

@@ -14,10 +14,10 @@ import pytest
 from mosquitto import (
     Mosquitto,
     Subscriber,
-    find_mosquitto,
     make_ca,
     make_password_file,
     make_pki,
+    requires_mosquitto,
     unique_event_seqs,
 )
 
@@ -25,9 +25,7 @@ from deepfer.edge.events import EventBuilder, validate_event
 from deepfer.edge.labels import LABELS
 from deepfer.edge.mqtt_publisher import DEFAULTS, MqttSink
 
-pytestmark = pytest.mark.skipif(
-    find_mosquitto() is None, reason="mosquitto is not installed (apt-get install mosquitto)"
-)
+pytestmark = requires_mosquitto
 
 DEVICE = "cam-1"
 PREFIX = f"deepfer/{DEVICE}"
