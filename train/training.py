@@ -13,7 +13,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -253,12 +253,14 @@ def train(cfg: TrainConfig, resume: bool = False, epochs: int | None = None) -> 
     ckpt_dir = out / "checkpoints"
     last_ckpt = ckpt_dir / "last.keras"
     state_file = ckpt_dir / "state.json"
+    ran = None  # the config the run's earlier epochs ran under
     if resume:
         if not last_ckpt.is_file() or not (out / "config.json").is_file():
             raise FileNotFoundError(f"{out}: no checkpoint to resume from ({last_ckpt})")
         saved = TrainConfig.from_json(json.loads((out / "config.json").read_text()))
         saved.out, saved.threads, saved.progress = cfg.out, cfg.threads, cfg.progress
         saved.snapshots = cfg.snapshots
+        ran = replace(saved)
         if epochs:
             saved.epochs = epochs
         cfg = saved
@@ -304,7 +306,7 @@ def train(cfg: TrainConfig, resume: bool = False, epochs: int | None = None) -> 
         initial_epoch = json.loads(state_file.read_text())["epoch"] if state_file.is_file() else 0
         previous = _read_history(out / "history.csv").get("val_accuracy", [])[:initial_epoch]
         best_so_far = max(previous) if previous else None
-        _align_history(out / "history.csv", cfg, initial_epoch)
+        _align_history(out / "history.csv", ran, initial_epoch)
         print(f"resuming from {last_ckpt} at epoch {initial_epoch + 1}", flush=True)
         if initial_epoch >= cfg.epochs:
             print(
@@ -444,7 +446,8 @@ def _align_history(path: Path, cfg: TrainConfig, epochs_done: int) -> None:
     CSVLogger appends rows in its own column order (the logged keys, sorted) and
     never rewrites the header, so a history written without ``learning_rate``
     (older DeepFER versions) would get shifted columns. Rewrite it with the
-    column, filled from the schedule where it is known, and drop rows past the
+    column, filled from the schedule those epochs ran under (``cfg``: the run's
+    config before ``--epochs`` changed it) where it is known, and drop rows past the
     checkpoint (an epoch logged after the last checkpoint was written).
     """
     import csv
