@@ -51,7 +51,7 @@ class CollectSink:
     def publish_event(self, event):
         self.events.append(event)
 
-    def publish_state(self, state):
+    def on_frame(self, result):
         pass
 
     def stats(self):
@@ -69,7 +69,7 @@ def media_file(name: str) -> Path | None:
 def run_pipeline(video: Path, model: Path, detector_overrides: dict) -> dict:
     import cv2
 
-    from deepfer.edge.capture import OpenCVSource
+    from deepfer.edge.capture.sources import OpenCVSource
     from deepfer.edge.config import load_config
     from deepfer.edge.daemon import Daemon
 
@@ -98,7 +98,7 @@ def run_in_child(args: argparse.Namespace, model: Path) -> dict:
 
 def cold_detect(image: Path, model: Path, runs: int) -> dict:
     """``deepfer detect IMAGE --json`` in fresh processes: wall and CPU seconds."""
-    cmd = [sys.executable, "-m", "deepfer.edge", "detect", str(image), "--model", str(model)]
+    cmd = [sys.executable, "-m", "deepfer", "detect", str(image), "--model", str(model)]
     cmd.append("--json")
     walls, cpus = [], []
     for _ in range(runs):
@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
-    from deepfer.edge.daemon import ModelNotFound, resolve_model_path
+    from deepfer.edge.errors import ModelNotFound
+    from deepfer.edge.model.classifier import resolve_model_path
 
     try:
         model = resolve_model_path(args.model)

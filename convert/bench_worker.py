@@ -59,7 +59,7 @@ def _load(path: Path, runtime_name: str, threads: int):
     from deepfer.train.evaluate import Predictor, load_predictor
 
     if path.suffix.lower() == ".tflite":
-        from deepfer.edge.classifier import EmotionClassifier
+        from deepfer.edge.model.classifier import EmotionClassifier
 
         class RuntimePredictor(Predictor):
             """The evaluation predictor over an interpreter of the requested runtime."""
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m deepfer.convert.bench_worker SPEC.json", file=sys.stderr)
         return 2
     spec = json.loads(Path(argv[0]).read_text())
-    from deepfer.edge.runtime import RuntimeUnavailable
+    from deepfer.edge.model.runtime import RuntimeUnavailable
 
     try:
         result = measure(spec)

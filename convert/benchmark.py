@@ -28,13 +28,14 @@ from pathlib import Path
 import numpy as np
 
 from deepfer.convert.bench_worker import EXIT_NO_RUNTIME
+from deepfer.edge.errors import DeepFERError
 from deepfer.edge.labels import LABELS
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 WORKER_TIMEOUT_S = 1800
 
 
-class BenchmarkError(RuntimeError):
+class BenchmarkError(DeepFERError, RuntimeError):
     """A model or data set that cannot be benchmarked, with what and where."""
 
 
@@ -73,7 +74,7 @@ def describe_model(path: str | Path) -> ModelEntry:
         raise BenchmarkError(f"{path}: model file not found")
     suffix = path.suffix.lower()
     if suffix == ".tflite":
-        from deepfer.edge.model_info import ModelInfoError, load_model_info
+        from deepfer.edge.model.sidecar import ModelInfoError, load_model_info
 
         with path.open("rb") as fh:
             head = fh.read(8)
@@ -107,7 +108,7 @@ def load_faces(data: str | Path, split: str, size: tuple[int, int], limit: int, 
 
 
 def _runtimes(requested: Sequence[str] | None) -> list[str]:
-    from deepfer.edge.runtime import RUNTIMES, available_runtimes
+    from deepfer.edge.model.runtime import RUNTIMES, available_runtimes
 
     names: list[str] = []
     for item in requested or ["auto"]:
@@ -483,7 +484,7 @@ def plot(report: dict, path: str | Path) -> Path:
 
 def update_sidecars(report: dict) -> list[Path]:
     """Store each .tflite row's numbers in its sidecar under ``metrics.benchmark``."""
-    from deepfer.edge.model_info import update_metrics
+    from deepfer.edge.model.sidecar import update_metrics
 
     written = []
     for r in report["models"]:
@@ -530,7 +531,7 @@ def write_outputs(report: dict, json_path=None, markdown_path=None, plot_path=No
 
 def run_benchmark_command(args) -> int:
     """Handler of ``deepfer benchmark``; exit status."""
-    from deepfer.edge.model_info import ModelInfoError
+    from deepfer.edge.model.sidecar import ModelInfoError
     from deepfer.train.data import DataError
     from deepfer.train.evaluate import EvaluateError
 

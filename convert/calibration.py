@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deepfer.edge.errors import DeepFERError
 from deepfer.edge.labels import LABELS
 from deepfer.train.data import DataError, FaceDataset, load_fer2013, stratified_split
 
@@ -26,7 +27,7 @@ DEFAULT_SEED = 0
 DEFAULT_HELD_OUT_SLICE = 2000
 
 
-class CalibrationError(ValueError):
+class CalibrationError(DeepFERError, ValueError):
     """Calibration or check data that cannot be used, with what and where."""
 
 

@@ -100,7 +100,7 @@ def _run_convert(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from deepfer.convert.calibration import CalibrationError
     from deepfer.convert.quantize import AccuracyDropError, ConvertError, convert_model
-    from deepfer.edge.runtime import ModelLoadError, RuntimeUnavailable
+    from deepfer.edge.model.runtime import ModelLoadError, RuntimeUnavailable
 
     formats = ["int8"] + (["float32"] if args.float32 else [])
     formats += (["float16"] if args.float16 else []) + (["dynamic"] if args.dynamic else [])

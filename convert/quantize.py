@@ -43,8 +43,9 @@ from deepfer.convert.calibration import (
     load_source,
     representative_set,
 )
+from deepfer.edge.errors import DeepFERError
 from deepfer.edge.labels import LABELS
-from deepfer.edge.model_info import file_sha256, update_metrics, write_sidecar
+from deepfer.edge.model.sidecar import file_sha256, update_metrics, write_sidecar
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 INTEGER_TYPES = {"int8", "int16", "int32", "int64", "bool"}
 
 
-class ConvertError(RuntimeError):
+class ConvertError(DeepFERError, RuntimeError):
     """A model or data that cannot be converted, with what and where."""
 
 
@@ -336,7 +337,7 @@ def tflite_bytes(source: SourceModel, fmt: str, calibration: CalibrationSet | No
 
 def inspect_tflite(path: str | Path) -> dict:
     """Input/output tensors and the op list of a ``.tflite`` file (light runtime, no TF)."""
-    from deepfer.edge import runtime
+    from deepfer.edge.model import runtime
 
     interpreter, runtime_name = runtime.make_interpreter(path, num_threads=1)
     inp = runtime.input_detail(interpreter)
@@ -358,7 +359,7 @@ def _op_details(path: str | Path, runtime_name: str) -> list[dict]:
     """Ops of the model as written (no delegate), with their tensor types."""
     import importlib
 
-    from deepfer.edge.runtime import RUNTIMES
+    from deepfer.edge.model.runtime import RUNTIMES
 
     if runtime_name == "tensorflow":
         import tensorflow as tf

@@ -1,7 +1,9 @@
-"""``deepfer detect``, ``deepfer run`` and ``deepfer view``.
+"""``deepfer detect``, ``deepfer run`` and ``deepfer view``: their flags and handlers.
 
 Only argparse at import time: OpenCV, the TFLite runtime and the pipeline are imported
-when a command runs, so ``deepfer --help`` and every other subcommand stay light.
+when a command runs, so ``deepfer --help`` and every other subcommand stay light. Errors
+are :class:`deepfer.edge.errors.DeepFERError`; the ``deepfer`` command (deepfer.cli)
+prints them in one line and exits with their code.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import logging
 import sys
 from typing import Any
 
-log = logging.getLogger("deepfer.edge.commands")
+log = logging.getLogger(__name__)
 
 #: ``deepfer run`` flags -> config keys (flags beat env vars beat the config file).
 #: A flag whose value is None (not given) leaves the key alone.
@@ -32,6 +34,7 @@ RUN_FLAGS: dict[str, str] = {
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Adds ``detect``, ``run`` and ``view`` (the ``deepfer.commands`` entry point)."""
     add_detect(sub)
     add_run(sub)
     add_view(sub)
@@ -175,32 +178,6 @@ def add_view(sub: argparse._SubParsersAction) -> None:
 # Shared helpers
 
 
-def _fail(command: str, message: Any, code: int = 2) -> int:
-    print(f"deepfer {command}: error: {message}", file=sys.stderr)
-    return code
-
-
-def _setup_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean "bad setup": reported in one line, exit 2."""
-    from deepfer.edge.capture import SourceError
-    from deepfer.edge.config import ConfigError
-    from deepfer.edge.daemon import ModelNotFound
-    from deepfer.edge.detector import DetectorError
-    from deepfer.edge.model_info import ModelInfoError
-    from deepfer.edge.runtime import ModelLoadError, RuntimeUnavailable
-
-    return (
-        ConfigError,
-        ModelNotFound,
-        ModelInfoError,
-        ModelLoadError,
-        RuntimeUnavailable,
-        DetectorError,
-        SourceError,
-        OSError,
-    )
-
-
 def _load_config(
     args: argparse.Namespace,
     flags: dict[str, str],
@@ -229,8 +206,8 @@ def _load_config(
 def _preview_overrides(value: str | None) -> dict[str, Any]:
     if value is None:
         return {}
-    from deepfer.edge.config import ConfigError
-    from deepfer.edge.drawing import parse_host_port
+    from deepfer.edge.errors import ConfigError
+    from deepfer.edge.netaddr import parse_host_port
 
     try:
         host, port = parse_host_port(value)
@@ -240,75 +217,64 @@ def _preview_overrides(value: str | None) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    errors = _setup_errors()
-    try:
-        config = _load_config(args, RUN_FLAGS, _preview_overrides(args.preview), "--preview")
-    except errors as exc:
-        return _fail("run", exc)
+    config = _load_config(args, RUN_FLAGS, _preview_overrides(args.preview), "--preview")
     if args.print_config:
         from deepfer.edge.config import to_toml
 
         sys.stdout.write(to_toml(config))
         return 0
-    from deepfer.edge.daemon import Daemon, build_classifier, make_sinks
-
     if args.validate_config:
-        try:
-            classifier = build_classifier(config)
-            from deepfer.edge.detector import make_detector
+        return _validate(config)
+    from deepfer.edge.daemon import Daemon
+    from deepfer.edge.errors import DeepFERError
 
-            make_detector(config.detector)
-            make_sinks(config, config.resolved_device_id(), classifier.info.name)
-        except errors as exc:
-            return _fail("run", exc)
-        print(f"config OK (model {classifier.info.name}, runtime {classifier.runtime})")
-        return 0
-    daemon = Daemon(config)
-    try:
-        daemon.start()
-    except errors as exc:
-        daemon._shutdown()
-        return _fail("run", exc)
-    try:
-        daemon.run()
-    except errors as exc:
-        return _fail("run", exc, 1)
+    with Daemon(config) as daemon:  # a setup error ends here, exit 2
+        try:
+            daemon.run()
+        except DeepFERError as exc:  # the source failed mid-run: the run happened, exit 1
+            exc.exit_code = 1
+            raise
+    return 0
+
+
+def _validate(config) -> int:
+    """Build everything that can be built without opening the source or the network."""
+    from deepfer.edge.detectors import make_detector
+    from deepfer.edge.model.classifier import load_classifier
+    from deepfer.edge.outputs.mqtt.sink import MqttSink
+
+    classifier = load_classifier(config.model)
+    make_detector(config.detector)
+    if config.mqtt.url:
+        MqttSink(config.mqtt, config.resolved_device_id(), model=classifier.info.name)
+    print(f"config OK (model {classifier.info.name}, runtime {classifier.runtime})")
     return 0
 
 
 def cmd_view(args: argparse.Namespace) -> int:
     flags = {"source": "source.uri", "model": "model.path", "yunet": "detector.yunet_model"}
     flags["loop"] = "source.loop"
-    errors = _setup_errors()
     extra = {
         "preview.enabled": True,
         "preview.host": "127.0.0.1",
         "preview.port": args.port,
         "source.realtime": True,
+        "mqtt.url": "",  # a local look: events go to stdout with --events, never to a broker
     }
-    try:
-        config = _load_config(args, flags, extra)
-    except errors as exc:
-        return _fail("view", exc)
+    config = _load_config(args, flags, extra)
     from deepfer.edge.daemon import Daemon
-    from deepfer.edge.sinks import StdoutSink
 
-    daemon = Daemon(config, sinks=[StdoutSink()] if args.events else [])
-    try:
-        daemon.start()
-    except errors as exc:
-        daemon._shutdown()
-        return _fail("view", exc)
-    url = daemon.preview_url
-    print(f"preview: {url}  (Ctrl-C to stop)", file=sys.stderr)
-    if not args.no_browser:
-        import webbrowser
+    with Daemon(config, events=args.events) as daemon:
+        url = daemon.preview_url
+        print(f"preview: {url}  (Ctrl-C to stop)", file=sys.stderr)
+        if not args.no_browser:
+            import webbrowser
 
-        try:
-            webbrowser.open(url)
-        except Exception as exc:  # no browser on a headless box: the address is printed
-            log.info("could not open a browser: %s", exc)
-    daemon.run()
+            try:
+                webbrowser.open(url)
+            except Exception as exc:  # no browser on a headless box: the address is printed
+                log.info("could not open a browser: %s", exc)
+        daemon.run()
     return 0
 
 
@@ -317,156 +283,7 @@ def cmd_view(args: argparse.Namespace) -> int:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    errors = _setup_errors()
-    flags = {"model": "model.path", "yunet": "detector.yunet_model"}
-    try:
-        config = _load_config(args, flags)
-        from deepfer.edge.daemon import build_classifier
+    config = _load_config(args, {"model": "model.path", "yunet": "detector.yunet_model"})
+    from deepfer.edge.detect_files import detect_files
 
-        classifier = build_classifier(config)
-    except errors as exc:
-        return _fail("detect", exc)
-    from pathlib import Path
-
-    from deepfer.edge.capture import IMAGE_EXTS
-
-    out = Path(args.out) if args.out else None
-    if out is not None and len(args.inputs) > 1:
-        out.mkdir(parents=True, exist_ok=True)
-    results: list[dict[str, Any]] = []
-    failed = 0
-    for name in args.inputs:
-        path = Path(name)
-        target = None
-        if out is not None:
-            target = out / path.name if len(args.inputs) > 1 else out
-        try:
-            if not path.is_file():
-                raise FileNotFoundError(f"{path}: no such file")
-            if path.suffix.lower() in IMAGE_EXTS:
-                faces = _detect_image(path, config, classifier, args.detect_width, target)
-            else:
-                faces = _detect_video(path, config, classifier, args.detect_width, target)
-        except errors as exc:
-            print(f"deepfer detect: error: {exc}", file=sys.stderr)
-            failed += 1
-            continue
-        results += faces
-        if not args.json:
-            _print_faces(path, faces)
-    if args.json:
-        import json
-
-        print(json.dumps(results, indent=1))
-    return 1 if failed else 0
-
-
-_DETECTORS: dict[int, Any] = {}  # detect_width -> detector, built once per command
-
-
-def _pipeline(config, classifier, detect_width: int, track: bool):
-    import copy
-
-    from deepfer.edge.detector import make_detector
-    from deepfer.edge.events import EventBuilder
-    from deepfer.edge.pipeline import FacePipeline
-
-    if detect_width not in _DETECTORS:
-        detector_cfg = copy.copy(config.detector)
-        detector_cfg.detect_width = detect_width
-        _DETECTORS[detect_width] = make_detector(detector_cfg)
-    builder = EventBuilder(config.resolved_device_id(), classifier.info.name)
-    return FacePipeline.from_config(
-        config, classifier, _DETECTORS[detect_width], builder, track=track
-    )
-
-
-def _detect_image(path, config, classifier, detect_width, target) -> list[dict[str, Any]]:
-    import cv2
-
-    from deepfer.edge.capture import SourceError
-
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise SourceError(f"{path}: cannot read this image (missing, corrupt or not an image)")
-    width = 640 if detect_width is None else detect_width
-    pipeline = _pipeline(config, classifier, width, track=False)
-    faces = pipeline.process(image)
-    if target is not None:
-        from deepfer.edge.drawing import draw_faces
-
-        if not cv2.imwrite(str(target), draw_faces(image, faces)):
-            raise OSError(f"{target}: could not write the image (unknown extension?)")
-        log.info("wrote %s", target)
-    return [{"input": str(path), **face.to_dict()} for face in faces]
-
-
-def _detect_video(path, config, classifier, detect_width, target) -> list[dict[str, Any]]:
-    from deepfer.edge.capture import FrameReader, OpenCVSource
-
-    width = config.detector.detect_width if detect_width is None else detect_width
-    pipeline = _pipeline(config, classifier, width, track=True)
-    source = OpenCVSource(str(path), live=False)
-    reader = FrameReader(source)
-    writer = None
-    out: list[dict[str, Any]] = []
-    try:
-        for frame in reader:
-            faces = pipeline.process(frame)
-            for face in faces:
-                out.append(
-                    {
-                        "input": str(path),
-                        "frame": frame.index,
-                        "t": round(frame.t, 3),
-                        **face.to_dict(),
-                    }
-                )
-            if target is not None:
-                writer = writer or _video_writer(target, source.fps or 30.0, frame.size)
-                from deepfer.edge.drawing import draw_faces
-
-                writer.write(draw_faces(frame.bgr(), faces))
-    finally:
-        if writer is not None:
-            writer.release()
-            log.info("wrote %s", target)
-    pipeline.close()
-    if reader.opened and not out and target is None:
-        log.info("%s: no faces", path)
-    return out
-
-
-def _video_writer(target, fps: float, size: tuple[int, int]):
-    import cv2
-
-    fourcc = cv2.VideoWriter_fourcc(*("MJPG" if str(target).lower().endswith(".avi") else "mp4v"))
-    writer = cv2.VideoWriter(str(target), fourcc, fps, size)
-    if not writer.isOpened():
-        raise OSError(f"{target}: cannot write a video here (use .mp4 or .avi)")
-    return writer
-
-
-def _print_faces(path, faces: list[dict[str, Any]]) -> None:
-    if not faces:
-        print(f"{path}: no faces")
-        return
-    if "frame" not in faces[0]:
-        print(f"{path}: {len(faces)} face{'s' if len(faces) != 1 else ''}")
-        for face in faces:
-            top = sorted(face["scores"].items(), key=lambda kv: -kv[1])[1:3]
-            others = ", ".join(f"{k} {v:.0%}" for k, v in top)
-            print(f"  {face['emotion']:<8} {face['score']:.0%}  box {face['box']}  ({others})")
-        return
-    frames = {f["frame"] for f in faces}
-    print(f"{path}: faces in {len(frames)} frames")
-    tracks: dict[int, dict[str, int]] = {}
-    for face in faces:
-        hist = tracks.setdefault(face["track_id"], {})
-        hist[face["emotion"]] = hist.get(face["emotion"], 0) + 1
-    for track_id, hist in sorted(tracks.items()):
-        total = sum(hist.values())
-        parts = ", ".join(
-            f"{k} {v / total:.0%}" for k, v in sorted(hist.items(), key=lambda kv: -kv[1])
-        )
-        print(f"  track #{track_id}: {total} frames: {parts}")
+    return detect_files(config, args.inputs, args.out, args.detect_width, args.json)

@@ -1,14 +1,18 @@
-"""The edge daemon: source -> detector -> classifier -> tracker -> sinks, until told to stop.
+"""The edge daemon: source -> pipeline -> outputs, until told to stop.
 
-``Daemon(config).run()`` builds everything once (the classifier's runtime is logged),
-opens the source (a failure to open is fatal; a live camera that fails later is reopened
-with backoff), then processes frames one at a time on this thread: every frame's events
-go to every sink's ``publish_event`` and its faces to ``publish_state`` (sinks rate-limit),
-and to the preview when there is one. It logs a stats line every ``run.stats_interval_s``.
+``with Daemon(config) as daemon: daemon.run()``: entering builds everything once (the
+classifier's runtime is logged), opens the source (a failure to open is fatal; a live
+camera that fails later is reopened with backoff) and starts the outputs; leaving ends
+every open track, closes the source and flushes and closes the outputs, whatever happened.
+
+``run()`` processes frames one at a time on this thread. Each frame's
+:class:`~deepfer.edge.pipeline.FrameResult` goes to every output's ``on_frame`` and its
+track events, as messages (``messages.py``), to every output's ``publish_event``. It logs a
+stats line every ``run.stats_interval_s``.
 
 It stops at the end of a file, after ``run.max_frames`` frames or ``run.duration_s``
 seconds, or on SIGTERM/SIGINT: the current frame is finished, every open track gets its
-``end`` event, sinks are flushed and closed, and ``run()`` returns the run's stats (also
+``end`` event, outputs are flushed and closed, and ``run()`` returns the run's stats (also
 written to ``run.stats_json``). A second signal stops at once (KeyboardInterrupt).
 """
 
@@ -22,71 +26,49 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deepfer.edge.capture import FrameReader, Source, make_source
-from deepfer.edge.config import Config, ConfigError
-from deepfer.edge.sinks import Sink, StdoutSink
+from deepfer.edge.capture.reader import FrameReader
+from deepfer.edge.capture.sources import Source, make_source
+from deepfer.edge.config import Config
+from deepfer.edge.outputs.base import Sink
 from deepfer.edge.stats import RunStats
 
 log = logging.getLogger(__name__)
 
 
-class ModelNotFound(FileNotFoundError):
-    """No model given and the shipped default is not installed."""
-
-
-def resolve_model_path(path: str | Path | None) -> Path:
-    """``model.path``, or the shipped default model when empty (clear error if absent)."""
-    if path:
-        return Path(path).expanduser()
-    from deepfer.models import default_model_path
-
-    default = default_model_path()
-    if not default.is_file():
-        raise ModelNotFound(
-            f"no model given and the default model {default} is not installed; pass "
-            "--model FILE.tflite (with its .json sidecar beside it) or set model.path in "
-            "the config"
-        )
-    return default
-
-
-def make_sinks(
-    config: Config, device_id: str, model: str = "", labels: list[str] | None = None
+def make_outputs(
+    config: Config,
+    device_id: str,
+    model: str = "",
+    labels: list[str] | None = None,
+    events: bool = True,
 ) -> list[Sink]:
-    """The sinks a config asks for: MQTT when ``mqtt.url`` is set, else stdout JSON lines."""
-    if not config.mqtt.url:
-        return [StdoutSink()]
-    from deepfer.edge.mqtt_publisher import MqttConfigError, MqttSink
+    """The outputs a config asks for: MQTT when ``mqtt.url`` is set, else JSON lines on
+    stdout (``events=False``: neither), and the preview when ``preview.enabled``."""
+    sinks: list[Sink] = []
+    if events and config.mqtt.url:
+        from deepfer.edge.outputs.mqtt.sink import MqttSink
 
-    kwargs = {"labels": labels} if labels else {}
-    try:
-        return [MqttSink(config.mqtt, device_id, model=model, **kwargs)]
-    except MqttConfigError as exc:
-        raise ConfigError([str(exc)]) from None
+        kwargs = {"labels": labels} if labels else {}
+        sinks.append(MqttSink(config.mqtt, device_id, model=model, **kwargs))
+    elif events:
+        from deepfer.edge.outputs.stdout import StdoutSink
 
+        sinks.append(StdoutSink())
+    if config.preview.enabled:
+        from deepfer.edge.outputs.preview.server import PreviewServer
 
-def build_classifier(config: Config):
-    from deepfer.edge.classifier import EmotionClassifier
-
-    path = resolve_model_path(config.model.path)
-    classifier = EmotionClassifier(
-        path, num_threads=config.model.threads, runtime_name=config.model.runtime
-    )
-    log.info(
-        "model %s: %s input %s, %d labels, runtime %s (%d thread(s))",
-        classifier.info.name,
-        classifier.input_dtype,
-        "x".join(map(str, classifier.input_size)),
-        len(classifier.labels),
-        classifier.runtime,
-        config.model.threads,
-    )
-    return classifier
+        sinks.append(
+            PreviewServer(
+                config.preview.host, config.preview.port, device_id=device_id, model=model
+            )
+        )
+    return sinks
 
 
 class Daemon:
-    """One run of the pipeline. ``sinks=None`` means :func:`make_sinks`; ``source`` and
-    ``classifier`` may be given ready-made (tests, benchmarks)."""
+    """One run of the pipeline. ``sinks=None`` means :func:`make_outputs` (``events=False``:
+    no stdout/MQTT output, e.g. the preview alone); ``source`` and ``classifier`` may be
+    given ready-made (tests, benchmarks)."""
 
     def __init__(
         self,
@@ -94,40 +76,45 @@ class Daemon:
         sinks: list[Sink] | None = None,
         source: Source | None = None,
         classifier=None,
-        preview=None,
+        events: bool = True,
     ):
         self.config = config
+        self.events = events
         self.device_id = config.resolved_device_id()
-        self.sinks = sinks
+        self.sinks: list[Sink] = []
+        self._given_sinks = sinks
         self.source = source
         self.classifier = classifier
-        self.preview = preview
         self.pipeline = None
+        self.messages = None
         self.reader: FrameReader | None = None
         self.stats = RunStats()
         self.stop_event = threading.Event()
         self.stop_reason = ""
         self._signals = 0
         self._started = False
+        self._closed = False
         self._frames = None
 
-    # -- setup ------------------------------------------------------------------------------
+    # -- setup and teardown -----------------------------------------------------------------
 
-    def start(self) -> None:
-        """Build the classifier, detector, pipeline, source, sinks and preview (once)."""
+    def start(self) -> Daemon:
+        """Build the classifier, detector, pipeline, source and outputs (once)."""
         if self._started:
-            return
-        from deepfer.edge.detector import make_detector
-        from deepfer.edge.events import EventBuilder
+            return self
+        self._started = True
+        from deepfer.edge.detectors import make_detector
+        from deepfer.edge.messages import EventBuilder
+        from deepfer.edge.model.classifier import load_classifier
         from deepfer.edge.pipeline import FacePipeline
 
         cfg = self.config
         if self.classifier is None:
-            self.classifier = build_classifier(cfg)
+            self.classifier = load_classifier(cfg.model)
         model_name = self.classifier.info.name
         detector = make_detector(cfg.detector)
-        builder = EventBuilder(self.device_id, model_name)
-        self.pipeline = FacePipeline.from_config(cfg, self.classifier, detector, builder)
+        self.messages = EventBuilder(self.device_id, model_name)
+        self.pipeline = FacePipeline.from_config(cfg, self.classifier, detector)
         if self.source is None:
             self.source = make_source(cfg.source.uri, cfg.source)
         self.reader = FrameReader(
@@ -141,22 +128,51 @@ class Daemon:
         )
         self.reader.open()  # a source that cannot be opened at start is fatal
         log.info("source: %s", self.source.name)
-        if self.sinks is None:
-            self.sinks = make_sinks(cfg, self.device_id, model_name, list(self.classifier.labels))
-        for sink in self.sinks:
+        if self._given_sinks is None:
+            labels = list(self.classifier.labels)
+            self._given_sinks = make_outputs(cfg, self.device_id, model_name, labels, self.events)
+        for sink in self._given_sinks:
             sink.start()
-        if self.preview is None and cfg.preview.enabled:
-            from deepfer.edge.preview import PreviewServer
+            self.sinks.append(sink)  # only started sinks are closed
+        return self
 
-            self.preview = PreviewServer(
-                cfg.preview.host, cfg.preview.port, device_id=self.device_id, model=model_name
-            )
-            self.preview.start()
-        self._started = True
+    def close(self) -> None:
+        """End open tracks, stop the source, flush and close the outputs (once)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._end_open_tracks()
+        if self.reader is not None:
+            self.reader.stop()
+        if self._frames is not None:
+            self._frames.close()  # the capture loop's own cleanup
+        if self.source is not None:
+            try:
+                self.source.close()
+            except Exception as exc:
+                log.debug("closing the source: %r", exc)
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception:
+                log.exception("sink %s failed to close", sink.name)
+
+    def __enter__(self) -> Daemon:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def preview_url(self) -> str | None:
-        return self.preview.url if self.preview is not None else None
+        for sink in self.sinks:
+            if sink.name == "preview":
+                return sink.url  # type: ignore[attr-defined]
+        return None
 
     # -- signals ----------------------------------------------------------------------------
 
@@ -184,18 +200,16 @@ class Daemon:
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        """Process frames until stopped; returns the stats (also written to stats_json)."""
+        """Process frames until stopped, then close; returns the stats (also written to
+        ``run.stats_json``)."""
         old_handlers = self._install_signals()
         try:
-            self.start()
-            self._loop()
-            self.stats.stop()
+            with self:
+                self._loop()
+                self.stats.stop()
         finally:
-            try:
-                self._shutdown()
-            finally:
-                for sig, handler in old_handlers.items():
-                    signal.signal(sig, handler)
+            for sig, handler in old_handlers.items():
+                signal.signal(sig, handler)
         summary = self.summary()
         log.info("stopped (%s): %s", self.stop_reason or "end", json.dumps(summary))
         if self.config.run.stats_json:
@@ -204,17 +218,26 @@ class Daemon:
             path.write_text(json.dumps(summary, indent=2) + "\n")
         return summary
 
-    def _publish(self, events: list[dict[str, Any]]) -> None:
-        for event in events:
-            for sink in self.sinks or ():
+    def _publish(self, track_events, ts: float | None = None) -> None:
+        """Track events as messages, to every output; one broken output must not stop the rest."""
+        for ev in track_events:
+            message = self.messages.from_track_event(ev, ts)
+            for sink in self.sinks:
                 try:
-                    sink.publish_event(event)
-                except Exception:  # one broken sink must not stop the others
-                    log.exception("sink %s failed on event seq %s", sink.name, event.get("seq"))
+                    sink.publish_event(message)
+                except Exception:
+                    log.exception("sink %s failed on event seq %s", sink.name, message["seq"])
+
+    def _fan_out(self, result) -> None:
+        self._publish(result.track_events, result.frame.ts)
+        for sink in self.sinks:
+            try:
+                sink.on_frame(result)
+            except Exception:
+                log.exception("sink %s failed on a frame", sink.name)
 
     def _loop(self) -> None:
         cfg = self.config.run
-        pipeline = self.pipeline
         stats = self.stats
         perf = time.perf_counter
         interval = cfg.stats_interval_s
@@ -230,35 +253,13 @@ class Daemon:
                 if not self.stop_event.is_set():
                     self.stop_reason = "end of source"
                 break
-            faces = pipeline.process(frame)
+            result = self.pipeline.process(frame)
             t2 = perf()
-            events = pipeline.events
-            self._publish(events)
-            if self.sinks:
-                state = {
-                    "ts": frame.ts,
-                    "device_id": self.device_id,
-                    "faces": [
-                        {
-                            "track_id": f.track_id,
-                            "emotion": f.emotion,
-                            "score": round(f.score, 4),
-                            "box": list(f.box),
-                        }
-                        for f in faces
-                    ],
-                }
-                for sink in self.sinks:
-                    try:
-                        sink.publish_state(state)
-                    except Exception:
-                        log.exception("sink %s failed on state", sink.name)
-            if self.preview is not None:
-                self.preview.update(frame.bgr(), faces, events)
+            self._fan_out(result)
             t3 = perf()
-            timings = dict(pipeline.timings)
+            timings = dict(result.timings)
             timings.update(capture=(t1 - t0) * 1e3, output=(t3 - t2) * 1e3, total=(t3 - t0) * 1e3)
-            stats.add_frame(timings, len(faces))
+            stats.add_frame(timings, len(result.faces))
             now = time.monotonic()
             if now >= next_log:
                 log.info("stats: %s%s", stats.interval_line(), self._sink_line())
@@ -276,34 +277,12 @@ class Daemon:
         """Publish ``end`` for every open track: at shutdown, and when a camera stops giving
         frames (now, not when it is back)."""
         if self.pipeline is not None:
-            ended = self.pipeline.close()
-            self._publish(ended)
-            if self.preview is not None and ended:
-                self.preview.add_events(ended)
-
-    def _shutdown(self) -> None:
-        self._end_open_tracks()
-        if self.reader is not None:
-            self.reader.stop()
-        if self._frames is not None:
-            self._frames.close()  # the capture loop's own cleanup
-        if self.source is not None:
-            try:
-                self.source.close()
-            except Exception as exc:
-                log.debug("closing the source: %r", exc)
-        for sink in self.sinks or ():
-            try:
-                sink.close()
-            except Exception:
-                log.exception("sink %s failed to close", sink.name)
-        if self.preview is not None:
-            self.preview.close()
+            self._publish(self.pipeline.close(), time.time())
 
     def _sink_stats(self) -> dict[str, dict[str, Any]]:
-        """Each sink's own figures; a sink whose stats fail must not stop the loop."""
+        """Each output's own figures; an output whose stats fail must not stop the loop."""
         out: dict[str, dict[str, Any]] = {}
-        for sink in self.sinks or ():
+        for sink in self.sinks:
             try:
                 out[sink.name] = sink.stats()
             except Exception as exc:

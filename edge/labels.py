@@ -34,11 +34,3 @@ FOLDER_ALIASES: dict[str, str] = {
     "surprise": "surprise",
     "surprised": "surprise",
 }
-
-
-def label_index(name: str) -> int:
-    """Index of a label (or a known alias) in :data:`LABELS`."""
-    key = FOLDER_ALIASES.get(name.strip().lower())
-    if key is None:
-        raise KeyError(f"unknown emotion {name!r}; expected one of {', '.join(LABELS)}")
-    return LABELS.index(key)

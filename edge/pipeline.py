@@ -1,10 +1,10 @@
-"""Detector + classifier (+ tracker) composed in one ``process(frame) -> list[Face]``.
+"""Detector + classifier (+ tracker) composed in one ``process(frame) -> FrameResult``.
 
 OpenCV Zoo style: the model wrappers know nothing of each other; this module crops the
 faces a detector finds (square, with a margin, grayscale, at the model's input size:
 the same :func:`deepfer.edge.preprocess.crop_face` training uses), classifies all of a
-frame's faces in one call, and hands boxes and scores to the tracker, whose events
-become messages through :class:`deepfer.edge.events.EventBuilder`.
+frame's faces in one call, and hands boxes and scores to the tracker. It returns what it
+found; turning track events into messages is the caller's job (``messages.py``).
 
 With a tracker and a detector that can search near a known face (Haar), tracked faces
 are looked for only near where they were, in a narrow band of sizes (a fraction of the
@@ -17,18 +17,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from deepfer.edge.capture import Frame, frame_from_image
-from deepfer.edge.detector import FaceDetector, suppress_overlaps
-from deepfer.edge.events import EventBuilder
+from deepfer.edge.boxes import NO_BOXES, nms
+from deepfer.edge.capture.frame import Frame, frame_from_image
+from deepfer.edge.detectors.base import Detection, Detector
 from deepfer.edge.preprocess import crop_face
 from deepfer.edge.tracker import Tracker, TrackEvent
-
-#: Stages timed by :meth:`FacePipeline.process` (milliseconds in ``timings``).
-STAGES = ("detect", "classify", "track")
 
 
 @dataclass
@@ -45,26 +41,25 @@ class Face:
     scores: dict[str, float] = field(default_factory=dict)
     track_id: int | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.track_id is not None:
-            out["track_id"] = self.track_id
-        out.update(
-            box=[int(v) for v in self.box],
-            emotion=self.emotion,
-            score=round(float(self.score), 4),
-            scores={k: round(float(v), 4) for k, v in self.scores.items()},
-        )
-        return out
+
+@dataclass
+class FrameResult:
+    """What :meth:`FacePipeline.process` found in one frame."""
+
+    frame: Frame
+    faces: list[Face]
+    #: start / change / end of tracks in this frame (empty without a tracker).
+    track_events: list[TrackEvent] = field(default_factory=list)
+    #: Milliseconds per stage: detect, classify, track.
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 class FacePipeline:
     def __init__(
         self,
-        detector: FaceDetector,
+        detector: Detector,
         classifier,
         tracker: Tracker | None = None,
-        events: EventBuilder | None = None,
         margin: float = 0.1,
         min_face: int = 0,
         rescan_frames: int = 15,
@@ -72,31 +67,24 @@ class FacePipeline:
         self.detector = detector
         self.classifier = classifier
         self.tracker = tracker
-        self.builder = events
         self.margin = margin
         self.min_face = min_face
         self.rescan_frames = max(1, rescan_frames)
         self.labels = list(classifier.labels)
         self.size = classifier.input_size
-        #: Milliseconds per stage for the last frame.
-        self.timings: dict[str, float] = dict.fromkeys(STAGES, 0.0)
-        #: Event messages (dicts) of the last frame.
-        self.events: list[dict[str, Any]] = []
         self.full_scans = 0
         self.near_scans = 0
         self._since_full = 0
 
     @classmethod
     def from_config(
-        cls, config, classifier, detector: FaceDetector, events: EventBuilder | None = None,
-        track: bool = True,
-    ) -> FacePipeline:  # fmt: skip
+        cls, config, classifier, detector: Detector, track: bool = True
+    ) -> FacePipeline:
         tracker = Tracker.from_config(classifier.labels, config.tracker) if track else None
         return cls(
             detector,
             classifier,
             tracker,
-            events,
             margin=config.model.margin,
             min_face=config.detector.min_face,
             rescan_frames=config.detector.rescan_frames,
@@ -106,36 +94,28 @@ class FacePipeline:
 
     def detect(self, frame: Frame) -> np.ndarray:
         """Face boxes in frame pixels, ``(n, 4)`` int32."""
-        gray = frame.gray
-        sx, sy = frame.scale
-        min_size = int(round(self.min_face / sx)) if self.min_face else 0
         tracks = self.tracker.tracks if self.tracker is not None else []
-        boxes = None
         if tracks and self.detector.supports_near:
-            found = []
+            found: list[Detection] = []
             for track in tracks:
-                x, y, w, h = track.box
-                near_boxes = self.detector.detect_near(gray, (x / sx, y / sy, w / sx, h / sy))
-                if len(near_boxes) == 0:
+                near = self.detector.detect_near(frame, track.box)
+                if not near:
                     break  # a tracked face was not where it was: search the whole frame
-                found.append(near_boxes)
+                found += near
             else:
                 self._since_full += 1
                 if self._since_full >= self.rescan_frames:
                     # time to look for new faces: a coarse search (the tracked ones are found)
-                    found.append(self.detector.detect(gray, min_size, coarse=True))
+                    found += self.detector.detect(frame, self.min_face, coarse=True)
                     self._since_full = 0
                     self.full_scans += 1
                 else:
                     self.near_scans += 1
-                boxes = suppress_overlaps(np.concatenate(found))
-        if boxes is None:
-            boxes = self.detector.detect(gray, min_size)
-            self._since_full = 0
-            self.full_scans += 1
-        if len(boxes) and (sx, sy) != (1.0, 1.0):
-            boxes = np.round(boxes * np.array([sx, sy, sx, sy], np.float32)).astype(np.int32)
-        return boxes
+                return _boxes(found, merge=True)
+        found = self.detector.detect(frame, self.min_face)
+        self._since_full = 0
+        self.full_scans += 1
+        return _boxes(found)
 
     def classify(self, frame: Frame, boxes: np.ndarray) -> np.ndarray:
         """``(n, k)`` probabilities for the boxes, all faces in one call."""
@@ -147,8 +127,8 @@ class FacePipeline:
         )  # (n, h, w) uint8
         return self.classifier.infer(crops)
 
-    def process(self, frame: Frame | np.ndarray) -> list[Face]:
-        """Faces of one frame (a :class:`Frame` or a BGR/gray image)."""
+    def process(self, frame: Frame | np.ndarray) -> FrameResult:
+        """Faces and track events of one frame (a :class:`Frame` or a BGR/gray image)."""
         if not isinstance(frame, Frame):
             frame = frame_from_image(frame)
         t0 = time.perf_counter()
@@ -156,11 +136,11 @@ class FacePipeline:
         t1 = time.perf_counter()
         scores = self.classify(frame, boxes)
         t2 = time.perf_counter()
+        events: list[TrackEvent] = []
         if self.tracker is None:
             faces = [self._raw_face(b, s) for b, s in zip(boxes, scores)]
-            self.events = []
         else:
-            tracks, track_events = self.tracker.update(boxes, scores, frame.t)
+            tracks, events = self.tracker.update(boxes, scores, frame.t)
             faces = [
                 Face(
                     box=tuple(int(v) for v in box),
@@ -171,14 +151,9 @@ class FacePipeline:
                 )
                 for box, tr in zip(boxes, tracks)
             ]
-            self.events = [self.message(ev, frame.ts) for ev in track_events]
         t3 = time.perf_counter()
-        self.timings = {
-            "detect": (t1 - t0) * 1e3,
-            "classify": (t2 - t1) * 1e3,
-            "track": (t3 - t2) * 1e3,
-        }
-        return faces
+        timings = {"detect": (t1 - t0) * 1e3, "classify": (t2 - t1) * 1e3, "track": (t3 - t2) * 1e3}
+        return FrameResult(frame, faces, events, timings)
 
     def _raw_face(self, box, scores) -> Face:
         i = int(np.argmax(scores))
@@ -189,29 +164,18 @@ class FacePipeline:
             scores={k: float(v) for k, v in zip(self.labels, scores)},
         )
 
-    # -- events ---------------------------------------------------------------------------
+    def close(self) -> list[TrackEvent]:
+        """``end`` events for every open track (at shutdown, or when the camera fails)."""
+        return self.tracker.close() if self.tracker is not None else []
 
-    def message(self, ev: TrackEvent, ts: float | None = None) -> dict[str, Any]:
-        """A tracker event as the message every sink gets (edge/events.py)."""
-        if self.builder is None:
-            raise RuntimeError("FacePipeline has no EventBuilder")
-        return self.builder.event(
-            ev.type,
-            ev.track.id,
-            ev.emotion,
-            ev.score,
-            ev.scores,
-            ev.box,
-            ts=ts,
-            dwell_s=ev.dwell_s if ev.type == "end" else None,
-            histogram=ev.histogram if ev.type == "end" else None,
-        )
 
-    def close(self, ts: float | None = None) -> list[dict[str, Any]]:
-        """``end`` messages for every open track (at shutdown)."""
-        if self.tracker is None:
-            return []
-        ended = self.tracker.close()
-        if self.builder is None:
-            return []
-        return [self.message(ev, ts if ts is not None else time.time()) for ev in ended]
+def _boxes(found: list[Detection], merge: bool = False) -> np.ndarray:
+    """Detections as ``(n, 4)`` int32 boxes; ``merge``: one box per face (several searches)."""
+    if not found:
+        return NO_BOXES
+    boxes = np.array([d.box for d in found], np.int32).reshape(-1, 4)
+    if merge and len(boxes) > 1:
+        scores = np.array([d.score for d in found], np.float32)
+        scores = None if np.all(scores == scores[0]) else scores
+        boxes = boxes[np.sort(nms(boxes, scores))]
+    return boxes

@@ -71,10 +71,3 @@ def crop_face(
     """Square crop of a face box from a frame, grayscale, resized to ``size``."""
     x, y, w, h = square_box(box, frame.shape, margin)
     return prepare_face(frame[y : y + h, x : x + w], size)
-
-
-def stack_faces(faces: list[np.ndarray]) -> np.ndarray:
-    """List of ``(size, size)`` crops -> ``(n, size, size, 1)`` uint8 batch."""
-    if not faces:
-        return np.zeros((0, DEFAULT_SIZE, DEFAULT_SIZE, 1), np.uint8)
-    return np.stack(faces)[..., None]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from deepfer.edge.detector import iou
+from deepfer.edge.boxes import iou
 
 
 @dataclass(eq=False)

@@ -15,9 +15,9 @@ def env_without_settings(**extra: str) -> dict[str, str]:
 
 
 def deepfer(*args, env=None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """``python -m deepfer.edge ARGS`` with text output captured."""
+    """``python -m deepfer ARGS`` with text output captured."""
     return subprocess.run(
-        [sys.executable, "-m", "deepfer.edge", *map(str, args)],
+        [sys.executable, "-m", "deepfer", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -23,13 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
+from deepfer.edge.errors import DeepFERError
 from deepfer.train.data import DataError
 from deepfer.train.training import ConfigError, TrainConfig, prepare_data
 
 SNAPSHOT = re.compile(r"epoch-(\d+)\.weights\.h5$")
 
 
-class AverageError(ValueError):
+class AverageError(DeepFERError, ValueError):
     """A run folder that cannot be averaged (no snapshots, too few, unreadable)."""
 
 

@@ -9,10 +9,27 @@ import argparse
 from dataclasses import fields
 
 
-def add_train(sub: argparse._SubParsersAction) -> None:
-    from deepfer.train.training import TrainConfig
+class _Default:
+    """A ``TrainConfig`` default, read only when help is printed: registering ``deepfer
+    train`` must not import the training code (``deepfer --help`` stays light). Values left
+    at a ``_Default`` are not passed on, so TrainConfig's own defaults apply."""
 
-    d = TrainConfig()
+    def __init__(self, name: str):
+        self.name = name
+
+    def __str__(self) -> str:
+        from deepfer.train.training import TrainConfig
+
+        return str(getattr(TrainConfig(), self.name))
+
+
+class _Defaults:
+    def __getattr__(self, name: str) -> _Default:
+        return _Default(name)
+
+
+def add_train(sub: argparse._SubParsersAction) -> None:
+    d = _Defaults()
     p = sub.add_parser(
         "train",
         help="train a model on FER2013 (needs the train extra)",
@@ -41,7 +58,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         default="",
         help="backbone weights for mobilenetv3small: imagenet (needs internet) or none",
     )
-    p.add_argument("--epochs", type=int, default=None, help=f"epochs (default {d.epochs})")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="epochs (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default=d.optimizer)
     p.add_argument(
@@ -103,7 +120,11 @@ def _run_train(args: argparse.Namespace) -> int:
     from deepfer.train.training import ConfigError, TrainConfig, train
 
     known = {f.name for f in fields(TrainConfig)}
-    values = {k: v for k, v in vars(args).items() if k in known and v is not None}
+    values = {
+        k: v
+        for k, v in vars(args).items()
+        if k in known and v is not None and not isinstance(v, _Default)
+    }
     if not args.resume and not args.data:
         print(
             "deepfer train: error: --data is required (fer2013.csv or a FER2013 folder)",
@@ -112,7 +133,8 @@ def _run_train(args: argparse.Namespace) -> int:
         return 2
     cfg = TrainConfig(**values)
     try:
-        train(cfg, resume=args.resume, epochs=args.epochs)
+        epochs = None if isinstance(args.epochs, _Default) else args.epochs
+        train(cfg, resume=args.resume, epochs=epochs)
     except (ConfigError, DataError, FileNotFoundError) as exc:
         print(f"deepfer train: error: {exc}", file=sys.stderr)
         return 2

@@ -23,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from deepfer.edge.errors import DeepFERError
 from deepfer.edge.labels import FER2013_CSV_IDS, FOLDER_ALIASES, LABELS
 from deepfer.edge.preprocess import DEFAULT_SIZE, prepare_face
 
@@ -40,7 +41,7 @@ SPLIT_FOLDERS = {
 }
 
 
-class DataError(ValueError):
+class DataError(DeepFERError, ValueError):
     """A data set that cannot be loaded, with what and where."""
 
 

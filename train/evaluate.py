@@ -4,7 +4,7 @@ One code path for every model format: :func:`load_predictor` wraps a model
 as "uint8 faces ``(n, H, W, 1)`` in, probabilities ``(n, 7)`` out, columns in
 DeepFER's label order", and everything after that (test-time augmentation,
 metrics, plots) is shared. ``.tflite`` models run on
-:class:`deepfer.edge.classifier.EmotionClassifier` and never import
+:class:`deepfer.edge.model.classifier.EmotionClassifier` and never import
 TensorFlow; Keras is imported only for ``.keras`` / ``.h5`` files.
 
 Metrics are plain numpy (no scikit-learn): accuracy, per-class precision,
@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deepfer.edge.errors import DeepFERError
 from deepfer.edge.labels import FOLDER_ALIASES, LABELS
 from deepfer.edge.preprocess import prepare_face
 
@@ -52,7 +53,7 @@ SPLIT_ALIASES = {
 }
 
 
-class EvaluateError(RuntimeError):
+class EvaluateError(DeepFERError, RuntimeError):
     """A model or data set that cannot be evaluated, with what and where."""
 
 
@@ -104,7 +105,7 @@ class TFLitePredictor(Predictor):
     kind = "tflite"
 
     def __init__(self, path: Path, threads: int | None = None):
-        from deepfer.edge.classifier import EmotionClassifier
+        from deepfer.edge.model.classifier import EmotionClassifier
 
         self.classifier = EmotionClassifier(path, num_threads=threads or os.cpu_count())
         super().__init__(path, self.classifier.labels, self.classifier.input_size)
@@ -576,8 +577,8 @@ def _ferplus(ds, data, split_name: str, votes_file) -> tuple:
 
 def run_evaluate(args) -> int:
     """Handler of ``deepfer evaluate`` (see :mod:`deepfer.train.cli`); exit status."""
-    from deepfer.edge.model_info import ModelInfoError
-    from deepfer.edge.runtime import ModelLoadError, RuntimeUnavailable
+    from deepfer.edge.model.runtime import ModelLoadError, RuntimeUnavailable
+    from deepfer.edge.model.sidecar import ModelInfoError
     from deepfer.train.data import DataError
 
     try:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deepfer.edge.errors import DeepFERError
 from deepfer.edge.labels import LABELS, NUM_CLASSES
 from deepfer.train.data import (
     DataError,
@@ -34,7 +35,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "plateau", "constant")
 
 
-class ConfigError(ValueError):
+class ConfigError(DeepFERError, ValueError):
     """A training option with a bad value; the message names the option and the value."""
 
 

@@ -1,0 +1,86 @@
+"""The ``deepfer`` command: global flags and logging, subcommands from every installed stage.
+
+Subcommands are registered through the entry-point group ``deepfer.commands`` (see
+pyproject.toml): each entry point names a ``register(subparsers)`` function in a light
+module (argparse only at import time) that adds its subcommand(s) with
+``parser.set_defaults(handler=fn)``; ``fn(args) -> int`` imports what it needs when it runs.
+So ``deepfer --help`` and ``deepfer run`` on a device never load the desktop stages, and a
+Pi install without train/ simply has fewer subcommands.
+
+A :class:`deepfer.edge.errors.DeepFERError` ends the command with
+``deepfer <command>: error: <message>`` and the error's ``exit_code``; any other exception
+is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from importlib.metadata import entry_points
+
+from deepfer.edge import __version__
+from deepfer.edge.errors import DeepFERError
+
+#: The entry-point group subcommands are registered in.
+GROUP = "deepfer.commands"
+#: Entry points listed first in ``deepfer --help`` (the rest follow by name).
+FIRST = ("edge", "train", "convert")
+
+
+def _registrars() -> list:
+    found = sorted(entry_points(group=GROUP), key=lambda ep: ep.name)
+    return sorted(found, key=lambda ep: FIRST.index(ep.name) if ep.name in FIRST else len(FIRST))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deepfer",
+        description="DeepFER: facial emotion recognition for small devices.",
+    )
+    parser.add_argument("--version", action="version", version=f"deepfer {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for ep in _registrars():
+        ep.load()(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose + 1, 2),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.handler(args) or 0)
+    except DeepFERError as exc:
+        print(f"deepfer {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `deepfer detect photo.jpg | head -1`: the reader left; stop quietly, as cat does
+        _silence_stdout()
+        return 141
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

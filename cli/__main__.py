@@ -1,0 +1,5 @@
+"""``python -m deepfer.cli``: the ``deepfer`` command."""
+
+from deepfer.cli import run
+
+run()

@@ -1,0 +1,5 @@
+"""``python -m deepfer``: the ``deepfer`` command (deepfer.cli)."""
+
+from deepfer.cli import run
+
+run()

@@ -1,0 +1,82 @@
+"""Face boxes ``x, y, w, h``: overlap, scaling between image sizes, non-maximum suppression.
+
+Boxes are ``(n, 4)`` int32 arrays (``(0, 4)`` for none) or any 4-sequence for one box.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+NO_BOXES = np.zeros((0, 4), np.int32)
+#: A box whose area lies at least this much inside a kept box is the same face
+#: (IoU alone keeps a small box inside a big one: 60x60 in 100x100 has IoU 0.36).
+CONTAINED = 0.8
+
+
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two ``x, y, w, h`` boxes."""
+    inter = _intersection(a, b)
+    if inter <= 0:
+        return 0.0
+    return inter / (float(a[2]) * float(a[3]) + float(b[2]) * float(b[3]) - inter)
+
+
+def _intersection(a: Sequence[float], b: Sequence[float]) -> float:
+    ax, ay, aw, ah = (float(v) for v in a[:4])
+    bx, by, bw, bh = (float(v) for v in b[:4])
+    iw = min(ax + aw, bx + bw) - max(ax, bx)
+    ih = min(ay + ah, by + bh) - max(ay, by)
+    return iw * ih if iw > 0 and ih > 0 else 0.0
+
+
+def scale_boxes(boxes: np.ndarray, sx: float, sy: float | None = None, dx=0, dy=0) -> np.ndarray:
+    """``boxes`` multiplied by ``(sx, sy)`` then moved by ``(dx, dy)``, rounded to int32."""
+    if boxes is None or len(boxes) == 0:
+        return NO_BOXES
+    sy = sx if sy is None else sy
+    out = np.asarray(boxes, np.float32)[:, :4] * np.array([sx, sy, sx, sy], np.float32)
+    out[:, 0] += dx
+    out[:, 1] += dy
+    return np.round(out).astype(np.int32)
+
+
+def nms(
+    boxes: np.ndarray, scores: np.ndarray | None = None, iou_threshold: float = 0.4
+) -> np.ndarray:
+    """Indices of the boxes to keep, best first (ties: larger first).
+
+    ``cv2.dnn.NMSBoxes`` drops boxes overlapping a better one by ``iou_threshold`` or more;
+    then a box lying mostly (:data:`CONTAINED`) inside a kept one, or holding one, is the
+    same face seen at two sizes and is dropped too. Without ``scores`` (Haar) larger boxes
+    count as better.
+    """
+    boxes = np.asarray(boxes).reshape(-1, 4)
+    n = len(boxes)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    area = boxes[:, 2].astype(np.float64) * boxes[:, 3]
+    score = area if scores is None else np.asarray(scores, np.float64).reshape(n)
+    if n == 1:
+        return np.zeros(1, np.int64)
+    ranked = score - score.min() + 1.0  # NMSBoxes keeps scores above its threshold (>= 0)
+    kept = cv2.dnn.NMSBoxes(
+        boxes.astype(np.int32).tolist(), ranked.astype(np.float32).tolist(), 0.0, iou_threshold
+    )
+    order = sorted(np.asarray(kept, np.int64).reshape(-1), key=lambda i: (-score[i], -area[i]))
+    out: list[int] = []
+    for i in order:
+        inside = (
+            _intersection(boxes[i], boxes[j]) >= CONTAINED * min(area[i], area[j]) for j in out
+        )
+        if not any(inside):
+            out.append(int(i))
+    return np.asarray(out, np.int64)
+
+
+def suppress_overlaps(boxes: np.ndarray, threshold: float = 0.4) -> np.ndarray:
+    """The boxes :func:`nms` keeps (larger first), in their original order."""
+    boxes = np.asarray(boxes).reshape(-1, 4)
+    return boxes[np.sort(nms(boxes, None, threshold))]

@@ -1,0 +1,2 @@
+"""Getting frames: ``frame.py`` (one camera frame), ``sources.py`` (cameras, files, folders,
+streams), ``reader.py`` (the capture loop: reopen, loop, pace)."""

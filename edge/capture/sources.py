@@ -1,0 +1,286 @@
+"""Frame sources: cameras (OpenCV, picamera2), video files, streams and image folders.
+
+A :class:`Source` opens, reads :class:`~deepfer.edge.capture.frame.Frame` objects and
+closes; ``live`` sources (cameras, streams) are reopened by the capture loop
+(``reader.py``) when they fail. :func:`make_source` reads ``--source``.
+
+The Pi camera (picamera2) gives two streams of the same camera frame: faces are looked
+for in the low-resolution YUV420 stream's Y plane (already grayscale, no conversion), and
+the main stream is the colour image for crops, drawing and the preview. Both arrays come
+from one ``capture_request()``, so boxes, crops and drawings belong to one moment.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from deepfer.edge.capture.frame import Frame, frame_from_image
+from deepfer.edge.errors import SourceError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+
+
+class Source:
+    """Base class: ``open()``, ``read()`` -> Frame or None, ``close()``.
+
+    ``read()`` returns None at the end of a file, or when a live source fails (the
+    capture loop then reopens it). ``t`` and ``index`` are filled in by the loop.
+    """
+
+    name = "source"
+    live = False
+    #: The source's own frame rate (files), for --realtime; None when unknown.
+    fps: float | None = None
+
+    def open(self) -> None:
+        """Raises SourceError when the source cannot be opened."""
+
+    def read(self) -> Frame | None:
+        raise NotImplementedError
+
+    def rewind(self) -> None:
+        """Start a file again (for ``loop``)."""
+        self.close()
+        self.open()
+
+    def close(self) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+
+class OpenCVSource(Source):
+    """A USB/V4L2 camera (integer index), a video file or an RTSP/HTTP stream via OpenCV."""
+
+    def __init__(
+        self,
+        target: int | str,
+        width: int = 0,
+        height: int = 0,
+        fps: float = 0.0,
+        live: bool | None = None,
+    ):
+        self.target = target
+        self.name = f"camera {target}" if isinstance(target, int) else str(target)
+        self.live = isinstance(target, int) or str(target).startswith(STREAM_SCHEMES)
+        if live is not None:
+            self.live = live
+        self.width, self.height, self.want_fps = width, height, fps
+        self.cap: cv2.VideoCapture | None = None
+
+    def open(self) -> None:
+        cap = cv2.VideoCapture(self.target)
+        if not cap.isOpened():
+            cap.release()
+            if isinstance(self.target, int):
+                raise SourceError(
+                    f"camera {self.target}: cannot open it (is it plugged in, and may this user "
+                    "read /dev/video*? try another index)"
+                )
+            what = "stream" if self.live else "video file"
+            raise SourceError(f"{self.target}: cannot open it as a {what} (OpenCV/FFmpeg)")
+        if isinstance(self.target, int):
+            if self.width and self.height:
+                cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
+                cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
+            if self.want_fps:
+                cap.set(cv2.CAP_PROP_FPS, self.want_fps)
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if fps and 0 < fps < 1000 else None
+        self.cap = cap
+
+    def read(self) -> Frame | None:
+        if self.cap is None:
+            return None
+        ok, image = self.cap.read()
+        if not ok or image is None:
+            return None
+        return frame_from_image(image)
+
+    def rewind(self) -> None:
+        if self.cap is not None and self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0):
+            return
+        super().rewind()
+
+    def close(self) -> None:
+        if self.cap is not None:
+            self.cap.release()
+            self.cap = None
+
+
+class ImageFolderSource(Source):
+    """The images of a folder in name order (or a list of image files), one frame each.
+
+    An unreadable image is skipped with a warning; it does not end the run.
+    """
+
+    def __init__(self, paths: list[Path], name: str, fps: float = 0.0):
+        self.paths = list(paths)
+        self.name = name
+        self.fps = fps or None
+        self._next = 0
+
+    @classmethod
+    def from_folder(cls, folder: Path, fps: float = 0.0) -> ImageFolderSource:
+        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+        if not paths:
+            raise SourceError(
+                f"{folder}: no images in this folder (looked for {', '.join(IMAGE_EXTS)})"
+            )
+        return cls(paths, str(folder), fps)
+
+    def open(self) -> None:
+        self._next = 0
+
+    def read(self) -> Frame | None:
+        while self._next < len(self.paths):
+            path = self.paths[self._next]
+            self._next += 1
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is None:
+                log.warning("%s: cannot read this image, skipped", path)
+                continue
+            return frame_from_image(image)
+        return None
+
+
+class Picamera2Source(Source):
+    """The Raspberry Pi camera through picamera2.
+
+    Configured with a main stream (``width`` x ``height``, RGB888: BGR bytes, as OpenCV
+    wants) and a lores stream (YUV420) whose Y plane is the frame's ``gray``. Each frame is
+    one ``capture_request()``: both arrays are copied out of it and the request is released
+    at once (picamera2 holds few buffers).
+    """
+
+    name = "picamera2"
+    live = True
+
+    def __init__(
+        self,
+        width: int = 640,
+        height: int = 480,
+        lores_width: int = 320,
+        lores_height: int = 240,
+        fps: float = 0.0,
+    ):
+        self.size = (width or 640, height or 480)
+        lores = (lores_width or 320, lores_height or 240)
+        # lores can be no larger than main; keep it even (YUV420)
+        self.lores = (min(lores[0], self.size[0]) // 2 * 2, min(lores[1], self.size[1]) // 2 * 2)
+        self.want_fps = fps
+        self.cam = None
+
+    def open(self) -> None:
+        try:
+            from picamera2 import Picamera2
+        except ImportError as exc:
+            raise SourceError(
+                f"picamera2 is not installed ({exc}): on Raspberry Pi OS run "
+                "`sudo apt install python3-picamera2` and make the venv with "
+                "--system-site-packages (deploy/install.sh does both)"
+            ) from None
+        cam = None
+        try:
+            cam = Picamera2()
+            kwargs = {}
+            if self.want_fps:
+                kwargs["controls"] = {"FrameRate": float(self.want_fps)}
+            config = cam.create_video_configuration(
+                main={"size": self.size, "format": "RGB888"},
+                lores={"size": self.lores, "format": "YUV420"},
+                **kwargs,
+            )
+            cam.configure(config)
+            cam.start()
+        except Exception as exc:  # picamera2 raises many kinds (IndexError: no camera...)
+            if cam is not None:
+                quietly(cam.close)
+            raise SourceError(f"picamera2: cannot start the camera ({exc!r})") from None
+        self.cam = cam
+
+    def read(self) -> Frame | None:
+        if self.cam is None:
+            return None
+        request = self.cam.capture_request()
+        try:
+            yuv = request.make_array("lores")
+            image = request.make_array("main")
+        finally:
+            request.release()
+        lw, lh = self.lores
+        gray = np.ascontiguousarray(yuv[:lh, :lw])  # Y plane of YUV420 (rows may be padded)
+        if image.ndim == 3 and image.shape[2] == 4:
+            image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+        if (image.shape[1], image.shape[0]) != self.size:
+            image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
+        return Frame(gray=gray, size=self.size, image=image)
+
+    def close(self) -> None:
+        cam, self.cam = self.cam, None
+        if cam is not None:
+            quietly(cam.stop)
+            quietly(cam.close)
+
+
+def quietly(fn: Callable[[], object]) -> None:
+    try:
+        fn()
+    except Exception as exc:  # closing a failed camera must not hide the first error
+        log.debug("ignored while closing: %r", exc)
+
+
+def picamera2_available() -> bool:
+    try:
+        import picamera2  # noqa: F401
+    except Exception:  # ImportError, or a broken libcamera install
+        return False
+    return True
+
+
+def make_source(spec: str, config=None) -> Source:
+    """A source from ``--source`` (``auto``, ``picamera2``, ``0``, a file, folder or URL).
+
+    ``config`` is a :class:`deepfer.edge.config.SourceConfig` (camera sizes); raises
+    SourceError for something that is none of these.
+    """
+    if config is None:
+        from deepfer.edge.config import SourceConfig
+
+        config = SourceConfig()
+    cfg = config
+    spec = str(spec).strip()
+    camera = {"width": cfg.width, "height": cfg.height, "fps": cfg.fps}
+    if spec == "auto":
+        if picamera2_available():
+            log.info("source auto: picamera2 imports, using the Pi camera")
+            spec = "picamera2"
+        else:
+            log.info("source auto: no picamera2, using camera 0")
+            spec = "0"
+    if spec == "picamera2":
+        return Picamera2Source(cfg.width, cfg.height, cfg.lores_width, cfg.lores_height, cfg.fps)
+    if spec.isdigit():
+        return OpenCVSource(int(spec), **camera)
+    if spec.lower().startswith(STREAM_SCHEMES):
+        return OpenCVSource(spec)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return ImageFolderSource.from_folder(path, cfg.fps)
+    if path.is_file():
+        if path.suffix.lower() in IMAGE_EXTS:
+            return ImageFolderSource([path], str(path), cfg.fps)
+        return OpenCVSource(str(path), live=False)
+    raise SourceError(
+        f"unknown source {spec!r}: not auto, picamera2, a camera index (0, 1...), an "
+        "rtsp:// or http(s):// URL, or an existing video file, image or folder"
+    )

@@ -1,0 +1,231 @@
+"""The typed sections of the edge daemon's settings, their defaults and checks (Frigate style).
+
+Each section's ``check()`` yields every ``(key, problem)`` it finds; the loader
+(``loader.py``) names the value and where it came from. The [mqtt] section lives in
+``mqtt.py`` with its URL and topic rules. Reference with an example file: docs/edge.md.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from deepfer.edge.config.mqtt import MqttConfig
+
+
+@dataclass
+class ModelConfig:
+    #: The .tflite file (with its .json sidecar); "" = the shipped models/deepfer_int8.tflite.
+    path: str = ""
+    #: TFLite interpreter threads.
+    threads: int = 1
+    #: auto | ai-edge-litert | tflite-runtime | tensorflow
+    runtime: str = "auto"
+    #: Border around a face box before the square crop, as a fraction of its side.
+    margin: float = 0.1
+
+    def check(self) -> Iterator[tuple[str, str]]:
+        if self.path and not Path(self.path).expanduser().is_file():
+            yield "path", "no such model file"
+        if self.threads < 1:
+            yield "threads", "must be >= 1"
+        runtimes = ("auto", "ai-edge-litert", "tflite-runtime", "tensorflow")
+        if self.runtime not in runtimes:
+            yield "runtime", f"must be one of {', '.join(runtimes)}"
+        if not 0.0 <= self.margin <= 1.0:
+            yield "margin", "must be in 0..1"
+
+
+@dataclass
+class SourceConfig:
+    #: auto | picamera2 | a camera index (0) | a video file | an rtsp:// or http(s):// URL |
+    #: a folder of images. auto = picamera2 when it imports, else camera 0.
+    uri: str = "auto"
+    #: Play files at their own frame rate instead of as fast as possible.
+    realtime: bool = False
+    #: Start files again at their end.
+    loop: bool = False
+    #: Camera capture size (picamera2 main stream, or asked of a webcam); 0 = camera default.
+    width: int = 640
+    height: int = 480
+    #: picamera2 low-resolution stream, where faces are looked for (its Y plane).
+    lores_width: int = 320
+    lores_height: int = 240
+    #: Frame rate asked of a camera; 0 = camera default.
+    fps: float = 0.0
+    #: A camera that fails is reopened after reopen_min_s, doubling up to reopen_max_s.
+    reopen_min_s: float = 0.5
+    reopen_max_s: float = 30.0
+
+    def check(self) -> Iterator[tuple[str, str]]:
+        if not self.uri.strip():
+            yield "uri", "must not be empty (auto, picamera2, 0, a file, a folder or a URL)"
+        for key in ("width", "height", "lores_width", "lores_height"):
+            if getattr(self, key) < 0:
+                yield key, "must be >= 0"
+        if self.fps < 0:
+            yield "fps", "must be >= 0"
+        if self.reopen_min_s <= 0:
+            yield "reopen_min_s", "must be > 0"
+        if self.reopen_max_s < self.reopen_min_s:
+            yield "reopen_max_s", f"must be >= source.reopen_min_s ({self.reopen_min_s})"
+
+
+@dataclass
+class DetectorConfig:
+    #: haar (OpenCV's cascade) | yunet (cv2.FaceDetectorYN, needs yunet_model)
+    backend: str = "haar"
+    #: Haar cascade: a file name in cv2.data.haarcascades, or a path.
+    cascade: str = "haarcascade_frontalface_default.xml"
+    #: YuNet ONNX file (face_detection_yunet_2023mar.onnx from the OpenCV Zoo).
+    yunet_model: str = ""
+    #: Frames are scaled down to this width before the full-frame search; 0 = no scaling.
+    detect_width: int = 320
+    #: Haar: step between searched face sizes (full-frame search).
+    scale_factor: float = 1.1
+    #: Haar: overlapping hits needed to accept a face (higher = fewer false faces).
+    min_neighbors: int = 4
+    #: Smallest face side in frame pixels (0 = the smallest the detector can see).
+    min_face: int = 0
+    #: While faces are tracked they are searched for only near where they were (much
+    #: faster); every N frames the whole frame is searched too, for new faces (so a new face
+    #: is found within N frames; 1 = search the whole frame every frame).
+    rescan_frames: int = 30
+    #: YuNet: minimum face score and overlap for non-maximum suppression.
+    score_threshold: float = 0.7
+    nms_threshold: float = 0.3
+
+    def check(self) -> Iterator[tuple[str, str]]:
+        if self.backend not in ("haar", "yunet"):
+            yield "backend", "must be haar or yunet"
+        if self.backend == "yunet" and not self.yunet_model:
+            yield "yunet_model", "detector.backend = yunet needs the YuNet .onnx file here"
+        if self.yunet_model and not Path(self.yunet_model).expanduser().is_file():
+            yield "yunet_model", "no such file"
+        if self.detect_width != 0 and self.detect_width < 48:
+            yield "detect_width", "must be 0 (no scaling) or >= 48"
+        if not 1.0 < self.scale_factor <= 2.0:
+            yield "scale_factor", "must be > 1 and <= 2"
+        if self.min_neighbors < 0:
+            yield "min_neighbors", "must be >= 0"
+        if self.min_face < 0:
+            yield "min_face", "must be >= 0"
+        if self.rescan_frames < 1:
+            yield "rescan_frames", "must be >= 1"
+        if not 0.0 < self.score_threshold < 1.0:
+            yield "score_threshold", "must be in 0..1"
+        if not 0.0 < self.nms_threshold < 1.0:
+            yield "nms_threshold", "must be in 0..1"
+
+
+@dataclass
+class TrackerConfig:
+    #: A detection continues a track when their boxes overlap at least this much (IoU).
+    iou_threshold: float = 0.3
+    #: Score smoothing per track: new = alpha * frame + (1 - alpha) * old; 1 = none.
+    ema_alpha: float = 0.5
+    #: A track's emotion changes only after the new one leads for this many frames.
+    debounce_frames: int = 3
+    #: Frames a face must be seen before its track starts (and its start event is sent).
+    min_hits: int = 2
+    #: Frames a track survives without its face before it ends.
+    max_missed: int = 10
+
+    def check(self) -> Iterator[tuple[str, str]]:
+        if not 0.0 < self.iou_threshold <= 1.0:
+            yield "iou_threshold", "must be in (0, 1]"
+        if not 0.0 < self.ema_alpha <= 1.0:
+            yield "ema_alpha", "must be in (0, 1]"
+        for key in ("debounce_frames", "min_hits"):
+            if getattr(self, key) < 1:
+                yield key, "must be >= 1"
+        if self.max_missed < 0:
+            yield "max_missed", "must be >= 0"
+
+
+@dataclass
+class RunConfig:
+    #: Stop after this many frames (0 = no limit).
+    max_frames: int = 0
+    #: Stop after this many seconds (0 = no limit).
+    duration_s: float = 0.0
+    #: Seconds between stats lines in the log (0 = none).
+    stats_interval_s: float = 30.0
+    #: Write the run's stats here as JSON at exit ("" = don't).
+    stats_json: str = ""
+
+    def check(self) -> Iterator[tuple[str, str]]:
+        if self.max_frames < 0:
+            yield "max_frames", "must be >= 0"
+        if self.duration_s < 0:
+            yield "duration_s", "must be >= 0"
+        if self.stats_interval_s < 0:
+            yield "stats_interval_s", "must be >= 0"
+
+
+@dataclass
+class PreviewConfig:
+    #: Serve the annotated stream over HTTP (it shows faces: off by default).
+    enabled: bool = False
+    #: 127.0.0.1 = this machine only; 0.0.0.0 opens it to the network (logged as a warning).
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+    def check(self) -> Iterator[tuple[str, str]]:
+        if not 0 <= self.port <= 65535:
+            yield "port", "must be 0..65535 (0 = any free port)"
+        if not self.host.strip():
+            yield "host", "must not be empty"
+
+
+@dataclass
+class Config:
+    #: This device's name in events and MQTT topics ("" = the host name).
+    device_id: str = ""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    preview: PreviewConfig = field(default_factory=PreviewConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+
+    def resolved_device_id(self) -> str:
+        return self.device_id or default_device_id()
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if is_dataclass(value):
+                out[f.name] = {g.name: getattr(value, g.name) for g in fields(value)}
+            else:
+                out[f.name] = value
+        return out
+
+
+def default_device_id() -> str:
+    """The host name up to the first dot (``raspberrypi``)."""
+    return (socket.gethostname() or "deepfer").split(".")[0] or "deepfer"
+
+
+def sections() -> dict[str, type]:
+    """Section name -> its dataclass."""
+    hints = get_type_hints(Config)
+    return {f.name: hints[f.name] for f in fields(Config) if is_dataclass(hints[f.name])}
+
+
+def top_level_keys() -> dict[str, type]:
+    hints = get_type_hints(Config)
+    return {f.name: hints[f.name] for f in fields(Config) if not is_dataclass(hints[f.name])}
+
+
+def key_types(section: str | None) -> dict[str, type]:
+    if section is None:
+        return top_level_keys()
+    cls = sections()[section]
+    hints = get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls)}

@@ -1,0 +1,138 @@
+"""The emotion classifier: one TFLite model wrapped once, ``infer()`` per batch of faces.
+
+:func:`load_classifier` builds it from the [model] settings (the shipped model when no
+path is given).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from deepfer.edge.errors import ModelLoadError, ModelNotFound
+from deepfer.edge.model import runtime
+from deepfer.edge.model.sidecar import ModelInfo, load_model_info
+
+log = logging.getLogger(__name__)
+
+
+class EmotionClassifier:
+    """Wraps a DeepFER ``.tflite`` model and its sidecar.
+
+    The interpreter is built once. :meth:`infer` takes face crops at the
+    model's input size (uint8 grayscale, 0..255) and always returns an
+    ``(n, num_labels)`` float32 array of probabilities, ``(0, k)`` for no faces.
+    """
+
+    def __init__(
+        self, model_path: str | Path, num_threads: int | None = 1, runtime_name: str = "auto"
+    ):
+        self.info: ModelInfo = load_model_info(model_path)
+        self.path = Path(model_path)
+        self.interpreter, self.runtime = runtime.make_interpreter(
+            self.path, num_threads=num_threads, runtime=runtime_name
+        )
+        self._input = runtime.input_detail(self.interpreter)
+        self._output = runtime.output_detail(self.interpreter)
+        shape = list(self._input["shape"])
+        if len(shape) != 4 or tuple(shape[1:3]) != self.info.input_size:
+            raise ModelLoadError(
+                f"{self.path}: input shape {shape} does not match the sidecar's input size "
+                f"{list(self.info.input_size)}"
+            )
+        out_shape = list(self._output["shape"])
+        if out_shape[-1] != len(self.info.labels):
+            raise ModelLoadError(
+                f"{self.path}: {out_shape[-1]} outputs but the sidecar lists "
+                f"{len(self.info.labels)} labels"
+            )
+        self.channels = int(shape[3])
+        self._batchable = runtime.resize_batch(self.interpreter, 1)
+
+    @property
+    def labels(self) -> list[str]:
+        return self.info.labels
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.info.input_size
+
+    @property
+    def input_dtype(self) -> str:
+        return np.dtype(self._input["dtype"]).name
+
+    def _prepare(self, faces: np.ndarray) -> np.ndarray:
+        faces = np.asarray(faces)
+        if faces.ndim == 2:
+            faces = faces[None]
+        if faces.ndim == 3:
+            faces = faces[..., None]
+        if faces.ndim != 4 or faces.shape[1:3] != self.input_size:
+            raise ValueError(
+                f"faces must be (n, {self.input_size[0]}, {self.input_size[1]}[, 1]), got {faces.shape}"
+            )
+        if faces.shape[3] != self.channels:
+            faces = np.repeat(faces[..., :1], self.channels, axis=3)
+        return faces.astype(np.float32, copy=False)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        runtime.set_input(self.interpreter, batch)
+        self.interpreter.invoke()
+        return runtime.get_output(self.interpreter)
+
+    def infer(self, faces: np.ndarray) -> np.ndarray:
+        """Probabilities for a batch of face crops; all faces in one call when the model allows."""
+        k = len(self.labels)
+        faces = np.asarray(faces)
+        if faces.size == 0:
+            return np.zeros((0, k), np.float32)
+        batch = self._prepare(faces)
+        n = batch.shape[0]
+        if self._batchable and runtime.resize_batch(self.interpreter, n):
+            scores = self._run(batch)
+        else:
+            scores = np.concatenate([self._run(batch[i : i + 1]) for i in range(n)])
+        scores = scores.reshape(n, k)
+        if (scores < -1e-3).any() or np.abs(scores.sum(1) - 1.0).max() > 0.05:
+            scores = _softmax(scores)  # a model that outputs logits
+        return scores.astype(np.float32, copy=False)
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def resolve_model_path(path: str | Path | None) -> Path:
+    """``model.path``, or the shipped default model when empty (clear error if absent)."""
+    if path:
+        return Path(path).expanduser()
+    from deepfer.models import default_model_path
+
+    default = default_model_path()
+    if not default.is_file():
+        raise ModelNotFound(
+            f"no model given and the default model {default} is not installed; pass "
+            "--model FILE.tflite (with its .json sidecar beside it) or set model.path in "
+            "the config"
+        )
+    return default
+
+
+def load_classifier(config) -> EmotionClassifier:
+    """The classifier a :class:`deepfer.edge.config.ModelConfig` asks for (logged once)."""
+    classifier = EmotionClassifier(
+        resolve_model_path(config.path), num_threads=config.threads, runtime_name=config.runtime
+    )
+    log.info(
+        "model %s: %s input %s, %d labels, runtime %s (%d thread(s))",
+        classifier.info.name,
+        classifier.input_dtype,
+        "x".join(map(str, classifier.input_size)),
+        len(classifier.labels),
+        classifier.runtime,
+        config.threads,
+    )
+    return classifier

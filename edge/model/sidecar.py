@@ -1,0 +1,104 @@
+"""The JSON sidecar every DeepFER model carries (``<stem>.json`` beside ``<stem>.tflite``).
+
+It records the labels in output order, the input size, what the model was
+trained on and its measured metrics. Tools refuse a model without one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deepfer.edge.errors import ModelInfoError
+
+SIDECAR_FORMAT = "deepfer-model/1"
+REQUIRED_KEYS = ("labels", "input", "trained_on", "metrics")
+
+
+@dataclass
+class ModelInfo:
+    path: Path
+    labels: list[str]
+    input_size: tuple[int, int]
+    trained_on: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.raw.get("name") or self.path.stem
+
+
+def sidecar_path(model_path: str | Path) -> Path:
+    """``models/x.tflite`` -> ``models/x.json``."""
+    return Path(model_path).with_suffix(".json")
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_model_info(model_path: str | Path) -> ModelInfo:
+    """Read and check a model's sidecar; raises :class:`ModelInfoError` with a clear message."""
+    model_path = Path(model_path)
+    side = sidecar_path(model_path)
+    if not side.is_file():
+        raise ModelInfoError(
+            f"{model_path}: no sidecar {side.name} beside it. DeepFER needs the model's labels "
+            "and input size; `deepfer convert` writes the sidecar, or copy the .json that came "
+            "with the model."
+        )
+    try:
+        raw = json.loads(side.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelInfoError(f"{side}: not valid JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ModelInfoError(f"{side}: expected a JSON object")
+    missing = [k for k in REQUIRED_KEYS if k not in raw]
+    if missing:
+        raise ModelInfoError(f"{side}: missing key(s) {', '.join(missing)}")
+    labels = raw["labels"]
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        raise ModelInfoError(f"{side}: labels must be a non-empty list of names, got {labels!r}")
+    size = raw["input"].get("size") if isinstance(raw["input"], dict) else None
+    if not (
+        isinstance(size, list)
+        and len(size) == 2
+        and all(isinstance(v, int) and v > 0 for v in size)
+    ):
+        raise ModelInfoError(f"{side}: input.size must be [height, width], got {size!r}")
+    return ModelInfo(
+        path=model_path,
+        labels=list(labels),
+        input_size=(size[0], size[1]),
+        trained_on=str(raw["trained_on"]),
+        metrics=dict(raw.get("metrics") or {}),
+        raw=raw,
+    )
+
+
+def write_sidecar(model_path: str | Path, info: dict[str, Any]) -> Path:
+    """Write ``info`` as the model's sidecar (adds the format tag)."""
+    data = {"format": SIDECAR_FORMAT, **info}
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if missing:
+        raise ModelInfoError(f"sidecar for {model_path}: missing key(s) {', '.join(missing)}")
+    path = sidecar_path(model_path)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def update_metrics(model_path: str | Path, metrics: dict[str, Any]) -> Path:
+    """Merge measured ``metrics`` into an existing sidecar."""
+    path = sidecar_path(model_path)
+    data = json.loads(path.read_text())
+    data.setdefault("metrics", {}).update(metrics)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path

@@ -1,0 +1,40 @@
+"""Where results go: the tiny :class:`Sink` base class every output implements.
+
+The daemon fans out each frame's :class:`~deepfer.edge.pipeline.FrameResult` to every
+sink's :meth:`Sink.on_frame` and each event message (``messages.py``) to
+:meth:`Sink.publish_event`, all on the pipeline thread. Outputs: ``stdout.py`` (JSON lines),
+``mqtt/`` (a broker), ``preview/`` (the live page).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Sink:
+    """Receives results from the pipeline thread; must never block it for long."""
+
+    name = "sink"
+
+    def start(self) -> None:
+        """Open connections and servers; must not block on a missing peer."""
+
+    def on_frame(self, result: Any) -> None:
+        """One processed frame (a FrameResult); may be rate-limited or ignored."""
+
+    def publish_event(self, event: dict[str, Any]) -> None:
+        """A start / change / end message; must not be lost silently."""
+
+    def stats(self) -> dict[str, Any]:
+        """This sink's figures for the stats line and the run summary."""
+        return {}
+
+    def close(self) -> None:
+        """Flush what is pending and release resources."""
+
+    def __enter__(self) -> Sink:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,351 @@
+"""Sources and the capture loop: picamera2 (through a stand-in module), files, folders,
+reopening a failed camera with backoff, and clear errors for unknown sources."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from deepfer.edge.capture.frame import Frame, frame_from_image
+from deepfer.edge.capture.reader import FrameReader
+from deepfer.edge.capture.sources import (
+    ImageFolderSource,
+    OpenCVSource,
+    Picamera2Source,
+    Source,
+    make_source,
+)
+from deepfer.edge.config import SourceConfig
+from deepfer.edge.errors import SourceError
+
+# The calls DeepFER makes, and nothing else. Like a real camera it gives a new picture every
+# frame: a bright square that moves 8 lores pixels a frame, drawn in both streams. Every
+# capture (capture_array or capture_request) takes the next camera frame, so arrays from two
+# captures belong to two frames. lores is YUV420: a (h*3/2, w) array whose first h rows are
+# the Y plane (here with padded rows, as real strides can be).
+FAKE_PICAMERA2 = textwrap.dedent(
+    """
+    import numpy as np
+
+    CALLS = []
+
+    def square_x(n, lores_width):
+        return (8 * n) % (lores_width // 2)
+
+    class Request:
+        def __init__(self, cam, n):
+            self.cam, self.n, self.released = cam, n, False
+
+        def make_array(self, name):
+            assert not self.released, "make_array after release"
+            CALLS.append(("make_array", name))
+            return self.cam.picture(name, self.n)
+
+        def release(self):
+            CALLS.append("release")
+            self.released = True
+
+    class Picamera2:
+        def __init__(self):
+            CALLS.append("init")
+            self.config = None
+            self.started = False
+            self.frame = 0
+
+        def create_video_configuration(self, main=None, lores=None, **kwargs):
+            CALLS.append(("config", main, lores, kwargs))
+            return {"main": main, "lores": lores}
+
+        def configure(self, config):
+            self.config = config
+
+        def start(self):
+            self.started = True
+            CALLS.append("start")
+
+        def next_frame(self):
+            assert self.started
+            self.frame += 1
+            return self.frame
+
+        def picture(self, name, n):
+            lw, lh = self.config["lores"]["size"]
+            x = square_x(n, lw)
+            if name == "lores":
+                yuv = np.full((lh * 3 // 2, lw + 16), 128, np.uint8)
+                yuv[:lh, :lw] = 50
+                yuv[lh // 4 : lh // 2, x : x + lw // 4] = 200  # a bright square in Y
+                return yuv
+            w, h = self.config["main"]["size"]
+            frame = np.zeros((h, w, 3), np.uint8)
+            frame[..., 2] = 255  # red, BGR order
+            sx, sy = w // lw, h // lh
+            frame[sy * lh // 4 : sy * lh // 2, sx * x : sx * (x + lw // 4)] = 255  # white
+            return frame
+
+        def capture_array(self, name="main"):
+            CALLS.append(("capture_array", name))
+            return self.picture(name, self.next_frame())
+
+        def capture_request(self):
+            CALLS.append("capture_request")
+            return Request(self, self.next_frame())
+
+        def stop(self):
+            CALLS.append("stop")
+            self.started = False
+
+        def close(self):
+            CALLS.append("close")
+    """
+)
+
+
+@pytest.fixture
+def fake_picamera2(tmp_path, monkeypatch):
+    pkg = tmp_path / "fakecam" / "picamera2"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(FAKE_PICAMERA2)
+    monkeypatch.syspath_prepend(str(tmp_path / "fakecam"))
+    monkeypatch.delitem(sys.modules, "picamera2", raising=False)
+    import picamera2
+
+    yield picamera2
+    sys.modules.pop("picamera2", None)
+
+
+def square_left(plane: np.ndarray) -> int:
+    """Left edge of the bright square (the first column with a pixel above 150)."""
+    return int(np.flatnonzero((plane > 150).any(axis=0))[0])
+
+
+def test_picamera2_takes_grey_and_colour_from_one_request_per_frame(fake_picamera2):
+    cfg = SourceConfig(uri="auto", width=640, height=480, lores_width=320, lores_height=240)
+    source = make_source("auto", cfg)  # auto takes picamera2 when it imports
+    assert isinstance(source, Picamera2Source)
+    calls = fake_picamera2.CALLS
+    frames = []
+    reader = FrameReader(source)
+    for frame in reader:
+        frames.append(frame)
+        if len(frames) == 3:
+            break
+    assert calls[0] == "init"
+    _, main, lores, _ = calls[1]
+    assert main == {"size": (640, 480), "format": "RGB888"}
+    assert lores == {"size": (320, 240), "format": "YUV420"}
+    frame = frames[0]
+    assert frame.gray.shape == (240, 320) and frame.gray.dtype == np.uint8
+    assert frame.gray[0, 0] == 50 and frame.gray[90, 40] == 200  # the Y plane, not U/V
+    assert frame.size == (640, 480) and frame.scale == (2.0, 2.0)
+    assert [f.index for f in frames] == [0, 1, 2]
+    assert frames[1].t >= frames[0].t
+    lefts = [square_left(f.gray) for f in frames]
+    assert len(set(lefts)) == 3  # a new picture every frame
+    for f, left in zip(frames, lefts):
+        bgr = f.bgr()
+        assert bgr.shape == (480, 640, 3) and tuple(bgr[0, 0]) == (0, 0, 255)
+        # the colour image is the same camera frame as the grey plane the faces are found in
+        assert square_left(bgr[..., 0]) == 2 * left
+        assert f.crop_plane().shape == (480, 640)
+    assert calls.count("capture_request") == calls.count("release") == 3  # one per frame
+    assert not [c for c in calls if c[0] == "capture_array"]
+    reader.stop()
+    assert "stop" in calls and "close" in calls  # the loop closes the camera
+
+
+def test_picamera2_missing_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "picamera2", None)  # import fails
+    source = make_source("picamera2")
+    with pytest.raises(SourceError, match="python3-picamera2"):
+        source.open()
+    assert isinstance(make_source("auto"), OpenCVSource)  # auto falls back to camera 0
+
+
+def test_pipeline_on_picamera2_boxes_in_main_pixels(fake_picamera2, tiny_tflite_model):
+    from deepfer.edge.detectors.base import Detector, Found
+    from deepfer.edge.model.classifier import EmotionClassifier
+    from deepfer.edge.pipeline import FacePipeline
+
+    class OneBox(Detector):  # a detector stand-in: a box in the fake lores frame
+        def find(self, gray, min_size=0, coarse=False):
+            assert gray.shape == (240, 320)  # faces are looked for in the lores plane
+            return Found(np.array([[80, 60, 80, 60]], np.int32))
+
+    pipeline = FacePipeline(OneBox(), EmotionClassifier(tiny_tflite_model))
+    source = make_source("picamera2")
+    source.open()
+    faces = pipeline.process(source.read()).faces
+    source.close()
+    assert [f.box for f in faces] == [(160, 120, 160, 120)]  # lores x2 -> main pixels
+
+
+class FlakySource(Source):
+    """A camera that gives frames, disappears (reads and reopens fail), then comes back."""
+
+    name = "flaky camera"
+    live = True
+
+    def __init__(self, good_before: int = 3, failed_opens: int = 2):
+        self.good_before = good_before
+        self.failed_opens = failed_opens
+        self.reads = 0
+        self.opens = 0
+        self.unplugged = False
+        self.open_times: list[float] = []
+
+    def open(self):
+        self.opens += 1
+        self.open_times.append(time.monotonic())
+        if self.unplugged:
+            if self.failed_opens > 0:
+                self.failed_opens -= 1
+                raise SourceError("camera 9: cannot open it")
+            self.unplugged = False
+
+    def read(self):
+        self.reads += 1
+        if self.reads == self.good_before + 1:
+            self.unplugged = True
+        if self.unplugged:
+            return None
+        return Frame(gray=np.zeros((4, 4), np.uint8), size=(4, 4))
+
+
+def test_camera_that_disappears_is_reopened_with_backoff():
+    source = FlakySource(good_before=3, failed_opens=2)
+    failed = []
+    reader = FrameReader(
+        source, reopen_min_s=0.02, reopen_max_s=0.05, on_failure=lambda: failed.append(1)
+    )
+    frames = []
+    for frame in reader:
+        frames.append(frame)
+        if len(frames) == 6:
+            break
+    assert len(frames) == 6 and [f.index for f in frames] == list(range(6))
+    assert reader.failures == 1 and reader.reopens == 3  # two failed tries, then back
+    assert failed == [1]  # the daemon ends open tracks here
+    gaps = np.diff(source.open_times[1:])  # waits between reopen attempts double
+    assert gaps[0] >= 0.035 and gaps[1] >= 0.045
+
+
+def test_stop_interrupts_the_backoff():
+    source = FlakySource(good_before=0, failed_opens=10**6)
+    reader = FrameReader(source, reopen_min_s=30.0, reopen_max_s=30.0)
+    threading.Timer(0.2, reader.stop).start()
+    t0 = time.monotonic()
+    assert list(reader) == []
+    assert time.monotonic() - t0 < 5.0
+
+
+def test_first_open_failure_is_fatal():
+    with pytest.raises(SourceError, match="camera 57"):
+        FrameReader(make_source("57")).open()
+
+
+def test_video_file_ends_the_run_or_loops(media_dir):
+    video = media_dir / "woman2.mp4"
+    frames = list(FrameReader(make_source(str(video))))
+    assert len(frames) == 464 and frames[-1].t == pytest.approx(463 / 29.97, rel=1e-3)
+    assert frames[0].gray.shape == (336, 596) and frames[0].bgr().shape == (336, 596, 3)
+    looped = []
+    for frame in FrameReader(make_source(str(video)), loop=True):
+        looped.append(frame)
+        if len(looped) == 470:
+            break
+    assert looped[469].t > looped[463].t  # time goes on across the loop
+
+
+def test_realtime_paces_files(media_dir):
+    reader = FrameReader(make_source(str(media_dir / "woman2.mp4")), realtime=True)
+    t0 = time.monotonic()
+    for frame in reader:
+        if frame.index == 9:
+            break
+    assert time.monotonic() - t0 >= 9 / 29.97 * 0.9
+
+
+def test_image_folder_skips_unreadable_images(tmp_path, caplog):
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((20, 30, 3), 7, np.uint8))
+    (tmp_path / "b.jpg").write_bytes(b"not a jpeg")
+    cv2.imwrite(str(tmp_path / "c.png"), np.full((10, 10), 9, np.uint8))
+    (tmp_path / "notes.txt").write_text("ignored")
+    source = make_source(str(tmp_path))
+    assert isinstance(source, ImageFolderSource)
+    frames = list(FrameReader(source))
+    assert [f.size for f in frames] == [(30, 20), (10, 10)]
+    assert "b.jpg: cannot read this image" in caplog.text
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SourceError, match="no images"):
+        make_source(str(empty))
+
+
+@pytest.mark.parametrize("spec", ["nonsense", "/no/such/clip.mp4", "cam0"])
+def test_unknown_sources_are_clear_errors(spec):
+    with pytest.raises(SourceError, match="unknown source"):
+        make_source(spec)
+
+
+def test_corrupt_video_cannot_be_opened(tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 1000)
+    with pytest.raises(SourceError, match="cannot open it as a video file"):
+        make_source(str(bad)).open()
+
+
+def test_daemon_ends_tracks_when_the_camera_fails_and_goes_on(media_dir, tiny_tflite_model):
+    from deepfer.edge.config import load_config
+    from deepfer.edge.daemon import Daemon
+    from deepfer.edge.messages import validate_event
+
+    image = cv2.imread(str(media_dir / "justin.jpg"))
+
+    class Camera(FlakySource):
+        def read(self):
+            frame = super().read()
+            return None if frame is None else frame_from_image(image)
+
+    from deepfer.edge.outputs.base import Sink
+
+    class Collect(Sink):
+        name = "collect"
+
+        def __init__(self):
+            self.events, self.states = [], 0
+
+        def publish_event(self, event):
+            self.events.append(event)
+
+        def on_frame(self, result):
+            self.states += 1
+
+        def stats(self):
+            return {"events": len(self.events)}
+
+    config = load_config(
+        None,
+        environ={},
+        overrides={
+            "model.path": str(tiny_tflite_model),
+            "run.max_frames": 10,
+            "source.reopen_min_s": 0.01,
+            "source.reopen_max_s": 0.02,
+        },
+    )
+    sink = Collect()
+    stats = Daemon(config, sinks=[sink], source=Camera(good_before=5, failed_opens=1)).run()
+    assert [(e["type"], e["track_id"]) for e in sink.events] == [
+        ("start", 1), ("end", 1), ("start", 2), ("end", 2),
+    ]  # fmt: skip
+    assert all(validate_event(e) == [] for e in sink.events)
+    assert stats["frames"] == 10 and sink.states == 10
+    assert stats["source_failures"] == 1 and stats["source_reopens"] == 2
+    assert stats["stop_reason"] == "max frames"

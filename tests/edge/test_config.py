@@ -1,0 +1,143 @@
+"""The edge config: TOML < env < flags, typed values, errors with key path, value and origin."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from deepfer.edge.config import (
+    Config,
+    ConfigError,
+    MqttConfig,
+    env_overrides,
+    load_config,
+    read_toml,
+    to_toml,
+)
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "deepfer.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_file_env_or_flags():
+    config = load_config(None, environ={})
+    assert config.to_dict() == Config().to_dict()
+    assert config.source.uri == "auto" and config.detector.backend == "haar"
+    assert config.resolved_device_id()  # the host name
+
+
+def test_file_then_env_then_flags(tmp_path):
+    path = write(
+        tmp_path,
+        'device_id = "door-1"\n[source]\nuri = "clip.mp4"\nloop = true\n'
+        "[tracker]\ndebounce_frames = 5\nema_alpha = 0.25\n",
+    )
+    env = {
+        "DEEPFER_TRACKER_DEBOUNCE_FRAMES": "7",
+        "DEEPFER_SOURCE_REALTIME": "yes",
+        "DEEPFER_DEVICE_ID": "door-2",
+        "DEEPFER_DATA": "/data",  # not a setting: left alone
+        "DEEPFER_MQTT_PASSWORD": "secret",  # a secret, never a setting
+    }
+    config = load_config(path, environ=env, overrides={"source.uri": "0", "run.max_frames": 9})
+    assert config.device_id == "door-2"
+    assert config.source.uri == "0" and config.source.loop is True
+    assert config.source.realtime is True
+    assert config.tracker.debounce_frames == 7 and config.tracker.ema_alpha == 0.25
+    assert config.run.max_frames == 9
+    assert "secret" not in to_toml(config)
+
+
+def test_source_may_be_an_integer_in_toml(tmp_path):
+    assert load_config(write(tmp_path, "[source]\nuri = 0\n"), environ={}).source.uri == "0"
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("[detector]\nscale_factor = 1.0\n", "detector.scale_factor = 1.0 (from "),
+        ("[tracker]\nema_alpha = 0\n", "tracker.ema_alpha = 0"),
+        ('[model]\nthreads = "four"\n', "model.threads = 'four'"),
+        ("[tracker]\nmin_hits = true\n", "tracker.min_hits = True"),
+        ('[detector]\nbackend = "dlib"\n', "detector.backend = 'dlib'"),
+        ("[preview]\nport = 70000\n", "preview.port = 70000"),
+        ("[source]\nreopen_min_s = 5\nreopen_max_s = 1\n", "source.reopen_max_s = 1.0"),
+        ('[model]\npath = "/no/such/model.tflite"\n', "no such model file"),
+        ("[detector]\nscale_facter = 1.2\n", "did you mean 'scale_factor'"),
+        ("[detektor]\nbackend = 'haar'\n", "did you mean 'detector'"),
+        ('[mqtt]\nurl = "http://broker"\n', "mqtt.url = 'http://broker'"),
+        ('device_id = "a/b"\n', "device_id = 'a/b'"),
+    ],
+)
+def test_bad_file_values_name_key_value_and_file(tmp_path, text, words):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={})
+    message = str(err.value)
+    assert words in message
+    assert str(path) in message
+
+
+def test_bad_env_and_flag_values_say_where_they_came_from():
+    with pytest.raises(ConfigError) as err:
+        load_config(None, environ={"DEEPFER_DETECTOR_MIN_NEIGHBORS": "many"})
+    assert "detector.min_neighbors = 'many' (from env DEEPFER_DETECTOR_MIN_NEIGHBORS)" in str(
+        err.value
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(None, environ={}, overrides={"run.max_frames": -3})
+    assert "run.max_frames = -3 (from flag --max-frames): must be >= 0" in str(err.value)
+    with pytest.raises(ConfigError, match="DEEPFER_TRACKER_EMA"):
+        load_config(None, environ={"DEEPFER_TRACKER_EMA": "0.3"})
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    path = write(tmp_path, "[tracker]\nmin_hits = 0\nmax_missed = -1\n[run]\nduration_s = -1\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={})
+    assert len(err.value.problems) == 3
+
+
+def test_unreadable_and_invalid_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.toml", environ={})
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "[source\nuri = 1\n"), environ={})
+
+
+def test_print_config_round_trips(tmp_path):
+    config = load_config(None, environ={}, overrides={"source.uri": 'odd "name".mp4'})
+    again = load_config(write(tmp_path, to_toml(config)), environ={})
+    assert again.to_dict() == config.to_dict()
+    assert read_toml(tmp_path / "deepfer.toml")["source"]["uri"] == 'odd "name".mp4'
+
+
+def test_mqtt_problems_are_all_reported_at_once(tmp_path):
+    path = write(
+        tmp_path,
+        '[mqtt]\nurl = "mqtt://broker"\nqos = 3\nkeepalive = 1\ntls_ca = "/no/ca.pem"\n'
+        "[detector]\nmin_neighbors = -1\n",
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={})
+    keys = sorted(p.split(" = ")[0] for p in err.value.problems)
+    assert keys == ["detector.min_neighbors", "mqtt.keepalive", "mqtt.qos", "mqtt.tls_ca"]
+
+
+def test_mqtt_fields_are_defined_once():
+    """[mqtt] keys and defaults come from MqttConfig alone (no copy in the sink)."""
+    from deepfer.edge.outputs.mqtt import sink
+
+    assert not hasattr(sink, "DEFAULTS")
+    assert [f.name for f in dataclasses.fields(MqttConfig)][:2] == ["url", "username"]
+
+
+def test_env_names_map_to_sections_and_top_level_keys():
+    found, problems = env_overrides(
+        {"DEEPFER_MQTT_URL": "mqtt://h", "DEEPFER_DEVICE_ID": "x", "DEEPFER_CONFIG": "f"}
+    )
+    assert found == {"mqtt.url": "mqtt://h", "device_id": "x"} and problems == []

@@ -1,0 +1,273 @@
+"""``deepfer run --mqtt`` end to end (subprocess) against a real mosquitto: status, events,
+summaries, Home Assistant discovery, a broker restart mid-run, a tiny queue that overflows,
+TLS and password auth, and bad device ids / prefixes refused at start."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from mosquitto import (
+    Mosquitto,
+    Subscriber,
+    make_ca,
+    make_password_file,
+    make_pki,
+    requires_mosquitto,
+    unique_event_seqs,
+)
+
+from deepfer.edge.labels import LABELS
+from deepfer.edge.messages import validate_event
+
+pytestmark = requires_mosquitto
+
+DEVICE = "shelf-7"
+PREFIX = f"deepfer/{DEVICE}"
+DEEPFER = [sys.executable, "-m", "deepfer"]
+
+
+@pytest.fixture(scope="module")
+def video(media_dir) -> Path:
+    path = media_dir / "woman2.mp4"
+    if not path.is_file():
+        pytest.skip(f"{path} is missing")
+    return path
+
+
+def run_env(**extra: str) -> dict[str, str]:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("DEEPFER_") or k == "DEEPFER_DATA"
+    }
+    # a jumpy tracker (a track ends when its box moves a little) so that the one face of a
+    # short clip gives a steady stream of start/end events: about 2 per 3 frames
+    env.update(
+        DEEPFER_TRACKER_IOU_THRESHOLD="0.9",
+        DEEPFER_TRACKER_MIN_HITS="1",
+        DEEPFER_TRACKER_MAX_MISSED="0",
+        DEEPFER_RUN_STATS_INTERVAL_S="0",
+    )
+    env.update(extra)
+    return env
+
+
+def deepfer_run(
+    model: Path, video: Path, url: str, tmp_path: Path, *args: str, env=None, wait: bool = True
+):
+    cmd = [*DEEPFER, "-v", "run", "--source", str(video), "--model", str(model), "--mqtt", url,
+           "--device-id", DEVICE, "--stats-json", str(tmp_path / "stats.json"), *args]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env or run_env()
+    )
+    if not wait:
+        return proc
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, out, err
+
+
+def mqtt_stats(tmp_path: Path) -> dict:
+    return json.loads((tmp_path / "stats.json").read_text())["sinks"]["mqtt"]
+
+
+def validate_ts(ts) -> bool:
+    return isinstance(ts, str) and datetime.fromisoformat(ts.replace("Z", "+00:00")).year > 2000
+
+
+def event_seqs(sub: Subscriber) -> list[int]:
+    """seq in arrival order, QoS 1 redeliveries (repeats) left out."""
+    return unique_event_seqs(sub, f"{PREFIX}/events")
+
+
+def test_run_publishes_status_events_summaries_and_discovery(tmp_path, tiny_tflite_model, video):
+    with Mosquitto(tmp_path / "broker") as broker:
+        sub = Subscriber(broker, [f"{PREFIX}/#", "homeassistant/#"])
+        try:
+            env = run_env(DEEPFER_MQTT_SUMMARY_INTERVAL_S="0.5")
+            rc, out, err = deepfer_run(
+                tiny_tflite_model, video, broker.url, tmp_path, "--ha-discovery", "--realtime",
+                "--max-frames", "90", env=env,
+            )  # fmt: skip
+            assert rc == 0, err
+            sub.wait_for(lambda s: len(s.on(f"{PREFIX}/status")) >= 2, what="status offline")
+            time.sleep(0.2)
+        finally:
+            sub.close()
+        late = Subscriber(broker, [f"{PREFIX}/#", "homeassistant/#"], client_id="late")
+        time.sleep(0.5)
+        late.close()
+
+    assert out == ""  # with a broker, nothing on stdout
+    assert [m.payload for m in sub.on(f"{PREFIX}/status")] == [b"online", b"offline"]
+    events = [m.json() for m in sub.on(f"{PREFIX}/events")]
+    assert events, "no events"
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert all(validate_event(e, LABELS) == [] for e in events), events
+    assert events[0]["type"] == "start" and events[-1]["type"] == "end"
+    assert {e["device_id"] for e in events} == {DEVICE}
+    assert not any(m.retain for m in sub.on(f"{PREFIX}/events"))
+
+    summaries = [m.json() for m in sub.on(f"{PREFIX}/summary")]
+    assert len(summaries) >= 3  # 3 s of video at 0.5 s, plus the last at exit
+    assert sum(s["frames"] for s in summaries) == 90
+    assert sum(s["events"]["start"] for s in summaries) == sum(e["type"] == "start" for e in events)
+    assert sum(sum(s["emotions"].values()) for s in summaries) > 0
+    received = sub.on(f"{PREFIX}/state")
+    states = [m.json() for m in received]
+    span = received[-1].at - received[0].at
+    assert 5 <= len(states) <= 5 * span + 3, (len(states), span)  # at most 5 Hz, not every frame
+    assert all(validate_ts(s["ts"]) for s in states)
+    assert any(s["count"] == 1 and s["dominant"] in LABELS for s in states)
+
+    stats = mqtt_stats(tmp_path)
+    assert stats["mqtt_sent"] == len(events) and stats["mqtt_dropped"] == 0
+
+    retained = {m.topic: m for m in late.messages if m.retain}
+    assert retained[f"{PREFIX}/status"].payload == b"offline"
+    configs = [m.json() for t, m in retained.items() if t.startswith("homeassistant/")]
+    assert len(configs) == 2
+    assert all(c["availability_topic"] == f"{PREFIX}/status" for c in configs)
+    assert not any(t.endswith(("/events", "/summary", "/state")) for t in retained)
+
+
+def test_run_survives_a_broker_restart_in_order(tmp_path, tiny_tflite_model, video):
+    broker = Mosquitto(tmp_path / "broker", persistence=True)
+    broker.start()
+    sub = Subscriber(broker, [f"{PREFIX}/events"], client_id="restart-sub", session=True)
+    try:
+        proc = deepfer_run(
+            tiny_tflite_model, video, broker.url, tmp_path, "--realtime", "--max-frames", "180",
+            env=run_env(DEEPFER_MQTT_SUMMARY_INTERVAL_S="0"), wait=False,
+        )  # fmt: skip
+        sub.wait_for(lambda s: s.on(f"{PREFIX}/events"), timeout=30, what="a first event")
+        broker.stop()
+        down = time.time()
+        time.sleep(2.0)
+        broker.start()
+        up = time.time()
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        stats = mqtt_stats(tmp_path)
+        total = stats["mqtt_sent"]
+        sub.wait_for(lambda s: len(event_seqs(s)) >= total, timeout=15, what="every event")
+    finally:
+        sub.close()
+        broker.stop()
+    assert stats["mqtt_reconnects"] >= 1 and stats["mqtt_dropped"] == 0, stats
+    assert stats["mqtt_undelivered"] == 0
+    seqs = event_seqs(sub)
+    assert seqs == list(range(1, total + 1)), seqs  # all of them, in order
+    events = {m.json()["seq"]: m.json() for m in sub.on(f"{PREFIX}/events")}
+    stamps = [
+        datetime.fromisoformat(e["ts"].replace("Z", "+00:00")).timestamp() for e in events.values()
+    ]
+    assert any(down <= t <= up for t in stamps), "no event was made while the broker was away"
+    assert "connection to" in err and "lost" in err
+
+
+def test_run_tiny_queue_drops_oldest_and_reports(tmp_path, tiny_tflite_model, video):
+    url = Mosquitto(tmp_path / "broker").url  # never started: the broker stays away
+    env = run_env(
+        DEEPFER_MQTT_QUEUE_SIZE="2",
+        DEEPFER_MQTT_SUMMARY_INTERVAL_S="0",
+        DEEPFER_RUN_STATS_INTERVAL_S="0.001",
+    )
+    t0 = time.monotonic()
+    rc, out, err = deepfer_run(
+        tiny_tflite_model, video, url, tmp_path, "--max-frames", "150", env=env
+    )
+    assert rc == 0, err
+    assert time.monotonic() - t0 < 60  # start-up never waited for the broker
+    stats = mqtt_stats(tmp_path)
+    assert stats["mqtt_connected"] is False and stats["mqtt_sent"] == 0
+    assert stats["mqtt_dropped"] >= 1 and stats["mqtt_undelivered"] == 2, stats
+    assert "queue full" in err and "dropped the oldest event seq=1" in err
+    assert "not delivered" in err and "cannot connect" in err
+    # the periodic stats line carries the sinks' figures too
+    assert re.search(r"stats: fps .* \| mqtt connected=False queue=\d+ dropped=", err)
+
+
+def test_run_tls_and_password(tmp_path, tiny_tflite_model, video):
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    pki = make_pki(tmp_path / "pki")
+    other_ca, _ = make_ca(tmp_path / "other", "other")
+    pwfile = make_password_file(tmp_path / "passwd", "robot", "s3cret")
+    with Mosquitto(tmp_path / "broker", tls=pki, password_file=pwfile) as broker:
+        url = broker.url.replace("://", "://robot@")
+        sub = Subscriber(broker, [f"{PREFIX}/#"], username="robot", password="s3cret")
+        try:
+            # a broker whose certificate we cannot verify: refused, nothing sent
+            env = run_env(DEEPFER_MQTT_TLS_CA=str(other_ca), DEEPFER_MQTT_PASSWORD="s3cret")
+            rc, _, err = deepfer_run(
+                tiny_tflite_model, video, url, tmp_path, "--max-frames", "20", env=env
+            )
+            assert rc == 0, err
+            assert "certificate cannot be verified" in err and "mqtt.tls_ca" in err
+            assert sub.messages == []
+            # the right CA and password (from the environment): delivered
+            env = run_env(DEEPFER_MQTT_TLS_CA=str(pki.ca_cert), DEEPFER_MQTT_PASSWORD="s3cret")
+            rc, _, err = deepfer_run(
+                tiny_tflite_model, video, url, tmp_path, "--max-frames", "40", env=env
+            )
+            assert rc == 0, err
+            sub.wait_for(lambda s: len(s.on(f"{PREFIX}/status")) >= 2, what="status offline")
+            assert mqtt_stats(tmp_path)["mqtt_sent"] == len(sub.on(f"{PREFIX}/events")) > 0
+            assert "s3cret" not in err
+        finally:
+            sub.close()
+
+
+@pytest.mark.parametrize(
+    "flags, env, words",
+    [
+        (["--device-id", "a/b"], {}, "device_id = 'a/b'"),
+        (["--device-id", "cam+1"], {}, "wildcards"),
+        (["--device-id", "$SYS"], {}, "device_id = '$SYS'"),
+        ([], {"DEEPFER_MQTT_PREFIX": "store//{device_id}"}, "mqtt.prefix = 'store//{device_id}'"),
+        ([], {"DEEPFER_MQTT_PREFIX": "store/#"}, "wildcards"),
+        (["--mqtt", "mqtt://robot:hunter2@127.0.0.1"], {}, "no password in the URL"),
+    ],
+)
+def test_run_refuses_bad_ids_and_prefixes(flags, env, words):
+    cmd = [*DEEPFER, "run", "--mqtt", "mqtt://127.0.0.1:1", *flags, "--print-config"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=run_env(**env), timeout=60)
+    assert proc.returncode == 2, proc.stdout
+    assert words in proc.stderr, proc.stderr
+    assert "hunter2" not in proc.stderr  # a password in the URL is never echoed
+
+
+def test_sigterm_says_offline_and_sigkill_leaves_the_last_will(tmp_path, tiny_tflite_model, video):
+    with Mosquitto(tmp_path / "broker") as broker:
+        sub = Subscriber(broker, [f"{PREFIX}/status", f"{PREFIX}/events"])
+        try:
+            for sig, code in ((signal.SIGTERM, 0), (signal.SIGKILL, -9)):
+                sub.messages.clear()
+                proc = deepfer_run(
+                    tiny_tflite_model, video, broker.url, tmp_path, "--realtime", "--loop",
+                    env=run_env(DEEPFER_MQTT_SUMMARY_INTERVAL_S="0"), wait=False,
+                )  # fmt: skip
+                sub.wait_for(
+                    lambda s: len(s.on(f"{PREFIX}/events")) >= 3, timeout=30, what="events"
+                )
+                proc.send_signal(sig)
+                _, err = proc.communicate(timeout=30)
+                assert proc.returncode == code, err
+                sub.wait_for(
+                    lambda s: len(s.on(f"{PREFIX}/status")) >= 2, timeout=5, what="offline"
+                )
+                assert [m.payload for m in sub.on(f"{PREFIX}/status")] == [b"online", b"offline"]
+                if sig == signal.SIGTERM:  # a clean stop: every track ended, every event sent
+                    events = [m.json() for m in sub.on(f"{PREFIX}/events")]
+                    assert events[-1]["type"] == "end"
+                    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+        finally:
+            sub.close()

@@ -1,0 +1,241 @@
+"""The pipeline on real media (woman2.mp4, photos) with a real TFLite model, and the tracker."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from deepfer.edge.boxes import iou, nms, suppress_overlaps
+from deepfer.edge.capture.reader import FrameReader
+from deepfer.edge.capture.sources import make_source
+from deepfer.edge.config import Config
+from deepfer.edge.detectors import HaarDetector, make_detector
+from deepfer.edge.errors import DetectorError
+from deepfer.edge.messages import EventBuilder, validate_event
+from deepfer.edge.model.classifier import EmotionClassifier
+from deepfer.edge.pipeline import FacePipeline, FrameResult
+from deepfer.edge.tracker import Tracker
+
+LABELS = ["angry", "happy", "sad"]
+
+
+def onehot(label: str, p: float = 0.9) -> np.ndarray:
+    s = np.full(len(LABELS), (1 - p) / (len(LABELS) - 1), np.float32)
+    s[LABELS.index(label)] = p
+    return s
+
+
+# -- tracker ------------------------------------------------------------------------------
+
+
+def test_tracker_matches_by_iou_and_keeps_ids():
+    tr = Tracker(LABELS, iou_threshold=0.3, min_hits=1, max_missed=1)
+    a, b = [10, 10, 50, 50], [200, 10, 50, 50]
+    tracks, events = tr.update(np.array([a, b]), np.stack([onehot("happy")] * 2), 0.0)
+    assert [t.id for t in tracks] == [1, 2] and [e.type for e in events] == ["start"] * 2
+    # both move a little and come in the other order: same ids
+    tracks, _ = tr.update(
+        np.array([[204, 12, 50, 50], [14, 12, 50, 50]]), np.stack([onehot("happy")] * 2), 0.1
+    )
+    assert [t.id for t in tracks] == [2, 1]
+    # a box far from both starts a new track
+    tracks, _ = tr.update(np.array([[400, 300, 50, 50]]), onehot("sad")[None], 0.2)
+    assert tracks[0].id == 3
+    assert iou(a, a) == 1.0 and iou(a, b) == 0.0
+
+
+def test_one_frame_flicker_does_not_change_the_emotion():
+    tr = Tracker(LABELS, ema_alpha=1.0, debounce_frames=3, min_hits=1, max_missed=0)
+    box = np.array([[10, 10, 50, 50]])
+    seq = ["happy", "happy", "sad", "happy", "sad", "sad", "sad", "sad"]
+    emotions, events = [], []
+    for i, label in enumerate(seq):
+        tracks, evs = tr.update(box, onehot(label)[None], i * 0.1)
+        emotions.append(tracks[0].emotion)
+        events += evs
+    # the lone "sad" at frame 2 is ignored; the lasting one wins after 3 frames
+    assert emotions == ["happy", "happy", "happy", "happy", "happy", "happy", "sad", "sad"]
+    assert [e.type for e in events] == ["start", "change"]
+    assert events[1].emotion == "sad"
+
+
+def test_smoothing_min_hits_and_end_with_dwell_and_histogram():
+    tr = Tracker(LABELS, ema_alpha=0.5, debounce_frames=1, min_hits=2, max_missed=2)
+    box = np.array([[10, 10, 50, 50]])
+    _, ev = tr.update(box, onehot("angry")[None], 1.0)
+    assert ev == []  # seen once: not started yet
+    _, ev = tr.update(box, onehot("happy", 1.0)[None], 1.5)
+    assert [e.type for e in ev] == ["start"]
+    smoothed = ev[0].scores
+    assert smoothed["angry"] == pytest.approx(0.5 * 0.9) and smoothed["happy"] == pytest.approx(
+        0.5 + 0.025
+    )
+    for t in (2.0, 2.5):  # missed twice: still open
+        _, ev = tr.update(np.zeros((0, 4)), np.zeros((0, 3)), t)
+        assert ev == []
+    _, ev = tr.update(np.zeros((0, 4)), np.zeros((0, 3)), 3.0)
+    assert [e.type for e in ev] == ["end"]
+    assert ev[0].dwell_s == pytest.approx(0.5) and ev[0].histogram == {"happy": 1}
+    assert tr.tracks == [] and tr.close() == []
+
+
+def test_unstarted_tracks_vanish_silently_and_close_ends_the_rest():
+    tr = Tracker(LABELS, min_hits=3, max_missed=0)
+    tr.update(np.array([[0, 0, 10, 10]]), onehot("sad")[None], 0.0)
+    _, ev = tr.update(np.zeros((0, 4)), np.zeros((0, 3)), 0.1)
+    assert ev == [] and tr.tracks == []
+    for t in range(3):
+        _, ev = tr.update(np.array([[0, 0, 10, 10]]), onehot("sad")[None], t)
+    assert [e.type for e in tr.close()] == ["end"]
+
+
+# -- the pipeline on real media -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_tflite_model):
+    return EmotionClassifier(tiny_tflite_model)
+
+
+def make_pipeline(classifier, track=True, detect_width=None):
+    config = Config()
+    if detect_width is not None:
+        config.detector.detect_width = detect_width
+    return FacePipeline.from_config(config, classifier, make_detector(config.detector), track=track)
+
+
+def check_event_stream(events, labels):
+    for ev in events:
+        assert validate_event(ev, labels) == [], ev
+    seqs = [ev["seq"] for ev in events]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # contiguous
+    by_track: dict[int, list[str]] = {}
+    for ev in events:
+        by_track.setdefault(ev["track_id"], []).append(ev["type"])
+    for types in by_track.values():
+        assert types[0] == "start" and types[-1] == "end"
+        assert set(types[1:-1]) <= {"change"}
+    return by_track
+
+
+def test_woman2_faces_events_and_schema(media_dir, classifier):
+    pipeline = make_pipeline(classifier)
+    builder = EventBuilder("test-device", classifier.info.name)
+    frames = with_face = 0
+    events = []
+    for frame in FrameReader(make_source(str(media_dir / "woman2.mp4"))):
+        result = pipeline.process(frame)
+        assert isinstance(result, FrameResult) and result.frame is frame
+        assert set(result.timings) == {"detect", "classify", "track"}
+        faces = result.faces
+        frames += 1
+        with_face += bool(faces)
+        events += [builder.from_track_event(ev, frame.ts) for ev in result.track_events]
+        for face in faces:
+            assert face.emotion in classifier.labels and 0.0 <= face.score <= 1.0
+            x, y, w, h = face.box
+            assert x >= 0 and y >= 0 and x + w <= 596 + 2 and y + h <= 336 + 2
+            assert face.track_id is not None
+    events += [builder.from_track_event(ev) for ev in pipeline.close()]
+    assert frames == 464
+    assert with_face / frames >= 0.98
+    tracks = check_event_stream(events, classifier.labels)
+    assert len(tracks) <= 3  # one woman, not a new track every few frames
+    end = [e for e in events if e["type"] == "end"][0]
+    assert end["dwell_s"] > 5 and sum(end["histogram"].values()) > 300
+    assert pipeline.near_scans > pipeline.full_scans  # tracked faces are searched for nearby
+
+
+@pytest.mark.parametrize(
+    "name, least, most", [("justin.jpg", 1, 1), ("12_angry_men.jpg", 5, 14), ("no-faces.jpg", 0, 0)]
+)
+def test_photos(media_dir, classifier, name, least, most):
+    image = cv2.imread(str(media_dir / name))
+    faces = make_pipeline(classifier, track=False, detect_width=640).process(image).faces
+    assert least <= len(faces) <= most
+    for face in faces:
+        assert face.track_id is None
+        assert sorted(face.scores) == sorted(classifier.labels)
+        assert face.emotion == max(face.scores, key=face.scores.get)
+
+
+def test_float_model_works_too(media_dir, tiny_tflite_model):
+    float_model = tiny_tflite_model.with_name("tiny_float32.tflite")
+    if not float_model.is_file():
+        pytest.skip("the fixture made no float32 model")
+    clf = EmotionClassifier(float_model)
+    assert clf.input_dtype == "float32"
+    image = cv2.imread(str(media_dir / "justin.jpg"))
+    faces = make_pipeline(clf, track=False).process(image).faces
+    assert len(faces) == 1 and sum(faces[0].scores.values()) == pytest.approx(1.0, abs=0.02)
+
+
+def test_all_faces_of_a_frame_go_in_one_call(media_dir, classifier):
+    calls = []
+    real = classifier.infer
+
+    class Counting:
+        labels, input_size, info = classifier.labels, classifier.input_size, classifier.info
+
+        def infer(self, faces):
+            calls.append(len(faces))
+            return real(faces)
+
+    pipeline = make_pipeline(Counting(), track=False, detect_width=640)
+    faces = pipeline.process(cv2.imread(str(media_dir / "12_angry_men.jpg"))).faces
+    assert calls == [len(faces)]
+
+
+def test_no_haar_cascades_says_to_use_yunet(monkeypatch):
+    monkeypatch.delattr(cv2, "CascadeClassifier")
+    with pytest.raises(DetectorError, match="YuNet") as err:
+        HaarDetector()
+    assert "--yunet" in str(err.value)
+
+
+def test_missing_yunet_file_is_a_clear_error(tmp_path):
+    config = Config().detector
+    config.yunet_model = str(tmp_path / "face_detection_yunet.onnx")
+    with pytest.raises(DetectorError, match="no such file"):
+        make_detector(config)
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not an onnx model" * 8)
+    config.yunet_model = str(junk)
+    with pytest.raises(DetectorError, match="not a YuNet ONNX model"):
+        make_detector(config)
+
+
+def test_documented_examples_follow_the_schema():
+    import json
+    import re
+    from pathlib import Path
+
+    from deepfer.edge.labels import LABELS as ALL_LABELS
+
+    text = (Path(__file__).parents[2] / "docs" / "events.md").read_text()
+    examples = [json.loads(block) for block in re.findall(r"```json\n(.*?)\n```", text, re.S)]
+    assert [e["type"] for e in examples] == ["start", "change", "end"]
+    for example in examples:
+        assert validate_event(example, ALL_LABELS) == [], example
+
+
+# -- non-maximum suppression (boxes.py) ----------------------------------------------------
+
+
+def test_nms_keeps_one_box_per_face_also_when_one_box_holds_another():
+    face = [100, 100, 100, 100]
+    inner = [120, 120, 60, 60]  # the same face found smaller: IoU 0.36, under the threshold
+    shifted = [105, 103, 100, 100]  # the same face found again: IoU 0.9
+    other = [400, 100, 90, 90]  # another face beside it
+    boxes = np.array([inner, face, other, shifted], np.int32)
+    assert iou(face, inner) < 0.4  # plain IoU suppression would keep both
+    kept = suppress_overlaps(boxes)
+    assert kept.tolist() == [face, other]  # one box per face, larger first, input order
+    assert nms(boxes, np.array([0.9, 0.8, 0.7, 0.6])).tolist() == [0, 2]  # scores decide
+
+
+def test_nms_keeps_faces_that_only_touch():
+    boxes = np.array([[0, 0, 50, 50], [45, 0, 50, 50], [0, 60, 50, 50]], np.int32)
+    assert suppress_overlaps(boxes).tolist() == boxes.tolist()
+    assert suppress_overlaps(np.zeros((0, 4), np.int32)).shape == (0, 4)

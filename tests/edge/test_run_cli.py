@@ -1,0 +1,132 @@
+"""`deepfer run` in a subprocess: events on stdout, stats JSON, config checks, clear errors,
+SIGTERM (end events, flush, exit 0) and the preview."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+from cli_subprocess import deepfer, env_without_settings
+
+from deepfer.edge.labels import LABELS
+from deepfer.edge.messages import validate_event
+
+
+def test_run_on_a_video_writes_events_and_stats(media_dir, tiny_tflite_model, tmp_path):
+    stats_file = tmp_path / "stats.json"
+    proc = deepfer(
+        "run", "--source", media_dir / "woman2.mp4", "--model", tiny_tflite_model,
+        "--device-id", "bench-1", "--max-frames", 90, "--stats-json", stats_file,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert events and [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    for ev in events:
+        assert validate_event(ev, LABELS) == [] and ev["device_id"] == "bench-1"
+    assert events[0]["type"] == "start" and events[-1]["type"] == "end"
+    stats = json.loads(stats_file.read_text())
+    assert stats["frames"] == 90 and stats["frames_with_face"] >= 85
+    assert stats["fps"] > 0 and 0 < stats["peak_rss_mb"] < 250
+    assert set(stats["stage_ms_median"]) >= {"capture", "detect", "classify", "track", "total"}
+    assert stats["sinks"] == {"stdout": {"events": len(events)}}
+    assert stats["stop_reason"] == "max frames"
+    assert stats["runtime"] in ("ai-edge-litert", "tflite-runtime")  # never TensorFlow
+    assert f"runtime {stats['runtime']}" in proc.stderr  # logged at start
+
+
+def test_config_file_env_and_print_config(media_dir, tiny_tflite_model, tmp_path):
+    conf = tmp_path / "deepfer.toml"
+    conf.write_text(f'device_id = "from-file"\n[model]\npath = "{tiny_tflite_model}"\n')
+    env = env_without_settings(DEEPFER_TRACKER_DEBOUNCE_FRAMES="6")
+    proc = deepfer("run", "--config", conf, "--source", "0", "--print-config", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert 'device_id = "from-file"' in proc.stdout and "debounce_frames = 6" in proc.stdout
+    assert 'uri = "0"' in proc.stdout
+    proc = deepfer("run", "--config", conf, "--validate-config", env=env)
+    assert proc.returncode == 0 and "config OK" in proc.stdout
+
+
+def test_bad_config_value_names_key_value_and_file(tmp_path):
+    conf = tmp_path / "bad.toml"
+    conf.write_text("[detector]\nmin_neighbors = -2\n")
+    proc = deepfer("run", "--config", conf, "--validate-config")
+    assert proc.returncode == 2
+    assert f"detector.min_neighbors = -2 (from {conf})" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = deepfer("run", "--source", "0", "--preview", "localhost:http")
+    assert proc.returncode == 2 and "--preview 'localhost:http'" in proc.stderr
+    # a flag's error names the flag as typed, not one made from the key
+    proc = deepfer("run", "--mqtt", "ftp://broker", "--validate-config")
+    assert proc.returncode == 2
+    assert "mqtt.url = 'ftp://broker' (from flag --mqtt): use mqtt://" in proc.stderr
+
+
+def test_unknown_source_and_bad_model(media_dir, tiny_tflite_model, tmp_path):
+    proc = deepfer("run", "--source", "no-such-camera", "--model", tiny_tflite_model)
+    assert proc.returncode == 2 and "unknown source 'no-such-camera'" in proc.stderr
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(b"TFL3 but not really")
+    broken.with_suffix(".json").write_text(tiny_tflite_model.with_suffix(".json").read_text())
+    proc = deepfer("run", "--source", media_dir / "woman2.mp4", "--model", broken)
+    assert proc.returncode == 2 and "not a valid TFLite model" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_sigterm_ends_tracks_flushes_and_exits_0_with_preview(media_dir, tiny_tflite_model):
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "deepfer", "run", "--source", str(media_dir / "woman2.mp4"),
+            "--loop", "--realtime", "--model", str(tiny_tflite_model), "--preview", "127.0.0.1:0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env_without_settings(),
+    )  # fmt: skip
+    stderr_lines: list[str] = []
+    reader = threading.Thread(target=lambda: stderr_lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    try:
+        first = json.loads(proc.stdout.readline())
+        assert first["type"] == "start"
+        deadline = time.monotonic() + 30
+        url = None
+        while url is None and time.monotonic() < deadline:
+            found = re.findall(r"preview on (http://\S+)", "".join(stderr_lines))
+            url = found[0] if found else None
+            time.sleep(0.1)
+        assert url, "".join(stderr_lines)
+        with urllib.request.urlopen(url + "frame.jpg", timeout=10) as resp:
+            assert resp.read(3) == b"\xff\xd8\xff"  # a JPEG of the annotated frame
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.stdout.read()
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reader.join(5)
+    events = [first] + [json.loads(line) for line in rest.splitlines()]
+    assert events[-1]["type"] == "end" and events[-1]["track_id"] == first["track_id"]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert "SIGTERM" in "".join(stderr_lines)
+
+
+def test_view_serves_the_preview_and_prints_its_address(media_dir, tiny_tflite_model, tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"{i}.jpg").write_bytes((media_dir / "justin.jpg").read_bytes())
+    proc = deepfer(
+        "view", "--source", folder, "--model", tiny_tflite_model, "--port", 0, "--no-browser",
+        "--events",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"preview: http://127\.0\.0\.1:\d+/", proc.stderr)
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [e["type"] for e in events] == ["start", "end"]

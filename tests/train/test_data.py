@@ -1,0 +1,312 @@
+"""FER2013 loaders on small data the tests write: CSV, Kaggle folders, train/validation folders."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from deepfer.edge.labels import FER2013_CSV_IDS, LABELS
+from deepfer.edge.preprocess import prepare_face
+from deepfer.train.data import (
+    DataError,
+    class_weights,
+    format_counts,
+    load_csv,
+    load_fer2013,
+    load_folder,
+    stratified_split,
+)
+
+# What each fer2013.csv emotion id must become, written out by hand (not derived from the code).
+CSV_ID_TO_LABEL = {
+    0: "angry",
+    1: "disgust",
+    2: "fear",
+    3: "happy",
+    4: "sad",
+    5: "surprise",
+    6: "neutral",
+}
+
+
+def face_of(value: int) -> np.ndarray:
+    """A flat 48x48 face whose pixel value identifies it."""
+    return np.full((48, 48), value, np.uint8)
+
+
+def write_csv(path: Path, rows: list[tuple[int, str, str]]) -> Path:
+    lines = ["emotion,pixels,Usage"] + [f"{e},{p},{u}" for e, p, u in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def pixels_text(img: np.ndarray) -> str:
+    return " ".join(str(v) for v in img.reshape(-1))
+
+
+def test_csv_ids_map_to_deepfer_labels():
+    assert FER2013_CSV_IDS == CSV_ID_TO_LABEL
+    assert LABELS == ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+
+
+def test_csv_all_usages_and_label_mapping(tmp_path):
+    usages = {"Training": 3, "PublicTest": 2, "PrivateTest": 1}
+    rows = []
+    for usage, per_id in usages.items():
+        for emotion in range(7):
+            for j in range(per_id):
+                # the pixel value encodes the emotion id, so each face can be traced back
+                rows.append((emotion, pixels_text(face_of(10 * emotion + j)), usage))
+    path = write_csv(tmp_path / "fer2013.csv", rows)
+
+    splits = load_csv(path, progress=False)
+    assert set(splits) == {"train", "test", "private_test"}
+    for split, usage in (
+        ("train", "Training"),
+        ("test", "PublicTest"),
+        ("private_test", "PrivateTest"),
+    ):
+        ds = splits[split]
+        assert len(ds) == 7 * usages[usage]
+        assert ds.x.shape == (len(ds), 48, 48, 1) and ds.x.dtype == np.uint8
+        assert set(ds.class_counts().values()) == {usages[usage]}
+        for img, y in zip(ds.x, ds.y):
+            emotion = int(img[0, 0, 0]) // 10
+            assert LABELS[y] == CSV_ID_TO_LABEL[emotion]
+    # csv id 4 is sad, DeepFER index 5; csv id 6 is neutral, DeepFER index 4
+    train = splits["train"]
+    assert set(train.y[train.x[:, 0, 0, 0] // 10 == 4]) == {LABELS.index("sad")} == {5}
+    assert set(train.y[train.x[:, 0, 0, 0] // 10 == 6]) == {LABELS.index("neutral")} == {4}
+
+    # load_fer2013 takes the file, or a folder holding it, and returns the splits asked for
+    only = load_fer2013(path, ("train", "test"), progress=False)
+    assert set(only) == {"train", "test"}
+    assert set(load_fer2013(tmp_path, ("private_test",), progress=False)) == {"private_test"}
+
+
+def test_csv_bad_pixel_count_names_the_row(tmp_path):
+    good = pixels_text(face_of(1))
+    path = write_csv(
+        tmp_path / "fer2013.csv",
+        [(0, good, "Training"), (3, good, "Training"), (3, "1 2 3", "Training")],
+    )
+    with pytest.raises(DataError, match=r"row 3 \(line 4\): 3 pixel values, expected 2304"):
+        load_csv(path, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ((7, None, "Training"), "emotion '7' is not a FER2013 id"),
+        ((2, None, "Validation"), "unknown Usage 'Validation'"),
+        ((2, "1 x 3", "Training"), "pixels are not all numbers"),
+    ],
+)
+def test_csv_bad_values_name_the_row(tmp_path, row, message):
+    emotion, pixels, usage = row
+    pixels = pixels or pixels_text(face_of(1))
+    path = write_csv(
+        tmp_path / "f.csv", [(0, pixels_text(face_of(1)), "Training"), (emotion, pixels, usage)]
+    )
+    with pytest.raises(DataError, match=rf"row 2 \(line 3\): {message}"):
+        load_csv(path, progress=False)
+
+
+def test_csv_missing_columns(tmp_path):
+    path = tmp_path / "f.csv"
+    path.write_text("label,image\n0,1 2 3\n")
+    with pytest.raises(DataError, match="missing column"):
+        load_csv(path, progress=False)
+
+
+def write_class_images(split_dir: Path, folders: dict[str, int], n: int = 3, ext: str = ".png"):
+    """``split_dir/<folder>/i.png``; each image's pixel value is the folder's expected index."""
+    for folder, index in folders.items():
+        d = split_dir / folder
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            cv2.imwrite(str(d / f"{i}{ext}"), face_of(10 * index + i))
+
+
+def check_labels(ds):
+    """Every face's pixel value says which DeepFER index it must have."""
+    assert (ds.x[:, 0, 0, 0] // 10 == ds.y).all()
+
+
+def test_kaggle_train_test_folders(tmp_path):
+    folders = {label: i for i, label in enumerate(LABELS)}
+    write_class_images(tmp_path / "train", folders, n=4)
+    write_class_images(tmp_path / "test", folders, n=2, ext=".jpg")
+    splits = load_fer2013(tmp_path, progress=False)
+    assert set(splits) == {"train", "test"}
+    assert splits["train"].class_counts() == dict.fromkeys(LABELS, 4)
+    assert splits["test"].class_counts() == dict.fromkeys(LABELS, 2)
+    check_labels(splits["train"])
+    # jpg is lossy: flat images stay within a level or two
+    assert (np.abs(splits["test"].x[:, 0, 0, 0].astype(int) // 10 - splits["test"].y) == 0).all()
+    assert splits["train"].files[0].startswith("angry/")
+
+
+def test_train_validation_folders_and_folder_aliases(tmp_path):
+    aliases = {
+        "Anger": LABELS.index("angry"),
+        "disgusted": LABELS.index("disgust"),
+        "scared": LABELS.index("fear"),
+        "Happiness": LABELS.index("happy"),
+        "NEUTRAL": LABELS.index("neutral"),
+        "sadness": LABELS.index("sad"),
+        "Surprised": LABELS.index("surprise"),
+    }
+    write_class_images(tmp_path / "Training", aliases, n=3)
+    write_class_images(tmp_path / "validation", {"fearful": 2, "happy": 3}, n=2)
+    splits = load_fer2013(tmp_path, progress=False)
+    assert set(splits) == {"train", "val"}
+    assert splits["train"].class_counts() == dict.fromkeys(LABELS, 3)
+    check_labels(splits["train"])
+    check_labels(splits["val"])
+    assert splits["val"].class_counts()["fear"] == 2
+    # "val/" is accepted too
+    (tmp_path / "validation").rename(tmp_path / "val")
+    assert len(load_fer2013(tmp_path, ("val",), progress=False)["val"]) == 4
+
+
+def test_unknown_class_folders_are_ignored_with_a_warning(tmp_path, caplog):
+    write_class_images(tmp_path, {"happy": 3, "contempt": 9}, n=2)
+    with caplog.at_level(logging.WARNING):
+        ds = load_folder(tmp_path, progress=False)
+    assert len(ds) == 2 and set(ds.y) == {3}
+    assert "contempt" in caplog.text
+
+
+def test_plain_class_folder_loads_as_train(tmp_path):
+    write_class_images(tmp_path, {"sad": 5, "happy": 3}, n=2)
+    splits = load_fer2013(tmp_path, progress=False)
+    assert list(splits) == ["train"] and len(splits["train"]) == 4
+
+
+def test_colour_and_odd_sized_images_are_converted(tmp_path):
+    rng = np.random.default_rng(0)
+    colour = rng.integers(0, 256, (100, 80, 3), dtype=np.uint8)
+    bgra = rng.integers(0, 256, (30, 30, 4), dtype=np.uint8)
+    sixteen = (rng.integers(0, 256, (48, 48)) * 257).astype(np.uint16)
+    d = tmp_path / "happy"
+    d.mkdir()
+    cv2.imwrite(str(d / "a_colour.png"), colour)
+    cv2.imwrite(str(d / "b_bgra.png"), bgra)
+    cv2.imwrite(str(d / "c_16bit.png"), sixteen)
+    ds = load_folder(tmp_path, progress=False)
+    assert ds.x.shape == (3, 48, 48, 1) and ds.x.dtype == np.uint8
+    np.testing.assert_array_equal(ds.x[0, ..., 0], prepare_face(colour))
+    np.testing.assert_array_equal(ds.x[1, ..., 0], prepare_face(bgra))
+    np.testing.assert_array_equal(ds.x[2, ..., 0], (sixteen >> 8).astype(np.uint8))
+    # and at another input size
+    assert load_folder(tmp_path, size=64, progress=False).x.shape == (3, 64, 64, 1)
+
+
+def test_corrupt_files_are_skipped_and_counted_in_one_warning(tmp_path, caplog):
+    write_class_images(tmp_path, {"angry": 0, "fear": 2}, n=3, ext=".jpg")
+    (tmp_path / "angry" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (tmp_path / "fear" / "empty.png").write_bytes(b"")
+    (tmp_path / "fear" / "notes.txt").write_text("not an image, not counted")
+    # cut short: OpenCV would decode these anyway, grey below the cut
+    face = (np.arange(48 * 48).reshape(48, 48) % 251).astype(np.uint8)
+    for ext in (".jpg", ".png"):
+        data = cv2.imencode(ext, face)[1].tobytes()
+        (tmp_path / "fear" / f"truncated{ext}").write_bytes(data[: len(data) * 2 // 3])
+    with caplog.at_level(logging.WARNING, logger="deepfer.train.data"):
+        ds = load_folder(tmp_path, progress=False)
+    assert len(ds) == 6 and ds.skipped == 4
+    warnings = [r for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "skipped 4 unreadable or corrupt image(s)" in warnings[0].getMessage()
+
+
+def test_folder_errors_are_clear(tmp_path):
+    with pytest.raises(DataError, match="not a folder"):
+        load_folder(tmp_path / "missing", progress=False)
+    (tmp_path / "cats").mkdir()
+    with pytest.raises(DataError, match="no class folders found"):
+        load_folder(tmp_path, progress=False)
+    with pytest.raises(DataError, match="neither fer2013.csv nor"):
+        load_fer2013(tmp_path, progress=False)
+    (tmp_path / "happy").mkdir()
+    (tmp_path / "happy" / "x.jpg").write_bytes(b"junk")
+    with pytest.raises(DataError, match="none of the 1 images could be read"):
+        load_folder(tmp_path, progress=False)
+
+
+def test_stratified_split():
+    y = np.repeat(np.arange(7), [40, 5, 30, 80, 50, 45, 2])
+    keep, held = stratified_split(y, 0.2, seed=3)
+    assert len(np.intersect1d(keep, held)) == 0
+    assert np.array_equal(np.sort(np.concatenate([keep, held])), np.arange(len(y)))
+    held_counts = np.bincount(y[held], minlength=7)
+    np.testing.assert_array_equal(held_counts, [8, 1, 6, 16, 10, 9, 1])
+    # every class stays in training, and the same seed gives the same split
+    assert (np.bincount(y[keep], minlength=7) > 0).all()
+    again = stratified_split(y, 0.2, seed=3)
+    assert np.array_equal(again[1], held)
+    assert not np.array_equal(stratified_split(y, 0.2, seed=4)[1], held)
+    for bad in (0.0, 1.0, -0.1):
+        with pytest.raises(ValueError, match="between 0 and 1"):
+            stratified_split(y, bad)
+
+
+def test_class_weights():
+    y = np.array([0] * 10 + [1] * 2 + [3] * 8)
+    w = class_weights(y)
+    n, k_present = 20, 3
+    assert w[0] == pytest.approx(n / (k_present * 10))
+    assert w[1] == pytest.approx(n / (k_present * 2))
+    assert w[3] == pytest.approx(n / (k_present * 8))
+    assert w[2] == w[4] == w[5] == w[6] == 0.0
+    # balanced: every present class carries the same total weight
+    totals = [w[c] * np.sum(y == c) for c in (0, 1, 3)]
+    assert totals == pytest.approx([n / k_present] * 3)
+
+
+def test_class_counts_report(tmp_path):
+    write_class_images(tmp_path / "train", {"happy": 3, "sad": 5}, n=3)
+    ds = load_fer2013(tmp_path, ("train",), progress=False)["train"]
+    text = format_counts(ds)
+    assert text.startswith("train: 6 faces")
+    assert "happy 3 (50.0%)" in text and "angry 0 (0.0%)" in text
+
+
+REAL_TRAIN = {
+    "angry": 3995,
+    "disgust": 436,
+    "fear": 4097,
+    "happy": 7215,
+    "neutral": 4965,
+    "sad": 4830,
+    "surprise": 3171,
+}
+REAL_TEST = {
+    "angry": 467,
+    "disgust": 56,
+    "fear": 496,
+    "happy": 895,
+    "neutral": 607,
+    "sad": 653,
+    "surprise": 415,
+}
+
+
+@pytest.mark.real_data
+def test_real_fer2013_folders_exact_counts(data_dir):
+    """The real Kaggle folders: 28,709 train and 3,589 PublicTest faces (about 30 s)."""
+    root = data_dir / "fer2013"
+    if not (root / "train").is_dir():
+        pytest.skip(f"{root}/train is missing")
+    splits = load_fer2013(root, ("train", "test"), progress=False)
+    train, test = splits["train"], splits["test"]
+    assert train.skipped == 0 and test.skipped == 0
+    assert train.class_counts() == REAL_TRAIN and len(train) == 28709
+    assert test.class_counts() == REAL_TEST and len(test) == 3589
+    assert train.x.shape == (28709, 48, 48, 1) and train.x.dtype == np.uint8
+    assert 60 < train.x.mean() < 200  # real faces, not blank

@@ -1,0 +1,165 @@
+"""`deepfer train` through the CLI on a tiny set: run folder, resume, fine-tuning, bad options."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from dataclasses import replace
+
+import pytest
+
+from deepfer.cli import main
+from deepfer.train.training import ConfigError, TrainConfig, learning_rate
+
+TINY = [
+    "--model",
+    "deepfer-edge",
+    "--batch-size",
+    "32",
+    "--threads",
+    "2",
+    "--no-progress",
+]
+
+
+def history_rows(run) -> list[dict]:
+    with (run / "history.csv").open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_learning_rate_schedule():
+    cfg = TrainConfig(lr=1e-3, epochs=11, warmup_epochs=1, schedule="cosine")
+    lrs = [learning_rate(cfg, e) for e in range(11)]
+    assert lrs[0] == pytest.approx(5e-4)  # warm-up
+    assert lrs[1] == pytest.approx(1e-3)  # peak
+    assert all(a > b for a, b in zip(lrs[1:], lrs[2:]))  # cosine decay
+    assert lrs[-1] == pytest.approx(1e-3 * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * 0.9))))
+    assert learning_rate(cfg, 50) == pytest.approx(1e-5)  # floor: 1% of the peak
+    constant = replace(cfg, schedule="constant", warmup_epochs=0)
+    assert {learning_rate(constant, e) for e in range(5)} == {1e-3}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"model": "resnet"}, "train.model = 'resnet': choose one of"),
+        ({"epochs": 0}, "train.epochs = 0: must be at least 1"),
+        ({"val_split": 1.5}, "train.val_split = 1.5: must be between 0 and 1"),
+        ({"optimizer": "rmsprop"}, "train.optimizer = 'rmsprop'"),
+        ({"weights": "imagenet"}, "apply to --model mobilenetv3small only"),
+        ({"finetune": "model.tflite"}, "expected a .keras or .h5 model"),
+        ({"data": "/no/such/folder"}, "train.data = '/no/such/folder': no such file or folder"),
+    ],
+)
+def test_config_errors_name_the_option(tmp_path, change, message):
+    cfg = replace(TrainConfig(data=str(tmp_path), model="deepfer-edge"), **change)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        cfg.validate()
+
+
+def test_cli_reports_bad_options_without_a_traceback(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r")]) == 2
+    assert "train.data" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "r")]) == 2
+    assert "--data is required" in capsys.readouterr().err
+    assert main(["train", "--resume", "--out", str(tmp_path / "r")]) == 2
+    assert "no checkpoint to resume from" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def one_epoch_run(tmp_path_factory, tiny_fer):
+    """One epoch of deepfer-edge on the tiny set, through `deepfer train`."""
+    run = tmp_path_factory.mktemp("run") / "edge"
+    argv = ["train", "--data", str(tiny_fer), "--out", str(run), "--epochs", "1", *TINY]
+    assert main([*argv, "--class-weight", "--seed", "7"]) == 0
+    return run
+
+
+@pytest.mark.slow
+def test_train_writes_the_run_folder(one_epoch_run, tiny_fer, capsys):
+    run = one_epoch_run
+    for name in (
+        "deepfer-edge.keras",
+        "deepfer-edge.h5",
+        "history.csv",
+        "history.json",
+        "training_curves.png",
+        "class_distribution.png",
+        "config.json",
+        "summary.json",
+        "checkpoints/best.keras",
+        "checkpoints/last.keras",
+    ):
+        assert (run / name).is_file(), name
+    for png in ("training_curves.png", "class_distribution.png"):
+        assert (run / png).read_bytes()[:4] == b"\x89PNG"
+    rows = history_rows(run)
+    assert len(rows) == 1 and {"accuracy", "val_accuracy", "loss", "learning_rate"} <= set(rows[0])
+    history = json.loads((run / "history.json").read_text())
+    assert len(history["val_accuracy"]) == 1
+    summary = json.loads((run / "summary.json").read_text())
+    # the tiny set has 24 faces a class: 10% of each (2) held out for validation, stratified
+    assert summary["train_faces"] == 7 * 22 and summary["val_faces"] == 7 * 2
+    assert summary["epochs_run"] == 1 and summary["parameters"] > 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["class_weight"] is True and config["seed"] == 7
+
+    import keras
+
+    for name in ("deepfer-edge.keras", "deepfer-edge.h5"):
+        model = keras.models.load_model(run / name, compile=False)
+        assert model.input_shape == (None, 48, 48, 1) and model.output_shape == (None, 7)
+
+
+@pytest.mark.slow
+def test_resume_goes_on_from_the_last_checkpoint(one_epoch_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "resumed"
+    shutil.copytree(one_epoch_run, run)
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(run), "--epochs", "2", "--no-progress"]) == 0
+    assert "resuming from" in capsys.readouterr().out
+    rows = history_rows(run)
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+    assert json.loads((run / "checkpoints" / "state.json").read_text()) == {"epoch": 2}
+    assert json.loads((run / "config.json").read_text())["epochs"] == 2
+    assert json.loads((run / "summary.json").read_text())["epochs_run"] == 2
+
+
+@pytest.mark.slow
+def test_resume_mends_a_history_without_the_learning_rate_column(one_epoch_run, tmp_path):
+    """Older runs logged no learning rate; Keras appends rows in its own column order."""
+    import shutil
+
+    run = tmp_path / "old"
+    shutil.copytree(one_epoch_run, run)
+    old = [{k: v for k, v in r.items() if k != "learning_rate"} for r in history_rows(run)]
+    with (run / "history.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, list(old[0]))
+        writer.writeheader()
+        writer.writerows(old)
+    assert main(["train", "--resume", "--out", str(run), "--epochs", "2", "--no-progress"]) == 0
+    rows = history_rows(run)
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+    assert all(0.0 <= float(r["val_accuracy"]) <= 1.0 for r in rows)  # no shifted columns
+    cfg = TrainConfig.from_json(json.loads((run / "config.json").read_text()))
+    assert float(rows[0]["learning_rate"]) == pytest.approx(learning_rate(cfg, 0))
+    assert float(rows[1]["learning_rate"]) == pytest.approx(learning_rate(cfg, 1))
+    history = json.loads((run / "history.json").read_text())
+    assert len(history["learning_rate"]) == len(history["loss"]) == 2
+
+
+@pytest.mark.slow
+def test_finetune_on_a_labelled_folder(one_epoch_run, tiny_fer, tmp_path):
+    """`deepfer train --finetune X.keras --data FOLDER`, FOLDER holding <class>/ images."""
+    run = tmp_path / "ft"
+    base = one_epoch_run / "deepfer-edge.keras"
+    argv = ["train", "--finetune", str(base), "--data", str(tiny_fer / "test"), "--out", str(run)]
+    assert main([*argv, "--epochs", "1", "--lr", "1e-4", *TINY]) == 0
+    assert (run / "deepfer-edge-finetuned.keras").is_file()
+    assert (run / "deepfer-edge-finetuned.h5").is_file()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["train_faces"] + summary["val_faces"] == 42
