@@ -123,3 +123,43 @@ def test_no_private_daemon_calls_in_commands():
 
     source = inspect.getsource(commands).replace("argparse._SubParsersAction", "")
     assert not re.findall(r"\b(?:daemon|self)\._\w+", source)
+
+
+def test_subcommands_come_from_the_entry_point_group(monkeypatch, capsys):
+    import argparse
+    from importlib.metadata import EntryPoint
+
+    import deepfer.cli as cli
+
+    class Boom(DeepFERError):
+        exit_code = 7
+
+    def register(sub: argparse._SubParsersAction) -> None:
+        p = sub.add_parser("hello")
+        p.add_argument("--fail", choices=("no", "deepfer", "bug"), default="no")
+        p.set_defaults(handler=handler)
+
+    def handler(args) -> int:
+        if args.fail == "deepfer":
+            raise Boom("the input is bad")
+        if args.fail == "bug":
+            raise ZeroDivisionError("a bug")
+        print("hello")
+        return 0
+
+    module = type(sys)("fake_stage")
+    module.register = register
+    monkeypatch.setitem(sys.modules, "fake_stage", module)
+    real = cli.entry_points
+
+    def entry_points(group):
+        return [*real(group=group), EntryPoint("fake", "fake_stage:register", group)]
+
+    monkeypatch.setattr(cli, "entry_points", entry_points)
+    assert cli.main(["hello"]) == 0 and capsys.readouterr().out == "hello\n"
+    assert cli.main(["hello", "--fail", "deepfer"]) == 7
+    assert capsys.readouterr().err == "deepfer hello: error: the input is bad\n"
+    with pytest.raises(ZeroDivisionError):  # a bug keeps its traceback
+        cli.main(["hello", "--fail", "bug"])
+    names = [ep.name for ep in real(group=cli.GROUP)]
+    assert {"edge", "train", "convert"} <= set(names)

@@ -114,7 +114,7 @@ def _describe_connect_error(exc: BaseException | None) -> str:
 class MqttSink(Sink):
     """Publishes to one broker; ``start()`` returns at once, the connection comes when it can.
 
-    Thread model: the pipeline thread calls publish_event / publish_state; paho's network
+    Thread model: the pipeline thread calls publish_event / on_frame; paho's network
     thread runs the callbacks (which only set flags and queue acks); one sender thread owns
     the in-flight window, the summaries and the announcements on connect.
     """
