@@ -1,4 +1,4 @@
-"""edge/preview.py over real HTTP on a free loopback port, and the page in headless Chromium."""
+"""edge/outputs/preview/ over real HTTP on a free loopback port, and the page in headless Chromium."""
 
 from __future__ import annotations
 
