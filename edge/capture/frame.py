@@ -18,11 +18,8 @@ from deepfer.edge.preprocess import to_gray
 
 @dataclass(eq=False)
 class Frame:
-    """One frame: the grayscale plane faces are looked for in, and the colour image.
-
-    ``gray`` may be smaller than the frame (picamera2's lores stream): ``scale`` maps its
-    pixels to frame pixels. Boxes reported by the pipeline are always in frame pixels.
-    """
+    """``gray`` (where faces are looked for) and ``image`` (BGR, for crops, drawing and the
+    preview) of one camera frame; ``size`` is the frame's (width, height)."""
 
     gray: np.ndarray
     size: tuple[int, int]  # frame (width, height)
