@@ -1,1 +1,2 @@
-"""DeepFER conversion stage: int8 TFLite quantisation and the int8-vs-float benchmark."""
+"""DeepFER conversion stage: Keras model -> full-int8 and float TFLite with sidecars, and the
+int8-vs-float gate. Benchmarks are :mod:`deepfer.evaluate`."""

@@ -1,4 +1,4 @@
-"""Argument parsing for ``deepfer convert`` and ``deepfer benchmark``.
+"""Argument parsing for ``deepfer convert``.
 
 Only argparse at import time: TensorFlow, matplotlib and the conversion code
 are imported when a command runs.
@@ -98,8 +98,8 @@ def add_convert(sub: argparse._SubParsersAction) -> None:
 
 def _run_convert(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from deepfer.convert.calibration import CalibrationError
     from deepfer.convert.quantize import AccuracyDropError, ConvertError, convert_model
+    from deepfer.data.sampling import CalibrationError
     from deepfer.edge.model.runtime import ModelLoadError, RuntimeUnavailable
 
     formats = ["int8"] + (["float32"] if args.float32 else [])
@@ -142,68 +142,6 @@ def _run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_benchmark(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "benchmark",
-        help="compare models (.tflite, .keras): accuracy, F1, agreement, size, latency, memory",
-        description="Benchmark models on a FER2013 split: accuracy, macro-F1, per-class F1, top-1 "
-        "agreement with the float reference, file size, single-face latency (median and p90, "
-        "1 thread and all cores), batch throughput, peak memory and runtime. Each model runs "
-        "in a fresh process.",
-    )
-    p.add_argument("models", nargs="+", metavar="MODEL", help=".tflite (with sidecar) or .keras")
-    p.add_argument("--data", required=True, help="fer2013.csv or a FER2013 folder")
-    p.add_argument("--split", default="test", help="split to measure on (default %(default)s)")
-    p.add_argument(
-        "--limit",
-        type=int,
-        default=0,
-        metavar="N",
-        help="use a stratified sample of N faces (default: the whole split)",
-    )
-    p.add_argument(
-        "--reference",
-        default=None,
-        metavar="MODEL",
-        help="float model for the agreement column (default: the first float model given)",
-    )
-    p.add_argument(
-        "--runtime",
-        action="append",
-        default=None,
-        metavar="NAME",
-        help="TFLite runtime: auto (default), ai-edge-litert, tflite-runtime, tensorflow, or "
-        "'all' for every installed one; repeat to compare",
-    )
-    p.add_argument("--runs", type=int, default=200, help="timed single-face runs (default 200)")
-    p.add_argument("--warmup", type=int, default=20, help="untimed runs first (default 20)")
-    p.add_argument("--batch-size", type=int, default=32, help="batch for throughput (default 32)")
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=0,
-        help=f"the 'all cores' thread count (default: every core, {os.cpu_count() or 1} here)",
-    )
-    p.add_argument("--out", default=None, metavar="DIR", help="write benchmark.{json,md,png} here")
-    p.add_argument("--json", default=None, metavar="FILE", help="write the results as JSON")
-    p.add_argument("--markdown", default=None, metavar="FILE", help="write a Markdown report")
-    p.add_argument("--plot", default=None, metavar="FILE", help="plot accuracy vs size and latency")
-    p.add_argument(
-        "--update-sidecars",
-        action="store_true",
-        help="store each .tflite model's measured metrics in its sidecar",
-    )
-    p.add_argument("--progress", action="store_true", help="show data loading progress")
-    p.set_defaults(handler=_run_benchmark)
-
-
-def _run_benchmark(args: argparse.Namespace) -> int:
-    from deepfer.convert.benchmark import run_benchmark_command
-
-    return run_benchmark_command(args)
-
-
 def register(sub: argparse._SubParsersAction) -> None:
-    """Adds ``convert`` and ``benchmark``."""
+    """Adds ``convert``."""
     add_convert(sub)
-    add_benchmark(sub)

@@ -5,11 +5,12 @@
 1. load the Keras model and check it is a DeepFER emotion classifier
    (one ``(n, H, W, C)`` image input, one ``(n, 7)`` output);
 2. draw a balanced, deterministic representative set of real faces from the
-   calibration data's training split (:mod:`deepfer.convert.calibration`);
+   calibration data's training split (:mod:`deepfer.data.sampling`);
 3. convert to each requested format: ``int8`` (int8 input and output,
-   ``TFLITE_BUILTINS_INT8`` only, verified op by op), ``float32``, and on
-   request ``float16`` and ``dynamic`` (dynamic-range: int8 weights, float I/O);
-4. write each ``.tflite`` with a JSON sidecar of the same stem;
+   ``TFLITE_BUILTINS_INT8`` only, verified op by op by :mod:`deepfer.convert.inspect`),
+   ``float32``, and on request ``float16`` and ``dynamic`` (dynamic-range: int8 weights,
+   float I/O);
+4. write each ``.tflite`` with a JSON sidecar of the same stem (:mod:`deepfer.convert.sidecar`);
 5. check every converted model against the float one on held-out faces
    (top-1 agreement and both accuracies), store the numbers in the sidecars,
    and fail when int8 loses more than ``max_drop`` accuracy points (unless ``force``).
@@ -20,9 +21,6 @@ TensorFlow is imported only inside the functions that need it.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
-import json
-import logging
 import os
 import sys
 import tempfile
@@ -30,11 +28,12 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from deepfer.convert.calibration import (
+from deepfer.convert import sidecar
+from deepfer.convert.errors import ConvertError
+from deepfer.convert.inspect import check_full_integer, inspect_tflite
+from deepfer.convert.source import SourceModel, load_source_model, short
+from deepfer.data.sampling import (
     DEFAULT_CALIBRATION_SIZE,
     DEFAULT_SEED,
     CalibrationSet,
@@ -43,11 +42,10 @@ from deepfer.convert.calibration import (
     load_source,
     representative_set,
 )
-from deepfer.edge.errors import DeepFERError
 from deepfer.edge.labels import LABELS
-from deepfer.edge.model.sidecar import file_sha256, update_metrics, write_sidecar
-
-log = logging.getLogger(__name__)
+from deepfer.edge.model.sidecar import update_metrics, write_sidecar
+from deepfer.evaluate.metrics import evaluate_predictions
+from deepfer.evaluate.tta import predict_probs
 
 #: Format name -> how it is described in the sidecar.
 FORMATS: dict[str, str] = {
@@ -58,13 +56,6 @@ FORMATS: dict[str, str] = {
 }
 DEFAULT_FORMATS = ("int8", "float32")
 DEFAULT_MAX_DROP = 1.0  # accuracy points int8 may lose against float
-KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
-#: Tensor types allowed in a full-integer model (int32: biases and shape arithmetic).
-INTEGER_TYPES = {"int8", "int16", "int32", "int64", "bool"}
-
-
-class ConvertError(DeepFERError, RuntimeError):
-    """A model or data that cannot be converted, with what and where."""
 
 
 class AccuracyDropError(ConvertError):
@@ -73,23 +64,6 @@ class AccuracyDropError(ConvertError):
     def __init__(self, message: str, result: ConvertResult):
         super().__init__(message)
         self.result = result
-
-
-@dataclass
-class SourceModel:
-    """The Keras model being converted and what we know about it."""
-
-    path: Path
-    model: Any
-    input_size: tuple[int, int]
-    channels: int
-    sha256: str
-    trained_on: str
-    training: dict = field(default_factory=dict)
-
-    @property
-    def labels(self) -> list[str]:
-        return list(LABELS)
 
 
 @dataclass
@@ -123,145 +97,6 @@ class ConvertResult:
                     extra += f", agrees with float on {agree:.2%}"
             lines.append(f"{fmt:<8} {m.path}  {m.bytes / 1024:,.0f} KiB{extra}")
         return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- source model
-
-
-def find_training_info(model_path: Path) -> tuple[str | None, dict]:
-    """What a ``deepfer train`` run folder says the model was trained on, if it is in one."""
-    for folder in (model_path.parent, model_path.parent.parent):
-        config_file = folder / "config.json"
-        if not config_file.is_file():
-            continue
-        try:
-            config = json.loads(config_file.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if not isinstance(config, dict) or not config.get("data"):
-            continue
-        summary = {}
-        summary_file = folder / "summary.json"
-        if summary_file.is_file():
-            with contextlib.suppress(OSError, json.JSONDecodeError):
-                summary = json.loads(summary_file.read_text())
-        data = str(config["data"])
-        text = f"FER2013 training split from {Path(data).name} ({data})"
-        if config.get("max_per_class"):
-            text += f", capped at {config['max_per_class']} faces per class"
-        if summary.get("train_faces"):
-            text += (
-                f": {summary['train_faces']:,} training faces, "
-                f"{summary.get('val_faces', 0):,} held out for validation"
-            )
-        training = {
-            "run_folder": str(folder),
-            "model": config.get("model"),
-            "epochs": summary.get("epochs_run", config.get("epochs")),
-            "best_epoch": summary.get("best_epoch"),
-            "val_accuracy": summary.get("val_accuracy"),
-            "seed": config.get("seed"),
-        }
-        training.update(_averaging_info(folder, model_path))
-        if "averaged_epochs" in training:  # not one epoch's weights
-            training.pop("best_epoch", None)
-        return text, {k: v for k, v in training.items() if v is not None}
-    return None, {}
-
-
-def _averaging_info(folder: Path, model_path: Path) -> dict:
-    """What ``deepfer average`` recorded, if ``model_path`` is the model it saved."""
-    try:
-        info = json.loads((folder / "average.json").read_text())
-        if Path(info["keras"]).resolve() != model_path.resolve():
-            return {}
-        chosen = info["chosen"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError):
-        return {}
-    out = {"flip_average": bool(info.get("flip_average"))}
-    if chosen.get("epochs"):
-        out["averaged_epochs"] = chosen["epochs"]
-        out["batchnorm_recomputed_on"] = info.get("batchnorm_faces")
-    out["val_accuracy"] = chosen.get("flip" if out["flip_average"] else "single")
-    out["selected_on"] = info.get("selected_on")
-    return {k: v for k, v in out.items() if v is not None}
-
-
-def load_source_model(path: str | Path, trained_on: str | None = None) -> SourceModel:
-    """Load a Keras emotion classifier; clear errors for missing, corrupt or wrong models."""
-    path = Path(path)
-    if path.is_dir():
-        path = _model_in_run_folder(path)
-    if not path.is_file():
-        raise ConvertError(f"{path}: model file not found")
-    if path.suffix.lower() == ".tflite":
-        raise ConvertError(
-            f"{path}: already a TFLite model; `deepfer convert` takes the Keras model "
-            "(.keras or .h5) it came from"
-        )
-    if path.suffix.lower() not in KERAS_SUFFIXES:
-        raise ConvertError(f"{path}: expected a Keras model (.keras or .h5), got {path.suffix!r}")
-    if path.stat().st_size == 0:
-        raise ConvertError(f"{path}: the file is empty (0 bytes); not a Keras model")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-
-    try:
-        model = keras.models.load_model(path, compile=False)
-    except Exception as exc:  # keras raises many types for a bad file
-        raise ConvertError(
-            f"{path}: cannot load it as a Keras model ({type(exc).__name__}: {_short(exc)})"
-        ) from None
-    inputs = model.inputs if isinstance(model.inputs, list) else [model.inputs]
-    outputs = model.outputs if isinstance(model.outputs, list) else [model.outputs]
-    what = "not a DeepFER emotion classifier"
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise ConvertError(
-            f"{path}: {what}: expected one input and one output, "
-            f"got {len(inputs)} input(s) and {len(outputs)} output(s)"
-        )
-    in_shape = tuple(inputs[0].shape)
-    out_shape = tuple(outputs[0].shape)
-    if len(in_shape) != 4 or in_shape[1] is None or in_shape[2] is None:
-        raise ConvertError(
-            f"{path}: {what}: expected an image input (n, height, width, channels), got {in_shape}"
-        )
-    if in_shape[1] != in_shape[2]:
-        raise ConvertError(f"{path}: only square inputs are supported, got {in_shape[1:3]}")
-    if len(out_shape) != 2 or out_shape[1] != len(LABELS):
-        raise ConvertError(
-            f"{path}: {what}: expected an output of {len(LABELS)} class scores "
-            f"({', '.join(LABELS)}), got shape {out_shape}"
-        )
-    found, training = find_training_info(path)
-    return SourceModel(
-        path=path,
-        model=model,
-        input_size=(int(in_shape[1]), int(in_shape[2])),
-        channels=int(in_shape[3] or 1),
-        sha256=file_sha256(path),
-        trained_on=trained_on or found or "unknown",
-        training=training,
-    )
-
-
-def _model_in_run_folder(folder: Path) -> Path:
-    summary = folder / "summary.json"
-    if summary.is_file():
-        with contextlib.suppress(OSError, json.JSONDecodeError, KeyError, TypeError):
-            return Path(json.loads(summary.read_text())["keras"])
-    found = sorted(folder.glob("*.keras"))
-    if len(found) == 1:
-        return found[0]
-    raise ConvertError(
-        f"{folder}: a folder; give the .keras model file "
-        f"({'found ' + ', '.join(p.name for p in found) if found else 'none in it'})"
-    )
-
-
-def _short(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # --------------------------------------------------------------------------- conversion
@@ -329,139 +164,10 @@ def tflite_bytes(source: SourceModel, fmt: str, calibration: CalibrationSet | No
                 "the deepfer-cnn, deepfer-vgg and deepfer-edge models convert."
             )
         raise ConvertError(
-            f"{source.path}: {fmt} conversion failed: {_short(failure, 600)}.{hint}"
+            f"{source.path}: {fmt} conversion failed: {short(failure, 600)}.{hint}"
             + (f"\nconverter log (last lines):\n{tail}" if tail else "")
         )
     return data
-
-
-def inspect_tflite(path: str | Path) -> dict:
-    """Input/output tensors and the op list of a ``.tflite`` file (light runtime, no TF)."""
-    from deepfer.edge.model import runtime
-
-    interpreter, runtime_name = runtime.make_interpreter(path, num_threads=1)
-    inp = runtime.input_detail(interpreter)
-    out = runtime.output_detail(interpreter)
-    ops = _op_details(path, runtime_name)
-
-    def tensor(detail: dict) -> dict:
-        scale, zero_point = runtime.quant_params(detail)
-        return {
-            "shape": [int(v) for v in detail.get("shape_signature", detail["shape"])],
-            "dtype": np.dtype(detail["dtype"]).name,
-            "quantization": {"scale": scale, "zero_point": zero_point},
-        }
-
-    return {"input": tensor(inp), "output": tensor(out), "ops": ops, "runtime": runtime_name}
-
-
-def _op_details(path: str | Path, runtime_name: str) -> list[dict]:
-    """Ops of the model as written (no delegate), with their tensor types."""
-    import importlib
-
-    from deepfer.edge.model.runtime import RUNTIMES
-
-    if runtime_name == "tensorflow":
-        import tensorflow as tf
-
-        interpreter_cls = tf.lite.Interpreter
-        resolver = getattr(tf.lite.experimental, "OpResolverType", None)
-    else:
-        module = importlib.import_module(RUNTIMES[runtime_name])
-        interpreter_cls = module.Interpreter
-        resolver = getattr(module, "OpResolverType", None)
-    kwargs: dict = {}
-    if resolver is not None:
-        kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    try:
-        interpreter = interpreter_cls(model_path=str(path), **kwargs)
-        details = interpreter._get_ops_details()
-    except (AttributeError, TypeError, ValueError, RuntimeError) as exc:
-        log.warning("%s: could not list the ops (%s)", path, exc)
-        return []
-    ops = []
-    for op in details:
-        types = {np.dtype(t).name for t in list(op.get("operand_types", [])) if t is not None}
-        types |= {np.dtype(t).name for t in list(op.get("result_types", [])) if t is not None}
-        ops.append({"op": str(op["op_name"]), "types": sorted(types)})
-    return ops
-
-
-def check_full_integer(path: Path, details: dict) -> None:
-    """Raise unless the model is int8 in and out, builtin ops only, no float tensor in any op."""
-    problems = []
-    for side in ("input", "output"):
-        if details[side]["dtype"] != "int8":
-            problems.append(f"{side} is {details[side]['dtype']}, not int8")
-    for op in details["ops"]:
-        name = op["op"]
-        if name.startswith("Flex") or name in ("CUSTOM", "DELEGATE") or not name.isupper():
-            problems.append(f"op {name} is not a TFLite builtin")
-        floats = [t for t in op["types"] if t not in INTEGER_TYPES]
-        if floats:
-            problems.append(f"op {name} computes in {', '.join(floats)}")
-    if not details["ops"]:
-        problems.append("its ops could not be listed")
-    if problems:
-        raise ConvertError(f"{path}: not a full-integer int8 model: {'; '.join(problems[:6])}")
-
-
-def _versions() -> dict:
-    from importlib import metadata
-
-    from deepfer.edge import __version__
-
-    out = {"deepfer": __version__}
-    for dist in ("tensorflow", "tensorflow-cpu", "keras", "ai-edge-litert"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            out[dist] = metadata.version(dist)
-    return out
-
-
-def _sidecar(
-    source: SourceModel,
-    fmt: str,
-    path: Path,
-    details: dict,
-    calibration: CalibrationSet | None,
-) -> dict:
-    h, w = source.input_size
-    return {
-        "name": path.stem,
-        "labels": source.labels,
-        "input": {
-            "size": [h, w],
-            "channels": source.channels,
-            "dtype": details["input"]["dtype"],
-            "range": [0, 255],
-            "shape": details["input"]["shape"],
-            "quantization": details["input"]["quantization"],
-        },
-        "output": {
-            "dtype": details["output"]["dtype"],
-            "shape": details["output"]["shape"],
-            "quantization": details["output"]["quantization"],
-            "kind": "probabilities"
-            if details["ops"] and details["ops"][-1]["op"] == "SOFTMAX"
-            else "scores",
-        },
-        "quantization": fmt,
-        "quantization_description": FORMATS[fmt],
-        "trained_on": source.trained_on,
-        "training": source.training,
-        "source_model": {
-            "path": str(source.path),
-            "sha256": source.sha256,
-            "name": source.model.name,
-            "parameters": int(source.model.count_params()),
-        },
-        "calibration": calibration.describe() if calibration is not None else None,
-        "ops": sorted({op["op"] for op in details["ops"]}),
-        "file": {"bytes": path.stat().st_size, "sha256": file_sha256(path)},
-        "converter": _versions(),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "metrics": {},
-    }
 
 
 def output_paths(out_stem: str | Path, formats: Sequence[str]) -> dict[str, Path]:
@@ -475,12 +181,6 @@ def output_paths(out_stem: str | Path, formats: Sequence[str]) -> dict[str, Path
 # --------------------------------------------------------------------------- the check
 
 
-def _predict(path: Path, x: np.ndarray) -> np.ndarray:
-    from deepfer.train.evaluate import predict_probs
-
-    return predict_probs(path, x)
-
-
 def check_models(
     paths: dict[str, Path],
     held_out: HeldOutSet,
@@ -488,15 +188,13 @@ def check_models(
     max_drop: float = DEFAULT_MAX_DROP,
 ) -> dict:
     """Accuracy of each model and its top-1 agreement with the float ``reference`` on held-out faces."""
-    from deepfer.train.evaluate import evaluate_predictions
-
     x, y = held_out.data.x, held_out.data.y
-    ref_probs = _predict(reference, x)
+    ref_probs = predict_probs(reference, x)
     ref_pred = ref_probs.argmax(1)
     ref_acc = float((ref_pred == y).mean())
     per_model = {}
     for fmt, path in paths.items():
-        probs = ref_probs if path == reference else _predict(path, x)
+        probs = ref_probs if path == reference else predict_probs(path, x)
         pred = probs.argmax(1)
         m = evaluate_predictions(y, probs, LABELS)
         per_model[fmt] = {
@@ -582,11 +280,12 @@ def convert_model(
         details = inspect_tflite(path)
         if fmt == "int8":
             check_full_integer(path, details)
-        sidecar = write_sidecar(
-            path, _sidecar(source, fmt, path, details, calib if fmt == "int8" else None)
+        info = sidecar.compose(
+            source, fmt, FORMATS[fmt], path, details, calib if fmt == "int8" else None
         )
-        models[fmt] = ConvertedModel(fmt, path, sidecar, len(data))
-        say(f"  wrote {path} ({len(data) / 1024:,.0f} KiB) and {sidecar.name}")
+        sidecar_path = write_sidecar(path, info)
+        models[fmt] = ConvertedModel(fmt, path, sidecar_path, len(data))
+        say(f"  wrote {path} ({len(data) / 1024:,.0f} KiB) and {sidecar_path.name}")
 
     result = ConvertResult(models, calib.describe())
     if not check:

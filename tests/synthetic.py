@@ -42,7 +42,7 @@ def train_tiny_keras_model(data_root: Path, out: Path) -> Path:
     """A deepfer-edge model trained a few epochs on ``data_root/train`` (seconds; needs Keras)."""
     import keras
 
-    from deepfer.train.data import load_fer2013
+    from deepfer.data.fer2013 import load_fer2013
     from deepfer.train.models import make_model
 
     keras.utils.set_random_seed(0)

@@ -15,19 +15,17 @@ saved; nothing here looks at a test split.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from deepfer.data.dataset import DataError
 from deepfer.edge.errors import DeepFERError
-from deepfer.train.data import DataError
-from deepfer.train.training import ConfigError, TrainConfig, prepare_data
-
-SNAPSHOT = re.compile(r"epoch-(\d+)\.weights\.h5$")
+from deepfer.train.config import ConfigError, TrainConfig
+from deepfer.train.run_folder import RunFolder
+from deepfer.train.training import model_stem, prepare_data
 
 
 class AverageError(DeepFERError, ValueError):
@@ -43,16 +41,6 @@ class Candidate:
 
     def score(self, flip_average: bool) -> float:
         return self.flip if flip_average else self.single
-
-
-def find_snapshots(run: Path) -> dict[int, Path]:
-    """Epoch number (1-based) -> weights file, for ``run/checkpoints/epoch-NNN.weights.h5``."""
-    found = {}
-    for path in (run / "checkpoints").glob("epoch-*.weights.h5"):
-        m = SNAPSHOT.search(path.name)
-        if m:
-            found[int(m.group(1))] = path
-    return dict(sorted(found.items()))
 
 
 def average_weights(model, paths: list[Path]) -> list[np.ndarray]:
@@ -129,14 +117,14 @@ def average_run(
     is saved beside it, without ``-flipavg``). The figures go to
     ``RUN/average.json`` and are returned.
     """
-    run = Path(run)
-    config_file = run / "config.json"
-    if not config_file.is_file():
+    folder = RunFolder(run)
+    run = folder.path
+    if not folder.is_run():
         raise AverageError(f"{run}: not a `deepfer train` run folder (no config.json)")
-    snapshots = find_snapshots(run)
+    snapshots = folder.snapshots()
     if not snapshots:
         raise AverageError(
-            f"{run}/checkpoints: no epoch-NNN.weights.h5 snapshots; train (or --resume) "
+            f"{folder.checkpoints}: no epoch-NNN.weights.h5 snapshots; train (or --resume) "
             "with --snapshots to keep each epoch's weights"
         )
     bad = [n for n in last if n < 1]
@@ -149,7 +137,7 @@ def average_run(
             f"--last {too_many[0]}: the run has only {len(epochs)} snapshot(s) "
             f"(epochs {epochs[0]}-{epochs[-1]})"
         )
-    best_file = run / "checkpoints" / "best.keras"
+    best_file = folder.best_checkpoint
     if not best_file.is_file():
         raise AverageError(f"{best_file}: missing; the run has no best checkpoint")
 
@@ -158,7 +146,7 @@ def average_run(
 
     from deepfer.train.models import with_flip_average
 
-    cfg = TrainConfig.from_json(json.loads(config_file.read_text()))
+    cfg = TrainConfig.from_json(folder.read_config())
     cfg.progress = False
     try:
         data = prepare_data(cfg)
@@ -188,7 +176,7 @@ def average_run(
     )
     winner = max(candidates, key=lambda c: c.score(flip_average))
     model = models[winner.name]
-    stem = cfg.model if not cfg.finetune else Path(cfg.finetune).stem + "-finetuned"
+    stem = model_stem(cfg)
     tag = f"swa{len(winner.epochs)}" if winner.epochs else "best"
     if out is None:
         out = run / f"{stem}-{tag}{'-flipavg' if flip_average else ''}.keras"
@@ -214,6 +202,6 @@ def average_run(
         "keras": str(out),
         **({"keras_without_flip": str(base)} if base else {}),
     }
-    (run / "average.json").write_text(json.dumps(result, indent=2))
+    folder.write_average(result)
     echo(f"chosen: {winner.name} -> {out}")
     return result

@@ -1,4 +1,4 @@
-"""Argument parsing for ``deepfer train``, ``deepfer average`` and ``deepfer evaluate``.
+"""Argument parsing for ``deepfer train`` and ``deepfer average``.
 
 Only argparse at import time: TensorFlow is imported when a command runs.
 """
@@ -18,7 +18,7 @@ class _Default:
         self.name = name
 
     def __str__(self) -> str:
-        from deepfer.train.training import TrainConfig
+        from deepfer.train.config import TrainConfig
 
         return str(getattr(TrainConfig(), self.name))
 
@@ -116,8 +116,9 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     import sys
 
-    from deepfer.train.data import DataError
-    from deepfer.train.training import ConfigError, TrainConfig, train
+    from deepfer.data.dataset import DataError
+    from deepfer.train.config import ConfigError, TrainConfig
+    from deepfer.train.training import train
 
     known = {f.name for f in fields(TrainConfig)}
     values = {
@@ -139,58 +140,6 @@ def _run_train(args: argparse.Namespace) -> int:
         print(f"deepfer train: error: {exc}", file=sys.stderr)
         return 2
     return 0
-
-
-def add_evaluate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "evaluate",
-        help="evaluate a .keras or .tflite model on FER2013",
-        description="Accuracy, per-class precision/recall/F1, macro-F1, confusion matrix and ROC curves "
-        "with PNG plots and a JSON report.",
-    )
-    p.add_argument("model", help="a .keras, .h5 or .tflite model")
-    p.add_argument(
-        "--data",
-        required=True,
-        help="fer2013.csv, a FER2013 folder, or one folder of <class>/ image folders",
-    )
-    p.add_argument(
-        "--split",
-        default="test",
-        help="train, val, test (PublicTest) or private_test (default %(default)s)",
-    )
-    p.add_argument("--out", default=None, help="report folder (default: beside the model)")
-    p.add_argument(
-        "--tta",
-        choices=("none", "flip", "tencrop"),
-        nargs="*",
-        default=["flip"],
-        help="test-time augmentation, each reported beside the plain result (default: flip)",
-    )
-    p.add_argument(
-        "--labels",
-        choices=("fer2013", "ferplus"),
-        default="fer2013",
-        help="score against the FER2013 labels, or the FER+ majority vote of ten annotators "
-        "(faces without a clear majority among the seven classes are left out)",
-    )
-    p.add_argument(
-        "--ferplus-votes",
-        default=None,
-        metavar="CSV",
-        help="FER+ votes file (default: DATA/ferplus_test.csv, or ferplus_train.csv for train)",
-    )
-    p.add_argument(
-        "--threads", type=int, default=0, help="CPU threads for a .tflite model (0: all)"
-    )
-    p.add_argument("--no-progress", dest="progress", action="store_false")
-    p.set_defaults(handler=_run_evaluate)
-
-
-def _run_evaluate(args: argparse.Namespace) -> int:
-    from deepfer.train.evaluate import run_evaluate
-
-    return run_evaluate(args)
 
 
 def add_average(sub: argparse._SubParsersAction) -> None:
@@ -236,4 +185,3 @@ def _run_average(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     add_train(sub)
     add_average(sub)
-    add_evaluate(sub)

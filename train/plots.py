@@ -1,4 +1,4 @@
-"""PNG plots for training and evaluation (matplotlib, headless)."""
+"""PNG plots of a training run: learning curves and class balance (matplotlib, headless)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from deepfer.evaluate.plots import pyplot as _plt
 
 
 def training_curves(history: Mapping[str, Sequence[float]], path: str | Path) -> Path:
@@ -72,68 +65,6 @@ def class_distribution(counts: Mapping[str, Mapping[str, int]], path: str | Path
     ax.set_ylabel("faces")
     ax.set_title("class balance")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
-
-
-def confusion_matrix(
-    cm: np.ndarray, labels: Sequence[str], path: str | Path, title: str = ""
-) -> Path:
-    """Counts and row-normalised confusion matrices side by side."""
-    plt = _plt()
-    cm = np.asarray(cm)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        norm = cm / cm.sum(axis=1, keepdims=True)
-    norm = np.nan_to_num(norm)
-    fig, axes = plt.subplots(1, 2, figsize=(14, 6))
-    for ax, mat, name, fmt in (
-        (axes[0], cm, "counts", "d"),
-        (axes[1], norm, "row-normalised", ".2f"),
-    ):
-        im = ax.imshow(mat, cmap="Blues")
-        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-        ax.set_yticks(range(len(labels)), labels)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_title(f"{title}: {name}" if title else name)
-        threshold = mat.max() / 2 if mat.size else 0
-        for i in range(mat.shape[0]):
-            for j in range(mat.shape[1]):
-                ax.text(
-                    j,
-                    i,
-                    format(mat[i, j], fmt),
-                    ha="center",
-                    va="center",
-                    fontsize=8,
-                    color="white" if mat[i, j] > threshold else "black",
-                )
-        fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
-
-
-def roc_curves(
-    curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], path: str | Path, title: str = ""
-) -> Path:
-    """One-vs-rest ROC curves, ``{label: (fpr, tpr, auc)}``."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.5, 6))
-    for label, (fpr, tpr, auc) in curves.items():
-        ax.plot(fpr, tpr, label=f"{label} (AUC {auc:.3f})")
-    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
-    ax.set_title(f"{title}: one-vs-rest ROC" if title else "one-vs-rest ROC")
-    if curves:
-        ax.legend(loc="lower right", fontsize=8)
-    else:  # one class only: a one-vs-rest ROC needs positives and negatives
-        ax.text(0.5, 0.5, "no class has both positives and negatives", ha="center")
-    ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -1,156 +1,41 @@
-"""``deepfer train``: fit a model on FER2013 and write a run folder.
+"""``deepfer train``: fit a model on FER2013 and write a run folder (:mod:`deepfer.train.run_folder`).
 
-A run folder holds ``<model>.keras`` and ``<model>.h5`` (best validation
-weights), ``checkpoints/last.keras`` (for ``--resume``), ``checkpoints/best.keras``,
-``history.csv`` / ``history.json``, ``config.json``, ``summary.json`` and the
-plots ``training_curves.png`` and ``class_distribution.png``.
+:func:`train` is four steps, each its own function so a recipe can change one:
+:func:`build_or_resume` (a new compiled model, a fine-tuned one, or the last checkpoint),
+:func:`make_callbacks` (schedule, checkpoints, logs), the fit, and :func:`finish` (best model
+saved as .keras and .h5, history, plots, ``summary.json``). The input pipeline is
+:func:`prepare_data` (splits), :func:`make_dataset` and :func:`make_augmenter`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from deepfer.edge.errors import DeepFERError
+from deepfer.data.dataset import DataError, FaceDataset, format_counts
+from deepfer.data.fer2013 import load_fer2013
+from deepfer.data.splits import cap_per_class, class_weights, stratified_split
 from deepfer.edge.labels import LABELS, NUM_CLASSES
-from deepfer.train.data import (
-    DataError,
-    FaceDataset,
-    class_weights,
-    format_counts,
-    load_fer2013,
-    stratified_split,
-)
+from deepfer.train.config import ConfigError, TrainConfig, learning_rate
+from deepfer.train.run_folder import RunFolder
+
+__all__ = [
+    "ConfigError",
+    "TrainConfig",
+    "build_or_resume",
+    "finish",
+    "learning_rate",
+    "make_callbacks",
+    "prepare_data",
+    "train",
+]
 
 log = logging.getLogger(__name__)
-
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("cosine", "plateau", "constant")
-
-
-class ConfigError(DeepFERError, ValueError):
-    """A training option with a bad value; the message names the option and the value."""
-
-
-@dataclass
-class TrainConfig:
-    data: str = ""
-    out: str = "runs/deepfer"
-    model: str = "deepfer-vgg"
-    finetune: str = ""  # a .keras model to start from instead of --model
-    weights: str = ""  # backbone weights for transfer models ('imagenet' or '')
-    epochs: int = 40
-    batch_size: int = 64
-    optimizer: str = "adam"  # adam | adamw | sgd
-    lr: float = 1e-3
-    weight_decay: float = 1e-4  # adamw / sgd only
-    schedule: str = "cosine"  # cosine | plateau | constant
-    warmup_epochs: int = 1
-    plateau_factor: float = 0.5
-    plateau_patience: int = 3
-    label_smoothing: float = 0.1
-    flip: bool = True
-    shift: float = 0.1
-    rotation: float = 0.03  # fraction of a full turn (0.03 = +-11 degrees)
-    zoom: float = 0.1
-    brightness: float = 0.1
-    contrast: float = 0.1
-    val_split: float = 0.1
-    patience: int = 0  # early stopping patience in epochs (0: off)
-    class_weight: bool = False
-    seed: int = 1337
-    threads: int = 0
-    input_size: int = 48
-    max_per_class: int = 0  # cap faces per class (quick trials); 0: all
-    progress: bool = True
-    snapshots: bool = False  # keep each epoch's weights (checkpoints/epoch-NNN.weights.h5)
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    def validate(self, resume: bool = False) -> TrainConfig:
-        """Check every option up front; raises :class:`ConfigError` naming the first bad one."""
-        from deepfer.train.models import MODELS
-
-        def bad(key: str, why: str):
-            raise ConfigError(f"train.{key} = {getattr(self, key)!r}: {why}")
-
-        if not self.data and not resume:
-            bad("data", "give fer2013.csv or a FER2013 folder (--data)")
-        if self.data and not Path(self.data).exists():
-            bad("data", "no such file or folder")
-        if self.finetune and not resume:
-            if Path(self.finetune).suffix.lower() not in (".keras", ".h5"):
-                bad("finetune", "expected a .keras or .h5 model")
-            if not Path(self.finetune).is_file():
-                bad("finetune", "no such model file")
-        elif self.model not in MODELS:
-            bad("model", f"choose one of {', '.join(MODELS)}")
-        if (
-            self.weights.lower() not in ("", "none", "imagenet")
-            and not Path(self.weights).is_file()
-        ):
-            bad("weights", "choose imagenet, none, or a weights file")
-        if self.weights.lower() not in ("", "none") and self.model != "mobilenetv3small":
-            bad("weights", "backbone weights apply to --model mobilenetv3small only")
-        if self.optimizer not in OPTIMIZERS:
-            bad("optimizer", f"choose one of {', '.join(OPTIMIZERS)}")
-        if self.schedule not in SCHEDULES:
-            bad("schedule", f"choose one of {', '.join(SCHEDULES)}")
-        for key in ("epochs", "batch_size"):
-            if getattr(self, key) < 1:
-                bad(key, "must be at least 1")
-        if not self.lr > 0:
-            bad("lr", "must be above 0")
-        if not 0.0 < self.val_split < 1.0:
-            bad("val_split", "must be between 0 and 1")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            bad("label_smoothing", "must be in [0, 1)")
-        if not 0.0 < self.plateau_factor < 1.0:
-            bad("plateau_factor", "must be between 0 and 1")
-        for key in (
-            "weight_decay",
-            "warmup_epochs",
-            "plateau_patience",
-            "patience",
-            "threads",
-            "max_per_class",
-            "shift",
-            "rotation",
-            "zoom",
-            "brightness",
-            "contrast",
-        ):
-            if getattr(self, key) < 0:
-                bad(key, "must not be negative")
-        if self.max_per_class == 1:
-            bad("max_per_class", "needs at least 2 faces per class to hold some out for validation")
-        if not 16 <= self.input_size <= 512:
-            bad("input_size", "must be between 16 and 512 pixels")
-        return self
-
-    @classmethod
-    def from_json(cls, data: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-
-def learning_rate(cfg: TrainConfig, epoch: int) -> float:
-    """The scheduled learning rate for a 0-based ``epoch`` (cosine or constant)."""
-    if cfg.warmup_epochs and epoch < cfg.warmup_epochs:
-        return cfg.lr * (epoch + 1) / (cfg.warmup_epochs + 1)
-    if cfg.schedule == "cosine":
-        span = max(cfg.epochs - cfg.warmup_epochs, 1)
-        t = (epoch - cfg.warmup_epochs) / span
-        return cfg.lr * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0))))
-    return cfg.lr
 
 
 def make_augmenter(cfg: TrainConfig):
@@ -190,7 +75,9 @@ def make_optimizer(cfg: TrainConfig):
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose adam, adamw or sgd")
 
 
-def _dataset(ds: FaceDataset, cfg: TrainConfig, training: bool, augmenter=None):
+def make_dataset(ds: FaceDataset, cfg: TrainConfig, training: bool, augmenter=None):
+    """A batched, prefetched ``tf.data`` pipeline of one-hot labels; shuffled and augmented
+    when ``training``."""
     import tensorflow as tf
 
     x = ds.x.astype(np.float32)
@@ -206,15 +93,6 @@ def _dataset(ds: FaceDataset, cfg: TrainConfig, training: bool, augmenter=None):
     return data.prefetch(tf.data.AUTOTUNE)
 
 
-def _cap(ds: FaceDataset, per_class: int, seed: int) -> FaceDataset:
-    rng = np.random.default_rng(seed)
-    keep = []
-    for c in np.unique(ds.y):
-        idx = np.flatnonzero(ds.y == c)
-        keep.append(rng.permutation(idx)[:per_class])
-    return ds.subset(np.sort(np.concatenate(keep)))
-
-
 def prepare_data(cfg: TrainConfig) -> dict[str, FaceDataset]:
     """Train and validation sets (validation carved from train, stratified, if none given)."""
     splits = load_fer2013(cfg.data, ("train", "val"), size=cfg.input_size, progress=cfg.progress)
@@ -222,7 +100,7 @@ def prepare_data(cfg: TrainConfig) -> dict[str, FaceDataset]:
         raise DataError(f"{cfg.data}: no training split found")
     train = splits["train"]
     if cfg.max_per_class:
-        train = _cap(train, cfg.max_per_class, cfg.seed)
+        train = train.subset(cap_per_class(train.y, cfg.max_per_class, cfg.seed))
     val = splits.get("val")
     if val is None:
         keep, held = stratified_split(train.y, cfg.val_split, cfg.seed)
@@ -244,95 +122,103 @@ def _set_threads(threads: int) -> None:
             )
 
 
-def train(cfg: TrainConfig, resume: bool = False, epochs: int | None = None) -> dict:
-    """Train per ``cfg``; returns the summary dict also written to ``summary.json``.
+def resolve_config(
+    cfg: TrainConfig, run: RunFolder, resume: bool, epochs: int | None
+) -> tuple[TrainConfig, TrainConfig | None]:
+    """``(config to train with, config the earlier epochs ran under or None)``.
 
-    With ``resume``, the run folder's saved config is used and training goes on
-    from ``checkpoints/last.keras``; ``epochs`` may raise the total.
+    Resuming takes the run folder's saved options (this call's ``out``, ``threads``,
+    ``progress`` and ``snapshots`` kept) and ``epochs`` may raise the total.
     """
-    out = Path(cfg.out)
-    ckpt_dir = out / "checkpoints"
-    last_ckpt = ckpt_dir / "last.keras"
-    state_file = ckpt_dir / "state.json"
-    ran = None  # the config the run's earlier epochs ran under
-    if resume:
-        if not last_ckpt.is_file() or not (out / "config.json").is_file():
-            raise FileNotFoundError(f"{out}: no checkpoint to resume from ({last_ckpt})")
-        saved = TrainConfig.from_json(json.loads((out / "config.json").read_text()))
-        saved.out, saved.threads, saved.progress = cfg.out, cfg.threads, cfg.progress
-        saved.snapshots = cfg.snapshots
-        ran = replace(saved)
-        if epochs:
-            saved.epochs = epochs
-        cfg = saved
-    cfg.validate(resume=resume)
+    if not resume:
+        return cfg.validate(), None
+    if not run.can_resume():
+        raise FileNotFoundError(f"{run.path}: no checkpoint to resume from ({run.last_checkpoint})")
+    saved = TrainConfig.from_json(run.read_config())
+    saved.out, saved.threads, saved.progress = cfg.out, cfg.threads, cfg.progress
+    saved.snapshots = cfg.snapshots
+    ran = replace(saved)
+    if epochs:
+        saved.epochs = epochs
+    return saved.validate(resume=True), ran
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+def load_finetune_model(cfg: TrainConfig):
+    """The model to fine-tune (``cfg.finetune``); sets ``cfg.input_size`` to its input."""
+    from deepfer.train.models import load_for_finetune
+
+    model = load_for_finetune(cfg.finetune, NUM_CLASSES)
+    shape = model.input_shape
+    if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 1:
+        raise ConfigError(
+            f"train.finetune = {cfg.finetune!r}: expected a square grayscale input "
+            f"(n, H, H, 1), the model has {shape}"
+        )
+    if shape[1] != cfg.input_size:
+        print(f"fine-tuning at the model's input size {shape[1]}x{shape[2]}", flush=True)
+        cfg.input_size = int(shape[1])
+    return model
+
+
+def make_loss(cfg: TrainConfig):
     import keras
-    import tensorflow as tf
 
-    from deepfer.train import plots
-    from deepfer.train.models import load_for_finetune, make_model
+    return keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
 
-    _set_threads(cfg.threads)  # before any TensorFlow op runs
-    keras.utils.set_random_seed(cfg.seed)
-    model = None
-    if cfg.finetune and not resume:
-        model = load_for_finetune(cfg.finetune, NUM_CLASSES)
-        shape = model.input_shape
-        if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 1:
-            raise ConfigError(
-                f"train.finetune = {cfg.finetune!r}: expected a square grayscale input "
-                f"(n, H, H, 1), the model has {shape}"
-            )
-        if shape[1] != cfg.input_size:
-            print(f"fine-tuning at the model's input size {shape[1]}x{shape[2]}", flush=True)
-            cfg.input_size = int(shape[1])
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(cfg.to_json(), indent=2))
 
-    data = prepare_data(cfg)
-    train_ds, val_ds = data["train"], data["val"]
-    for ds in (train_ds, val_ds):
-        print(format_counts(ds), flush=True)
-    plots.class_distribution(
-        {"train": train_ds.class_counts(), "validation": val_ds.class_counts()},
-        out / "class_distribution.png",
-    )
+def compile_model(model, cfg: TrainConfig) -> None:
+    model.compile(optimizer=make_optimizer(cfg), loss=make_loss(cfg), metrics=["accuracy"])
 
-    initial_epoch = 0
-    best_so_far = None
-    if resume:
-        model = keras.models.load_model(last_ckpt)
-        initial_epoch = json.loads(state_file.read_text())["epoch"] if state_file.is_file() else 0
-        previous = _read_history(out / "history.csv").get("val_accuracy", [])[:initial_epoch]
-        best_so_far = max(previous) if previous else None
-        _align_history(out / "history.csv", ran, initial_epoch)
-        print(f"resuming from {last_ckpt} at epoch {initial_epoch + 1}", flush=True)
+
+def build_or_resume(
+    cfg: TrainConfig, run: RunFolder, ran: TrainConfig | None = None, model=None
+) -> tuple:
+    """``(model, initial_epoch, best validation accuracy so far or None)``.
+
+    ``ran`` (resuming: the config the earlier epochs ran under): the last checkpoint, the
+    epochs it holds, and ``history.csv`` mended for appending. Otherwise ``model`` (to
+    fine-tune) or a new ``cfg.model``, compiled.
+    """
+    import keras
+
+    from deepfer.train.models import make_model
+
+    if ran is not None:
+        model = keras.models.load_model(run.last_checkpoint)
+        initial_epoch = run.epochs_done()
+        previous = run.read_history().get("val_accuracy", [])[:initial_epoch]
+        schedule = None
+        if ran.schedule in ("cosine", "constant"):
+            schedule = lambda e: learning_rate(ran, e)  # noqa: E731
+        run.mend_history(initial_epoch, schedule)
+        print(f"resuming from {run.last_checkpoint} at epoch {initial_epoch + 1}", flush=True)
         if initial_epoch >= cfg.epochs:
             print(
                 f"nothing to do: {initial_epoch} of {cfg.epochs} epochs already run "
                 "(pass --epochs to go further)",
                 flush=True,
             )
-    else:
+        return model, initial_epoch, (max(previous) if previous else None)
+    if model is None:
         shape = (cfg.input_size, cfg.input_size, 1)
-        if model is not None:  # fine-tuning
-            pass
-        elif cfg.model == "mobilenetv3small":
-            weights = None if cfg.weights.lower() in ("", "none") else cfg.weights
-            model = make_model(cfg.model, shape, NUM_CLASSES, weights=weights)
-        else:
-            model = make_model(cfg.model, shape, NUM_CLASSES)
-        model.compile(
-            optimizer=make_optimizer(cfg),
-            loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
-            metrics=["accuracy"],
-        )
-    print(f"model {model.name}: {model.count_params():,} parameters", flush=True)
+        kwargs = {}
+        if cfg.model == "mobilenetv3small":
+            kwargs["weights"] = None if cfg.weights.lower() in ("", "none") else cfg.weights
+        model = make_model(cfg.model, shape, NUM_CLASSES, **kwargs)
+    compile_model(model, cfg)
+    return model, 0, None
 
-    # Order matters: the schedulers first (ReduceLROnPlateau changes the rate at the epoch's
-    # end, and both log it), then the checkpoints and the state file, the CSV log last.
+
+def make_callbacks(
+    cfg: TrainConfig, run: RunFolder, resume: bool = False, best_so_far: float | None = None
+) -> list:
+    """Schedule, early stopping, checkpoints, the epoch counter and the CSV log.
+
+    Order matters: the schedulers first (ReduceLROnPlateau changes the rate at the epoch's
+    end, and both log it), then the checkpoints and the state file, the CSV log last.
+    """
+    import keras
+
     callbacks: list = []
     if cfg.schedule in ("cosine", "constant"):
         callbacks.append(
@@ -360,47 +246,44 @@ def train(cfg: TrainConfig, resume: bool = False, epochs: int | None = None) -> 
         )
     callbacks += [
         keras.callbacks.ModelCheckpoint(
-            ckpt_dir / "best.keras",
+            run.best_checkpoint,
             monitor="val_accuracy",
             mode="max",
             save_best_only=True,
             initial_value_threshold=best_so_far,  # a resumed run keeps its earlier best
         ),
-        keras.callbacks.ModelCheckpoint(last_ckpt),
-        *(
-            [
-                keras.callbacks.ModelCheckpoint(
-                    ckpt_dir / "epoch-{epoch:03d}.weights.h5", save_weights_only=True
-                )
-            ]
-            if cfg.snapshots
-            else []
-        ),
-        _EpochState(state_file),
-        keras.callbacks.CSVLogger(out / "history.csv", append=resume),
+        keras.callbacks.ModelCheckpoint(run.last_checkpoint),
     ]
-    weights = class_weights(train_ds.y) if cfg.class_weight else None
-    tf.random.set_seed(cfg.seed)
-    started = time.time()
-    model.fit(
-        _dataset(train_ds, cfg, True, make_augmenter(cfg)),
-        validation_data=_dataset(val_ds, cfg, False),
-        epochs=cfg.epochs,
-        initial_epoch=initial_epoch,
-        class_weight=weights,
-        callbacks=callbacks,
-        shuffle=False,  # the tf.data pipeline shuffles
-        verbose=2,
-    )
-    seconds = time.time() - started
+    if cfg.snapshots:
+        callbacks.append(
+            keras.callbacks.ModelCheckpoint(run.snapshot_pattern, save_weights_only=True)
+        )
+    callbacks += [
+        _epoch_state(run),
+        keras.callbacks.CSVLogger(run.history_csv, append=resume),
+    ]
+    return callbacks
 
-    history = _read_history(out / "history.csv")
-    (out / "history.json").write_text(json.dumps(history, indent=1))
-    plots.training_curves(history, out / "training_curves.png")
 
-    best = keras.models.load_model(ckpt_dir / "best.keras", compile=False)
-    stem = cfg.model if not cfg.finetune else Path(cfg.finetune).stem + "-finetuned"
-    keras_path, h5_path = out / f"{stem}.keras", out / f"{stem}.h5"
+def model_stem(cfg: TrainConfig) -> str:
+    """File stem of the run's model: the model name, or ``<finetuned model>-finetuned``."""
+    return cfg.model if not cfg.finetune else Path(cfg.finetune).stem + "-finetuned"
+
+
+def finish(cfg: TrainConfig, run: RunFolder, data: dict[str, FaceDataset], seconds: float) -> dict:
+    """Save the best checkpoint as ``<stem>.keras`` and ``.h5``, the history and its plot,
+    and ``summary.json``; print where everything is. Returns the summary."""
+    import keras
+
+    from deepfer.train import plots
+
+    history = run.read_history()
+    run.write_history_json(history)
+    plots.training_curves(history, run.curves_plot)
+
+    best = keras.models.load_model(run.best_checkpoint, compile=False)
+    stem = model_stem(cfg)
+    keras_path, h5_path = run.model_files(stem)
     best.save(keras_path)
     absl = logging.getLogger("absl")  # quiet Keras' "HDF5 is legacy" warning: we mean it
     level = absl.level
@@ -409,6 +292,7 @@ def train(cfg: TrainConfig, resume: bool = False, epochs: int | None = None) -> 
         best.save(h5_path)
     finally:
         absl.setLevel(level)
+    train_ds, val_ds = data["train"], data["val"]
     probs = best.predict(val_ds.x.astype(np.float32), batch_size=256, verbose=0)
     val_acc = float((probs.argmax(1) == val_ds.y).mean())
     best_epoch = int(np.argmax(history.get("val_accuracy", [0]))) + 1
@@ -427,11 +311,11 @@ def train(cfg: TrainConfig, resume: bool = False, epochs: int | None = None) -> 
         "keras": str(keras_path),
         "h5": str(h5_path),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    run.write_summary(summary)
     print(
         f"\ndone in {seconds / 60:.1f} min: {summary['epochs_run']} epoch(s), best epoch "
         f"{best_epoch}, validation accuracy {val_acc:.2%} ({len(val_ds):,} faces)\n"
-        f"run folder {out}/:\n"
+        f"run folder {run.path}/:\n"
         f"  {keras_path.name}, {h5_path.name}  best model (Keras, legacy HDF5)\n"
         "  history.csv, history.json, training_curves.png, class_distribution.png, summary.json\n"
         "  checkpoints/last.keras  to go on with --resume\n"
@@ -441,67 +325,61 @@ def train(cfg: TrainConfig, resume: bool = False, epochs: int | None = None) -> 
     return summary
 
 
-def _align_history(path: Path, cfg: TrainConfig, epochs_done: int) -> None:
-    """Make ``history.csv`` ready for Keras' CSVLogger to append to on resume.
+def train(cfg: TrainConfig, resume: bool = False, epochs: int | None = None) -> dict:
+    """Train per ``cfg``; returns the summary dict also written to ``summary.json``.
 
-    CSVLogger appends rows in its own column order (the logged keys, sorted) and
-    never rewrites the header, so a history written without ``learning_rate``
-    (older DeepFER versions) would get shifted columns. Rewrite it with the
-    column, filled from the schedule those epochs ran under (``cfg``: the run's
-    config before ``--epochs`` changed it) where it is known, and drop rows past the
-    checkpoint (an epoch logged after the last checkpoint was written).
+    With ``resume``, the run folder's saved config is used and training goes on
+    from ``checkpoints/last.keras``; ``epochs`` may raise the total.
     """
-    import csv
+    run = RunFolder(cfg.out)
+    cfg, ran = resolve_config(cfg, run, resume, epochs)
 
-    if not path.is_file():
-        return
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        header = list(reader.fieldnames or [])
-        rows = list(reader)
-    if not header:
-        return
-    keep = [r for r in rows if r.get("epoch", "").isdigit() and int(r["epoch"]) < epochs_done]
-    if "learning_rate" in header and len(keep) == len(rows):
-        return
-    keys = sorted(set(header) - {"epoch"} | {"learning_rate"})
-    for row in keep:
-        if not row.get("learning_rate") and cfg.schedule in ("cosine", "constant"):
-            row["learning_rate"] = repr(learning_rate(cfg, int(row["epoch"])))
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, ["epoch", *keys], restval="", extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(keep)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    from deepfer.train import plots
+
+    _set_threads(cfg.threads)  # before any TensorFlow op runs
+    keras.utils.set_random_seed(cfg.seed)
+    finetuned = load_finetune_model(cfg) if cfg.finetune and not resume else None
+    run.create()
+    run.write_config(cfg.to_json())
+
+    data = prepare_data(cfg)
+    train_ds, val_ds = data["train"], data["val"]
+    for ds in (train_ds, val_ds):
+        print(format_counts(ds), flush=True)
+    plots.class_distribution(
+        {"train": train_ds.class_counts(), "validation": val_ds.class_counts()},
+        run.classes_plot,
+    )
+
+    model, initial_epoch, best_so_far = build_or_resume(cfg, run, ran, finetuned)
+    print(f"model {model.name}: {model.count_params():,} parameters", flush=True)
+    callbacks = make_callbacks(cfg, run, resume, best_so_far)
+    weights = class_weights(train_ds.y) if cfg.class_weight else None
+    tf.random.set_seed(cfg.seed)
+    started = time.time()
+    model.fit(
+        make_dataset(train_ds, cfg, True, make_augmenter(cfg)),
+        validation_data=make_dataset(val_ds, cfg, False),
+        epochs=cfg.epochs,
+        initial_epoch=initial_epoch,
+        class_weight=weights,
+        callbacks=callbacks,
+        shuffle=False,  # the tf.data pipeline shuffles
+        verbose=2,
+    )
+    return finish(cfg, run, data, time.time() - started)
 
 
-def _read_history(path: Path) -> dict[str, list[float]]:
-    import csv
-
-    history: dict[str, list[float]] = {}
-    if not path.is_file():
-        return history
-    with path.open() as fh:
-        for row in csv.DictReader(fh):
-            for key, value in row.items():
-                if key in ("epoch", None) or value in ("", None):  # None: surplus fields
-                    continue
-                history.setdefault(key, []).append(float(value))
-    return history
-
-
-def _epoch_state_callback():
+def _epoch_state(run: RunFolder):
+    """A callback writing the epochs done to ``checkpoints/state.json`` (for ``--resume``)."""
     import keras
 
     class EpochState(keras.callbacks.Callback):
-        def __init__(self, path: Path):
-            super().__init__()
-            self.path = path
-
         def on_epoch_end(self, epoch, logs=None):
-            self.path.write_text(json.dumps({"epoch": epoch + 1}))
+            run.write_epochs_done(epoch + 1)
 
-    return EpochState
-
-
-def _EpochState(path: Path):  # noqa: N802 - a factory named like the class it builds
-    return _epoch_state_callback()(path)
+    return EpochState()

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from deepfer.cli import main
-from deepfer.convert.benchmark import BenchmarkError, describe_model
+from deepfer.evaluate.benchmark import BenchmarkError, describe_model
 from deepfer.edge.labels import LABELS
 
 pytestmark = pytest.mark.slow

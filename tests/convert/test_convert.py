@@ -12,16 +12,18 @@ import numpy as np
 import pytest
 
 from deepfer.cli import main
-from deepfer.convert.calibration import (
+from deepfer.data.sampling import (
     CalibrationError,
     balanced_indices,
     held_out_set,
     representative_set,
 )
-from deepfer.convert.quantize import ConvertError, check_full_integer, inspect_tflite
+from deepfer.convert.errors import ConvertError
+from deepfer.convert.inspect import check_full_integer, inspect_tflite
 from deepfer.edge.labels import LABELS
 from deepfer.edge.model.sidecar import file_sha256, load_model_info
-from deepfer.train.data import FaceDataset, load_fer2013
+from deepfer.data.dataset import FaceDataset
+from deepfer.data.fer2013 import load_fer2013
 
 pytestmark = pytest.mark.slow
 
@@ -88,7 +90,7 @@ def test_int8_runs_with_ai_edge_litert_without_tensorflow(tiny_tflite_model, tin
             sys.modules[name] = None  # any import of them fails
         import numpy as np
         from deepfer.edge.model.classifier import EmotionClassifier
-        from deepfer.train.data import load_fer2013
+        from deepfer.data.fer2013 import load_fer2013
         test = load_fer2013({str(tiny_fer)!r}, ("test",), progress=False)["test"]
         clf = EmotionClassifier({str(tiny_tflite_model)!r})
         probs = clf.infer(test.x)

@@ -41,7 +41,7 @@ def test_detect_into_a_closed_pipe_ends_quietly(media_dir, tiny_tflite_model):
 
 
 def test_every_error_the_command_reports_is_a_deepfer_error():
-    from deepfer.convert.quantize import ConvertError
+    from deepfer.convert.errors import ConvertError
     from deepfer.edge.errors import (
         DetectorError,
         ModelInfoError,

@@ -83,8 +83,9 @@ def test_run_with_the_default_model(media_dir):
 @pytest.mark.slow
 def test_publictest_figures_in_the_sidecars_reproduce(data_dir):
     """What `deepfer benchmark` stored, recomputed here: same faces, same runtime, same numbers."""
-    from deepfer.train.data import load_fer2013
-    from deepfer.train.evaluate import evaluate_predictions, predict_probs
+    from deepfer.data.fer2013 import load_fer2013
+    from deepfer.evaluate.metrics import evaluate_predictions
+    from deepfer.evaluate.tta import predict_probs
 
     test = load_fer2013(data_dir / "fer2013", ("test",), progress=False)["test"]
     assert len(test) == 3589

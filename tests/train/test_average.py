@@ -62,16 +62,16 @@ def snapshot_run(tmp_path_factory, tiny_fer):
 
 @pytest.mark.slow
 def test_train_keeps_each_epochs_weights_with_snapshots(snapshot_run):
-    from deepfer.train.averaging import find_snapshots
+    from deepfer.train.run_folder import RunFolder
 
-    assert list(find_snapshots(snapshot_run)) == [1, 2, 3]
+    assert list(RunFolder(snapshot_run).snapshots()) == [1, 2, 3]
 
 
 @pytest.mark.slow
 def test_average_chooses_on_validation_and_saves_a_flip_averaged_model(snapshot_run, capsys):
     import keras
 
-    from deepfer.convert.quantize import find_training_info
+    from deepfer.convert.source import find_training_info
 
     out = snapshot_run / "averaged.keras"
     assert main(["average", str(snapshot_run), "--last", "2", "3", "--flip-average",

@@ -9,17 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
+from deepfer.data.dataset import DataError, format_counts
+from deepfer.data.fer2013 import load_csv, load_fer2013, load_folder
+from deepfer.data.splits import class_weights, stratified_split
 from deepfer.edge.labels import FER2013_CSV_IDS, LABELS
 from deepfer.edge.preprocess import prepare_face
-from deepfer.train.data import (
-    DataError,
-    class_weights,
-    format_counts,
-    load_csv,
-    load_fer2013,
-    load_folder,
-    stratified_split,
-)
 
 # What each fer2013.csv emotion id must become, written out by hand (not derived from the code).
 CSV_ID_TO_LABEL = {
@@ -217,7 +211,7 @@ def test_corrupt_files_are_skipped_and_counted_in_one_warning(tmp_path, caplog):
     for ext in (".jpg", ".png"):
         data = cv2.imencode(ext, face)[1].tobytes()
         (tmp_path / "fear" / f"truncated{ext}").write_bytes(data[: len(data) * 2 // 3])
-    with caplog.at_level(logging.WARNING, logger="deepfer.train.data"):
+    with caplog.at_level(logging.WARNING, logger="deepfer.data.fer2013"):
         ds = load_folder(tmp_path, progress=False)
     assert len(ds) == 6 and ds.skipped == 4
     warnings = [r for r in caplog.records if "skipped" in r.getMessage()]

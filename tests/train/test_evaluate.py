@@ -14,15 +14,8 @@ import pytest
 from deepfer.cli import main
 from deepfer.edge.labels import LABELS
 from deepfer.edge.model.sidecar import load_model_info, write_sidecar
-from deepfer.train.evaluate import (
-    auc,
-    evaluate_predictions,
-    flip_views,
-    predict_probs,
-    roc_curve,
-    tencrop_views,
-    tta_views,
-)
+from deepfer.evaluate.metrics import auc, evaluate_predictions, roc_curve
+from deepfer.evaluate.tta import flip_views, predict_probs, tencrop_views, tta_views
 
 
 def one_hot_probs(pred: list[int], k: int, confidence: float = 0.7) -> np.ndarray:
@@ -169,7 +162,7 @@ def test_evaluate_tflite_model_matches_keras(
     assert report["model_type"] == "tflite" and report["input_dtype"] == "int8"
     assert report["accuracy"] > 0.6
     # the int8 model and its float source agree on almost every face
-    from deepfer.train.data import load_fer2013
+    from deepfer.data.fer2013 import load_fer2013
 
     x = load_fer2013(tiny_fer, ("test",), progress=False)["test"].x
     p_int8 = predict_probs(tiny_tflite_model, x)
@@ -183,7 +176,8 @@ def test_evaluate_tflite_model_matches_keras(
 def test_tflite_evaluation_never_imports_tensorflow(tiny_tflite_model, tiny_fer, tmp_path):
     code = f"""
 import sys
-from deepfer.train.evaluate import evaluate_model, predict_probs
+from deepfer.evaluate.evaluation import evaluate_model
+from deepfer.evaluate.tta import predict_probs
 report = evaluate_model({str(tiny_tflite_model)!r}, {str(tiny_fer)!r}, out={str(tmp_path)!r},
                         tta=["flip"], progress=False)
 assert report["n"] == 42
@@ -251,7 +245,8 @@ FERPLUS_HEADER = "file,neutral,happiness,surprise,sadness,anger,disgust,fear,con
 
 
 def test_ferplus_majority_relabels_and_counts_what_it_leaves_out(tmp_path):
-    from deepfer.train.data import FaceDataset, ferplus_majority, load_ferplus_votes
+    from deepfer.data.dataset import FaceDataset
+    from deepfer.data.ferplus import ferplus_majority, load_ferplus_votes
 
     votes = tmp_path / "ferplus_test.csv"
     votes.write_text(
@@ -281,7 +276,7 @@ def test_ferplus_majority_relabels_and_counts_what_it_leaves_out(tmp_path):
 
 @pytest.mark.slow
 def test_evaluate_against_ferplus_votes(tiny_tflite_model, tiny_fer, tmp_path, capsys):
-    from deepfer.train.data import load_fer2013
+    from deepfer.data.fer2013 import load_fer2013
 
     data = tmp_path / "fer"
     shutil.copytree(tiny_fer, data)

@@ -1,15 +1,14 @@
 """``deepfer benchmark``: compare models on a FER2013 split, int8 against float.
 
 For each model (``.tflite`` with its sidecar, or ``.keras`` / ``.h5``) and
-TFLite runtime: accuracy, macro-F1 and per-class F1 (the evaluation code of
-:mod:`deepfer.train.evaluate`), top-1 agreement with the float reference,
+TFLite runtime: accuracy, macro-F1 and per-class F1 (:mod:`deepfer.evaluate.metrics`), top-1 agreement with the float reference,
 file size, single-face latency (median and p90 after a warm-up, with 1 thread
 and with all cores), batch throughput, peak memory and the runtime that ran it.
 
-Every measurement runs in a fresh process (:mod:`deepfer.convert.bench_worker`),
+Every measurement runs in a fresh process (:mod:`deepfer.evaluate.worker`),
 so one model's memory or TensorFlow import does not pollute another's.
-Results: a table on screen, JSON, Markdown and a plot of accuracy against
-size and latency.
+Results: a table on screen, JSON, Markdown (:mod:`deepfer.evaluate.reports`) and a
+plot of accuracy against size and latency (:mod:`deepfer.evaluate.plots`).
 """
 
 from __future__ import annotations
@@ -27,11 +26,16 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfer.convert.bench_worker import EXIT_NO_RUNTIME
+from deepfer.data.dataset import DataError
+from deepfer.data.fer2013 import load_split
+from deepfer.data.splits import stratified_split
 from deepfer.edge.errors import DeepFERError
 from deepfer.edge.labels import LABELS
+from deepfer.evaluate.metrics import evaluate_predictions
+from deepfer.evaluate.predictors import KERAS_SUFFIXES, EvaluateError
+from deepfer.evaluate.reports import benchmark_markdown, benchmark_table
+from deepfer.evaluate.worker import EXIT_NO_RUNTIME
 
-KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 WORKER_TIMEOUT_S = 1800
 
 
@@ -97,9 +101,6 @@ def describe_model(path: str | Path) -> ModelEntry:
 
 def load_faces(data: str | Path, split: str, size: tuple[int, int], limit: int, seed: int = 0):
     """``(x, y, split_name)``: uint8 faces of one split, optionally a stratified sample."""
-    from deepfer.train.data import stratified_split
-    from deepfer.train.evaluate import load_split
-
     ds, name = load_split(data, split, size, progress=False)
     if limit and len(ds) > limit:
         _, keep = stratified_split(ds.y, limit / len(ds), seed)
@@ -138,7 +139,7 @@ def _run_worker(spec: dict, workdir: Path, tag: str) -> dict:
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "deepfer.convert.bench_worker", str(spec_path)],
+            [sys.executable, "-m", "deepfer.evaluate.worker", str(spec_path)],
             capture_output=True,
             text=True,
             timeout=WORKER_TIMEOUT_S,
@@ -231,8 +232,6 @@ def benchmark(
     echo=None,
 ) -> dict:
     """Measure every model (x runtime for .tflite); returns the JSON-ready report."""
-    from deepfer.train.evaluate import evaluate_predictions
-
     say = echo or (lambda *_: None)
     settings = settings or BenchSettings()
     if not models:
@@ -310,7 +309,7 @@ def benchmark(
             "batch_size": settings.batch_size,
             "threads": [1, settings.all_threads] if settings.all_threads != 1 else [1],
             "latency": "one face per call through the evaluation predictor, after warm-up",
-            "memory": "peak RSS (ru_maxrss) of a fresh process after loading the model and "
+            "memory": "peak RSS (VmHWM) of a fresh process after loading the model and "
             "running the single-face and batch timings; includes Python, numpy, OpenCV "
             "and the faces array",
         },
@@ -321,165 +320,6 @@ def benchmark(
 
 
 # --------------------------------------------------------------------------- output
-
-
-def _lat(row: dict, threads: str) -> str:
-    lat = row["latency_ms"].get(threads)
-    return f"{lat['median']:.2f} / {lat['p90']:.2f}" if lat else "-"
-
-
-def _columns(report: dict) -> tuple[list[str], list[list[str]]]:
-    threads = [str(t) for t in report["settings"]["threads"]]
-    head = ["model", "runtime", "size KiB", "accuracy", "macro-F1", "agreement"]
-    head += [f"{t} thread{'s' if t != '1' else ''} ms (median / p90)" for t in threads]
-    head += ["batch faces/s", "peak MB"]
-    rows = []
-    for r in report["models"]:
-        agree = r["agreement_with_reference"]
-        name = r["name"] + (" (ref)" if r["is_reference"] else "")
-        tp = r.get("throughput") or {}
-        rows.append(
-            [
-                name,
-                r["runtime"],
-                f"{r['size_bytes'] / 1024:,.0f}",
-                f"{r['accuracy']:.2%}",
-                f"{r['macro_f1']:.3f}",
-                f"{agree:.2%}" if agree is not None else "-",
-                *[_lat(r, t) for t in threads],
-                f"{tp['faces_per_second']:,.0f}" if tp else "-",
-                f"{r['peak_rss_mb']:,.0f}",
-            ]
-        )
-    return head, rows
-
-
-def _f1_names(report: dict) -> list[str]:
-    """Row names for the per-class table, with the runtime when a model ran on several."""
-    counts: dict[str, int] = {}
-    for r in report["models"]:
-        counts[r["model"]] = counts.get(r["model"], 0) + 1
-    return [
-        f"{r['name']} ({r['runtime'].split(' ')[0]})" if counts[r["model"]] > 1 else r["name"]
-        for r in report["models"]
-    ]
-
-
-def format_table(report: dict) -> str:
-    """The plain-text table printed on screen."""
-    head, rows = _columns(report)
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
-    line = "  ".join(h.ljust(w) for h, w in zip(head, widths))
-    out = [
-        f"{report['data']} ({report['split']} split, {report['n']:,} faces); "
-        f"agreement: top-1 with {Path(report['reference']).name if report['reference'] else 'no float model'}",
-        line,
-        "-" * len(line),
-    ]
-    out += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
-    out.append("")
-    out.append("per-class F1")
-    names = _f1_names(report)
-    name_w = max(len(n) for n in names)
-    out.append(" " * name_w + "  " + "  ".join(f"{lab[:8]:>8}" for lab in LABELS))
-    for r, name in zip(report["models"], names):
-        out.append(
-            name.ljust(name_w)
-            + "  "
-            + "  ".join(f"{r['per_class_f1'][lab]:>8.3f}" for lab in LABELS)
-        )
-    return "\n".join(out)
-
-
-def to_markdown(report: dict) -> str:
-    head, rows = _columns(report)
-    m = report["machine"]
-    s = report["settings"]
-    ref = Path(report["reference"]).name if report["reference"] else "none"
-    lines = [
-        f"# DeepFER benchmark: {report['split']} split of {report['data']}",
-        "",
-        f"{report['n']:,} faces; agreement is top-1 agreement with the float reference `{ref}`. "
-        f"Latency: one face per call, median and p90 of {s['runs']} runs after {s['warmup']} "
-        f"warm-up runs. Throughput: batches of {s['batch_size']}, all cores. Peak memory: "
-        "peak RSS of a fresh process per model.",
-        "",
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join("---" if i < 2 else "---:" for i in range(len(head))) + "|",
-    ]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    lines += [
-        "",
-        "Per-class F1:",
-        "",
-        "| model | " + " | ".join(LABELS) + " |",
-        "|---|" + "---:|" * len(LABELS),
-    ]
-    for r, name in zip(report["models"], _f1_names(report)):
-        f1 = " | ".join(f"{r['per_class_f1'][lab]:.3f}" for lab in LABELS)
-        lines.append(f"| {name} | {f1} |")
-    lines += [
-        "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}, Python {m['python']}. "
-        f"Measured {report['created']}.",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def plot(report: dict, path: str | Path) -> Path:
-    """Accuracy against file size and against single-face latency (1 thread), log scales."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
-    t = str(report["settings"]["threads"][0])
-    colours = {}
-    markers = ["o", "s", "^", "D", "v"]
-    runtimes = list(dict.fromkeys(r["runtime"].split(" ")[0] for r in report["models"]))
-    named = set()
-    for r in report["models"]:
-        colour = colours.setdefault(r["model"], f"C{len(colours) % 10}")
-        runtime = r["runtime"].split(" ")[0]
-        marker = markers[runtimes.index(runtime) % len(markers)]
-        acc = 100 * r["accuracy"]
-        size = r["size_bytes"] / 1024
-        lat = r["latency_ms"].get(t, {}).get("median")
-        first = r["model"] not in named
-        named.add(r["model"])
-        axes[0].scatter(size, acc, color=colour, marker=marker, s=55)
-        if lat is not None:
-            axes[1].scatter(
-                lat, acc, color=colour, marker=marker, s=55, label=f"{r['name']} ({runtime})"
-            )
-        if first:
-            for ax, xv in ((axes[0], size), (axes[1], lat)):
-                if xv is not None:
-                    ax.annotate(
-                        r["name"], (xv, acc), fontsize=8, xytext=(5, 5), textcoords="offset points"
-                    )
-    axes[0].set_xlabel("file size (KiB)")
-    axes[1].set_xlabel(f"single-face latency, {t} thread, median (ms)")
-    for ax in axes:
-        ax.set_xscale("log")
-        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-        ax.xaxis.set_major_formatter(ScalarFormatter())
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_ylabel(f"accuracy on {report['split']} (%)")
-        ax.grid(True, which="both", alpha=0.3)
-    axes[1].legend(fontsize=7, loc="best")
-    fig.suptitle(
-        f"DeepFER: accuracy against size and latency ({report['n']:,} {report['split']} faces)"
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
 
 
 def update_sidecars(report: dict) -> list[Path]:
@@ -522,18 +362,18 @@ def write_outputs(report: dict, json_path=None, markdown_path=None, plot_path=No
     if markdown_path:
         p = Path(markdown_path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(to_markdown(report))
+        p.write_text(benchmark_markdown(report))
         written.append(p)
     if plot_path:
-        written.append(plot(report, plot_path))
+        from deepfer.evaluate.plots import benchmark_plot
+
+        written.append(benchmark_plot(report, plot_path))
     return written
 
 
 def run_benchmark_command(args) -> int:
     """Handler of ``deepfer benchmark``; exit status."""
     from deepfer.edge.model.sidecar import ModelInfoError
-    from deepfer.train.data import DataError
-    from deepfer.train.evaluate import EvaluateError
 
     out = Path(args.out) if args.out else None
     json_path = args.json or (out / "benchmark.json" if out else None)
@@ -554,7 +394,7 @@ def run_benchmark_command(args) -> int:
     except (BenchmarkError, DataError, EvaluateError, ModelInfoError, ValueError) as exc:
         print(f"deepfer benchmark: error: {exc}", file=sys.stderr)
         return 2
-    print(format_table(report))
+    print(benchmark_table(report))
     for p in write_outputs(report, json_path, md_path, plot_path):
         print(f"wrote {p}")
     if args.update_sidecars:

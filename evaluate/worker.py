@@ -1,9 +1,12 @@
-"""One benchmark measurement in a fresh process: ``python -m deepfer.convert.bench_worker SPEC.json``.
+"""One benchmark measurement in a fresh process: ``python -m deepfer.evaluate.worker SPEC.json``.
 
-Run by :mod:`deepfer.convert.benchmark`, one process per model and thread
-count, so that each model's peak memory (``ru_maxrss``) is its own and a
+Run by :mod:`deepfer.evaluate.benchmark`, one process per model and thread
+count, so that each model's peak memory is its own and a
 ``.tflite`` model is measured in a process that never imported TensorFlow
 (unless the ``tensorflow`` runtime was asked for, or the model is Keras).
+
+Peak memory is :func:`deepfer.edge.stats.peak_rss_mb` (VmHWM, which starts afresh at
+exec); ``ru_maxrss`` would report the parent's peak when the parent was bigger.
 
 SPEC keys: ``model``, ``runtime`` (TFLite runtime name or ``auto``),
 ``threads``, ``faces`` (``.npy`` of uint8 faces), ``warmup``, ``runs``,
@@ -15,20 +18,16 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from deepfer.edge.stats import peak_rss_mb
+
 #: Exit status when the requested TFLite runtime cannot be used here.
 EXIT_NO_RUNTIME = 3
-
-
-def _maxrss_mb() -> float:
-    # Linux reports kilobytes (macOS bytes; DeepFER targets Linux)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _stats(times_ms: list[float]) -> dict:
@@ -55,27 +54,11 @@ def _with_version(runtime_name: str) -> str:
 
 
 def _load(path: Path, runtime_name: str, threads: int):
-    """A :class:`deepfer.train.evaluate.Predictor` and a runtime description."""
-    from deepfer.train.evaluate import Predictor, load_predictor
+    """A :class:`deepfer.evaluate.predictors.Predictor` and a runtime description."""
+    from deepfer.evaluate.predictors import load_predictor
 
     if path.suffix.lower() == ".tflite":
-        from deepfer.edge.model.classifier import EmotionClassifier
-
-        class RuntimePredictor(Predictor):
-            """The evaluation predictor over an interpreter of the requested runtime."""
-
-            kind = "tflite"
-
-            def __init__(self):
-                self.classifier = EmotionClassifier(path, threads, runtime_name)
-                super().__init__(path, self.classifier.labels, self.classifier.input_size)
-                self.runtime = self.classifier.runtime
-                self.input_dtype = self.classifier.input_dtype
-
-            def _raw(self, batch: np.ndarray) -> np.ndarray:
-                return self.classifier.infer(batch)
-
-        model = RuntimePredictor()
+        model = load_predictor(path, threads, runtime_name)
         return model, _with_version(model.runtime)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
@@ -88,7 +71,7 @@ def _load(path: Path, runtime_name: str, threads: int):
 
 def measure(spec: dict) -> dict:
     faces = np.load(spec["faces"])
-    baseline = _maxrss_mb()
+    baseline = peak_rss_mb()
     path = Path(spec["model"])
     threads = int(spec["threads"])
     started = time.perf_counter()
@@ -130,7 +113,7 @@ def measure(spec: dict) -> dict:
             "faces_per_second": round(done * batch_size / seconds, 2),
             "batches": done,
         }
-    peak = _maxrss_mb()
+    peak = peak_rss_mb()
     result["peak_rss_mb"] = round(peak, 1)
     result["rss_over_baseline_mb"] = round(peak - baseline, 1)
 
@@ -145,7 +128,7 @@ def measure(spec: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m deepfer.convert.bench_worker SPEC.json", file=sys.stderr)
+        print("usage: python -m deepfer.evaluate.worker SPEC.json", file=sys.stderr)
         return 2
     spec = json.loads(Path(argv[0]).read_text())
     from deepfer.edge.model.runtime import RuntimeUnavailable

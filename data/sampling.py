@@ -17,9 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from deepfer.data.dataset import DataError, FaceDataset
+from deepfer.data.fer2013 import load_fer2013
+from deepfer.data.splits import stratified_split
 from deepfer.edge.errors import DeepFERError
 from deepfer.edge.labels import LABELS
-from deepfer.train.data import DataError, FaceDataset, load_fer2013, stratified_split
 
 DEFAULT_CALIBRATION_SIZE = 350  # 50 faces per class
 DEFAULT_SEED = 0

@@ -1,0 +1,114 @@
+"""The Keras model to convert: loaded, checked to be a DeepFER emotion classifier, and what its
+run folder (:class:`deepfer.train.run_folder.RunFolder`) says it was trained on."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deepfer.convert.errors import ConvertError
+from deepfer.edge.labels import LABELS
+from deepfer.edge.model.sidecar import file_sha256
+from deepfer.evaluate.predictors import KERAS_SUFFIXES
+from deepfer.train.run_folder import RunFolder
+
+
+@dataclass
+class SourceModel:
+    """The Keras model being converted and what we know about it."""
+
+    path: Path
+    model: Any
+    input_size: tuple[int, int]
+    channels: int
+    sha256: str
+    trained_on: str
+    training: dict = field(default_factory=dict)
+
+    @property
+    def labels(self) -> list[str]:
+        return list(LABELS)
+
+
+def find_training_info(model_path: str | Path) -> tuple[str | None, dict]:
+    """What a ``deepfer train`` run folder says the model was trained on, if it is in one."""
+    run = RunFolder.containing(model_path)
+    if run is None:
+        return None, {}
+    return run.training_info(model_path)
+
+
+def load_source_model(path: str | Path, trained_on: str | None = None) -> SourceModel:
+    """Load a Keras emotion classifier; clear errors for missing, corrupt or wrong models."""
+    path = Path(path)
+    if path.is_dir():
+        path = _model_in_run_folder(path)
+    if not path.is_file():
+        raise ConvertError(f"{path}: model file not found")
+    if path.suffix.lower() == ".tflite":
+        raise ConvertError(
+            f"{path}: already a TFLite model; `deepfer convert` takes the Keras model "
+            "(.keras or .h5) it came from"
+        )
+    if path.suffix.lower() not in KERAS_SUFFIXES:
+        raise ConvertError(f"{path}: expected a Keras model (.keras or .h5), got {path.suffix!r}")
+    if path.stat().st_size == 0:
+        raise ConvertError(f"{path}: the file is empty (0 bytes); not a Keras model")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as exc:  # keras raises many types for a bad file
+        raise ConvertError(
+            f"{path}: cannot load it as a Keras model ({type(exc).__name__}: {short(exc)})"
+        ) from None
+    inputs = model.inputs if isinstance(model.inputs, list) else [model.inputs]
+    outputs = model.outputs if isinstance(model.outputs, list) else [model.outputs]
+    what = "not a DeepFER emotion classifier"
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ConvertError(
+            f"{path}: {what}: expected one input and one output, "
+            f"got {len(inputs)} input(s) and {len(outputs)} output(s)"
+        )
+    in_shape = tuple(inputs[0].shape)
+    out_shape = tuple(outputs[0].shape)
+    if len(in_shape) != 4 or in_shape[1] is None or in_shape[2] is None:
+        raise ConvertError(
+            f"{path}: {what}: expected an image input (n, height, width, channels), got {in_shape}"
+        )
+    if in_shape[1] != in_shape[2]:
+        raise ConvertError(f"{path}: only square inputs are supported, got {in_shape[1:3]}")
+    if len(out_shape) != 2 or out_shape[1] != len(LABELS):
+        raise ConvertError(
+            f"{path}: {what}: expected an output of {len(LABELS)} class scores "
+            f"({', '.join(LABELS)}), got shape {out_shape}"
+        )
+    found, training = find_training_info(path)
+    return SourceModel(
+        path=path,
+        model=model,
+        input_size=(int(in_shape[1]), int(in_shape[2])),
+        channels=int(in_shape[3] or 1),
+        sha256=file_sha256(path),
+        trained_on=trained_on or found or "unknown",
+        training=training,
+    )
+
+
+def _model_in_run_folder(folder: Path) -> Path:
+    found = RunFolder(folder).best_model()
+    if found is not None:
+        return found
+    found = sorted(folder.glob("*.keras"))
+    raise ConvertError(
+        f"{folder}: a folder; give the .keras model file "
+        f"({'found ' + ', '.join(p.name for p in found) if found else 'none in it'})"
+    )
+
+
+def short(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,187 @@
+"""``deepfer evaluate``: metrics, plots and a JSON report for a .keras, .h5 or .tflite model.
+
+The model is wrapped by :func:`deepfer.evaluate.predictors.load_predictor`, the split
+loaded by :func:`deepfer.data.fer2013.load_split`; metrics (:mod:`deepfer.evaluate.metrics`)
+for the plain pass and each test-time augmentation are printed, plotted and written to
+``report.json``. A ``.tflite`` model is evaluated without TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from deepfer.data.dataset import DataError, format_counts
+from deepfer.data.fer2013 import load_split
+from deepfer.data.ferplus import ferplus_majority, load_ferplus_votes
+from deepfer.edge.labels import LABELS
+from deepfer.evaluate.metrics import evaluate_predictions, roc_curves
+from deepfer.evaluate.predictors import EvaluateError, load_predictor
+from deepfer.evaluate.reports import metrics_table
+from deepfer.evaluate.tta import TTA_MODES, predict_probs
+
+
+def default_out_dir(model_path: Path, split: str) -> Path:
+    return model_path.parent / f"{model_path.stem}-eval-{split}"
+
+
+def evaluate_model(
+    model_path: str | Path,
+    data: str | Path,
+    split: str = "test",
+    out: str | Path | None = None,
+    tta: Sequence[str] = (),
+    threads: int | None = None,
+    progress: bool = True,
+    plots: bool = True,
+    labels: str = "fer2013",
+    ferplus_votes: str | Path | None = None,
+) -> dict:
+    """Evaluate a model on a split; writes ``report.json`` and the PNG plots into ``out``.
+
+    ``labels="ferplus"`` scores against the FER+ majority vote instead of the
+    FER2013 label (faces without a clear majority among the seven classes are
+    left out); the votes come from ``ferplus_votes`` or ``<data>/ferplus_<split>.csv``.
+    """
+    model_path = Path(model_path)
+    modes = []
+    for mode in tta or ():
+        if mode in (None, "", "none"):
+            continue
+        if mode not in TTA_MODES:
+            raise EvaluateError(f"--tta {mode!r}: choose none, flip or tencrop")
+        if mode not in modes:
+            modes.append(mode)
+    if labels not in ("fer2013", "ferplus"):
+        raise EvaluateError(f"--labels {labels!r}: choose fer2013 or ferplus")
+    model = load_predictor(model_path, threads)
+    ds, split_name = load_split(data, split, model.input_size, progress)
+    ferplus = None
+    if labels == "ferplus":
+        ds, ferplus = _ferplus(ds, data, split_name, ferplus_votes)
+        split_name = f"{split_name}-ferplus"
+    out_dir = Path(out) if out else default_out_dir(model_path, split_name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print(
+        f"model: {model_path} ({model.kind}, {model.runtime}, input {model.input_dtype} "
+        f"{model.input_size[0]}x{model.input_size[1]})",
+        flush=True,
+    )
+    print(f"data: {data} -- {format_counts(ds)}", flush=True)
+    if ferplus:
+        gone = ", ".join(f"{k} {v}" for k, v in ferplus["left_out"].items() if v)
+        print(
+            f"labels: FER+ majority vote ({ferplus['votes']}): {ferplus['kept']:,} of "
+            f"{ferplus['faces']:,} faces kept (left out: {gone or 'none'}); "
+            f"{ferplus['label_changed']:,} kept faces differ from their FER2013 label",
+            flush=True,
+        )
+
+    started = time.perf_counter()
+    probs = predict_probs(model, ds.x)
+    seconds = time.perf_counter() - started
+    metrics = evaluate_predictions(ds.y, probs, LABELS)
+    report = {
+        "model": str(model_path),
+        "model_type": model.kind,
+        "runtime": model.runtime,
+        "input_dtype": model.input_dtype,
+        "data": str(data),
+        "split": split_name,
+        "labels": labels,
+        **({"ferplus": ferplus} if ferplus else {}),
+        "skipped_images": int(ds.skipped),
+        **metrics,
+        "predict_seconds": round(seconds, 3),
+        "tta": {},
+        "plots": {},
+    }
+    print(metrics_table(metrics, f"\n{model_path.name} on {report['split']} (no TTA)"))
+    tta_probs = {}
+    for mode in modes:
+        t0 = time.perf_counter()
+        tta_probs[mode] = predict_probs(model, ds.x, tta=mode)
+        m = evaluate_predictions(ds.y, tta_probs[mode], LABELS)
+        m["predict_seconds"] = round(time.perf_counter() - t0, 3)
+        report["tta"][mode] = m
+        print(
+            f"TTA {mode:<8} accuracy {m['accuracy']:.2%}   macro-F1 {m['macro_f1']:.3f}   "
+            f"(no TTA: {metrics['accuracy']:.2%}, {m['accuracy'] - metrics['accuracy']:+.2%})"
+        )
+
+    if plots:
+        from deepfer.evaluate import plots as plotting
+
+        title = f"{model_path.name} on {report['split']}"
+        cm = np.asarray(metrics["confusion_matrix"]["counts"])
+        report["plots"]["confusion_matrix"] = str(
+            plotting.confusion_matrix(cm, LABELS, out_dir / "confusion_matrix.png", title)
+        )
+        report["plots"]["roc_curves"] = str(
+            plotting.roc_curves(roc_curves(ds.y, probs, LABELS), out_dir / "roc_curves.png", title)
+        )
+        for mode, m in report["tta"].items():
+            cm = np.asarray(m["confusion_matrix"]["counts"])
+            report["plots"][f"confusion_matrix_{mode}"] = str(
+                plotting.confusion_matrix(
+                    cm, LABELS, out_dir / f"confusion_matrix_{mode}.png", f"{title}, TTA {mode}"
+                )
+            )
+    report_path = out_dir / "report.json"
+    report_path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nreport: {report_path}")
+    if report["plots"]:
+        print("plots: " + ", ".join(Path(p).name for p in report["plots"].values()))
+    return report
+
+
+def _ferplus(ds, data, split_name: str, votes_file) -> tuple:
+    if votes_file is None:
+        root = Path(data)
+        which = "train" if split_name in ("train", "val") else "test"
+        votes_file = root / f"ferplus_{which}.csv"
+        if not root.is_dir() or not votes_file.is_file():
+            raise EvaluateError(
+                f"--labels ferplus: no FER+ votes at {votes_file}; pass --ferplus-votes FILE "
+                "(columns file,neutral,happiness,...,NF)"
+            )
+    kept, info = ferplus_majority(ds, load_ferplus_votes(votes_file))
+    if not len(kept):
+        raise EvaluateError(f"{votes_file}: none of the {len(ds):,} faces has a FER+ majority")
+    info["votes"] = str(votes_file)
+    return kept, info
+
+
+def run_evaluate(args) -> int:
+    """Handler of ``deepfer evaluate`` (see :mod:`deepfer.evaluate.cli`); exit status."""
+    from deepfer.edge.model.runtime import ModelLoadError, RuntimeUnavailable
+    from deepfer.edge.model.sidecar import ModelInfoError
+
+    try:
+        evaluate_model(
+            args.model,
+            args.data,
+            split=args.split,
+            out=args.out,
+            tta=args.tta or (),
+            threads=getattr(args, "threads", 0) or None,
+            progress=getattr(args, "progress", True),
+            labels=getattr(args, "labels", "fer2013"),
+            ferplus_votes=getattr(args, "ferplus_votes", None),
+        )
+    except (
+        EvaluateError,
+        DataError,
+        ModelInfoError,
+        ModelLoadError,
+        RuntimeUnavailable,
+        ValueError,
+    ) as exc:
+        print(f"deepfer evaluate: error: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,180 @@
+"""Models as "uint8 faces in, probabilities in DeepFER's label order out".
+
+:func:`load_predictor` wraps a ``.tflite`` (with its sidecar; run by the edge
+classifier on the TFLite ``runtime`` asked for, never TensorFlow unless that is the
+runtime), ``.keras`` or ``.h5`` file; everything after it (test-time augmentation,
+metrics, benchmarks) is shared.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from deepfer.edge.errors import DeepFERError
+from deepfer.edge.labels import FOLDER_ALIASES, LABELS
+from deepfer.edge.model.classifier import _softmax
+from deepfer.edge.preprocess import prepare_face
+
+#: Model files by suffix: the one definition (evaluate, benchmark, convert, train).
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+TFLITE_SUFFIXES = (".tflite",)
+
+
+class EvaluateError(DeepFERError, RuntimeError):
+    """A model or data set that cannot be evaluated, with what and where."""
+
+
+class Predictor:
+    """A model as "uint8 faces in, probabilities in :data:`LABELS` order out".
+
+    Subclasses implement :meth:`_raw` (probabilities in the model's own output
+    order, ``self.model_labels``); :meth:`predict` checks and resizes the input,
+    runs it in batches and reorders the columns to DeepFER's label order.
+    ``runtime`` names what runs the model; ``input_dtype`` its input tensor type.
+    """
+
+    kind = "model"
+    runtime = ""
+    input_dtype = ""
+
+    def __init__(self, path: Path, model_labels: Sequence[str], input_size: tuple[int, int]):
+        self.path = path
+        self.model_labels = list(model_labels)
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self._order = _label_order(path, self.model_labels)
+
+    @property
+    def labels(self) -> list[str]:
+        """Column names of :meth:`predict`'s output: always DeepFER's labels."""
+        return list(LABELS)
+
+    def _raw(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """``(n, H, W[, 1])`` uint8 faces -> ``(n, 7)`` float32 probabilities in LABELS order."""
+        x = as_batch(x, self.input_size)
+        k = len(self.model_labels)
+        if len(x) == 0:
+            return np.zeros((0, len(LABELS)), np.float32)
+        parts = [self._raw(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        probs = np.concatenate(parts).astype(np.float32, copy=False)
+        if probs.shape != (len(x), k):
+            raise EvaluateError(
+                f"{self.path}: model returned shape {probs.shape}, expected {(len(x), k)}"
+            )
+        return probs[:, self._order]
+
+
+class TFLitePredictor(Predictor):
+    """A ``.tflite`` model with its sidecar, run by the edge classifier.
+
+    ``runtime``: the TFLite runtime to use (``auto``, ``ai-edge-litert``,
+    ``tflite-runtime`` or ``tensorflow``), as :func:`deepfer.edge.model.runtime.make_interpreter`.
+    """
+
+    kind = "tflite"
+
+    def __init__(self, path: Path, threads: int | None = None, runtime: str = "auto"):
+        from deepfer.edge.model.classifier import EmotionClassifier
+
+        self.classifier = EmotionClassifier(path, threads or os.cpu_count(), runtime)
+        super().__init__(path, self.classifier.labels, self.classifier.input_size)
+        self.runtime = self.classifier.runtime
+        self.input_dtype = self.classifier.input_dtype
+
+    def _raw(self, batch: np.ndarray) -> np.ndarray:
+        return self.classifier.infer(batch)
+
+
+class KerasPredictor(Predictor):
+    """A ``.keras`` / ``.h5`` model; its outputs are taken to be in :data:`LABELS` order."""
+
+    kind = "keras"
+
+    def __init__(self, path: Path):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        try:
+            import keras
+        except ImportError:
+            raise EvaluateError(
+                f"{path}: evaluating a Keras model needs TensorFlow/Keras "
+                "(pip install 'deepfer[train]'); .tflite models do not"
+            ) from None
+        try:
+            self.model = keras.models.load_model(path, compile=False)
+        except Exception as exc:  # keras raises many types for a bad file
+            raise EvaluateError(f"{path}: cannot load the Keras model ({exc})") from None
+        shape = self.model.input_shape
+        if isinstance(shape, list):
+            raise EvaluateError(f"{path}: expected one input, the model has {len(shape)}")
+        if len(shape) != 4 or shape[1] is None or shape[2] is None:
+            raise EvaluateError(f"{path}: expected an (n, H, W, C) image input, got {shape}")
+        self.channels = int(shape[3])
+        outputs = int(self.model.output_shape[-1])
+        if outputs != len(LABELS):
+            raise EvaluateError(
+                f"{path}: {outputs} outputs, but a DeepFER Keras model has {len(LABELS)} "
+                f"({', '.join(LABELS)})"
+            )
+        self.runtime = f"keras {keras.__version__}"
+        self.input_dtype = "float32"
+        super().__init__(path, LABELS, (shape[1], shape[2]))
+
+    def _raw(self, batch: np.ndarray) -> np.ndarray:
+        x = batch.astype(np.float32)
+        if self.channels != 1:
+            x = np.repeat(x, self.channels, axis=3)
+        # compiled once per batch shape: about twice as fast as calling the model eagerly
+        probs = np.asarray(self.model.predict_on_batch(x), np.float32)
+        if (probs < -1e-3).any() or np.abs(probs.sum(1) - 1.0).max() > 0.05:
+            probs = _softmax(probs)  # a model that outputs logits
+        return probs
+
+
+def load_predictor(
+    model_path: str | Path, threads: int | None = None, runtime: str = "auto"
+) -> Predictor:
+    """Wrap a ``.tflite`` (needs its sidecar; on ``runtime``), ``.keras`` or ``.h5`` model."""
+    path = Path(model_path)
+    if not path.is_file():
+        raise EvaluateError(f"{path}: model file not found")
+    suffix = path.suffix.lower()
+    if suffix in TFLITE_SUFFIXES:
+        return TFLitePredictor(path, threads, runtime)
+    if suffix in KERAS_SUFFIXES:
+        return KerasPredictor(path)
+    raise EvaluateError(
+        f"{path}: unknown model type {suffix or '(no suffix)'}; expected .tflite, .keras or .h5"
+    )
+
+
+def _label_order(path: Path, model_labels: Sequence[str]) -> np.ndarray:
+    """Column index in the model's output for each of :data:`LABELS`."""
+    names = [FOLDER_ALIASES.get(str(x).strip().lower()) for x in model_labels]
+    if sorted(n for n in names if n) != sorted(LABELS) or None in names:
+        raise EvaluateError(
+            f"{path}: the model's labels {list(model_labels)} are not DeepFER's seven emotions "
+            f"({', '.join(LABELS)})"
+        )
+    return np.array([names.index(label) for label in LABELS])
+
+
+def as_batch(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Faces as a ``(n, H, W, 1)`` uint8 batch at ``size`` (resized the way the device does)."""
+    x = np.asarray(x)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[3] != 1:
+        raise ValueError(f"faces must be a (n, H, W) or (n, H, W, 1) array, got {x.shape}")
+    if x.dtype != np.uint8:
+        x = np.clip(x, 0, 255).astype(np.uint8)
+    if x.shape[1:3] != tuple(size):
+        if size[0] != size[1]:
+            raise ValueError(f"only square model inputs are supported, got {list(size)}")
+        x = np.stack([prepare_face(img[..., 0], size[0]) for img in x])[..., None]
+    return x

@@ -1,0 +1,136 @@
+"""Text reports: the per-class metrics table of ``deepfer evaluate``, and the table and
+Markdown of ``deepfer benchmark`` (the plots are in :mod:`deepfer.evaluate.plots`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deepfer.edge.labels import LABELS
+
+
+def metrics_table(metrics: dict, title: str = "") -> str:
+    """A readable per-class table with the summary lines under it."""
+    lines = [title] if title else []
+    lines.append(
+        f"{'class':<10} {'precision':>9} {'recall':>7} {'f1':>6} {'AUC':>6} {'support':>8}"
+    )
+    for label, m in metrics["per_class"].items():
+        auc_text = f"{m['auc']:.3f}" if m["auc"] is not None else "-"
+        lines.append(
+            f"{label:<10} {m['precision']:>9.3f} {m['recall']:>7.3f} {m['f1']:>6.3f} "
+            f"{auc_text:>6} {m['support']:>8,}"
+        )
+    macro_auc = f"{metrics['macro_auc']:.3f}" if metrics["macro_auc"] is not None else "-"
+    lines.append(
+        f"accuracy {metrics['accuracy']:.2%}   macro-F1 {metrics['macro_f1']:.3f}   "
+        f"weighted-F1 {metrics['weighted_f1']:.3f}   macro-AUC {macro_auc}   "
+        f"({metrics['n']:,} faces)"
+    )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- benchmark
+
+
+def _lat(row: dict, threads: str) -> str:
+    lat = row["latency_ms"].get(threads)
+    return f"{lat['median']:.2f} / {lat['p90']:.2f}" if lat else "-"
+
+
+def _columns(report: dict) -> tuple[list[str], list[list[str]]]:
+    threads = [str(t) for t in report["settings"]["threads"]]
+    head = ["model", "runtime", "size KiB", "accuracy", "macro-F1", "agreement"]
+    head += [f"{t} thread{'s' if t != '1' else ''} ms (median / p90)" for t in threads]
+    head += ["batch faces/s", "peak MB"]
+    rows = []
+    for r in report["models"]:
+        agree = r["agreement_with_reference"]
+        name = r["name"] + (" (ref)" if r["is_reference"] else "")
+        tp = r.get("throughput") or {}
+        rows.append(
+            [
+                name,
+                r["runtime"],
+                f"{r['size_bytes'] / 1024:,.0f}",
+                f"{r['accuracy']:.2%}",
+                f"{r['macro_f1']:.3f}",
+                f"{agree:.2%}" if agree is not None else "-",
+                *[_lat(r, t) for t in threads],
+                f"{tp['faces_per_second']:,.0f}" if tp else "-",
+                f"{r['peak_rss_mb']:,.0f}",
+            ]
+        )
+    return head, rows
+
+
+def _f1_names(report: dict) -> list[str]:
+    """Row names for the per-class table, with the runtime when a model ran on several."""
+    counts: dict[str, int] = {}
+    for r in report["models"]:
+        counts[r["model"]] = counts.get(r["model"], 0) + 1
+    return [
+        f"{r['name']} ({r['runtime'].split(' ')[0]})" if counts[r["model"]] > 1 else r["name"]
+        for r in report["models"]
+    ]
+
+
+def benchmark_table(report: dict) -> str:
+    """The plain-text table printed on screen."""
+    head, rows = _columns(report)
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
+    line = "  ".join(h.ljust(w) for h, w in zip(head, widths))
+    out = [
+        f"{report['data']} ({report['split']} split, {report['n']:,} faces); "
+        f"agreement: top-1 with {Path(report['reference']).name if report['reference'] else 'no float model'}",
+        line,
+        "-" * len(line),
+    ]
+    out += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
+    out.append("")
+    out.append("per-class F1")
+    names = _f1_names(report)
+    name_w = max(len(n) for n in names)
+    out.append(" " * name_w + "  " + "  ".join(f"{lab[:8]:>8}" for lab in LABELS))
+    for r, name in zip(report["models"], names):
+        out.append(
+            name.ljust(name_w)
+            + "  "
+            + "  ".join(f"{r['per_class_f1'][lab]:>8.3f}" for lab in LABELS)
+        )
+    return "\n".join(out)
+
+
+def benchmark_markdown(report: dict) -> str:
+    head, rows = _columns(report)
+    m = report["machine"]
+    s = report["settings"]
+    ref = Path(report["reference"]).name if report["reference"] else "none"
+    lines = [
+        f"# DeepFER benchmark: {report['split']} split of {report['data']}",
+        "",
+        f"{report['n']:,} faces; agreement is top-1 agreement with the float reference `{ref}`. "
+        f"Latency: one face per call, median and p90 of {s['runs']} runs after {s['warmup']} "
+        f"warm-up runs. Throughput: batches of {s['batch_size']}, all cores. Peak memory: "
+        "peak RSS of a fresh process per model.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("---" if i < 2 else "---:" for i in range(len(head))) + "|",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines += [
+        "",
+        "Per-class F1:",
+        "",
+        "| model | " + " | ".join(LABELS) + " |",
+        "|---|" + "---:|" * len(LABELS),
+    ]
+    for r, name in zip(report["models"], _f1_names(report)):
+        f1 = " | ".join(f"{r['per_class_f1'][lab]:.3f}" for lab in LABELS)
+        lines.append(f"| {name} | {f1} |")
+    lines += [
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}, Python {m['python']}. "
+        f"Measured {report['created']}.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,134 @@
+"""Training options: :class:`TrainConfig` (every ``deepfer train`` flag, checked up front) and
+the learning-rate schedule. Light: no numpy or TensorFlow at import (the CLI reads the defaults).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from deepfer.edge.errors import DeepFERError
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("cosine", "plateau", "constant")
+
+
+class ConfigError(DeepFERError, ValueError):
+    """A training option with a bad value; the message names the option and the value."""
+
+
+@dataclass
+class TrainConfig:
+    data: str = ""
+    out: str = "runs/deepfer"
+    model: str = "deepfer-vgg"
+    finetune: str = ""  # a .keras model to start from instead of --model
+    weights: str = ""  # backbone weights for transfer models ('imagenet' or '')
+    epochs: int = 40
+    batch_size: int = 64
+    optimizer: str = "adam"  # adam | adamw | sgd
+    lr: float = 1e-3
+    weight_decay: float = 1e-4  # adamw / sgd only
+    schedule: str = "cosine"  # cosine | plateau | constant
+    warmup_epochs: int = 1
+    plateau_factor: float = 0.5
+    plateau_patience: int = 3
+    label_smoothing: float = 0.1
+    flip: bool = True
+    shift: float = 0.1
+    rotation: float = 0.03  # fraction of a full turn (0.03 = +-11 degrees)
+    zoom: float = 0.1
+    brightness: float = 0.1
+    contrast: float = 0.1
+    val_split: float = 0.1
+    patience: int = 0  # early stopping patience in epochs (0: off)
+    class_weight: bool = False
+    seed: int = 1337
+    threads: int = 0
+    input_size: int = 48
+    max_per_class: int = 0  # cap faces per class (quick trials); 0: all
+    progress: bool = True
+    snapshots: bool = False  # keep each epoch's weights (checkpoints/epoch-NNN.weights.h5)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def validate(self, resume: bool = False) -> TrainConfig:
+        """Check every option up front; raises :class:`ConfigError` naming the first bad one."""
+        from deepfer.train.models import MODELS
+
+        def bad(key: str, why: str):
+            raise ConfigError(f"train.{key} = {getattr(self, key)!r}: {why}")
+
+        if not self.data and not resume:
+            bad("data", "give fer2013.csv or a FER2013 folder (--data)")
+        if self.data and not Path(self.data).exists():
+            bad("data", "no such file or folder")
+        if self.finetune and not resume:
+            from deepfer.evaluate.predictors import KERAS_SUFFIXES
+
+            if Path(self.finetune).suffix.lower() not in KERAS_SUFFIXES:
+                bad("finetune", "expected a .keras or .h5 model")
+            if not Path(self.finetune).is_file():
+                bad("finetune", "no such model file")
+        elif self.model not in MODELS:
+            bad("model", f"choose one of {', '.join(MODELS)}")
+        if (
+            self.weights.lower() not in ("", "none", "imagenet")
+            and not Path(self.weights).is_file()
+        ):
+            bad("weights", "choose imagenet, none, or a weights file")
+        if self.weights.lower() not in ("", "none") and self.model != "mobilenetv3small":
+            bad("weights", "backbone weights apply to --model mobilenetv3small only")
+        if self.optimizer not in OPTIMIZERS:
+            bad("optimizer", f"choose one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            bad("schedule", f"choose one of {', '.join(SCHEDULES)}")
+        for key in ("epochs", "batch_size"):
+            if getattr(self, key) < 1:
+                bad(key, "must be at least 1")
+        if not self.lr > 0:
+            bad("lr", "must be above 0")
+        if not 0.0 < self.val_split < 1.0:
+            bad("val_split", "must be between 0 and 1")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            bad("label_smoothing", "must be in [0, 1)")
+        if not 0.0 < self.plateau_factor < 1.0:
+            bad("plateau_factor", "must be between 0 and 1")
+        for key in (
+            "weight_decay",
+            "warmup_epochs",
+            "plateau_patience",
+            "patience",
+            "threads",
+            "max_per_class",
+            "shift",
+            "rotation",
+            "zoom",
+            "brightness",
+            "contrast",
+        ):
+            if getattr(self, key) < 0:
+                bad(key, "must not be negative")
+        if self.max_per_class == 1:
+            bad("max_per_class", "needs at least 2 faces per class to hold some out for validation")
+        if not 16 <= self.input_size <= 512:
+            bad("input_size", "must be between 16 and 512 pixels")
+        return self
+
+    @classmethod
+    def from_json(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def learning_rate(cfg: TrainConfig, epoch: int) -> float:
+    """The scheduled learning rate for a 0-based ``epoch`` (cosine or constant)."""
+    if cfg.warmup_epochs and epoch < cfg.warmup_epochs:
+        return cfg.lr * (epoch + 1) / (cfg.warmup_epochs + 1)
+    if cfg.schedule == "cosine":
+        span = max(cfg.epochs - cfg.warmup_epochs, 1)
+        t = (epoch - cfg.warmup_epochs) / span
+        return cfg.lr * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0))))
+    return cfg.lr

@@ -1,0 +1,270 @@
+"""A ``deepfer train`` run folder: the one owner of its layout and files.
+
+::
+
+    RUN/
+      config.json            the training options (TrainConfig)
+      summary.json           what training produced (model files, validation accuracy, ...)
+      average.json           what ``deepfer average`` chose, if it ran
+      history.csv, .json     per-epoch logs (Keras' CSVLogger appends to the CSV)
+      training_curves.png, class_distribution.png
+      <model>.keras, .h5     the best model
+      checkpoints/
+        last.keras, best.keras, state.json ({"epoch": epochs done})
+        epoch-NNN.weights.h5 each epoch's weights (--snapshots)
+
+Training writes it, ``deepfer average`` reads the snapshots and writes ``average.json``,
+``deepfer convert`` reads what the model was trained on for its sidecar. Nothing here
+imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+SNAPSHOT = re.compile(r"epoch-(\d+)\.weights\.h5$")
+
+
+class RunFolder:
+    """Paths and files of one run folder (which need not exist yet)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    # ------------------------------------------------------------------ paths
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def summary_file(self) -> Path:
+        return self.path / "summary.json"
+
+    @property
+    def average_file(self) -> Path:
+        return self.path / "average.json"
+
+    @property
+    def history_csv(self) -> Path:
+        return self.path / "history.csv"
+
+    @property
+    def history_json(self) -> Path:
+        return self.path / "history.json"
+
+    @property
+    def curves_plot(self) -> Path:
+        return self.path / "training_curves.png"
+
+    @property
+    def classes_plot(self) -> Path:
+        return self.path / "class_distribution.png"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.checkpoints / "last.keras"
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.checkpoints / "best.keras"
+
+    @property
+    def state_file(self) -> Path:
+        return self.checkpoints / "state.json"
+
+    @property
+    def snapshot_pattern(self) -> str:
+        """For Keras' ModelCheckpoint: ``checkpoints/epoch-{epoch:03d}.weights.h5``."""
+        return str(self.checkpoints / "epoch-{epoch:03d}.weights.h5")
+
+    def model_files(self, stem: str) -> tuple[Path, Path]:
+        """``(RUN/<stem>.keras, RUN/<stem>.h5)``: where the best model is saved."""
+        return self.path / f"{stem}.keras", self.path / f"{stem}.h5"
+
+    # ------------------------------------------------------------------ state
+
+    def is_run(self) -> bool:
+        return self.config_file.is_file()
+
+    def can_resume(self) -> bool:
+        return self.last_checkpoint.is_file() and self.config_file.is_file()
+
+    def create(self) -> None:
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+
+    def read_config(self) -> dict:
+        return json.loads(self.config_file.read_text())
+
+    def write_config(self, config: dict) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text(json.dumps(config, indent=2))
+
+    def read_summary(self) -> dict:
+        """``summary.json``, or ``{}`` when missing or unreadable."""
+        return _read_json(self.summary_file)
+
+    def write_summary(self, summary: dict) -> None:
+        self.summary_file.write_text(json.dumps(summary, indent=2))
+
+    def read_average(self) -> dict:
+        """``average.json``, or ``{}`` when missing or unreadable."""
+        return _read_json(self.average_file)
+
+    def write_average(self, result: dict) -> None:
+        self.average_file.write_text(json.dumps(result, indent=2))
+
+    def epochs_done(self) -> int:
+        """Epochs the last checkpoint holds (``checkpoints/state.json``; 0 without it)."""
+        if not self.state_file.is_file():
+            return 0
+        return int(json.loads(self.state_file.read_text())["epoch"])
+
+    def write_epochs_done(self, epochs: int) -> None:
+        self.state_file.write_text(json.dumps({"epoch": int(epochs)}))
+
+    def snapshots(self) -> dict[int, Path]:
+        """Epoch number (1-based) -> weights file, for ``checkpoints/epoch-NNN.weights.h5``."""
+        found = {}
+        for path in self.checkpoints.glob("epoch-*.weights.h5"):
+            m = SNAPSHOT.search(path.name)
+            if m:
+                found[int(m.group(1))] = path
+        return dict(sorted(found.items()))
+
+    # ------------------------------------------------------------------ history
+
+    def read_history(self) -> dict[str, list[float]]:
+        """``history.csv`` as ``{column: [value per epoch]}`` (no ``epoch`` column)."""
+        history: dict[str, list[float]] = {}
+        if not self.history_csv.is_file():
+            return history
+        with self.history_csv.open() as fh:
+            for row in csv.DictReader(fh):
+                for key, value in row.items():
+                    if key in ("epoch", None) or value in ("", None):  # None: surplus fields
+                        continue
+                    history.setdefault(key, []).append(float(value))
+        return history
+
+    def write_history_json(self, history: dict) -> None:
+        self.history_json.write_text(json.dumps(history, indent=1))
+
+    def mend_history(
+        self, epochs_done: int, learning_rate: Callable[[int], float] | None = None
+    ) -> None:
+        """Make ``history.csv`` ready for Keras' CSVLogger to append to on resume.
+
+        CSVLogger appends rows in its own column order (the logged keys, sorted) and
+        never rewrites the header, so a history written without ``learning_rate``
+        (older DeepFER versions) would get shifted columns. Rewrite it with the
+        column, filled from ``learning_rate(epoch)`` (the schedule those epochs ran
+        under) where given, and drop rows past the checkpoint (an epoch logged after the
+        last checkpoint was written).
+        """
+        path = self.history_csv
+        if not path.is_file():
+            return
+        with path.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            header = list(reader.fieldnames or [])
+            rows = list(reader)
+        if not header:
+            return
+        keep = [r for r in rows if r.get("epoch", "").isdigit() and int(r["epoch"]) < epochs_done]
+        if "learning_rate" in header and len(keep) == len(rows):
+            return
+        keys = sorted(set(header) - {"epoch"} | {"learning_rate"})
+        for row in keep:
+            if not row.get("learning_rate") and learning_rate is not None:
+                row["learning_rate"] = repr(learning_rate(int(row["epoch"])))
+        with path.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, ["epoch", *keys], restval="", extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(keep)
+
+    # ------------------------------------------------------------------ for convert
+
+    @classmethod
+    def containing(cls, model_path: str | Path) -> RunFolder | None:
+        """The run folder a model file was saved in (its folder or the one above), if any."""
+        model_path = Path(model_path)
+        for folder in (model_path.parent, model_path.parent.parent):
+            run = cls(folder)
+            config = _read_json(run.config_file)
+            if config.get("data"):
+                return run
+        return None
+
+    def best_model(self) -> Path | None:
+        """The model training saved (``summary.json``), else the only ``.keras`` in the folder."""
+        keras_file = self.read_summary().get("keras")
+        if isinstance(keras_file, str) and keras_file:
+            return Path(keras_file)
+        found = sorted(self.path.glob("*.keras"))
+        return found[0] if len(found) == 1 else None
+
+    def training_info(self, model_path: str | Path) -> tuple[str, dict]:
+        """What this run says ``model_path`` was trained on: a sentence and the details the
+        converter writes under ``training`` in a sidecar (with ``deepfer average``'s choice
+        when ``model_path`` is the model it saved)."""
+        config = _read_json(self.config_file)
+        summary = self.read_summary()
+        data = str(config["data"])
+        text = f"FER2013 training split from {Path(data).name} ({data})"
+        if config.get("max_per_class"):
+            text += f", capped at {config['max_per_class']} faces per class"
+        if summary.get("train_faces"):
+            text += (
+                f": {summary['train_faces']:,} training faces, "
+                f"{summary.get('val_faces', 0):,} held out for validation"
+            )
+        training = {
+            "run_folder": str(self.path),
+            "model": config.get("model"),
+            "epochs": summary.get("epochs_run", config.get("epochs")),
+            "best_epoch": summary.get("best_epoch"),
+            "val_accuracy": summary.get("val_accuracy"),
+            "seed": config.get("seed"),
+        }
+        training.update(self._averaging_info(Path(model_path)))
+        if "averaged_epochs" in training:  # not one epoch's weights
+            training.pop("best_epoch", None)
+        return text, {k: v for k, v in training.items() if v is not None}
+
+    def _averaging_info(self, model_path: Path) -> dict:
+        """What ``deepfer average`` recorded, if ``model_path`` is the model it saved."""
+        info = self.read_average()
+        try:
+            if Path(info["keras"]).resolve() != model_path.resolve():
+                return {}
+            chosen = info["chosen"]
+        except (KeyError, TypeError):
+            return {}
+        out = {"flip_average": bool(info.get("flip_average"))}
+        if chosen.get("epochs"):
+            out["averaged_epochs"] = chosen["epochs"]
+            out["batchnorm_recomputed_on"] = info.get("batchnorm_faces")
+        out["val_accuracy"] = chosen.get("flip" if out["flip_average"] else "single")
+        out["selected_on"] = info.get("selected_on")
+        return {k: v for k, v in out.items() if v is not None}
+
+
+def _read_json(path: Path) -> dict:
+    with contextlib.suppress(OSError, json.JSONDecodeError):
+        value = json.loads(path.read_text())
+        if isinstance(value, dict):
+            return value
+    return {}
