@@ -131,7 +131,12 @@ def _runtimes(requested: Sequence[str] | None) -> list[str]:
 # --------------------------------------------------------------------------- running workers
 
 
-def _run_worker(spec: dict, workdir: Path, tag: str) -> dict:
+def run_worker(spec: dict, workdir: Path, tag: str) -> dict:
+    """Run one :mod:`deepfer.evaluate.worker` measurement in a fresh process; its result.
+
+    ``spec`` holds the worker's keys (see the worker); the spec and result files go in
+    ``workdir`` named after ``tag``.
+    """
     spec_path = workdir / f"{tag}.spec.json"
     spec["result"] = str(workdir / f"{tag}.result.json")
     spec_path.write_text(json.dumps(spec))
@@ -174,7 +179,7 @@ def measure_model(
         "warmup": settings.warmup,
         "runs": settings.runs,
     }
-    full = _run_worker(
+    full = run_worker(
         {
             **base,
             "threads": settings.all_threads,
@@ -187,7 +192,7 @@ def measure_model(
     )
     latency = {str(settings.all_threads): full["latency_ms"]}
     if settings.all_threads != 1:
-        one = _run_worker(
+        one = run_worker(
             {**base, "threads": 1, "batch_size": 0, "predict": False}, workdir, f"{tag}.one"
         )
         latency = {"1": one["latency_ms"], **latency}
