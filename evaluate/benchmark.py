@@ -33,7 +33,7 @@ from deepfer.edge.errors import DeepFERError
 from deepfer.edge.labels import LABELS
 from deepfer.evaluate.metrics import evaluate_predictions
 from deepfer.evaluate.predictors import KERAS_SUFFIXES, EvaluateError
-from deepfer.evaluate.reports import benchmark_markdown, benchmark_table
+from deepfer.evaluate.reports import benchmark_table, update_sidecars, write_outputs
 from deepfer.evaluate.worker import EXIT_NO_RUNTIME
 
 WORKER_TIMEOUT_S = 1800
@@ -322,58 +322,6 @@ def benchmark(
         "models": rows,
         "skipped": skipped,
     }
-
-
-# --------------------------------------------------------------------------- output
-
-
-def update_sidecars(report: dict) -> list[Path]:
-    """Store each .tflite row's numbers in its sidecar under ``metrics.benchmark``."""
-    from deepfer.edge.model.sidecar import update_metrics
-
-    written = []
-    for r in report["models"]:
-        if r["kind"] != "tflite":
-            continue
-        entry = {
-            "data": report["data"],
-            "split": report["split"],
-            "n": report["n"],
-            "accuracy": r["accuracy"],
-            "macro_f1": r["macro_f1"],
-            "per_class_f1": r["per_class_f1"],
-            "agreement_with_float": r["agreement_with_reference"],
-            "float_reference": Path(report["reference"]).name if report["reference"] else None,
-            "latency_ms": {
-                k: {"median": v["median"], "p90": v["p90"]} for k, v in r["latency_ms"].items()
-            },
-            "throughput_faces_per_second": (r.get("throughput") or {}).get("faces_per_second"),
-            "peak_rss_mb": r["peak_rss_mb"],
-            "runtime": r["runtime"],
-            "machine": report["machine"],
-            "measured": report["created"],
-        }
-        written.append(update_metrics(r["model"], {"benchmark": entry}))
-    return written
-
-
-def write_outputs(report: dict, json_path=None, markdown_path=None, plot_path=None) -> list[Path]:
-    written = []
-    if json_path:
-        p = Path(json_path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps(report, indent=2) + "\n")
-        written.append(p)
-    if markdown_path:
-        p = Path(markdown_path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(benchmark_markdown(report))
-        written.append(p)
-    if plot_path:
-        from deepfer.evaluate.plots import benchmark_plot
-
-        written.append(benchmark_plot(report, plot_path))
-    return written
 
 
 def run_benchmark_command(args) -> int:

@@ -114,6 +114,9 @@ def evaluate_model(
             f"(no TTA: {metrics['accuracy']:.2%}, {m['accuracy'] - metrics['accuracy']:+.2%})"
         )
 
+    if plots and not _have_matplotlib():
+        plots = False  # an edge install evaluates a .tflite without the train extra
+        print("plots: skipped, matplotlib is not installed (pip install 'deepfer[train]')")
     if plots:
         from deepfer.evaluate import plots as plotting
 
@@ -138,6 +141,14 @@ def evaluate_model(
     if report["plots"]:
         print("plots: " + ", ".join(Path(p).name for p in report["plots"].values()))
     return report
+
+
+def _have_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _ferplus(ds, data, split_name: str, votes_file) -> tuple:

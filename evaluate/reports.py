@@ -1,8 +1,10 @@
-"""Text reports: the per-class metrics table of ``deepfer evaluate``, and the table and
-Markdown of ``deepfer benchmark`` (the plots are in :mod:`deepfer.evaluate.plots`)."""
+"""Reports: the per-class metrics table of ``deepfer evaluate``; the table, Markdown and JSON of
+``deepfer benchmark`` and its figures in each model's sidecar (the plots are drawn by
+:mod:`deepfer.evaluate.plots`)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from deepfer.edge.labels import LABELS
@@ -134,3 +136,55 @@ def benchmark_markdown(report: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- benchmark files
+
+
+def update_sidecars(report: dict) -> list[Path]:
+    """Store each .tflite row's numbers in its sidecar under ``metrics.benchmark``."""
+    from deepfer.edge.model.sidecar import update_metrics
+
+    written = []
+    for r in report["models"]:
+        if r["kind"] != "tflite":
+            continue
+        entry = {
+            "data": report["data"],
+            "split": report["split"],
+            "n": report["n"],
+            "accuracy": r["accuracy"],
+            "macro_f1": r["macro_f1"],
+            "per_class_f1": r["per_class_f1"],
+            "agreement_with_float": r["agreement_with_reference"],
+            "float_reference": Path(report["reference"]).name if report["reference"] else None,
+            "latency_ms": {
+                k: {"median": v["median"], "p90": v["p90"]} for k, v in r["latency_ms"].items()
+            },
+            "throughput_faces_per_second": (r.get("throughput") or {}).get("faces_per_second"),
+            "peak_rss_mb": r["peak_rss_mb"],
+            "runtime": r["runtime"],
+            "machine": report["machine"],
+            "measured": report["created"],
+        }
+        written.append(update_metrics(r["model"], {"benchmark": entry}))
+    return written
+
+
+def write_outputs(report: dict, json_path=None, markdown_path=None, plot_path=None) -> list[Path]:
+    written = []
+    if json_path:
+        p = Path(json_path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps(report, indent=2) + "\n")
+        written.append(p)
+    if markdown_path:
+        p = Path(markdown_path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(benchmark_markdown(report))
+        written.append(p)
+    if plot_path:
+        from deepfer.evaluate.plots import benchmark_plot
+
+        written.append(benchmark_plot(report, plot_path))
+    return written
