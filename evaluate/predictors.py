@@ -16,7 +16,7 @@ import numpy as np
 
 from deepfer.edge.errors import DeepFERError
 from deepfer.edge.labels import FOLDER_ALIASES, LABELS
-from deepfer.edge.model.classifier import _softmax
+from deepfer.edge.model.classifier import as_probabilities
 from deepfer.edge.preprocess import prepare_face
 
 #: Model files by suffix: the one definition (evaluate, benchmark, convert, train).
@@ -130,10 +130,7 @@ class KerasPredictor(Predictor):
         if self.channels != 1:
             x = np.repeat(x, self.channels, axis=3)
         # compiled once per batch shape: about twice as fast as calling the model eagerly
-        probs = np.asarray(self.model.predict_on_batch(x), np.float32)
-        if (probs < -1e-3).any() or np.abs(probs.sum(1) - 1.0).max() > 0.05:
-            probs = _softmax(probs)  # a model that outputs logits
-        return probs
+        return as_probabilities(np.asarray(self.model.predict_on_batch(x), np.float32))
 
 
 def load_predictor(

@@ -94,15 +94,16 @@ class EmotionClassifier:
             scores = self._run(batch)
         else:
             scores = np.concatenate([self._run(batch[i : i + 1]) for i in range(n)])
-        scores = scores.reshape(n, k)
-        if (scores < -1e-3).any() or np.abs(scores.sum(1) - 1.0).max() > 0.05:
-            scores = _softmax(scores)  # a model that outputs logits
-        return scores.astype(np.float32, copy=False)
+        return as_probabilities(scores.reshape(n, k))
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+def as_probabilities(scores: np.ndarray) -> np.ndarray:
+    """``(n, k)`` model outputs as float32 probabilities: softmax of a model that outputs
+    logits (a negative score, or rows not summing to 1), unchanged otherwise."""
+    if scores.size and ((scores < -1e-3).any() or np.abs(scores.sum(1) - 1.0).max() > 0.05):
+        e = np.exp(scores - scores.max(axis=1, keepdims=True))
+        scores = e / e.sum(axis=1, keepdims=True)
+    return scores.astype(np.float32, copy=False)
 
 
 def resolve_model_path(path: str | Path | None) -> Path:

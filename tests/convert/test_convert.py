@@ -8,22 +8,14 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from deepfer.cli import main
-from deepfer.data.sampling import (
-    CalibrationError,
-    balanced_indices,
-    held_out_set,
-    representative_set,
-)
 from deepfer.convert.errors import ConvertError
 from deepfer.convert.inspect import check_full_integer, inspect_tflite
+from deepfer.data.fer2013 import load_fer2013
 from deepfer.edge.labels import LABELS
 from deepfer.edge.model.sidecar import file_sha256, load_model_info
-from deepfer.data.dataset import FaceDataset
-from deepfer.data.fer2013 import load_fer2013
 
 pytestmark = pytest.mark.slow
 
@@ -106,32 +98,6 @@ def test_int8_runs_with_ai_edge_litert_without_tensorflow(tiny_tflite_model, tin
     runtime, dtype, accuracy, tf_modules = proc.stdout.split()[-4:]
     assert runtime == "ai-edge-litert" and dtype == "int8"
     assert float(accuracy) >= 0.8 and tf_modules == "0"
-
-
-def test_calibration_set_is_balanced_and_deterministic():
-    y = np.repeat(np.arange(7), [50, 3, 40, 60, 45, 30, 20])
-    a = balanced_indices(y, 70, seed=0)
-    assert np.array_equal(a, balanced_indices(y, 70, seed=0))
-    assert not np.array_equal(a, balanced_indices(y, 70, seed=1))
-    assert len(np.unique(a)) == 70
-    counts = np.bincount(y[a], minlength=7)
-    assert counts[1] == 3  # the rare class gives all it has ...
-    assert counts.sum() == 70 and counts.max() - counts[counts != 3].min() <= 1  # ... rest even
-    assert len(balanced_indices(y, 10_000)) == len(y)
-    with pytest.raises(CalibrationError):
-        balanced_indices(y, 0)
-
-
-def test_held_out_slice_excludes_calibration_faces():
-    rng = np.random.default_rng(0)
-    y = np.repeat(np.arange(7), 30)
-    ds = FaceDataset(rng.integers(0, 255, (len(y), 48, 48, 1), dtype=np.uint8), y, "train")
-    ds.x[:, 0, 0, 0] = np.arange(len(y))  # tag each face
-    splits = {"train": ds}
-    calib = representative_set(splits, "src", n=70, seed=3)
-    held = held_out_set(splits, "src", calib)
-    assert held.split == "train" and len(held.data) == len(y) - 70
-    assert not set(calib.x[:, 0, 0, 0]) & set(held.data.x[:, 0, 0, 0])
 
 
 def _convert(capsys, *args) -> tuple[int, str]:

@@ -48,7 +48,16 @@ def test_deepfer_run_without_tensorflow(tmp_path, media_dir, tiny_tflite_model):
 
 
 #: Desktop modules the command may load to list its subcommands: the light registrars only.
-REGISTRARS = {"deepfer.train", "deepfer.train.cli", "deepfer.convert", "deepfer.convert.cli"}
+REGISTRARS = {
+    "deepfer.train",
+    "deepfer.train.cli",
+    "deepfer.evaluate",
+    "deepfer.evaluate.cli",
+    "deepfer.convert",
+    "deepfer.convert.cli",
+}
+#: Module prefixes of the desktop stages.
+DESKTOP = ("deepfer.data", "deepfer.evaluate", "deepfer.train", "deepfer.convert")
 
 
 def test_every_edge_module_imports_without_tensorflow(tmp_path):
@@ -64,7 +73,7 @@ def test_every_edge_module_imports_without_tensorflow(tmp_path):
         "heavy = [m for m in sys.modules if m.split('.')[0] in "
         "('tensorflow', 'keras', 'matplotlib')]\n"
         "assert not heavy, heavy\n"
-        f"desktop = [m for m in sys.modules if m.startswith(('deepfer.train', 'deepfer.convert'))"
+        f"desktop = [m for m in sys.modules if m.startswith({DESKTOP!r})"
         f" and m not in {sorted(REGISTRARS)!r}]\n"
         "assert not desktop, desktop\n"
         "print(len(names))\n"
@@ -92,7 +101,7 @@ def test_help_imports_no_desktop_code_and_nothing_heavy(tmp_path):
     assert proc.returncode == 0 and "detect" in proc.stdout and "run" in proc.stdout
     names = imported(proc.stderr)
     assert "deepfer.cli" in names
-    desktop = {n for n in names if n.startswith(("deepfer.train", "deepfer.convert"))}
+    desktop = {n for n in names if n.startswith(DESKTOP)}
     assert desktop <= REGISTRARS, desktop
     assert not {n for n in names if n.split(".")[0] in ("numpy", "cv2", "tensorflow", "keras")}
 
@@ -108,5 +117,5 @@ def test_run_imports_no_desktop_code(tmp_path, media_dir, tiny_tflite_model):
     assert proc.returncode == 0, proc.stderr[-3000:]
     names = imported(proc.stderr)
     assert {"deepfer.edge.daemon", "deepfer.edge.pipeline", "cv2"} <= names
-    desktop = {n for n in names if n.startswith(("deepfer.train", "deepfer.convert"))}
+    desktop = {n for n in names if n.startswith(DESKTOP)}
     assert desktop <= REGISTRARS, desktop

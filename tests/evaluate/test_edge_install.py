@@ -27,7 +27,9 @@ def edge_only_env(tmp_path: Path) -> dict[str, str]:
 def test_the_stubs_block(tmp_path):
     env = edge_only_env(tmp_path)
     for name in ("tensorflow", "sklearn", "matplotlib"):
-        proc = subprocess.run([sys.executable, "-c", f"import {name}"], env=env, capture_output=True)
+        proc = subprocess.run(
+            [sys.executable, "-c", f"import {name}"], env=env, capture_output=True
+        )
         assert proc.returncode != 0, name
 
 

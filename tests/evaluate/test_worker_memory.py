@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-MODEL = Path(__file__).resolve().parents[1] / "models" / "deepfer_int8.tflite"
+MODEL = Path(__file__).resolve().parents[2] / "models" / "deepfer_int8.tflite"
 BALLAST_MB = 400
 
 PARENT = textwrap.dedent(

@@ -17,6 +17,8 @@ from deepfer.edge.model.sidecar import load_model_info, write_sidecar
 from deepfer.evaluate.metrics import auc, evaluate_predictions, roc_curve
 from deepfer.evaluate.tta import flip_views, predict_probs, tencrop_views, tta_views
 
+FERPLUS_HEADER = "file,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF\n"
+
 
 def one_hot_probs(pred: list[int], k: int, confidence: float = 0.7) -> np.ndarray:
     probs = np.full((len(pred), k), (1 - confidence) / (k - 1))
@@ -239,39 +241,6 @@ def test_evaluate_a_plain_class_folder_defaults_beside_the_model(
     assert run_cli(str(model), "--data", str(tiny_fer / "test"), "--tta", "none") == 0
     report = json.loads((tmp_path / "m-eval-all" / "report.json").read_text())
     assert report["split"] == "all" and report["n"] == 42 and report["tta"] == {}
-
-
-FERPLUS_HEADER = "file,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF\n"
-
-
-def test_ferplus_majority_relabels_and_counts_what_it_leaves_out(tmp_path):
-    from deepfer.data.dataset import FaceDataset
-    from deepfer.data.ferplus import ferplus_majority, load_ferplus_votes
-
-    votes = tmp_path / "ferplus_test.csv"
-    votes.write_text(
-        FERPLUS_HEADER
-        + "angry/a.png,1,8,0,0,1,0,0,0,0,0\n"  # FER2013 says angry, FER+ says happy
-        + "angry/b.png,0,0,0,0,9,0,0,1,0,0\n"  # both say angry
-        + "fear/c.png,0,0,4,0,0,0,4,0,2,0\n"  # surprise and fear tie
-        + "fear/d.png,0,0,1,0,0,0,2,7,0,0\n"  # contempt: no DeepFER class
-        + "sad/e.png,0,0,0,0,0,0,0,0,0,10\n"  # not a face
-        + "sad/f.png,3,0,0,1,0,0,0,0,6,0\n"  # unknown
-    )
-    names = ["angry/a.png", "angry/b.png", "fear/c.png", "fear/d.png", "sad/e.png", "sad/f.png"]
-    names.append("sad/not-listed.png")
-    y = np.array([LABELS.index(n.split("/")[0]) for n in names])
-    ds = FaceDataset(np.arange(7, dtype=np.uint8)[:, None, None, None], y, "test", names)
-    kept, info = ferplus_majority(ds, load_ferplus_votes(votes))
-    assert kept.files == ["angry/a.png", "angry/b.png"]
-    assert [LABELS[i] for i in kept.y] == ["happy", "angry"]
-    assert kept.x[:, 0, 0, 0].tolist() == [0, 1]  # the faces travel with their labels
-    assert info == {
-        "faces": 7,
-        "kept": 2,
-        "left_out": {"contempt": 1, "unknown": 1, "NF": 1, "tie": 1, "not in the votes file": 1},
-        "label_changed": 1,
-    }
 
 
 @pytest.mark.slow

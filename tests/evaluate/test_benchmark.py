@@ -8,8 +8,8 @@ import shutil
 import pytest
 
 from deepfer.cli import main
-from deepfer.evaluate.benchmark import BenchmarkError, describe_model
 from deepfer.edge.labels import LABELS
+from deepfer.evaluate.benchmark import BenchmarkError, describe_model
 
 pytestmark = pytest.mark.slow
 
