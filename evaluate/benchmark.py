@@ -26,13 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfer.data.dataset import DataError
 from deepfer.data.fer2013 import load_split
 from deepfer.data.splits import stratified_split
 from deepfer.edge.errors import DeepFERError
 from deepfer.edge.labels import LABELS
 from deepfer.evaluate.metrics import evaluate_predictions
-from deepfer.evaluate.predictors import KERAS_SUFFIXES, EvaluateError
+from deepfer.evaluate.predictors import KERAS_SUFFIXES
 from deepfer.evaluate.reports import benchmark_table, update_sidecars, write_outputs
 from deepfer.evaluate.worker import EXIT_NO_RUNTIME
 
@@ -325,9 +324,8 @@ def benchmark(
 
 
 def run_benchmark_command(args) -> int:
-    """Handler of ``deepfer benchmark``; exit status."""
-    from deepfer.edge.model.sidecar import ModelInfoError
-
+    """Handler of ``deepfer benchmark``; exit status. Bad input raises a
+    :class:`deepfer.edge.errors.DeepFERError` (the command prints it, exit 2)."""
     out = Path(args.out) if args.out else None
     json_path = args.json or (out / "benchmark.json" if out else None)
     md_path = args.markdown or (out / "benchmark.md" if out else None)
@@ -344,9 +342,10 @@ def run_benchmark_command(args) -> int:
             settings=settings,
             echo=lambda line: print(line, file=sys.stderr, flush=True),
         )
-    except (BenchmarkError, DataError, EvaluateError, ModelInfoError, ValueError) as exc:
-        print(f"deepfer benchmark: error: {exc}", file=sys.stderr)
-        return 2
+    except DeepFERError:
+        raise
+    except ValueError as exc:  # faces or probabilities of the wrong shape
+        raise BenchmarkError(str(exc)) from None
     print(benchmark_table(report))
     for p in write_outputs(report, json_path, md_path, plot_path):
         print(f"wrote {p}")

@@ -9,16 +9,16 @@ for the plain pass and each test-time augmentation are printed, plotted and writ
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from deepfer.data.dataset import DataError, format_counts
+from deepfer.data.dataset import format_counts
 from deepfer.data.fer2013 import load_split
 from deepfer.data.ferplus import ferplus_majority, load_ferplus_votes
+from deepfer.edge.errors import DeepFERError
 from deepfer.edge.labels import LABELS
 from deepfer.evaluate.metrics import evaluate_predictions, roc_curves
 from deepfer.evaluate.predictors import EvaluateError, load_predictor
@@ -169,10 +169,11 @@ def _ferplus(ds, data, split_name: str, votes_file) -> tuple:
 
 
 def run_evaluate(args) -> int:
-    """Handler of ``deepfer evaluate`` (see :mod:`deepfer.evaluate.cli`); exit status."""
-    from deepfer.edge.model.runtime import ModelLoadError, RuntimeUnavailable
-    from deepfer.edge.model.sidecar import ModelInfoError
+    """Handler of ``deepfer evaluate`` (see :mod:`deepfer.evaluate.cli`); exit status.
 
+    Bad input raises a :class:`deepfer.edge.errors.DeepFERError`, which the command prints
+    as ``deepfer evaluate: error: ...`` (exit 2).
+    """
     try:
         evaluate_model(
             args.model,
@@ -185,14 +186,8 @@ def run_evaluate(args) -> int:
             labels=getattr(args, "labels", "fer2013"),
             ferplus_votes=getattr(args, "ferplus_votes", None),
         )
-    except (
-        EvaluateError,
-        DataError,
-        ModelInfoError,
-        ModelLoadError,
-        RuntimeUnavailable,
-        ValueError,
-    ) as exc:
-        print(f"deepfer evaluate: error: {exc}", file=sys.stderr)
-        return 2
+    except DeepFERError:
+        raise
+    except ValueError as exc:  # faces or probabilities of the wrong shape
+        raise EvaluateError(str(exc)) from None
     return 0
