@@ -44,7 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for ep in _registrars():
+    registrars = _registrars()
+    if not registrars:  # metadata from before the entry points existed, or no install at all
+        parser.exit(
+            2,
+            f"deepfer: no subcommands are registered (entry-point group {GROUP!r}); "
+            "reinstall DeepFER: pip install -e . (or pip install 'deepfer[edge]')\n",
+        )
+    for ep in registrars:
         ep.load()(sub)
     return parser
 

@@ -163,3 +163,12 @@ def test_subcommands_come_from_the_entry_point_group(monkeypatch, capsys):
         cli.main(["hello", "--fail", "bug"])
     names = [ep.name for ep in real(group=cli.GROUP)]
     assert {"edge", "train", "convert"} <= set(names)
+
+
+def test_no_registered_subcommands_is_a_clear_error(monkeypatch, capsys):
+    import deepfer.cli as cli
+
+    monkeypatch.setattr(cli, "entry_points", lambda group: [])
+    with pytest.raises(SystemExit) as err:
+        cli.main(["run"])
+    assert err.value.code == 2 and "reinstall DeepFER" in capsys.readouterr().err

@@ -287,13 +287,14 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class PreviewServer(Sink):
-    """Serves the annotated live stream and the latest events over HTTP.
+    """Serves the annotated live stream and the latest events over HTTP; a Sink.
 
     >>> with PreviewServer(port=0) as preview:      # doctest: +SKIP
-    ...     preview.update(frame, faces, events)    # every frame, from the pipeline thread
     ...     print(preview.url)
+    ...     preview.on_frame(result)                # a FrameResult, from the pipeline thread
+    ...     preview.publish_event(event)            # or update(frame, faces, events)
 
-    ``update()`` keeps a reference to the frame: give each call its own array or Frame
+    It keeps a reference to the frame: give each call its own array or Frame
     (``cv2.VideoCapture.read()`` and picamera2 already do) and do not write into it afterwards.
     """
 
