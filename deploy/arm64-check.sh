@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Check the Raspberry Pi install path on an x86-64 Linux box: an emulated arm64 Debian
+# (debootstrap + qemu-user-static) installs this checkout with `pip install ".[edge]"` from
+# aarch64 wheels and runs `deepfer detect` on a photo. No Pi, no camera needed.
+#
+#   sudo deploy/arm64-check.sh [ROOTFS_DIR] [PHOTO]
+#
+# ROOTFS_DIR (default /var/tmp/deepfer-arm64) is created once and reused; PHOTO defaults to
+# $DEEPFER_DATA/media/justin.jpg. Needs root, network access to Debian and PyPI, and the
+# packages debootstrap, qemu-user-static and binfmt-support. Exits non-zero on any failure,
+# and when the install pulls in TensorFlow.
+set -euo pipefail
+root=${1:-/var/tmp/deepfer-arm64}
+photo=${2:-${DEEPFER_DATA:-}/media/justin.jpg}
+src=$(cd "$(dirname "$0")/.." && pwd)
+
+die() { echo "arm64-check: $*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "run as root (debootstrap and chroot need it)"
+for tool in debootstrap qemu-aarch64-static update-binfmts; do
+  command -v "$tool" >/dev/null || die "$tool is missing: apt-get install debootstrap qemu-user-static binfmt-support"
+done
+[ -f "$photo" ] || die "no photo at '$photo': pass one, or set DEEPFER_DATA"
+
+# arm64 binaries run through qemu once binfmt_misc knows about it.
+[ -e /proc/sys/fs/binfmt_misc/register ] || mount binfmt_misc -t binfmt_misc /proc/sys/fs/binfmt_misc
+update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
+
+if [ ! -x "$root/usr/bin/python3" ]; then
+  echo "== debootstrap arm64 bookworm into $root (a few minutes, once)"
+  debootstrap --arch=arm64 --variant=minbase \
+    --include=python3,python3-venv,python3-pip,ca-certificates bookworm "$root" \
+    http://deb.debian.org/debian
+fi
+cp /etc/resolv.conf "$root/etc/resolv.conf"
+# /sys stays unmounted: with the host's CPU list visible, XNNPACK under qemu segfaults
+for fs in proc; do mountpoint -q "$root/$fs" || mount --bind "/$fs" "$root/$fs"; done
+trap 'umount "$root/proc" 2>/dev/null || true' EXIT
+
+echo "== copy this checkout (tracked files) and the photo"
+rm -rf "$root/opt/src" && mkdir -p "$root/opt/src" "$root/opt/media"
+git -C "$src" archive --format=tar HEAD | tar -x -C "$root/opt/src"
+cp "$photo" "$root/opt/media/photo.jpg"
+
+echo "== pip install .[edge] from aarch64 wheels"
+# a clean environment: the host's pip settings (local indexes, find-links) do not apply there
+env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
+  chroot "$root" /bin/bash -euo pipefail -c '
+  [ -d /opt/venv ] || python3 -m venv /opt/venv
+  /opt/venv/bin/pip install -q --upgrade pip
+  /opt/venv/bin/pip install -q "/opt/src[edge]"
+  echo "machine: $(uname -m)"
+  /opt/venv/bin/python -c "import importlib.util as u, sys; sys.exit(1 if u.find_spec(\"tensorflow\") else 0)" \
+    || { echo "TensorFlow was installed: the edge install must not pull it in" >&2; exit 1; }
+  cd /tmp
+  /opt/venv/bin/deepfer --help >/dev/null
+  time /opt/venv/bin/deepfer detect /opt/media/photo.jpg   # emulated: several times a real Pi 4
+'
+echo "== arm64 install path OK"
