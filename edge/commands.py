@@ -85,6 +85,47 @@ def add_detect(sub: argparse._SubParsersAction) -> None:
         help="scale frames to this width before looking for faces (default: 640 for images, "
         "detector.detect_width for videos; 0 = full size)",
     )
+    rec = p.add_argument_group(
+        "recordings to data",
+        "Faces stream to these files as they are found (constant memory on long videos); "
+        "the printout becomes one line per input.",
+    )
+    rec.add_argument(
+        "--csv",
+        default=None,
+        metavar="FILE",
+        help="one row per face per frame: input, frame, t, track_id, x, y, w, h, emotion, "
+        "score and one column per emotion",
+    )
+    rec.add_argument("--jsonl", default=None, metavar="FILE", help="the same rows as JSON lines")
+    rec.add_argument(
+        "--summary",
+        default=None,
+        metavar="FILE",
+        help="one row per track: first/last time, dwell, dominant emotion, mean scores "
+        "(CSV, or JSON for .json)",
+    )
+    rec.add_argument(
+        "--plot",
+        default=None,
+        metavar="FILE.png",
+        help="draw each track's emotion over time (needs matplotlib)",
+    )
+    rec.add_argument(
+        "--every", type=int, default=1, metavar="N", help="look at every N-th frame of videos"
+    )
+    rec.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="process up to N inputs at once, one process per input (default %(default)s)",
+    )
+    rec.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (it is drawn on stderr only when that is a terminal)",
+    )
     _model_args(p)
     p.set_defaults(handler=cmd_detect)
 
@@ -284,6 +325,19 @@ def cmd_view(args: argparse.Namespace) -> int:
 
 def cmd_detect(args: argparse.Namespace) -> int:
     config = _load_config(args, {"model": "model.path", "yunet": "detector.yunet_model"})
-    from deepfer.edge.detect_files import detect_files
+    from deepfer.edge.detect_files import Recording, detect_files
+    from deepfer.edge.errors import ConfigError
 
-    return detect_files(config, args.inputs, args.out, args.detect_width, args.json)
+    for flag in ("every", "jobs"):
+        if getattr(args, flag) < 1:
+            raise ConfigError([f"--{flag} {getattr(args, flag)}: must be 1 or more"])
+    rec = Recording(
+        csv=args.csv,
+        jsonl=args.jsonl,
+        summary=args.summary,
+        plot=args.plot,
+        every=args.every,
+        jobs=args.jobs,
+        progress=False if args.no_progress else None,
+    )
+    return detect_files(config, args.inputs, args.out, args.detect_width, args.json, rec)

@@ -4,16 +4,24 @@ Images are searched at 640 pixels wide by default (``--detect-width``), videos w
 daemon's pipeline (tracker included) at ``detector.detect_width``. Faces are printed as
 text, or as JSON (``messages.face_message`` with ``input``, and ``frame``/``t`` for
 videos); ``--out`` writes the annotated image or video.
+
+Recordings to data: ``--csv``/``--jsonl`` write one row per face per frame as it is found
+(``recording.py``), ``--summary`` one row per track, ``--plot`` a timeline
+(``timeline.py``); ``--every N`` samples frames, ``--jobs N`` runs one process per input;
+a progress bar with ETA is drawn on stderr when it is a terminal (``progress.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import cv2
 
@@ -26,8 +34,14 @@ from deepfer.edge.errors import DeepFERError, InputError, OutputError
 from deepfer.edge.messages import face_message
 from deepfer.edge.model.classifier import EmotionClassifier, load_classifier
 from deepfer.edge.pipeline import FacePipeline
+from deepfer.edge.progress import Progress
+from deepfer.edge.recording import RowWriter, TrackBook, TrackSummary, write_summary
+from deepfer.edge.timeline import import_pyplot, plot_timeline
 
 log = logging.getLogger(__name__)
+
+#: Files a folder given as input contributes besides its images (IMAGE_EXTS).
+VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 
 #: Images are scaled to this width before the face search unless --detect-width says otherwise.
 IMAGE_DETECT_WIDTH = 640
@@ -61,30 +75,195 @@ class FileDetector:
             log.info("wrote %s", target)
         return [{"input": str(path), **face_message(face)} for face in faces]
 
-    def video(self, path: Path, detect_width: int | None, target: Path | None) -> list[dict]:
+    def video_frames(
+        self,
+        path: Path,
+        detect_width: int | None,
+        target: Path | None,
+        every: int = 1,
+        source: OpenCVSource | None = None,
+    ) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        """``(frame index, faces)`` for every ``every``-th frame of a video, as they are found
+        (nothing kept); ``--out`` gets the sampled frames with boxes drawn."""
         width = self.config.detector.detect_width if detect_width is None else detect_width
         pipeline = self.pipeline(width, track=True)
-        source = OpenCVSource(str(path), live=False)
+        source = source or OpenCVSource(str(path), live=False)
         reader = FrameReader(source)
         writer = None
-        out: list[dict[str, Any]] = []
+        every = max(1, every)
         try:
             for frame in reader:
+                if frame.index % every:
+                    continue
                 faces = pipeline.process(frame).faces
-                for face in faces:
-                    where = {"input": str(path), "frame": frame.index, "t": round(frame.t, 3)}
-                    out.append({**where, **face_message(face)})
+                where = {"input": str(path), "frame": frame.index, "t": round(frame.t, 3)}
+                yield frame.index, [{**where, **face_message(face)} for face in faces]
                 if target is not None:
-                    writer = writer or _video_writer(target, source.fps or 30.0, frame.size)
+                    fps = (source.fps or 30.0) / every
+                    writer = writer or _video_writer(target, fps, frame.size)
                     writer.write(draw_faces(frame.bgr(), faces))
         finally:
             if writer is not None:
                 writer.release()
                 log.info("wrote %s", target)
-        pipeline.close()
-        if reader.opened and not out and target is None:
+            pipeline.close()
+
+    def video(self, path: Path, detect_width: int | None, target: Path | None) -> list[dict]:
+        out: list[dict[str, Any]] = []
+        for _, faces in self.video_frames(path, detect_width, target):
+            out += faces
+        if not out and target is None:
             log.info("%s: no faces", path)
         return out
+
+
+@dataclass
+class Recording:
+    """What ``deepfer detect`` writes besides its printout (all optional)."""
+
+    csv: str | None = None
+    jsonl: str | None = None
+    summary: str | None = None
+    plot: str | None = None
+    every: int = 1
+    jobs: int = 1
+    #: progress bar on stderr: None = when stderr is a terminal
+    progress: bool | None = None
+
+    @property
+    def streaming(self) -> bool:
+        """True when faces go to files as they are found (the printout is one line per input)."""
+        return bool(self.csv or self.jsonl or self.summary or self.plot)
+
+
+@dataclass
+class InputResult:
+    """One input's outcome, small enough to send back from a worker process."""
+
+    path: str
+    faces: list[dict[str, Any]] | None = None  # kept only when printed (no --csv etc.)
+    frames: int = 0
+    rows: int = 0
+    tracks: list[TrackSummary] = field(default_factory=list)
+    error: str | None = None
+
+
+def expand_inputs(inputs: list[str]) -> list[Path]:
+    """Files as given; a folder becomes its images and videos (sorted, not recursive)."""
+    paths: list[Path] = []
+    for name in inputs:
+        path = Path(name)
+        if path.is_dir():
+            found = sorted(
+                p for p in path.iterdir()
+                if p.is_file() and p.suffix.lower() in (*IMAGE_EXTS, *VIDEO_EXTS)
+            )  # fmt: skip
+            if not found:
+                log.warning("%s: no images or videos in this folder", path)
+            paths += found
+        else:
+            paths.append(path)
+    return paths
+
+
+def frame_count(path: Path) -> int:
+    """Frames in a video as its container says (0 when unknown), 1 for an image."""
+    if path.suffix.lower() in IMAGE_EXTS:
+        return 1
+    cap = cv2.VideoCapture(str(path))
+    try:
+        return max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
+    finally:
+        cap.release()
+
+
+def _process_input(
+    files: FileDetector,
+    path: Path,
+    target: Path | None,
+    detect_width: int | None,
+    rec: Recording,
+    writer: RowWriter | None,
+    keep_faces: bool,
+    on_frame=None,
+) -> InputResult:
+    """Detects in one input; rows go to ``writer`` as they come. Errors end up in the result."""
+    result = InputResult(str(path), faces=[] if keep_faces else None)
+    every = max(1, rec.every)
+    try:
+        if not path.is_file():
+            raise InputError(f"{path}: no such file")
+        if path.suffix.lower() in IMAGE_EXTS:
+            frames = iter([(0, files.image(path, detect_width, target))])
+            gap_s = 1.0
+        else:
+            source = OpenCVSource(str(path), live=False)
+            frames = files.video_frames(path, detect_width, target, every, source)
+            gap_s = 0.0  # set once the source is open (it knows its fps)
+        book = TrackBook(str(path))
+        for _, faces in frames:
+            if not gap_s:
+                gap_s = book.gap_s = 3.0 * every / (source.fps or 30.0)
+            result.frames += 1
+            for face in faces:
+                if writer is not None:
+                    writer.write(face)
+                book.add(face)
+            result.rows += len(faces)
+            if keep_faces:
+                result.faces += faces
+            if on_frame is not None:
+                on_frame(1)
+        result.tracks = book.summaries()
+    except DeepFERError as exc:
+        result.error = str(exc)
+    return result
+
+
+# -- parallel inputs (--jobs): one process per input -------------------------------------------
+
+_worker: dict[str, Any] = {}
+
+
+def _worker_init(config: Config, counter) -> None:
+    _worker["files"] = FileDetector(config)
+    _worker["counter"] = counter
+
+
+def _worker_run(
+    path: Path,
+    target: Path | None,
+    detect_width: int | None,
+    rec: Recording,
+    parts: Path | None,
+    keep_faces: bool,
+) -> InputResult:
+    files: FileDetector = _worker["files"]
+    counter = _worker["counter"]
+
+    def on_frame(n: int) -> None:
+        with counter.get_lock():
+            counter.value += n
+
+    with contextlib.ExitStack() as stack:
+        csv_part = jsonl_part = None
+        if parts is not None and rec.csv:
+            csv_part = stack.enter_context(open(parts.with_suffix(".csv"), "w", newline=""))
+        if parts is not None and rec.jsonl:
+            jsonl_part = stack.enter_context(open(parts.with_suffix(".jsonl"), "w"))
+        writer = None
+        if csv_part or jsonl_part:
+            writer = RowWriter(files.classifier.labels, csv_part, jsonl_part, header=False)
+        return _process_input(files, path, target, detect_width, rec, writer, keep_faces, on_frame)
+
+
+def _open_output(name: str | None, flag: str) -> IO[str] | None:
+    if not name:
+        return None
+    try:
+        return open(name, "w", newline="")
+    except OSError as exc:
+        raise OutputError(f"{flag} {name}: cannot write there ({exc.strerror})") from None
 
 
 def detect_files(
@@ -93,37 +272,148 @@ def detect_files(
     out: str | None = None,
     detect_width: int | None = None,
     as_json: bool = False,
+    rec: Recording | None = None,
 ) -> int:
-    """Detect in every input; prints as it goes (text) or at the end (JSON). A bad input is
-    reported and skipped; returns 1 when any failed, else 0."""
+    """Detect in every input (files, or folders of images and videos).
+
+    Without recording outputs it prints as it goes (text) or at the end (JSON). With
+    ``rec`` outputs (CSV, JSON lines, summary, plot) faces stream to the files and the
+    printout is one line per input. A bad input is reported and skipped; returns 1 when
+    any failed, else 0.
+    """
+    rec = rec or Recording()
     files = FileDetector(config)  # a bad model or detector is fatal (raised)
+    labels = list(files.classifier.labels)
+    paths = expand_inputs(inputs)
+    if not paths:
+        raise InputError(f"{', '.join(inputs)}: no images or videos to look at")
+    if rec.plot:
+        import_pyplot()  # fail before hours of work, not after
     target_dir = Path(out) if out else None
-    if target_dir is not None and len(inputs) > 1:
+    several = len(paths) > 1
+    if target_dir is not None and several:
         target_dir.mkdir(parents=True, exist_ok=True)
-    results: list[dict[str, Any]] = []
-    failed = 0
-    for name in inputs:
-        path = Path(name)
-        target = None
-        if target_dir is not None:
-            target = target_dir / path.name if len(inputs) > 1 else target_dir
+
+    def target_of(path: Path) -> Path | None:
+        if target_dir is None:
+            return None
+        return target_dir / path.name if several else target_dir
+
+    keep_faces = as_json or not rec.streaming
+    csv_file = _open_output(rec.csv, "--csv")
+    jsonl_file = _open_output(rec.jsonl, "--jsonl")
+    writer = RowWriter(labels, csv_file, jsonl_file) if (csv_file or jsonl_file) else None
+    jobs = max(1, min(rec.jobs, len(paths)))
+    total = sum(frame_count(p) for p in paths if p.is_file())
+    total = max(1, total // max(1, rec.every)) if total else 0
+    progress = Progress(total, label="deepfer detect", enabled=rec.progress)
+    results: list[InputResult] = []
+    try:
+        if jobs == 1:
+            done = 0
+
+            def on_frame(n: int) -> None:
+                nonlocal done
+                done += n
+                progress.update(done)
+
+            for path in paths:
+                result = _process_input(
+                    files, path, target_of(path), detect_width, rec, writer, keep_faces, on_frame
+                )
+                _report(result, as_json, rec.streaming)
+                results.append(result)
+        else:
+            results = _run_parallel(
+                config, paths, target_of, detect_width, rec, jobs, keep_faces, writer,
+                csv_file, jsonl_file, progress, as_json,
+            )  # fmt: skip
+    finally:
+        progress.close()
+        for f in (csv_file, jsonl_file):
+            if f is not None:
+                f.close()
+    tracks = [t for r in results for t in r.tracks]
+    if rec.summary:
         try:
-            if not path.is_file():
-                raise InputError(f"{path}: no such file")
-            if path.suffix.lower() in IMAGE_EXTS:
-                faces = files.image(path, detect_width, target)
-            else:
-                faces = files.video(path, detect_width, target)
-        except DeepFERError as exc:
-            print(f"deepfer detect: error: {exc}", file=sys.stderr)
-            failed += 1
-            continue
-        results += faces
-        if not as_json:
-            print_faces(path, faces)
+            write_summary(Path(rec.summary), tracks, labels)
+        except OSError as exc:
+            raise OutputError(f"--summary {rec.summary}: cannot write there ({exc})") from None
+    if rec.plot:
+        plot_timeline(tracks, Path(rec.plot), labels)
+        log.info("wrote %s", rec.plot)
     if as_json:
-        print(json.dumps(results, indent=1))
-    return 1 if failed else 0
+        print(json.dumps([f for r in results for f in (r.faces or [])], indent=1))
+    return 1 if any(r.error for r in results) else 0
+
+
+def _run_parallel(
+    config, paths, target_of, detect_width, rec, jobs, keep_faces, writer,
+    csv_file, jsonl_file, progress, as_json,
+) -> list[InputResult]:  # fmt: skip
+    """Inputs in ``jobs`` processes; their rows are appended in input order as each input
+    finishes (from part files, streamed: the parent never holds a recording's rows)."""
+    import multiprocessing as mp
+    import shutil
+    import tempfile
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = mp.get_context("spawn")  # no forked OpenCV/TFLite threads
+    counter = ctx.Value("q", 0)
+    results: list[InputResult] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="deepfer-detect-") as tmp,
+        ProcessPoolExecutor(
+            jobs, mp_context=ctx, initializer=_worker_init, initargs=(config, counter)
+        ) as pool,
+    ):
+        futures = [
+            pool.submit(
+                _worker_run,
+                path,
+                target_of(path),
+                detect_width,
+                rec,
+                Path(tmp) / f"part{i:05d}" if writer is not None else None,
+                keep_faces,
+            )  # fmt: skip
+            for i, path in enumerate(paths)
+        ]
+        for i, future in enumerate(futures):
+            while not future.done():
+                progress.update(counter.value)
+                time.sleep(0.1)
+            result = future.result()
+            progress.update(counter.value)
+            part = Path(tmp) / f"part{i:05d}"
+            for f, suffix in ((csv_file, ".csv"), (jsonl_file, ".jsonl")):
+                if f is not None and part.with_suffix(suffix).exists():
+                    with open(part.with_suffix(suffix)) as src:
+                        shutil.copyfileobj(src, f)
+                    part.with_suffix(suffix).unlink()
+            if writer is not None:
+                writer.rows += result.rows
+            _report(result, as_json, rec.streaming)
+            results.append(result)
+    return results
+
+
+def _report(result: InputResult, as_json: bool, streaming: bool) -> None:
+    if result.error:
+        print(f"deepfer detect: error: {result.error}", file=sys.stderr)
+        return
+    if as_json:
+        return
+    if streaming:
+        n = len(result.tracks)
+        print(
+            f"{result.path}: {result.frames} frame{'s' if result.frames != 1 else ''}, "
+            f"{result.rows} face{'s' if result.rows != 1 else ''}, "
+            f"{n} track{'s' if n != 1 else ''}"
+        )
+    else:
+        print_faces(Path(result.path), result.faces or [])
 
 
 def _video_writer(target: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:

@@ -12,12 +12,12 @@ EDGE = Path(deepfer.edge.__file__).resolve().parent
 #: Layers, lowest first: a module may import its own layer and those below, never above.
 LAYERS = [
     {"errors", "labels"},
-    {"preprocess", "boxes", "netaddr", "messages", "stats"},
+    {"preprocess", "boxes", "netaddr", "messages", "stats", "progress", "recording"},
     {"config"},
     {"capture"},
     {"model", "detectors", "tracker", "drawing"},
     {"pipeline"},
-    {"outputs"},
+    {"outputs", "timeline"},
     {"daemon", "detect_files"},
     {"commands"},
 ]

@@ -1,0 +1,194 @@
+"""Recordings to data: `deepfer detect VIDEO --csv/--jsonl/--summary/--plot/--every/--jobs`.
+
+The CSV is checked row by row against `--json` on the real video (woman2.mp4), with the
+shipped model, in subprocesses as a user runs them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import shutil
+import sys
+
+import cv2
+import pytest
+from cli_subprocess import deepfer
+
+from deepfer.edge.errors import OutputError
+from deepfer.edge.labels import LABELS
+from deepfer.edge.progress import Progress, format_seconds
+from deepfer.edge.recording import BASE_COLUMNS
+
+
+@pytest.fixture(scope="module")
+def video(media_dir):
+    path = media_dir / "woman2.mp4"
+    if not path.is_file():
+        pytest.skip(f"{path} is missing")
+    return path
+
+
+@pytest.fixture(scope="module")
+def json_faces(video):
+    proc = deepfer("detect", video, "--json")
+    assert proc.returncode == 0, proc.stderr
+    faces = json.loads(proc.stdout)
+    assert len(faces) > 400  # one face in (nearly) every one of the 464 frames
+    return faces
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_csv_and_jsonl_match_json_row_by_row(video, json_faces, tmp_path):
+    out_csv, out_jsonl = tmp_path / "faces.csv", tmp_path / "faces.jsonl"
+    proc = deepfer("detect", video, "--csv", out_csv, "--jsonl", out_jsonl)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"{video}: 464 frames, {len(json_faces)} faces, 1 track"
+    assert "\r" not in proc.stderr and "ETA" not in proc.stderr  # no bar off a terminal
+    with open(out_csv, newline="") as f:
+        assert next(csv.reader(f)) == [*BASE_COLUMNS, *LABELS]
+    rows = read_csv(out_csv)
+    lines = [json.loads(line) for line in out_jsonl.read_text().splitlines()]
+    assert len(rows) == len(lines) == len(json_faces)
+    for row, line, face in zip(rows, lines, json_faces):
+        x, y, w, h = face["box"]
+        expected = {
+            "input": face["input"],
+            "frame": face["frame"],
+            "t": face["t"],
+            "track_id": face["track_id"],
+            "x": x,
+            "y": y,
+            "w": w,
+            "h": h,
+            "emotion": face["emotion"],
+            "score": face["score"],
+            **face["scores"],
+        }
+        assert line == expected
+        assert row == {k: str(v) for k, v in expected.items()}
+
+
+def test_summary_agrees_with_the_rows(video, json_faces, tmp_path):
+    summary_csv, summary_json = tmp_path / "tracks.csv", tmp_path / "tracks.json"
+    for target in (summary_csv, summary_json):
+        proc = deepfer("detect", video, "--summary", target, "--no-progress")
+        assert proc.returncode == 0, proc.stderr
+    tracks = json.loads(summary_json.read_text())
+    ids = sorted({f["track_id"] for f in json_faces})
+    assert [t["track_id"] for t in tracks] == ids
+    for track in tracks:
+        faces = [f for f in json_faces if f["track_id"] == track["track_id"]]
+        assert track["frames"] == len(faces)
+        assert track["first_t"] == faces[0]["t"] and track["last_t"] == faces[-1]["t"]
+        assert track["dwell_s"] == pytest.approx(faces[-1]["t"] - faces[0]["t"], abs=1e-3)
+        counts = {k: sum(f["emotion"] == k for f in faces) for k in LABELS}
+        assert track["dominant_emotion"] == max(counts, key=counts.get)
+        for k in LABELS:
+            mean = sum(f["scores"][k] for f in faces) / len(faces)
+            assert track["mean_scores"][k] == pytest.approx(mean, abs=1e-4)
+    rows = read_csv(summary_csv)
+    assert [int(r["track_id"]) for r in rows] == ids
+    assert rows[0]["dominant_emotion"] == tracks[0]["dominant_emotion"]
+    assert float(rows[0]["mean_happy"]) == tracks[0]["mean_scores"]["happy"]
+
+
+def test_every_samples_frames(video, tmp_path):
+    out = tmp_path / "every3.csv"
+    proc = deepfer("detect", video, "--csv", out, "--every", "3")
+    assert proc.returncode == 0, proc.stderr
+    frames = [int(r["frame"]) for r in read_csv(out)]
+    assert frames and all(i % 3 == 0 for i in frames)
+    assert len(set(frames)) > 0.9 * math.ceil(464 / 3)
+    assert f"{video}: {math.ceil(464 / 3)} frames" in proc.stdout
+    bad = deepfer("detect", video, "--csv", out, "--every", "0")
+    assert bad.returncode == 2 and "--every 0: must be 1 or more" in bad.stderr
+
+
+def test_folder_in_parallel_equals_one_by_one(video, tmp_path):
+    """--jobs 2 on a folder (a clip, its mirror, an unreadable file): rows in input order,
+    the same as each input on its own; the bad file is reported, the others written."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cap = cv2.VideoCapture(str(video))
+    writers = [
+        cv2.VideoWriter(str(folder / n), cv2.VideoWriter_fourcc(*"mp4v"), 30, (596, 336))
+        for n in ("a.mp4", "b.mp4")
+    ]
+    for _ in range(60):
+        ok, frame = cap.read()
+        assert ok
+        writers[0].write(frame)
+        writers[1].write(cv2.flip(frame, 1))
+    for w in writers:
+        w.release()
+    (folder / "c.mp4").write_bytes(b"not a video")
+    shutil.copy(video.parent / "justin.jpg", folder / "d.jpg")
+    out, summary = tmp_path / "all.csv", tmp_path / "all.json"
+    proc = deepfer("detect", folder, "--csv", out, "--summary", summary, "--jobs", "2")
+    assert proc.returncode == 1  # c.mp4 failed
+    assert "c.mp4: cannot open it as a video file" in proc.stderr
+    assert (
+        f"{folder / 'a.mp4'}: 60 frames" in proc.stdout and "d.jpg: 1 frame, 1 face" in proc.stdout
+    )
+    rows = read_csv(out)
+    expected = []
+    for name in ("a.mp4", "b.mp4", "d.jpg"):
+        single = tmp_path / f"{name}.csv"
+        assert deepfer("detect", folder / name, "--csv", single).returncode == 0
+        expected += read_csv(single)
+    assert rows == expected
+    assert [r["input"].rsplit("/", 1)[1] for r in rows][::60][:2] == ["a.mp4", "b.mp4"]
+    tracks = json.loads(summary.read_text())
+    assert {t["input"].rsplit("/", 1)[1] for t in tracks} == {"a.mp4", "b.mp4"}
+
+
+def test_plot_draws_the_timeline(video, tmp_path):
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "timeline.png"
+    proc = deepfer("detect", video, "--plot", plot, "--every", "2")
+    assert proc.returncode == 0, proc.stderr
+    img = cv2.imread(str(plot))
+    assert img is not None and img.shape[1] == 1000
+    from deepfer.edge.drawing import PALETTE
+
+    happy = (abs(img.astype(int) - PALETTE["happy"]).max(axis=-1) < 30).sum()
+    assert happy > 2000, "the happy segments of track #1 are not drawn"
+
+
+def test_plot_without_matplotlib_is_clear(monkeypatch):
+    from deepfer.edge.timeline import import_pyplot
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(OutputError, match="--plot needs matplotlib.*pip install matplotlib"):
+        import_pyplot()
+
+
+def test_bad_output_path_is_clear(video, tmp_path):
+    proc = deepfer("detect", video, "--csv", tmp_path / "missing" / "x.csv")
+    assert proc.returncode == 2
+    assert f"--csv {tmp_path / 'missing' / 'x.csv'}: cannot write there" in proc.stderr
+
+
+class Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_only_on_a_terminal():
+    tty, pipe = Tty(), io.StringIO()
+    for stream in (tty, pipe):
+        bar = Progress(100, label="x", stream=stream, interval_s=0)
+        bar.start -= 2.0  # two seconds in
+        bar.update(50)
+        bar.close()
+    assert pipe.getvalue() == ""
+    text = tty.getvalue()
+    assert text.startswith("\r") and text.endswith("\n")
+    assert "50/100 frames" in text and "ETA 00:02" in text and "#" * 15 + "-" * 15 in text
+    assert format_seconds(3725) == "1:02:05"
