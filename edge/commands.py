@@ -38,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_detect(sub)
     add_run(sub)
     add_view(sub)
+    add_demo(sub)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,6 +216,26 @@ def add_view(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_view)
 
 
+def add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="try it in the browser: upload a photo or use the webcam (needs deepfer[demo])",
+        description="A Gradio page: upload a photo or take one with the webcam; see the faces "
+        "with boxes and labels, the seven scores of each face, a table of faces, and which "
+        "model and detector ran. Edge runtime only; nothing is stored. Needs the demo extra: "
+        'pip install "deepfer[demo]".',
+    )
+    p.add_argument("--port", type=int, default=7860, help="port (default %(default)s)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default %(default)s; 0.0.0.0 shows the page, and the "
+        "photos people upload, to the whole network)",
+    )
+    _model_args(p)
+    p.set_defaults(handler=cmd_demo)
+
+
 # ---------------------------------------------------------------------------------------------
 # Shared helpers
 
@@ -341,3 +362,15 @@ def cmd_detect(args: argparse.Namespace) -> int:
         progress=False if args.no_progress else None,
     )
     return detect_files(config, args.inputs, args.out, args.detect_width, args.json, rec)
+
+
+# ---------------------------------------------------------------------------------------------
+# deepfer demo
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    config = _load_config(args, {"model": "model.path", "yunet": "detector.yunet_model"})
+    from deepfer.edge.demo import serve
+
+    serve(config, host=args.host, port=args.port)
+    return 0

@@ -18,7 +18,7 @@ LAYERS = [
     {"model", "detectors", "tracker", "drawing"},
     {"pipeline"},
     {"outputs", "timeline"},
-    {"daemon", "detect_files"},
+    {"daemon", "detect_files", "demo"},
     {"commands"},
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
