@@ -104,33 +104,28 @@ def score_chart(faces: list[Face], labels: list[str], max_faces: int = 12) -> np
     if not faces:
         return None
     _import("matplotlib")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     shown = faces[:max_faces]
     cols = min(3, len(shown))
     rows = -(-len(shown) // cols)
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(3.4 * cols, 2.4 * rows), dpi=90, squeeze=False, sharey=True
-    )
-    try:
-        colors = [tuple(c / 255 for c in PALETTE.get(k, (255, 255, 255))[::-1]) for k in labels]
-        for i, ax in enumerate(axes.flat):
-            if i >= len(shown):
-                ax.axis("off")
-                continue
-            face = shown[i]
-            ax.bar(range(len(labels)), [face.scores.get(k, 0.0) for k in labels], color=colors)
-            ax.set_xticks(range(len(labels)), [k[:4] for k in labels], fontsize=8)
-            ax.set_ylim(0, 1)
-            ax.set_title(f"face {i + 1}: {face.emotion} {face.score:.0%}", fontsize=10)
-        fig.tight_layout()
-        fig.canvas.draw()
-        return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-    finally:
-        plt.close(fig)
+    fig = Figure(figsize=(3.4 * cols, 2.4 * rows), dpi=90)
+    canvas = FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
+    colors = [tuple(c / 255 for c in PALETTE.get(k, (255, 255, 255))[::-1]) for k in labels]
+    for i, ax in enumerate(axes.flat):
+        if i >= len(shown):
+            ax.axis("off")
+            continue
+        face = shown[i]
+        ax.bar(range(len(labels)), [face.scores.get(k, 0.0) for k in labels], color=colors)
+        ax.set_xticks(range(len(labels)), [k[:4] for k in labels], fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"face {i + 1}: {face.emotion} {face.score:.0%}", fontsize=10)
+    fig.tight_layout()
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
 def build_demo(analyser: DemoAnalyser):

@@ -36,7 +36,7 @@ from deepfer.edge.model.classifier import EmotionClassifier, load_classifier
 from deepfer.edge.pipeline import FacePipeline
 from deepfer.edge.progress import Progress
 from deepfer.edge.recording import RowWriter, TrackBook, TrackSummary, write_summary
-from deepfer.edge.timeline import import_pyplot, plot_timeline
+from deepfer.edge.timeline import import_figure, plot_timeline
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +288,7 @@ def detect_files(
     if not paths:
         raise InputError(f"{', '.join(inputs)}: no images or videos to look at")
     if rec.plot:
-        import_pyplot()  # fail before hours of work, not after
+        import_figure()  # fail before hours of work, not after
     target_dir = Path(out) if out else None
     several = len(paths) > 1
     if target_dir is not None and several:

@@ -20,19 +20,17 @@ def _rgb(emotion: str) -> tuple[float, float, float]:
     return (r / 255.0, g / 255.0, b / 255.0)
 
 
-def import_pyplot():
-    """matplotlib.pyplot on the Agg backend, or an OutputError saying how to install it."""
+def import_figure():
+    """matplotlib's :class:`~matplotlib.figure.Figure` (no pyplot: no global backend is
+    chosen or changed), or an OutputError saying how to install matplotlib."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
     except ImportError:
         raise OutputError(
             "--plot needs matplotlib, which is not installed: pip install matplotlib "
             '(or pip install "deepfer[demo]")'
         ) from None
-    return plt
+    return Figure
 
 
 def plot_timeline(
@@ -43,7 +41,7 @@ def plot_timeline(
     title: str = "Emotion per track over time",
 ) -> Path:
     """Draws ``tracks``' segments to ``path`` (PNG, SVG or PDF by extension)."""
-    plt = import_pyplot()
+    Figure = import_figure()
     from matplotlib.patches import Patch
 
     inputs = {t.input for t in tracks}
@@ -52,25 +50,23 @@ def plot_timeline(
         for t in tracks
     ]
     height = max(2.2, 0.45 * len(tracks) + 1.4)
-    fig, ax = plt.subplots(figsize=(10, height), dpi=100)
+    fig = Figure(figsize=(10, height), dpi=100)
+    ax = fig.subplots()
+    for row, track in enumerate(tracks):
+        bars = [(t0, max(t1 - t0, 0.0) + frame_s) for _, t0, t1 in track.segments]
+        colors = [_rgb(emotion) for emotion, _, _ in track.segments]
+        ax.broken_barh(bars, (row - 0.35, 0.7), facecolors=colors, edgecolor="none")
+    ax.set_yticks(range(len(tracks)), names)
+    ax.set_ylim(len(tracks) - 0.5, -0.5)
+    ax.set_xlabel("time (s)")
+    ax.set_title(title if tracks else title + " (no faces)")
+    ax.grid(axis="x", alpha=0.3)
+    seen = [k for k in labels if any(k == s[0] for t in tracks for s in t.segments)]
+    handles = [Patch(color=_rgb(k), label=k) for k in seen or labels]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    fig.tight_layout()
     try:
-        for row, track in enumerate(tracks):
-            bars = [(t0, max(t1 - t0, 0.0) + frame_s) for _, t0, t1 in track.segments]
-            colors = [_rgb(emotion) for emotion, _, _ in track.segments]
-            ax.broken_barh(bars, (row - 0.35, 0.7), facecolors=colors, edgecolor="none")
-        ax.set_yticks(range(len(tracks)), names)
-        ax.set_ylim(len(tracks) - 0.5, -0.5)
-        ax.set_xlabel("time (s)")
-        ax.set_title(title if tracks else title + " (no faces)")
-        ax.grid(axis="x", alpha=0.3)
-        seen = [k for k in labels if any(k == s[0] for t in tracks for s in t.segments)]
-        handles = [Patch(color=_rgb(k), label=k) for k in seen or labels]
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-        fig.tight_layout()
-        try:
-            fig.savefig(path)
-        except (OSError, ValueError) as exc:
-            raise OutputError(f"{path}: could not write the plot ({exc})") from None
-    finally:
-        plt.close(fig)
+        fig.savefig(path)
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"{path}: could not write the plot ({exc})") from None
     return path

@@ -162,11 +162,12 @@ def test_plot_draws_the_timeline(video, tmp_path):
 
 
 def test_plot_without_matplotlib_is_clear(monkeypatch):
-    from deepfer.edge.timeline import import_pyplot
+    from deepfer.edge.timeline import import_figure
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(OutputError, match="--plot needs matplotlib.*pip install matplotlib"):
-        import_pyplot()
+        import_figure()
 
 
 def test_bad_output_path_is_clear(video, tmp_path):
