@@ -304,9 +304,10 @@ def detect_files(
     jsonl_file = _open_output(rec.jsonl, "--jsonl")
     writer = RowWriter(labels, csv_file, jsonl_file) if (csv_file or jsonl_file) else None
     jobs = max(1, min(rec.jobs, len(paths)))
-    total = sum(frame_count(p) for p in paths if p.is_file())
-    total = max(1, total // max(1, rec.every)) if total else 0
-    progress = Progress(total, label="deepfer detect", enabled=rec.progress)
+    progress = Progress(None, label="deepfer detect", enabled=rec.progress)
+    if progress.enabled:  # count frames only for a bar someone sees
+        total = sum(frame_count(p) for p in paths if p.is_file())
+        progress.total = -(-total // max(1, rec.every)) if total else None
     results: list[InputResult] = []
     try:
         if jobs == 1:
