@@ -79,7 +79,7 @@ BACKENDS = ("auto", "blazeface", "blazeface-short", "centerface", "haar", "yunet
 
 @dataclass
 class DetectorConfig:
-    #: auto (the best installed: BlazeFace for video, CenterFace for photos, else Haar) |
+    #: auto (the best installed: BlazeFace, over tiles on photos; else CenterFace; else Haar) |
     #: blazeface (full-range) | blazeface-short | centerface | haar (OpenCV's cascade) |
     #: yunet (cv2.FaceDetectorYN, needs yunet_model). `deepfer detectors` lists what is there.
     backend: str = "auto"

@@ -179,8 +179,10 @@ def test_auto_falls_back_to_haar_and_says_how_to_get_better(monkeypatch, caplog)
 
 @needs_blazeface
 @needs_centerface
-def test_auto_picks_blazeface_for_video_and_centerface_for_photos():
-    assert choose("auto") == "blazeface"
+def test_auto_picks_blazeface_and_tiles_it_on_photos(monkeypatch):
+    assert choose("auto") == "blazeface" and choose("auto", photos=True) == "blazeface"
+    assert make_detector(_config("auto").detector, photos=True).tiles > 1
+    monkeypatch.setattr(files, "available", lambda name: name == "centerface")
     assert choose("auto", photos=True) == "centerface"
     assert choose("haar") == "haar"
 
@@ -211,4 +213,4 @@ def test_detectors_command_lists_the_files():
     out = subprocess.run(cmd, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "blazeface-full" in out.stdout and " ok " in out.stdout
-    assert "auto picks: blazeface for video" in out.stdout
+    assert "auto picks: blazeface for video, blazeface for photos" in out.stdout
