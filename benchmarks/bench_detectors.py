@@ -162,7 +162,7 @@ def bench_videos(media: Path, repeats: int) -> dict:
                 runs = [run_video(path, backend, classifier) for _ in range(repeats)]
                 row = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
                 rows[backend] = {k: round(v, 4) for k, v in row.items()}
-            for backend, row in rows.items():
+            for row in rows.values():
                 row["fps_vs_haar"] = round(row["fps"] / rows["haar"]["fps"], 3)
                 row["fps_per_cpu_s_vs_haar"] = round(
                     row["fps_per_cpu_s"] / rows["haar"]["fps_per_cpu_s"], 3
