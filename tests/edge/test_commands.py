@@ -18,7 +18,7 @@ def test_a_second_config_gets_its_own_detector(media_dir, tiny_tflite_model, tmp
     image = str(media_dir / "justin.jpg")
     assert main(["detect", image, "--model", str(tiny_tflite_model)]) == 0
     conf = tmp_path / "other.toml"
-    conf.write_text('[detector]\ncascade = "haarcascade_no_such_cascade.xml"\n')
+    conf.write_text('[detector]\nbackend = "haar"\ncascade = "haarcascade_no_such_cascade.xml"\n')
     capsys.readouterr()
     code = main(["detect", image, "--model", str(tiny_tflite_model), "--config", str(conf)])
     assert code == 1  # that input failed (with the cached detector it succeeded)

@@ -26,7 +26,7 @@ def write(tmp_path, text: str):
 def test_defaults_without_file_env_or_flags():
     config = load_config(None, environ={})
     assert config.to_dict() == Config().to_dict()
-    assert config.source.uri == "auto" and config.detector.backend == "haar"
+    assert config.source.uri == "auto" and config.detector.backend == "auto"
     assert config.resolved_device_id()  # the host name
 
 

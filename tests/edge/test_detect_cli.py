@@ -21,7 +21,8 @@ def test_detect_json_on_justin(media_dir, tiny_tflite_model, tmp_path):
     face = faces[0]
     assert {"box", "emotion", "score", "scores"} <= set(face)
     x, y, w, h = face["box"]
-    assert 60 < x < 120 and 60 < y < 120 and 150 < w < 240 and w == h
+    # whichever detector `auto` picked: the face, not necessarily a square box
+    assert 60 < x < 120 and 60 < y < 120 and 150 < w < 240 and 150 < h < 240
     assert face["emotion"] == max(face["scores"], key=face["scores"].get)
     assert face["score"] == face["scores"][face["emotion"]]
     drawn = cv2.imread(str(out))

@@ -1,0 +1,185 @@
+"""How each face detector frames a FER2013 face, and what that costs the classifier.
+
+Every face is upscaled (48 -> --face px) and placed in the middle of a mid-grey canvas three
+times its size; the FER2013 crop is then a known square. Per detector:
+
+1. **Mapping** (on Training faces only): the detection overlapping the known square is
+   compared with it; the medians of side ratio and centre offsets give the detector's
+   ``crop = (scale, dx, dy)``: the box whose square with the default margin (0.1) is the
+   FER2013 crop. Paste them into the backend's ``crop`` attribute.
+2. **Re-detected accuracy** (on PublicTest): the shipped edge pipeline (detector + crop
+   mapping + int8 classifier) on the canvas, against the given-crop accuracy of the same
+   classifier on the same faces. A face the detector misses counts as wrong. Run it with the
+   mapping measured in step 1 (``--mapping measured``) and with none (``--mapping none``).
+
+    python benchmarks/measure_crop_mapping.py --data $DEEPFER_DATA/fer2013 \
+        --detectors blazeface,centerface,haar --json benchmarks/results/crop_mapping.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from deepfer.edge.boxes import iou
+from deepfer.edge.config import Config
+from deepfer.edge.detectors import make_detector
+from deepfer.edge.labels import LABELS
+from deepfer.edge.model.classifier import load_classifier
+from deepfer.edge.pipeline import FacePipeline
+
+MARGIN = 0.1
+
+
+def faces(folder: Path, per_class: int | None, seed: int = 0):
+    """``(images, labels)`` of a Kaggle-layout split, ``per_class`` sampled per class."""
+    rng = np.random.default_rng(seed)
+    xs, ys = [], []
+    for k, label in enumerate(LABELS):
+        paths = sorted((folder / label).glob("*.jpg")) + sorted((folder / label).glob("*.png"))
+        if per_class and len(paths) > per_class:
+            paths = [paths[i] for i in sorted(rng.choice(len(paths), per_class, replace=False))]
+        for p in paths:
+            img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+            if img is not None:
+                xs.append(img)
+                ys.append(k)
+    return xs, np.asarray(ys)
+
+
+def canvas(face: np.ndarray, side: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    big = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC)
+    out = np.full((3 * side, 3 * side), 128, np.uint8)
+    out[side : 2 * side, side : 2 * side] = big
+    return cv2.cvtColor(out, cv2.COLOR_GRAY2BGR), (side, side, side, side)
+
+
+def best_match(boxes, truth, min_iou=0.2):
+    scored = [(iou(b, truth), i) for i, b in enumerate(boxes)]
+    scored = [s for s in scored if s[0] >= min_iou]
+    return max(scored)[1] if scored else None
+
+
+def measure_mapping(detector, images, side):
+    ratios, dxs, dys, missed = [], [], [], 0
+    for img in images:
+        bgr, truth = canvas(img, side)
+        dets = detector.detect(bgr)
+        i = best_match([d.box for d in dets], truth)
+        if i is None:
+            missed += 1
+            continue
+        x, y, w, h = dets[i].box
+        tx, ty, ts, _ = truth
+        ratios.append(ts / ((1 + 2 * MARGIN) * max(w, h)))
+        dxs.append((tx + ts / 2 - (x + w / 2)) / w)
+        dys.append((ty + ts / 2 - (y + h / 2)) / h)
+    found = len(ratios)
+    mapping = (
+        (
+            round(float(np.median(ratios)), 3),
+            round(float(np.median(dxs)), 3),
+            round(float(np.median(dys)), 3),
+        )
+        if found
+        else (1.0, 0.0, 0.0)
+    )
+    return mapping, {
+        "faces": len(images),
+        "found": found,
+        "missed": missed,
+        "scale_iqr": [round(float(q), 3) for q in np.percentile(ratios, [25, 75])]
+        if found
+        else None,
+        "dy_iqr": [round(float(q), 3) for q in np.percentile(dys, [25, 75])] if found else None,
+    }
+
+
+def redetected_accuracy(pipeline, images, labels, side, given):
+    """Accuracy through the device path; ``skew``: its accuracy minus the given-crop
+    accuracy on the same (found) faces, i.e. what the detector's framing costs."""
+    correct = found = given_found = 0
+    for img, y, g in zip(images, labels, given):
+        bgr, truth = canvas(img, side)
+        result = pipeline.process(bgr)
+        i = best_match([f.box for f in result.faces], truth)
+        if i is None:
+            continue
+        found += 1
+        given_found += g == y
+        correct += LABELS.index(result.faces[i].emotion) == y
+    n = len(images)
+    return {
+        "accuracy": correct / n,
+        "found": found / n,
+        "accuracy_when_found": correct / max(found, 1),
+        "given_crop_accuracy_when_found": given_found / max(found, 1),
+        "skew_points": 100 * (correct - given_found) / max(found, 1),
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", required=True, type=Path, help="FER2013 folder with train/ and test/")
+    ap.add_argument("--detectors", default="blazeface,centerface,haar")
+    ap.add_argument("--train-per-class", type=int, default=150)
+    ap.add_argument("--test-per-class", type=int, default=0, help="0 = all PublicTest faces")
+    ap.add_argument("--face", type=int, default=96, help="face side in the canvas, px")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+
+    config = Config()
+    classifier = load_classifier(config.model)
+    train_x, _ = faces(args.data / "train", args.train_per_class)
+    test_x, test_y = faces(args.data / "test", args.test_per_class or None)
+    given = classifier.infer(np.stack(test_x)).argmax(1)
+    report = {
+        "face_px": args.face,
+        "train_faces": len(train_x),
+        "test_faces": len(test_x),
+        "given_crop_accuracy": float((given == test_y).mean()),
+        "model": str(config.model.path or "shipped deepfer_int8"),
+        "detectors": {},
+    }
+    print(
+        f"given-crop accuracy on {len(test_x)} PublicTest faces: {report['given_crop_accuracy']:.4f}"
+    )
+    for name in args.detectors.split(","):
+        config.detector.backend = name
+        detector = make_detector(config.detector)
+        t0 = time.perf_counter()
+        mapping, stats = measure_mapping(detector, train_x, args.face)
+        row = {"measured_mapping": mapping, "mapping_fit": stats, "shipped_mapping": detector.crop}
+        for label, crop in (("none", (1.0, 0.0, 0.0)), ("measured", mapping)):
+            detector.crop = crop
+            pipeline = FacePipeline.from_config(config, classifier, detector, track=False)
+            row[f"redetected_{label}"] = redetected_accuracy(
+                pipeline, test_x, test_y, args.face, given
+            )
+        row["seconds"] = round(time.perf_counter() - t0, 1)
+        report["detectors"][name] = row
+        print(
+            f"{name:16} mapping {mapping} (found {stats['found']}/{stats['faces']}); re-detected "
+            f"accuracy: no mapping {row['redetected_none']['accuracy']:.4f}, measured "
+            f"{row['redetected_measured']['accuracy']:.4f} (found "
+            f"{row['redetected_measured']['found']:.3f}, when found "
+            f"{row['redetected_measured']['accuracy_when_found']:.4f} vs given crop "
+            f"{row['redetected_measured']['given_crop_accuracy_when_found']:.4f}; skew "
+            f"{row['redetected_none']['skew_points']:+.2f} -> "
+            f"{row['redetected_measured']['skew_points']:+.2f} points)",
+            flush=True,
+        )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

