@@ -60,12 +60,11 @@ class DemoAnalyser:
     def describe(self) -> str:
         c = self.files.classifier
         h, w = c.input_size
-        detector = type(self.pipeline.detector).__name__
-        width = f"search width {self.detect_width}" if self.detect_width else "full size"
+        detector = self.pipeline.detector
         return (
             f"model **{c.info.name}** ({c.input_dtype} input {w}x{h}, {len(c.labels)} labels, "
             f"trained on {c.info.trained_on}) · runtime **{c.runtime}** · detector "
-            f"**{detector}** ({width})"
+            f"**{detector.name}** ({repr(detector).strip('<>')})"
         )
 
     def faces(self, rgb: np.ndarray) -> tuple[list[Face], float]:

@@ -16,6 +16,7 @@ import pytest
 from chromium_cdp import Chromium, chromium_path
 from cli_subprocess import deepfer, env_without_settings
 
+from deepfer.edge.detectors import choose
 from deepfer.edge.drawing import PALETTE
 
 
@@ -99,7 +100,8 @@ def test_photo_uploaded_through_the_page_shows_its_faces(demo_server, media_dir,
         browser.goto(demo_server)
         browser.wait_for("document.querySelectorAll('#photo input[type=file]').length", 90)
         info = browser.evaluate("document.querySelector('#info').innerText")
-        assert "deepfer_int8" in info and "HaarDetector" in info
+        # the detector `deepfer detect` uses on photos (auto: the best installed)
+        assert "deepfer_int8" in info and f"detector {choose('auto', photos=True)}" in info
         browser.set_file("#photo input[type=file]", photo)
         browser.wait_for(
             "(document.querySelector('#info').innerText || '').includes(' faces** in ') || "
