@@ -50,7 +50,7 @@ class BlazeFaceDetector(Detector):
 
     name = "blazeface"
     # measured by benchmarks/measure_crop_mapping.py (see docs/edge.md)
-    crop = (1.0, 0.0, 0.0)
+    crop = (0.976, 0.0, -0.047)
     default_score = 0.5
 
     def __init__(

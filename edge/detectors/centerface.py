@@ -25,7 +25,7 @@ _MAX_NETS = 4
 class CenterFaceDetector(Detector):
     name = "centerface"
     # measured by benchmarks/measure_crop_mapping.py (see docs/edge.md)
-    crop = (1.0, 0.0, 0.0)
+    crop = (0.842, -0.018, -0.016)
     default_score = 0.5
 
     def __init__(

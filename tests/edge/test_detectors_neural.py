@@ -214,3 +214,25 @@ def test_detectors_command_lists_the_files():
     assert out.returncode == 0, out.stderr
     assert "blazeface-full" in out.stdout and " ok " in out.stdout
     assert "auto picks: blazeface for video, blazeface for photos" in out.stdout
+
+
+def test_crop_box_applies_a_measured_framing():
+    from deepfer.edge.detectors.base import crop_box
+
+    assert crop_box((10, 20, 100, 100), (1.0, 0.0, 0.0)) == (10, 20, 100, 100)
+    # tighter by 0.8, centre moved up by 5% of the height
+    assert crop_box((0, 0, 100, 100), (0.8, 0.0, -0.05)) == (10, 5, 80, 80)
+    # a tall box: the side follows its larger side
+    x, y, w, h = crop_box((0, 0, 80, 120), (1.0, 0.0, 0.0))
+    assert (w, h) == (80, 120)
+    assert crop_box((0, 0, 80, 120), (0.9, 0.0, 0.0))[2:] == (108, 108)
+
+
+def test_every_backend_has_a_measured_framing():
+    from deepfer.edge.detectors.blazeface import BlazeFaceDetector
+    from deepfer.edge.detectors.centerface import CenterFaceDetector
+    from deepfer.edge.detectors.haar import HaarDetector
+
+    for cls in (BlazeFaceDetector, CenterFaceDetector, HaarDetector):
+        scale, dx, dy = cls.crop
+        assert 0.7 < scale < 1.2 and abs(dx) < 0.1 and abs(dy) < 0.1
