@@ -48,11 +48,15 @@ env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
   [ -d /opt/venv ] || python3 -m venv /opt/venv
   /opt/venv/bin/pip install -q --upgrade pip
   /opt/venv/bin/pip install -q "/opt/src[edge]"
+  /opt/venv/bin/deepfer detectors install >/dev/null   # BlazeFace + CenterFace files, --no-deps
   echo "machine: $(uname -m)"
   /opt/venv/bin/python -c "import importlib.util as u, sys; sys.exit(1 if u.find_spec(\"tensorflow\") else 0)" \
     || { echo "TensorFlow was installed: the edge install must not pull it in" >&2; exit 1; }
   cd /tmp
   /opt/venv/bin/deepfer --help >/dev/null
-  time /opt/venv/bin/deepfer detect /opt/media/photo.jpg   # emulated: several times a real Pi 4
+  /opt/venv/bin/deepfer detectors
+  for d in blazeface centerface haar; do
+    time /opt/venv/bin/deepfer detect /opt/media/photo.jpg --detector "$d"   # emulated: slow
+  done
 '
 echo "== arm64 install path OK"

@@ -27,6 +27,8 @@ VARIANTS = {"full": (192, (4,)), "short": (128, (8, 16, 16, 16))}
 #: anchors per feature-map cell for each layer: aspect ratio 1 plus an interpolated scale,
 #: except full-range (interpolated_scale_aspect_ratio = 0 in its MediaPipe graph).
 ANCHORS_PER_LAYER = {"full": 1, "short": 2}
+#: Photos are searched over tiles of about this many pixels a side (plus the whole picture).
+TILE_SIDE = 480
 
 
 def ssd_anchors(side: int, strides: tuple[int, ...], per_layer: int) -> np.ndarray:
@@ -129,8 +131,11 @@ class BlazeFaceDetector(Detector):
 
     def find(self, gray: np.ndarray, min_size: int = 0, coarse: bool = False) -> Found:
         parts = [self._raw(gray)]
-        if self.tiles > 1 and not coarse:
-            for (x0, y0), tile in _tiles(gray, self.tiles):
+        # tiles only where faces can be too small for the whole picture: about one per
+        # TILE_SIDE pixels of its larger side, at most ``self.tiles`` a side
+        tiles = min(self.tiles, int(np.ceil(max(gray.shape[:2]) / TILE_SIDE)))
+        if tiles > 1 and not coarse:
+            for (x0, y0), tile in _tiles(gray, tiles):
                 b, s, p = self._raw(tile)
                 b[:, :2] += (x0, y0)
                 p += (x0, y0)
