@@ -81,6 +81,19 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--brightness", type=float, default=d.brightness)
     p.add_argument("--contrast", type=float, default=d.contrast)
     p.add_argument(
+        "--crop",
+        type=int,
+        default=d.crop,
+        metavar="S",
+        help="random square crops of side S..input size, resized back (e.g. 44; 0: off)",
+    )
+    p.add_argument(
+        "--erase", type=float, default=d.erase, metavar="P", help="random-erasing probability"
+    )
+    p.add_argument(
+        "--mixup", type=float, default=d.mixup, metavar="ALPHA", help="mixup Beta alpha (0: off)"
+    )
+    p.add_argument(
         "--val-split",
         type=float,
         default=d.val_split,

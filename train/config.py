@@ -41,6 +41,9 @@ class TrainConfig:
     zoom: float = 0.1
     brightness: float = 0.1
     contrast: float = 0.1
+    crop: int = 0  # random square crops of side crop..input_size, resized back (0: off)
+    erase: float = 0.0  # random-erasing probability per face
+    mixup: float = 0.0  # mixup Beta(alpha, alpha) (0: off)
     val_split: float = 0.1
     patience: int = 0  # early stopping patience in epochs (0: off)
     class_weight: bool = False
@@ -111,6 +114,13 @@ class TrainConfig:
         ):
             if getattr(self, key) < 0:
                 bad(key, "must not be negative")
+        for key in ("crop", "mixup"):
+            if getattr(self, key) < 0:
+                bad(key, "must not be negative")
+        if self.crop and not 8 <= self.crop <= self.input_size:
+            bad("crop", f"must be 0 (off) or between 8 and the input size {self.input_size}")
+        if not 0.0 <= self.erase <= 1.0:
+            bad("erase", "must be a probability in [0, 1]")
         if self.max_per_class == 1:
             bad("max_per_class", "needs at least 2 faces per class to hold some out for validation")
         if not 16 <= self.input_size <= 512:

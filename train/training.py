@@ -21,6 +21,7 @@ from deepfer.data.dataset import DataError, FaceDataset, format_counts
 from deepfer.data.fer2013 import load_fer2013
 from deepfer.data.splits import cap_per_class, class_weights, stratified_split
 from deepfer.edge.labels import LABELS, NUM_CLASSES
+from deepfer.train.augment import make_batch_augment
 from deepfer.train.config import ConfigError, TrainConfig, learning_rate
 from deepfer.train.run_folder import RunFolder
 
@@ -86,10 +87,15 @@ def make_dataset(ds: FaceDataset, cfg: TrainConfig, training: bool, augmenter=No
     if training:
         data = data.shuffle(len(ds), seed=cfg.seed, reshuffle_each_iteration=True)
     data = data.batch(cfg.batch_size)
-    if training and augmenter is not None:
-        data = data.map(
-            lambda a, b: (augmenter(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE
-        )
+    batch_fn = make_batch_augment(cfg) if training else None
+    if training and (augmenter is not None or batch_fn is not None):
+
+        def augment(a, b):
+            if augmenter is not None:
+                a = augmenter(a, training=True)
+            return batch_fn(a, b) if batch_fn is not None else (a, b)
+
+        data = data.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
     return data.prefetch(tf.data.AUTOTUNE)
 
 

@@ -1,0 +1,84 @@
+"""The recipe's batch augmentations (random crops, random erasing, mixup) on small synthetic batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from deepfer.train.config import ConfigError, TrainConfig
+
+tf = pytest.importorskip("tensorflow")
+
+from deepfer.train import augment  # noqa: E402
+
+
+def batch(n=16, side=48):
+    rng = np.random.default_rng(0)
+    return tf.constant(rng.integers(0, 256, (n, side, side, 1)).astype(np.float32))
+
+
+def test_full_side_crop_is_the_identity():
+    x = batch()
+    out = augment.random_crop(x, 48)
+    np.testing.assert_allclose(out.numpy(), x.numpy(), atol=1e-3)
+
+
+def test_crops_keep_shape_and_range_and_zoom_in():
+    # a horizontal ramp: a crop of a smaller side spans fewer grey levels
+    ramp = np.tile(np.linspace(0, 255, 48, dtype=np.float32), (48, 1))[None, :, :, None]
+    x = tf.constant(np.repeat(ramp, 64, axis=0))
+    out = augment.random_crop(x, 40).numpy()
+    assert out.shape == x.shape
+    assert out.min() >= 0 and out.max() <= 255 + 1e-3
+    spans = out[:, 24, -1, 0] - out[:, 24, 0, 0]
+    assert (spans <= 255 + 1e-3).all() and (spans >= 255 * 40 / 48 - 6).all()
+    assert spans.std() > 1  # the side varies between 40 and 48
+
+
+def test_random_erasing_fills_one_rectangle_with_probability():
+    x = tf.zeros((200, 48, 48, 1))
+    none = augment.random_erasing(x, 0.0).numpy()
+    assert not none.any()
+    out = augment.random_erasing(x, 1.0).numpy()
+    changed = (out != 0).reshape(200, -1).mean(1)
+    assert (changed > 0).all() and (changed <= 0.25 + 0.05).all()
+    rows = (out[0, :, :, 0] != 0).any(1).nonzero()[0]
+    assert (np.diff(rows) == 1).all()  # one contiguous block
+    half = augment.random_erasing(x, 0.5).numpy()
+    erased = (half != 0).reshape(200, -1).any(1).mean()
+    assert 0.35 < erased < 0.65
+
+
+def test_mixup_mixes_faces_and_labels_alike():
+    x = tf.constant(np.arange(8, dtype=np.float32).reshape(8, 1, 1, 1) * np.ones((1, 4, 4, 1), np.float32))
+    y = tf.one_hot(np.arange(8) % 7, 7)
+    mx, my = augment.mixup(x, y, 0.4)
+    mx, my = mx.numpy(), my.numpy()
+    np.testing.assert_allclose(my.sum(1), 1.0, atol=1e-5)
+    assert (my.max(1) >= 0.5 - 1e-6).all()
+    # the face keeps its own label's weight: pixel = lam * i + (1 - lam) * partner
+    own = my[np.arange(8), np.arange(8) % 7]
+    assert (own >= 0.5 - 1e-6).all()
+    assert mx.shape == (8, 4, 4, 1)
+
+
+def test_make_batch_augment_off_by_default_and_composes():
+    assert augment.make_batch_augment(TrainConfig()) is None
+    fn = augment.make_batch_augment(TrainConfig(crop=44, erase=0.5, mixup=0.2))
+    x, y = fn(batch(8), tf.one_hot(np.arange(8) % 7, 7))
+    assert x.shape == (8, 48, 48, 1) and y.shape == (8, 7)
+    assert float(tf.reduce_min(x)) >= 0 and float(tf.reduce_max(x)) <= 255
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"crop": 60}, "train.crop = 60: must be 0 (off) or between 8"),
+        ({"erase": 1.5}, "train.erase = 1.5: must be a probability"),
+        ({"mixup": -1.0}, "train.mixup = -1.0: must not be negative"),
+    ],
+)
+def test_recipe_options_are_checked(tmp_path, change, message):
+    cfg = TrainConfig(data=str(tmp_path), model="deepfer-edge", **change)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        cfg.validate()

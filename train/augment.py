@@ -1,0 +1,117 @@
+"""Batch augmentations of the published FER2013 recipes, as TensorFlow ops on ``tf.data`` batches.
+
+- :func:`random_crop` (``--crop S``): a random square crop of side between ``S`` and the full
+  face, at a random place, resized back to the input size (bilinear). The model's input stays
+  the full raw 48x48 face: the uncropped face is one of the views training sees, so nothing
+  recipe-specific is needed at inference, and a model built for 48x48 (the shipped
+  deepfer-vgg's Flatten/Dense weights) is fine-tuned as it is. A centre crop at test time is
+  an option of ``deepfer evaluate`` (``--tta centre``), not a requirement.
+- :func:`random_erasing` (``--erase P``): with probability P per face, one rectangle of 2-25% of
+  the area (aspect 0.3-3.3) is filled with uniform noise in 0..255 (Zhong et al., 2017).
+- :func:`mixup` (``--mixup A``): faces and one-hot labels mixed with a partner from the same
+  batch, weight drawn from Beta(A, A) per face (Zhang et al., 2018).
+
+Every function takes and returns float pixels 0..255 of shape ``(n, H, W, 1)``; labels are
+one-hot (already smoothed by the loss, not here). :func:`make_batch_augment` composes the ones a
+:class:`~deepfer.train.config.TrainConfig` turns on, or returns ``None``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+ERASE_AREA = (0.02, 0.25)
+ERASE_ASPECT = (0.3, 1 / 0.3)
+
+
+def random_crop(x, min_side: int):
+    """Random square crops of side in ``[min_side, H]`` (pixels), resized back to ``H x W``."""
+    import tensorflow as tf
+
+    n = tf.shape(x)[0]
+    height = x.shape[1]
+    width = x.shape[2]
+    side = tf.random.uniform([n], float(min_side) / height, 1.0)  # fraction of the side
+    top = tf.random.uniform([n]) * (1.0 - side)
+    left = tf.random.uniform([n]) * (1.0 - side)
+    # crop_and_resize samples corner pixel centres: box [y1, x1, y2, x2] in units of (side - 1)
+    scale_h = height / max(height - 1, 1)
+    scale_w = width / max(width - 1, 1)
+    boxes = tf.stack(
+        [
+            top * scale_h,
+            left * scale_w,
+            (top + side) * scale_h - 1.0 / max(height - 1, 1),
+            (left + side) * scale_w - 1.0 / max(width - 1, 1),
+        ],
+        axis=1,
+    )
+    return tf.image.crop_and_resize(x, boxes, tf.range(n), (height, width), method="bilinear")
+
+
+def random_erasing(x, probability: float, area=ERASE_AREA, aspect=ERASE_ASPECT):
+    """Fill one random rectangle per face (with ``probability``) with uniform noise 0..255."""
+    import tensorflow as tf
+
+    n = tf.shape(x)[0]
+    height, width = x.shape[1], x.shape[2]
+    fraction = tf.random.uniform([n], *area)
+    log_ratio = tf.random.uniform([n], tf.math.log(aspect[0]), tf.math.log(aspect[1]))
+    ratio = tf.exp(log_ratio)
+    eh = tf.minimum(tf.sqrt(fraction * ratio) * height, float(height))
+    ew = tf.minimum(tf.sqrt(fraction / ratio) * width, float(width))
+    top = tf.random.uniform([n]) * (height - eh)
+    left = tf.random.uniform([n]) * (width - ew)
+    rows = tf.range(height, dtype=tf.float32)[None, :, None]
+    cols = tf.range(width, dtype=tf.float32)[None, None, :]
+    inside = (
+        (rows >= top[:, None, None])
+        & (rows < (top + eh)[:, None, None])
+        & (cols >= left[:, None, None])
+        & (cols < (left + ew)[:, None, None])
+    )
+    chosen = tf.random.uniform([n]) < probability
+    mask = tf.logical_and(inside, chosen[:, None, None])[..., None]
+    noise = tf.random.uniform(tf.shape(x), 0.0, 255.0)
+    return tf.where(mask, noise, x)
+
+
+def mixup(x, y, alpha: float):
+    """Mix each face and label with a random partner of the batch, weight ~ Beta(alpha, alpha)."""
+    import tensorflow as tf
+
+    n = tf.shape(x)[0]
+    a = tf.random.gamma([n], alpha)
+    b = tf.random.gamma([n], alpha)
+    lam = a / (a + b)
+    lam = tf.maximum(lam, 1.0 - lam)  # the face keeps the larger share: its label dominates
+    partner = tf.random.shuffle(tf.range(n))
+    lx = tf.reshape(lam, [-1, 1, 1, 1])
+    ly = tf.reshape(lam, [-1, 1])
+    x = lx * x + (1.0 - lx) * tf.gather(x, partner)
+    y = ly * y + (1.0 - ly) * tf.gather(y, partner)
+    return x, y
+
+
+def make_batch_augment(cfg) -> Callable | None:
+    """``fn(x, y) -> (x, y)`` applying the crop, erasing and mixup ``cfg`` asks for, or None."""
+    crop = int(getattr(cfg, "crop", 0) or 0)
+    erase = float(getattr(cfg, "erase", 0.0) or 0.0)
+    alpha = float(getattr(cfg, "mixup", 0.0) or 0.0)
+    if crop >= cfg.input_size:
+        crop = 0
+    if not (crop or erase or alpha):
+        return None
+
+    def augment(x, y):
+        import tensorflow as tf
+
+        if crop:
+            x = random_crop(x, crop)
+        if erase:
+            x = random_erasing(x, erase)
+        if alpha:
+            x, y = mixup(x, y, alpha)
+        return tf.clip_by_value(x, 0.0, 255.0), y
+
+    return augment
