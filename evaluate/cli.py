@@ -30,10 +30,13 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="report folder (default: beside the model)")
     p.add_argument(
         "--tta",
-        choices=("none", "flip", "tencrop"),
+        choices=("none", "flip", "centre", "tencrop"),
         nargs="*",
         default=["flip"],
-        help="test-time augmentation, each reported beside the plain result (default: flip)",
+        help="test-time augmentation, each reported beside the plain result with its cost per "
+        "face: flip (face + mirror), centre (the centre 44/48 crop resized back, for models "
+        "trained with --crop), tencrop (4 corner + centre crops and mirrors: 10 passes) "
+        "(default: flip)",
     )
     p.add_argument(
         "--labels",

@@ -15,7 +15,13 @@ from deepfer.cli import main
 from deepfer.edge.labels import LABELS
 from deepfer.edge.model.sidecar import load_model_info, write_sidecar
 from deepfer.evaluate.metrics import auc, evaluate_predictions, roc_curve
-from deepfer.evaluate.tta import flip_views, predict_probs, tencrop_views, tta_views
+from deepfer.evaluate.tta import (
+    centre_views,
+    flip_views,
+    predict_probs,
+    tencrop_views,
+    tta_views,
+)
 
 FERPLUS_HEADER = "file,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF\n"
 
@@ -114,6 +120,19 @@ def test_tta_views():
         tta_views(x, "rotate")
 
 
+def test_centre_view_is_the_tencrop_centre_crop():
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, (3, 48, 48, 1), dtype=np.uint8)
+    (centre,) = centre_views(x)
+    assert centre.shape == x.shape and centre.dtype == np.uint8
+    np.testing.assert_array_equal(centre, tencrop_views(x)[8])
+    assert len(tta_views(x, "centre")) == 1
+    # a vertical ramp: the 44-pixel centre crop spans fewer grey levels than the face
+    ramp = np.repeat(np.arange(0, 240, 5, dtype=np.uint8)[None, :, None, None], 48, 2)
+    (zoomed,) = centre_views(ramp)
+    assert int(zoomed[0, -1, 0, 0]) - int(zoomed[0, 0, 0, 0]) < 235
+
+
 def run_cli(*argv: str) -> int:
     return main(["evaluate", *argv, "--no-progress"])
 
@@ -133,6 +152,8 @@ def check_report(out, model_path, n: int) -> dict:
     assert set(report["tta"]) == {"flip", "tencrop"}
     for m in report["tta"].values():
         assert m["n"] == n and 0.0 <= m["accuracy"] <= 1.0
+        assert m["ms_per_face"] > 0 and m["cost_vs_plain"] > 0
+    assert report["ms_per_face"] > 0
     for name in ("confusion_matrix.png", "roc_curves.png", "confusion_matrix_flip.png"):
         png = out / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -50,7 +50,9 @@ def test_random_erasing_fills_one_rectangle_with_probability():
 
 
 def test_mixup_mixes_faces_and_labels_alike():
-    x = tf.constant(np.arange(8, dtype=np.float32).reshape(8, 1, 1, 1) * np.ones((1, 4, 4, 1), np.float32))
+    x = tf.constant(
+        np.arange(8, dtype=np.float32).reshape(8, 1, 1, 1) * np.ones((1, 4, 4, 1), np.float32)
+    )
     y = tf.one_hot(np.arange(8) % 7, 7)
     mx, my = augment.mixup(x, y, 0.4)
     mx, my = mx.numpy(), my.numpy()
