@@ -1,4 +1,6 @@
-"""Batch augmentations of the published FER2013 recipes, as TensorFlow ops on ``tf.data`` batches.
+"""Training augmentations: the Keras preprocessing layers (:func:`make_augmenter`: flip,
+rotation, shift, zoom, brightness, contrast), and the batch augmentations of the published
+FER2013 recipes as TensorFlow ops on ``tf.data`` batches:
 
 - :func:`random_crop` (``--crop S``): a random square crop of side between ``S`` and the full
   face, at a random place, resized back to the input size (bilinear). The model's input stays
@@ -22,6 +24,29 @@ from collections.abc import Callable
 
 ERASE_AREA = (0.02, 0.25)
 ERASE_ASPECT = (0.3, 1 / 0.3)
+
+
+def make_augmenter(cfg):
+    """Keras preprocessing layers applied to training batches only."""
+    import keras
+
+    layers = keras.layers
+    aug = []
+    if cfg.flip:
+        aug.append(layers.RandomFlip("horizontal", seed=cfg.seed))
+    if cfg.rotation:
+        aug.append(layers.RandomRotation(cfg.rotation, fill_mode="reflect", seed=cfg.seed))
+    if cfg.shift:
+        aug.append(
+            layers.RandomTranslation(cfg.shift, cfg.shift, fill_mode="reflect", seed=cfg.seed)
+        )
+    if cfg.zoom:
+        aug.append(layers.RandomZoom(cfg.zoom, fill_mode="reflect", seed=cfg.seed))
+    if cfg.brightness:
+        aug.append(layers.RandomBrightness(cfg.brightness, value_range=(0, 255), seed=cfg.seed))
+    if cfg.contrast:
+        aug.append(layers.RandomContrast(cfg.contrast, value_range=(0, 255), seed=cfg.seed))
+    return keras.Sequential(aug, name="augment") if aug else None
 
 
 def random_crop(x, min_side: int):

@@ -122,6 +122,13 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also keep each epoch's weights in checkpoints/ (for deepfer average)",
     )
+    p.add_argument(
+        "--distribute",
+        choices=("mirrored", "multiworker"),
+        default=None,
+        help="tf.distribute: mirrored (every GPU here, else every logical CPU) or multiworker "
+        "(the cluster in TF_CONFIG); --batch-size and --lr are per replica",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(handler=_run_train)
 

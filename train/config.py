@@ -4,7 +4,9 @@ the learning-rate schedule. Light: no numpy or TensorFlow at import (the CLI rea
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -52,6 +54,7 @@ class TrainConfig:
     input_size: int = 48
     max_per_class: int = 0  # cap faces per class (quick trials); 0: all
     progress: bool = True
+    distribute: str = ""  # "" | mirrored | multiworker (batch_size and lr are per replica)
     snapshots: bool = False  # keep each epoch's weights (checkpoints/epoch-NNN.weights.h5)
 
     def to_json(self) -> dict:
@@ -121,6 +124,13 @@ class TrainConfig:
             bad("crop", f"must be 0 (off) or between 8 and the input size {self.input_size}")
         if not 0.0 <= self.erase <= 1.0:
             bad("erase", "must be a probability in [0, 1]")
+        if self.distribute not in ("", "none", "mirrored", "multiworker"):
+            bad("distribute", "choose mirrored or multiworker")
+        if self.distribute == "multiworker" and os.environ.get("TF_CONFIG"):
+            try:
+                json.loads(os.environ["TF_CONFIG"])["cluster"]
+            except (ValueError, KeyError, TypeError):
+                bad("distribute", "TF_CONFIG is not JSON with a 'cluster' entry")
         if self.max_per_class == 1:
             bad("max_per_class", "needs at least 2 faces per class to hold some out for validation")
         if not 16 <= self.input_size <= 512:

@@ -9,6 +9,7 @@ saved as .keras and .h5, history, plots, ``summary.json``). The input pipeline i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -21,8 +22,9 @@ from deepfer.data.dataset import DataError, FaceDataset, format_counts
 from deepfer.data.fer2013 import load_fer2013
 from deepfer.data.splits import cap_per_class, class_weights, stratified_split
 from deepfer.edge.labels import LABELS, NUM_CLASSES
-from deepfer.train.augment import make_batch_augment
+from deepfer.train.augment import make_augmenter, make_batch_augment
 from deepfer.train.config import ConfigError, TrainConfig, learning_rate
+from deepfer.train.distribute import make_strategy, scaled, worker_index
 from deepfer.train.run_folder import RunFolder
 
 __all__ = [
@@ -37,29 +39,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-def make_augmenter(cfg: TrainConfig):
-    """Keras preprocessing layers applied to training batches only."""
-    import keras
-
-    layers = keras.layers
-    aug = []
-    if cfg.flip:
-        aug.append(layers.RandomFlip("horizontal", seed=cfg.seed))
-    if cfg.rotation:
-        aug.append(layers.RandomRotation(cfg.rotation, fill_mode="reflect", seed=cfg.seed))
-    if cfg.shift:
-        aug.append(
-            layers.RandomTranslation(cfg.shift, cfg.shift, fill_mode="reflect", seed=cfg.seed)
-        )
-    if cfg.zoom:
-        aug.append(layers.RandomZoom(cfg.zoom, fill_mode="reflect", seed=cfg.seed))
-    if cfg.brightness:
-        aug.append(layers.RandomBrightness(cfg.brightness, value_range=(0, 255), seed=cfg.seed))
-    if cfg.contrast:
-        aug.append(layers.RandomContrast(cfg.contrast, value_range=(0, 255), seed=cfg.seed))
-    return keras.Sequential(aug, name="augment") if aug else None
 
 
 def make_optimizer(cfg: TrainConfig):
@@ -347,8 +326,20 @@ def train(cfg: TrainConfig, resume: bool = False, epochs: int | None = None) -> 
     from deepfer.train import plots
 
     _set_threads(cfg.threads)  # before any TensorFlow op runs
+    strategy = make_strategy(cfg.distribute)  # multiworker: before other ops too
+    replicas = strategy.num_replicas_in_sync if strategy else 1
+    scope = strategy.scope if strategy else contextlib.nullcontext  # a new one each time
+    if worker_index():  # a multiworker run: only the chief writes the run folder
+        run = RunFolder(Path(cfg.out) / f"worker-{worker_index()}")
+    if strategy:
+        print(
+            f"--distribute {cfg.distribute}: {replicas} replica(s), global batch "
+            f"{cfg.batch_size * replicas}, peak lr {cfg.lr * replicas:g}",
+            flush=True,
+        )
     keras.utils.set_random_seed(cfg.seed)
-    finetuned = load_finetune_model(cfg) if cfg.finetune and not resume else None
+    with scope():
+        finetuned = load_finetune_model(cfg) if cfg.finetune and not resume else None
     run.create()
     run.write_config(cfg.to_json())
 
@@ -361,15 +352,17 @@ def train(cfg: TrainConfig, resume: bool = False, epochs: int | None = None) -> 
         run.classes_plot,
     )
 
-    model, initial_epoch, best_so_far = build_or_resume(cfg, run, ran, finetuned)
+    fit_cfg, ran = scaled(cfg, replicas), (scaled(ran, replicas) if ran else None)
+    with scope():
+        model, initial_epoch, best_so_far = build_or_resume(fit_cfg, run, ran, finetuned)
     print(f"model {model.name}: {model.count_params():,} parameters", flush=True)
-    callbacks = make_callbacks(cfg, run, resume, best_so_far)
+    callbacks = make_callbacks(fit_cfg, run, resume, best_so_far)
     weights = class_weights(train_ds.y) if cfg.class_weight else None
     tf.random.set_seed(cfg.seed)
     started = time.time()
     model.fit(
-        make_dataset(train_ds, cfg, True, make_augmenter(cfg)),
-        validation_data=make_dataset(val_ds, cfg, False),
+        make_dataset(train_ds, fit_cfg, True, make_augmenter(cfg)),
+        validation_data=make_dataset(val_ds, fit_cfg, False),
         epochs=cfg.epochs,
         initial_epoch=initial_epoch,
         class_weight=weights,

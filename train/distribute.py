@@ -1,0 +1,53 @@
+"""Scale-out training on TensorFlow's own engine (``deepfer train --distribute``).
+
+- ``mirrored``: :class:`tf.distribute.MirroredStrategy` over this machine's accelerators
+  (every GPU), or, with none, every *logical* CPU device (so two logical CPUs made with
+  ``tf.config.set_logical_device_configuration`` exercise the same code on any machine).
+- ``multiworker``: :class:`tf.distribute.MultiWorkerMirroredStrategy`, the cluster read from the
+  ``TF_CONFIG`` environment variable (``{"cluster": {"worker": [...]}, "task": {"type":
+  "worker", "index": i}}``), run the same command on every machine. Worker 0 (the chief)
+  writes the run folder; the others write theirs to ``OUT/worker-<i>`` so files never clash.
+
+``--batch-size`` and ``--lr`` are per replica: the global batch is ``batch_size x replicas`` and
+the peak learning rate ``lr x replicas`` (the linear scaling rule, Goyal et al. 2017; keep the
+warm-up epoch). :func:`scaled` returns the config training runs with.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+
+DISTRIBUTE = ("", "none", "mirrored", "multiworker")
+
+
+def make_strategy(kind: str):
+    """The ``tf.distribute`` strategy for ``kind`` (``""``/``"none"``: ``None``)."""
+    if kind in ("", "none"):
+        return None
+    import tensorflow as tf
+
+    if kind == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        return tf.distribute.MirroredStrategy(devices)
+    if kind == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"unknown --distribute {kind!r}; choose mirrored or multiworker")
+
+
+def worker_index() -> int:
+    """This process's worker index in ``TF_CONFIG`` (0 without one: the chief)."""
+    try:
+        task = json.loads(os.environ.get("TF_CONFIG", "") or "{}").get("task", {})
+        return int(task.get("index", 0)) if task.get("type", "worker") in ("worker", "chief") else 0
+    except (ValueError, AttributeError):
+        return 0
+
+
+def scaled(cfg, replicas: int):
+    """``cfg`` with the global batch and learning rate for ``replicas`` replicas."""
+    if replicas <= 1:
+        return cfg
+    return replace(cfg, batch_size=cfg.batch_size * replicas, lr=cfg.lr * replicas)
