@@ -51,3 +51,38 @@ def scaled(cfg, replicas: int):
     if replicas <= 1:
         return cfg
     return replace(cfg, batch_size=cfg.batch_size * replicas, lr=cfg.lr * replicas)
+
+
+def prepare_model(model, strategy, input_shape, num_classes: int) -> None:
+    """Work around two Keras 3 faults under MultiWorkerMirroredStrategy.
+
+    Before the first epoch, Keras' TensorFlow trainer (3.15) ``strategy.reduce``s the first
+    ``(faces, labels)`` batch to learn its shapes; MultiWorkerMirroredStrategy cannot reduce a
+    tuple and fit fails ("Attempt to convert a value (PerReplica...)"). The shapes are known,
+    so the model builds its loss and metrics from a zero batch of the same shapes instead.
+    Other strategies are left alone.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+    batch = (
+        np.zeros((1, *input_shape), np.float32),
+        np.zeros((1, num_classes), np.float32),
+    )
+
+    def symbolic_build(iterator=None, data_batch=None):
+        with strategy.scope():
+            model._symbolic_build(data_batch=batch)
+
+    model._maybe_symbolic_build = symbolic_build
+    # Keras then reduces each scalar log over the workers with axis=0, which a scalar does not
+    # have ("Invalid reduction dimension 0", tensorflow/tensorflow#72388): give the logs one.
+    train_step, test_step = model.train_step, model.test_step
+
+    def shaped(logs):
+        return {k: tf.reshape(v, [1]) if v.shape.rank == 0 else v for k, v in logs.items()}
+
+    model.train_step = lambda data: shaped(train_step(data))
+    model.test_step = lambda data: shaped(test_step(data))

@@ -24,7 +24,7 @@ from deepfer.data.splits import cap_per_class, class_weights, stratified_split
 from deepfer.edge.labels import LABELS, NUM_CLASSES
 from deepfer.train.augment import make_augmenter, make_batch_augment
 from deepfer.train.config import ConfigError, TrainConfig, learning_rate
-from deepfer.train.distribute import make_strategy, scaled, worker_index
+from deepfer.train.distribute import make_strategy, prepare_model, scaled, worker_index
 from deepfer.train.run_folder import RunFolder
 
 __all__ = [
@@ -356,6 +356,7 @@ def train(cfg: TrainConfig, resume: bool = False, epochs: int | None = None) -> 
     with scope():
         model, initial_epoch, best_so_far = build_or_resume(fit_cfg, run, ran, finetuned)
     print(f"model {model.name}: {model.count_params():,} parameters", flush=True)
+    prepare_model(model, strategy, model.input_shape[1:], NUM_CLASSES)
     callbacks = make_callbacks(fit_cfg, run, resume, best_so_far)
     weights = class_weights(train_ds.y) if cfg.class_weight else None
     tf.random.set_seed(cfg.seed)
