@@ -359,10 +359,12 @@ def train(cfg: TrainConfig, resume: bool = False, epochs: int | None = None) -> 
     prepare_model(model, strategy, model.input_shape[1:], NUM_CLASSES)
     callbacks = make_callbacks(fit_cfg, run, resume, best_so_far)
     weights = class_weights(train_ds.y) if cfg.class_weight else None
-    tf.random.set_seed(cfg.seed)
+    # a resumed run must not replay epoch 1's order and augmentations: seed by the epoch
+    fit_cfg = replace(fit_cfg, seed=cfg.seed + initial_epoch)
+    tf.random.set_seed(fit_cfg.seed)
     started = time.time()
     model.fit(
-        make_dataset(train_ds, fit_cfg, True, make_augmenter(cfg)),
+        make_dataset(train_ds, fit_cfg, True, make_augmenter(fit_cfg)),
         validation_data=make_dataset(val_ds, fit_cfg, False),
         epochs=cfg.epochs,
         initial_epoch=initial_epoch,
