@@ -42,8 +42,13 @@ class MqttConfig:
     state_hz: float = 5.0
     #: Seconds between summaries (0 = none).
     summary_interval_s: float = 60.0
-    #: Messages kept while the broker is away; the oldest are dropped beyond.
+    #: Messages kept in the outbox (run.state_dir) until the broker has them; the oldest are
+    #: dropped beyond.
     queue_size: int = 10000
+    #: Messages older than this are dropped from the outbox (0 = no age limit; 7 days).
+    max_age_s: float = 604800.0
+    #: Seconds between outbox commits (one disk write each; messages go out once committed).
+    commit_interval_s: float = 1.0
     tls_ca: str = ""
     tls_cert: str = ""
     tls_key: str = ""
@@ -223,6 +228,8 @@ def mqtt_problems(cfg: MqttConfig, device_id: str) -> list[tuple[str, Any, str]]
         "state_hz": (0, 1000, False),
         "summary_interval_s": (0, math.inf, False),
         "queue_size": (1, 10_000_000, True),
+        "max_age_s": (0, math.inf, False),
+        "commit_interval_s": (0.01, 60, False),
         "keepalive": (5, 65535, True),
     }
     for key, (lo, hi, integer) in limits.items():

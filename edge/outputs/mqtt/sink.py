@@ -7,12 +7,15 @@ Topics under a prefix (default ``deepfer/<device_id>``), see docs/mqtt.md:
 * ``state``   the current faces, rate-limited (default 5 Hz), QoS 0.
 * ``summary`` every N seconds: face-frames per emotion, faces seen, event counts.
 
-Nothing is lost while the broker is away: events and summaries wait in a bounded queue and go
-out in order on reconnect; when the queue is full the oldest are dropped, counted and logged.
-One sender thread owns the in-flight window: on every (re)connect it takes back what the
-broker had not acknowledged (paho's ``drop_out_messages``) and sends it again before anything
-newer, so order holds across outages (QoS 1 is at-least-once: a consumer that must not see a
-message twice drops repeated ``seq`` values).
+Nothing is lost while the broker is away, nor across restarts: events and summaries go
+through the persistent outbox (``outbox.py``, SQLite in the state folder), committed in
+batches and published only once committed; a row leaves the outbox when the broker
+acknowledged it (PUBACK). What is left at a restart goes out first, in order. The outbox is
+bounded (``mqtt.queue_size`` messages, ``mqtt.max_age_s``): the oldest are dropped, counted and
+logged. One sender thread owns the outbox and the in-flight window: on every (re)connect it
+takes back what the broker had not acknowledged (paho's ``drop_out_messages``) and sends it
+again before anything newer, so order holds across outages (QoS 1 is at-least-once: a
+consumer that must not see a message twice drops repeated ``(device_id, seq)``).
 
 Settings and their checks live in ``deepfer.edge.config.mqtt`` (no paho there); paho is
 imported when the sink starts.
@@ -30,9 +33,7 @@ import ssl
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from deepfer.edge.config.mqtt import MqttConfig, check_mqtt_config
@@ -42,12 +43,16 @@ from deepfer.edge.messages import face_state, state_message
 from deepfer.edge.outputs.base import Sink
 from deepfer.edge.outputs.mqtt.credentials import Secret, resolve_secret
 from deepfer.edge.outputs.mqtt.ha_discovery import discovery_messages
+from deepfer.edge.outputs.mqtt.outbox import New, Outbox, OutboxError, Row, outbox_path
+from deepfer.edge.outputs.mqtt.outbox import state_dir as _state_dir
 from deepfer.edge.outputs.summary import PeriodCounter
 
 log = logging.getLogger(__name__)
 
-#: QoS 1 messages handed to paho at once; the rest wait in our queue, in order.
+#: QoS 1 messages handed to paho at once; the rest wait in the outbox, in order.
 WINDOW = 20
+#: Messages waiting for the next outbox commit that make it come at once.
+COMMIT_BATCH = 200
 
 
 def tls_context(s: MqttConfig) -> ssl.SSLContext:
@@ -72,15 +77,6 @@ def tls_context(s: MqttConfig) -> ssl.SSLContext:
 
 # ---------------------------------------------------------------------------------------------
 # The sink
-
-
-@dataclass
-class _Item:
-    topic: str
-    payload: bytes
-    qos: int
-    kind: str  # "event" | "summary"
-    seq: int | None = None
 
 
 def _json(obj: Any) -> bytes:
@@ -131,6 +127,7 @@ class MqttSink(Sink):
         flush_timeout_s: float = 5.0,
         reconnect_delay_s: tuple[float, float] = (1.0, 60.0),
         environ: dict[str, str] | None = None,
+        state_dir: str = "",
     ):
         self.settings = s = check_mqtt_config(config, device_id)
         self.cfg = c = s.config
@@ -150,13 +147,21 @@ class MqttSink(Sink):
             name: f"{s.base}/{name}" for name in ("status", "events", "state", "summary")
         }
         self.ha_status_topic = f"{c.ha_prefix}/status"
+        self.outbox = Outbox(
+            outbox_path(_state_dir(state_dir, environ), device_id), c.queue_size, c.max_age_s
+        )
 
-        self._lock = threading.Lock()  # guards _pending
-        self._pending: deque[_Item] = deque()
-        self._inflight: dict[int, _Item] = {}  # sender thread only
+        self._lock = threading.Lock()  # guards _incoming (pipeline thread -> sender thread)
+        self._incoming: list[New] = []
+        self._stored = 0  # rows in the outbox (written by the sender thread)
+        self._acked: set[int] = set()  # sender thread only: row ids to delete at the next commit
+        self._inflight: dict[int, Row] = {}  # sender thread only: paho mid -> row
+        self._cursor = 0  # sender thread only: the last row id handed to paho
+        self._last_commit = time.monotonic()
         self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._flushing = threading.Event()
         self._conn: tuple[int, bool] = (0, False)  # (connection generation, connected)
         self._ha_republish = False
         self._client: Any = None
@@ -173,6 +178,7 @@ class MqttSink(Sink):
             "connects": 0,
             "connect_failures": 0,
             "undelivered": 0,
+            "resumed": 0,
         }
         self._period = PeriodCounter(device_id, model, self.labels, time.time())
 
@@ -182,6 +188,14 @@ class MqttSink(Sink):
         import paho.mqtt.client as mqtt
 
         s, c = self.settings, self.cfg
+        self.outbox.open()  # a state folder we cannot write is fatal, before anything starts
+        self._stored = self.outbox.count
+        self._counts["resumed"] = self.outbox.count
+        if self.outbox.count:
+            log.warning(
+                "MQTT: %d message(s) left from the last run in %s go out first",
+                self.outbox.count, self.outbox.path,
+            )  # fmt: skip
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=s.client_id,
@@ -224,12 +238,21 @@ class MqttSink(Sink):
         )
         self._sender.start()
 
+    def next_seq(self) -> int:
+        """The ``seq`` after the last one this device stored (kept across restarts)."""
+        return self.outbox.next_seq
+
     def publish_event(self, event: dict[str, Any]) -> None:
-        item = _Item(self.topics["events"], _json(event), self.cfg.qos, "event", event.get("seq"))
+        item = New(
+            self.topics["events"],
+            _json(event),
+            self.cfg.qos,
+            "event",
+            event.get("seq"),
+            time.time(),
+        )
         self._period.add_event(event)
-        with self._lock:
-            self._enqueue(item)
-        self._wake.set()
+        self._enqueue(item)
 
     def on_frame(self, result: Any) -> None:
         """Counts the frame for the summary; publishes the state at most ``state_hz`` a second."""
@@ -251,12 +274,10 @@ class MqttSink(Sink):
             self._counts["state_sent"] += 1
 
     def stats(self) -> dict[str, Any]:
-        with self._lock:
-            depth = len(self._pending)
         c = self._counts
         return {
             "mqtt_connected": self._conn[1],
-            "mqtt_queue": depth + len(self._inflight),
+            "mqtt_queue": self._backlog(),
             "mqtt_dropped": c["dropped"],
             "mqtt_sent": c["sent"],
             "mqtt_summaries": c["summaries"],
@@ -264,6 +285,7 @@ class MqttSink(Sink):
             "mqtt_reconnects": max(0, c["connects"] - 1),
             "mqtt_connect_failures": c["connect_failures"],
             "mqtt_undelivered": c["undelivered"],
+            "mqtt_resumed": c["resumed"],
         }
 
     def close(self) -> None:
@@ -275,8 +297,12 @@ class MqttSink(Sink):
             return
         if self.cfg.summary_interval_s > 0:
             self._enqueue_summary(time.time())
+        self._flushing.set()  # commit at once from now on
         deadline = time.monotonic() + self.flush_timeout_s
-        while time.monotonic() < deadline and self._backlog():
+        # with the broker away the backlog is kept in the outbox: wait only for the commit
+        while time.monotonic() < deadline and (
+            self._incoming or (self._backlog() and self._conn[1])
+        ):
             self._wake.set()
             time.sleep(0.02)
         self._stop.set()
@@ -287,8 +313,9 @@ class MqttSink(Sink):
         if left:
             self._counts["undelivered"] = left
             log.error(
-                "MQTT: %d message(s) not delivered to %s before shutdown (broker unreachable for %.0f s)",
-                left, self.settings.broker, self.flush_timeout_s,
+                "MQTT: %d message(s) not delivered to %s before shutdown (broker unreachable for "
+                "%.0f s): kept in the outbox %s for the next start",
+                left, self.settings.broker, self.flush_timeout_s, self.outbox.path,
             )  # fmt: skip
         if self._conn[1]:
             info = self._client.publish(self.topics["status"], "offline", qos=1, retain=True)
@@ -300,43 +327,74 @@ class MqttSink(Sink):
         self._client.loop_stop()
         c = self._counts
         level = logging.WARNING if c["dropped"] or left else logging.INFO
-        log.log(level, "MQTT: %d events sent, %d summaries, %d dropped (queue full), %d undelivered, %d reconnects",
+        log.log(level, "MQTT: %d events sent, %d summaries, %d dropped (queue full or too old), %d kept for the next start, %d reconnects",
                 c["sent"], c["summaries"], c["dropped"], left, max(0, c["connects"] - 1))  # fmt: skip
 
     # -- queue ----------------------------------------------------------------------------
 
     def _backlog(self) -> int:
-        return len(self._pending) + len(self._inflight)  # len() is atomic; no lock in callbacks
+        """Messages not yet acknowledged: stored (less those acknowledged, to be deleted) plus
+        those waiting for the next commit (len() is atomic; no lock in callbacks)."""
+        return max(0, self._stored - len(self._acked)) + len(self._incoming)
 
-    def _enqueue(self, item: _Item) -> None:
-        """Appends (lock held); drops the oldest when full."""
-        self._pending.append(item)
-        self._trim()
+    def _enqueue(self, item: New) -> None:
+        """Hands a message to the sender thread for the next commit; beyond queue_size waiting
+        for it, the oldest waiting are dropped (the outbox applies the bound to what it holds)."""
+        with self._lock:
+            self._incoming.append(item)
+            over = len(self._incoming) - self.cfg.queue_size
+            gone = self._incoming[:over] if over > 0 else []
+            del self._incoming[: max(0, over)]
+            batch = len(self._incoming) >= COMMIT_BATCH
+        if gone:
+            self._count_dropped(len(gone), "queue full", gone[0].kind, gone[0].seq)
+        if batch or self._stop.is_set():
+            self._wake.set()
 
-    def _trim(self) -> None:
-        over = len(self._pending) - self.cfg.queue_size
-        if over <= 0:
-            return
-        first = None
-        for _ in range(over):
-            old = self._pending.popleft()
-            first = first or old
-        self._counts["dropped"] += over
+    def _count_dropped(self, n: int, reason: str, kind: str, seq: int | None) -> None:
+        self._counts["dropped"] += n
         now = time.monotonic()
         if now - self._last_drop_log >= 10.0:
             self._last_drop_log = now
             log.warning(
-                "MQTT: queue full (%d, broker %s): dropped the oldest %s%s; %d dropped so far",
-                self.cfg.queue_size, "connected" if self._conn[1] else "unreachable", first.kind,
-                f" seq={first.seq}" if first.seq is not None else "", self._counts["dropped"],
+                "MQTT: %s (%d, max age %g s, broker %s): dropped the oldest %s%s; %d dropped so far",
+                reason, self.cfg.queue_size, self.cfg.max_age_s,
+                "connected" if self._conn[1] else "unreachable", kind,
+                f" seq={seq}" if seq is not None else "", self._counts["dropped"],
             )  # fmt: skip
+
+    def _commit(self, force: bool = False) -> None:
+        """Sender thread: one outbox transaction with what came in and what was acknowledged,
+        every commit_interval_s (or COMMIT_BATCH messages, or ``force``)."""
+        due = time.monotonic() - self._last_commit >= self.cfg.commit_interval_s
+        if not (force or due or len(self._incoming) >= COMMIT_BATCH):
+            return
+        with self._lock:
+            new, self._incoming = self._incoming, []
+        if not new and not self._acked:
+            return
+        acked = list(self._acked)
+        try:
+            dropped = self.outbox.commit(new, acked)
+        except OutboxError as exc:
+            with self._lock:  # keep them for the next try (bounded by _enqueue)
+                self._incoming[:0] = new
+            log.error("%s; retrying", exc)
+            self._last_commit = time.monotonic()
+            return
+        self._last_commit = time.monotonic()
+        self._acked.difference_update(acked)
+        self._stored = self.outbox.count
+        for d in dropped:
+            self._count_dropped(d.count, d.reason, d.first_kind, d.first_seq)
 
     # -- summaries ------------------------------------------------------------------------
 
     def _enqueue_summary(self, now: float) -> None:
         summary = self._period.take(now, dropped_total=self._counts["dropped"])
-        with self._lock:
-            self._enqueue(_Item(self.topics["summary"], _json(summary), self.cfg.qos, "summary"))
+        self._enqueue(
+            New(self.topics["summary"], _json(summary), self.cfg.qos, "summary", None, now)
+        )
 
     # -- paho callbacks (network thread: flags and queues only) ---------------------------
 
@@ -401,9 +459,10 @@ class MqttSink(Sink):
         interval = self.cfg.summary_interval_s
         next_summary = time.monotonic() + interval if interval > 0 else math.inf
         while True:
-            timeout = min(0.5, max(0.0, next_summary - time.monotonic()))
-            self._wake.wait(timeout)
+            wait = min(0.5, self.cfg.commit_interval_s, max(0.0, next_summary - time.monotonic()))
+            self._wake.wait(wait)
             self._wake.clear()
+            stopping = self._stop.is_set()
             try:
                 self._take_acks()
                 gen, connected = self._conn
@@ -415,16 +474,21 @@ class MqttSink(Sink):
                 if self._ha_republish and connected:
                     self._ha_republish = False
                     self._publish_discovery()
-                if time.monotonic() >= next_summary and not self._stop.is_set():
+                if time.monotonic() >= next_summary and not stopping:
                     next_summary += interval * max(
                         1, math.ceil((time.monotonic() - next_summary) / interval)
                     )
                     self._enqueue_summary(time.time())
+                self._commit(force=self._flushing.is_set() or stopping)
                 if connected:
                     self._feed()
             except Exception:  # keep sending whatever happens to one message
                 log.exception("MQTT: sender error")
-            if self._stop.is_set():
+            if stopping:
+                with contextlib.suppress(Exception):
+                    self._take_acks()
+                    self._commit(force=True)  # what came in and what was acknowledged, kept
+                self.outbox.close()
                 return
 
     def _take_acks(self) -> None:
@@ -433,24 +497,26 @@ class MqttSink(Sink):
                 mid = self._acks.get_nowait()
             except queue.Empty:
                 return
-            with self._lock:
-                item = self._inflight.pop(mid, None)
-            if item is not None:
-                self._counts["sent" if item.kind == "event" else "summaries"] += 1
+            row = self._inflight.pop(mid, None)
+            if row is not None:
+                self._delivered(row)
+
+    def _delivered(self, row: Row) -> None:
+        self._acked.add(row.id)
+        self._counts["sent" if row.kind == "event" else "summaries"] += 1
 
     def _take_back(self) -> None:
-        """After a disconnect or reconnect: what the broker did not acknowledge goes back to
-        the front of the queue, in order (paho would otherwise resend it after newer ones)."""
+        """After a disconnect or reconnect: what the broker did not acknowledge is sent again
+        from the outbox, in order (paho would otherwise resend it after newer ones)."""
         dropped = {m.mid for m in self._client.drop_out_messages()}
         self._take_acks()
-        with self._lock:
-            back = [item for mid, item in self._inflight.items() if mid in dropped]
-            acked = [item for mid, item in self._inflight.items() if mid not in dropped]
-            self._inflight.clear()
-            self._pending.extendleft(reversed(back))
-            self._trim()
-        for item in acked:  # acknowledged between the two looks
-            self._counts["sent" if item.kind == "event" else "summaries"] += 1
+        back = [row for mid, row in self._inflight.items() if mid in dropped]
+        acked = [row for mid, row in self._inflight.items() if mid not in dropped]
+        self._inflight.clear()
+        for row in acked:  # acknowledged between the two looks
+            self._delivered(row)
+        if back:
+            self._cursor = min(row.id for row in back) - 1
 
     def _announce(self) -> None:
         self._client.publish(self.topics["status"], "online", qos=1, retain=True)
@@ -468,19 +534,24 @@ class MqttSink(Sink):
             self._client.publish(topic, _json(payload), qos=1, retain=True)
 
     def _feed(self) -> None:
+        """Committed rows after the cursor, oldest first, while the window has room."""
         while len(self._inflight) < WINDOW and self._conn[1]:
-            with self._lock:
-                if not self._pending:
-                    return
-                item = self._pending.popleft()
-            info = self._client.publish(item.topic, item.payload, qos=item.qos)
-            if item.qos > 0:
-                self._inflight[info.mid] = item  # paho holds it until PUBACK or our take-back
-                if info.rc != 0:  # not connected after all: taken back on the next look
-                    return
-            elif info.rc == 0:
-                self._counts["sent" if item.kind == "event" else "summaries"] += 1
-            else:
-                with self._lock:
-                    self._pending.appendleft(item)
+            rows = [
+                r
+                for r in self.outbox.read(self._cursor, WINDOW - len(self._inflight))
+                if r.id not in self._acked
+            ]
+            if not rows:
                 return
+            for row in rows:
+                info = self._client.publish(row.topic, row.payload, qos=row.qos)
+                if row.qos > 0:
+                    self._inflight[info.mid] = row  # paho holds it until PUBACK or take-back
+                    self._cursor = row.id
+                    if info.rc != 0:  # not connected after all: taken back on the next look
+                        return
+                elif info.rc == 0:
+                    self._cursor = row.id
+                    self._delivered(row)
+                else:
+                    return
