@@ -136,7 +136,8 @@ class Daemon:
             sink.start()
             self.sinks.append(sink)  # only started sinks are closed
         # seq goes on from where an output that keeps it (the MQTT outbox) left it
-        start_seq = max([sink.next_seq() or 1 for sink in self.sinks] or [1])
+        kept = [getattr(sink, "next_seq", lambda: None)() for sink in self.sinks]
+        start_seq = max([seq for seq in kept if seq] or [1])
         self.messages = EventBuilder(self.device_id, model_name, start_seq=start_seq)
         log.info("run_id %s, events from seq %d", self.messages.run_id, start_seq)
         return self

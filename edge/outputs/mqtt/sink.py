@@ -299,9 +299,10 @@ class MqttSink(Sink):
             self._enqueue_summary(time.time())
         self._flushing.set()  # commit at once from now on
         deadline = time.monotonic() + self.flush_timeout_s
-        # with the broker away the backlog is kept in the outbox: wait only for the commit
+        # with the broker known to be away the backlog is kept in the outbox: wait only for
+        # the commit; connected (or still trying a first time): wait for the acknowledgements
         while time.monotonic() < deadline and (
-            self._incoming or (self._backlog() and self._conn[1])
+            self._incoming or (self._backlog() and (self._conn[1] or not self._fail_streak))
         ):
             self._wake.set()
             time.sleep(0.02)
