@@ -283,7 +283,7 @@ def test_outbox_events_made_without_a_broker_arrive_once_after_restarts(
     state = tmp_path / "state"
     env = run_env(DEEPFER_MQTT_SUMMARY_INTERVAL_S="0")
     made = []
-    for run in range(2):
+    for _ in range(2):
         rc, _, err = deepfer_run(
             tiny_tflite_model, video, broker.url, tmp_path, "--max-frames", "60",
             "--state-dir", str(state), env=env,
