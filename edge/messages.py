@@ -57,9 +57,7 @@ def utc_iso(ts: float | None = None) -> str:
 class EventBuilder:
     """Builds messages with a contiguous ``seq``; safe to call from several threads."""
 
-    def __init__(
-        self, device_id: str, model: str, start_seq: int = 1, run_id: str | None = None
-    ):
+    def __init__(self, device_id: str, model: str, start_seq: int = 1, run_id: str | None = None):
         self.device_id = device_id
         self.model = model
         #: New at every start: tells two runs of one device apart.

@@ -29,7 +29,10 @@ def test_order_ack_and_restart_keep_what_is_left_in_order(tmp_path):
         assert box.count == 6 and box.next_seq == 11
         assert [r.seq for r in box.read(0, 100)] == [5, 6, 7, 8, 9, 10]
         box.commit([msg(11), msg(None, kind="summary")], now=1000.0)
-        assert [(r.kind, r.seq) for r in box.read(0, 100)][-2:] == [("event", 11), ("summary", None)]
+        assert [(r.kind, r.seq) for r in box.read(0, 100)][-2:] == [
+            ("event", 11),
+            ("summary", None),
+        ]
         assert box.next_seq == 12  # a summary carries no seq
         assert box.read(0, 1)[0].payload == b'{"seq":5}'
 
