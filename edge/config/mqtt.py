@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 from deepfer.edge.errors import MqttConfigError
 
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+#: mqtt.protocol values: auto = MQTT 5 where the broker offers it, else 3.1.1.
+PROTOCOLS = ("auto", "5", "3.1.1")
 #: Name of the systemd credential that holds the MQTT password (``LoadCredential=mqtt-password:...``).
 MQTT_CREDENTIAL = "mqtt-password"
 
@@ -38,6 +40,8 @@ class MqttConfig:
     #: Topic prefix; {device_id} is filled in.
     prefix: str = "deepfer/{device_id}"
     qos: int = 1
+    #: auto (MQTT 5 where the broker offers it, else 3.1.1) | 5 | 3.1.1
+    protocol: str = "auto"
     #: State messages per second at most (0 = none).
     state_hz: float = 5.0
     #: Seconds between summaries (0 = none).
@@ -222,6 +226,8 @@ def mqtt_problems(cfg: MqttConfig, device_id: str) -> list[tuple[str, Any, str]]
         bad("username", username, f"differs from the user in mqtt.url ({broker.username!r})")
     _, base_problems = _base(str(cfg.prefix), device_id, "mqtt.prefix")
     problems += base_problems
+    if cfg.protocol not in PROTOCOLS:
+        bad("protocol", cfg.protocol, f"must be one of {', '.join(PROTOCOLS)}")
     if cfg.qos not in (0, 1, 2) or isinstance(cfg.qos, bool):
         bad("qos", cfg.qos, "must be 0, 1 or 2")
     limits = {

@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 WINDOW = 20
 #: Messages waiting for the next outbox commit that make it come at once.
 COMMIT_BATCH = 200
+#: MQTT 5: a state message older than this is stale: brokers drop it instead of delivering it.
+STATE_EXPIRY_S = 10
 
 
 def tls_context(s: MqttConfig) -> ssl.SSLContext:
@@ -164,6 +166,10 @@ class MqttSink(Sink):
         self._flushing = threading.Event()
         self._conn: tuple[int, bool] = (0, False)  # (connection generation, connected)
         self._ha_republish = False
+        self._protocol = 3
+        self._spoke_v5 = False  # connected once with MQTT 5: never fall back to 3.1.1
+        self._fallback = False
+        self._state_props: Any = None
         self._client: Any = None
         self._sender: threading.Thread | None = None
         self._closed = False
@@ -185,9 +191,10 @@ class MqttSink(Sink):
     # -- the Sink interface ---------------------------------------------------------------
 
     def start(self) -> None:
-        import paho.mqtt.client as mqtt
 
         s, c = self.settings, self.cfg
+        if c.tls_insecure:
+            log.warning("MQTT: mqtt.tls_insecure is on: the broker's certificate is NOT verified")
         self.outbox.open()  # a state folder we cannot write is fatal, before anything starts
         self._stored = self.outbox.count
         self._counts["resumed"] = self.outbox.count
@@ -196,11 +203,34 @@ class MqttSink(Sink):
                 "MQTT: %d message(s) left from the last run in %s go out first",
                 self.outbox.count, self.outbox.path,
             )  # fmt: skip
+        self._client = self._new_client(5 if c.protocol in ("auto", "5") else 3)
+        if s.username and not self._secret.value:
+            log.warning("MQTT: user %r has no password (%s)", s.username, self._secret.source)
+        log.info(
+            "MQTT: publishing to %s as %r under %s/ (password: %s)",
+            s.broker, s.client_id, s.base, self._secret.source if self._secret.value else "none",
+        )  # fmt: skip
+        self._connect()
+        self._sender = threading.Thread(
+            target=self._run_sender, name="deepfer-mqtt-sender", daemon=True
+        )
+        self._sender.start()
+
+    def next_seq(self) -> int:
+        """The ``seq`` after the last one this device stored (kept across restarts)."""
+        return self.outbox.next_seq
+
+    def _new_client(self, protocol: int) -> Any:
+        """A paho client for MQTT 5 (``protocol`` 5) or 3.1.1 (3), every setting and callback set."""
+        import paho.mqtt.client as mqtt
+
+        s, c = self.settings, self.cfg
+        v5 = protocol == 5
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=s.client_id,
-            clean_session=True,
-            protocol=mqtt.MQTTv311,
+            clean_session=None if v5 else True,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
         )
         # paho's own messages are internals (and noisy while reconnecting): debug level only;
         # this module logs what went wrong in words.
@@ -213,9 +243,6 @@ class MqttSink(Sink):
             client.tls_set_context(self._ssl)
             if c.tls_insecure:
                 client.tls_insecure_set(True)
-                log.warning(
-                    "MQTT: mqtt.tls_insecure is on: the broker's certificate is NOT verified"
-                )
         client.will_set(self.topics["status"], "offline", qos=1, retain=True)
         client.reconnect_delay_set(*self.reconnect_delay_s)
         client.max_inflight_messages_set(WINDOW + 10)
@@ -224,23 +251,39 @@ class MqttSink(Sink):
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
-        self._client = client
-        if s.username and not self._secret.value:
-            log.warning("MQTT: user %r has no password (%s)", s.username, self._secret.source)
-        log.info(
-            "MQTT: publishing to %s as %r under %s/ (password: %s)",
-            s.broker, s.client_id, s.base, self._secret.source if self._secret.value else "none",
-        )  # fmt: skip
-        client.connect_async(s.broker.host, s.broker.port, keepalive=c.keepalive)
-        client.loop_start()
-        self._sender = threading.Thread(
-            target=self._run_sender, name="deepfer-mqtt-sender", daemon=True
-        )
-        self._sender.start()
+        return client
 
-    def next_seq(self) -> int:
-        """The ``seq`` after the last one this device stored (kept across restarts)."""
-        return self.outbox.next_seq
+    def _connect(self) -> None:
+        """Connects in the background (paho's thread); MQTT 5: a clean start whose session ends
+        with the connection (session expiry 0): the outbox, not the broker, keeps what is
+        unacknowledged."""
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        s, client = self.settings, self._client
+        self._protocol = 5 if client.protocol == 5 else 3
+        kwargs: dict[str, Any] = {}
+        if self._protocol == 5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 0
+            kwargs = {"clean_start": True, "properties": props}
+            state = Properties(PacketTypes.PUBLISH)
+            state.MessageExpiryInterval = STATE_EXPIRY_S
+            self._state_props = state
+        else:
+            self._state_props = None
+        client.connect_async(s.broker.host, s.broker.port, keepalive=self.cfg.keepalive, **kwargs)
+        client.loop_start()
+
+    def _fall_back_to_311(self) -> None:
+        """Sender thread: the broker does not speak MQTT 5 (mqtt.protocol = auto): a 3.1.1 client."""
+        old = self._client
+        old.loop_stop()
+        with contextlib.suppress(Exception):
+            old.disconnect()
+        log.warning("MQTT: %s does not speak MQTT 5: using MQTT 3.1.1", self.settings.broker)
+        self._client = self._new_client(3)
+        self._connect()
 
     def publish_event(self, event: dict[str, Any]) -> None:
         item = New(
@@ -269,7 +312,9 @@ class MqttSink(Sink):
             return
         self._last_state = now
         payload = state_message(result.frame.ts, self.device_id, result.faces)
-        info = self._client.publish(self.topics["state"], _json(payload), qos=0, retain=False)
+        info = self._client.publish(
+            self.topics["state"], _json(payload), qos=0, retain=False, properties=self._state_props
+        )
         if info.rc == 0:
             self._counts["state_sent"] += 1
 
@@ -400,6 +445,16 @@ class MqttSink(Sink):
     # -- paho callbacks (network thread: flags and queues only) ---------------------------
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if client is not self._client:
+            return
+        if (
+            reason_code.is_failure
+            and self._may_fall_back()
+            and "protocol" in str(reason_code).lower()
+        ):
+            self._fallback = True
+            self._wake.set()
+            return
         if reason_code.is_failure:
             self._connect_failed(f"the broker refused the connection: {reason_code}")
             return
@@ -409,6 +464,7 @@ class MqttSink(Sink):
         else:
             log.info("MQTT: connected to %s", self.settings.broker)
         self._fail_streak = 0
+        self._spoke_v5 = self._protocol == 5
         if self.cfg.ha_discovery:
             client.subscribe(self.ha_status_topic, qos=1)
         self._conn = (self._conn[0] + 1, True)
@@ -434,7 +490,17 @@ class MqttSink(Sink):
                 why,
             )
 
+    def _may_fall_back(self) -> bool:
+        return self.cfg.protocol == "auto" and self._protocol == 5 and not self._spoke_v5
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if client is not self._client:
+            return
+        if not self._conn[1] and self._may_fall_back():
+            # an MQTT 5 CONNECT answered by closing the connection: a 3.1.1-only broker
+            self._fallback = True
+            self._wake.set()
+            return
         was = self._conn[1]
         self._conn = (self._conn[0] + 1, False)
         self._wake.set()
@@ -465,6 +531,9 @@ class MqttSink(Sink):
             self._wake.clear()
             stopping = self._stop.is_set()
             try:
+                if self._fallback:
+                    self._fallback = False
+                    self._fall_back_to_311()
                 self._take_acks()
                 gen, connected = self._conn
                 if gen != seen_gen:
