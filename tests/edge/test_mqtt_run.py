@@ -318,3 +318,16 @@ def test_outbox_events_made_without_a_broker_arrive_once_after_restarts(
     assert len(run_ids) == 3
     assert all(validate_event(e, LABELS) == [] for e in got)
     assert (state / f"mqtt-outbox-{DEVICE}.sqlite3").is_file()
+
+
+def test_run_refuses_a_state_dir_it_cannot_use(tmp_path, tiny_tflite_model, video):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    url = Mosquitto(tmp_path / "broker").url
+    rc, _, err = deepfer_run(
+        tiny_tflite_model, video, url, tmp_path, "--max-frames", "5",
+        "--state-dir", str(blocker / "state"),
+    )  # fmt: skip
+    assert rc == 2, err
+    assert f"MQTT outbox {blocker / 'state'}" in err and "run.state_dir" in err
+    assert "Traceback" not in err

@@ -398,7 +398,8 @@ class MqttSink(Sink):
             self._wake.set()
 
     def _count_dropped(self, n: int, reason: str, kind: str, seq: int | None) -> None:
-        self._counts["dropped"] += n
+        with self._lock:  # the pipeline thread and the sender thread both drop
+            self._counts["dropped"] += n
         now = time.monotonic()
         if now - self._last_drop_log >= 10.0:
             self._last_drop_log = now
@@ -471,6 +472,8 @@ class MqttSink(Sink):
         self._wake.set()
 
     def _on_connect_fail(self, client, userdata) -> None:
+        if client is not self._client:
+            return
         # paho calls this from inside its ``except OSError`` block: the exception is at hand.
         self._connect_failed(_describe_connect_error(sys.exc_info()[1]))
 
