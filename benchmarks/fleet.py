@@ -172,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         "devices_out_of_order": out_of_order,
         "throughput_events_per_s": round(total / elapsed, 1),
         "state_messages_sent": sum(s["mqtt_state_sent"] for s in stats),
+        "kept_in_outbox_at_close": sum(s["mqtt_undelivered"] for s in stats),
         "latency_ms_median": round(1e3 * statistics.median(latencies), 1) if latencies else None,
         "latency_ms_p99": round(1e3 * latencies[int(0.99 * (len(latencies) - 1))], 1)
         if latencies

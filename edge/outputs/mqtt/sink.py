@@ -358,10 +358,15 @@ class MqttSink(Sink):
         left = self._backlog()
         if left:
             self._counts["undelivered"] = left
+            why = (
+                f"no acknowledgement within {self.flush_timeout_s:g} s"
+                if self._conn[1]
+                else "broker unreachable"
+            )
             log.error(
-                "MQTT: %d message(s) not delivered to %s before shutdown (broker unreachable for "
-                "%.0f s): kept in the outbox %s for the next start",
-                left, self.settings.broker, self.flush_timeout_s, self.outbox.path,
+                "MQTT: %d message(s) not delivered to %s before shutdown (%s): kept in the "
+                "outbox %s for the next start",
+                left, self.settings.broker, why, self.outbox.path,
             )  # fmt: skip
         if self._conn[1]:
             info = self._client.publish(self.topics["status"], "offline", qos=1, retain=True)
