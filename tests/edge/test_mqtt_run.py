@@ -331,3 +331,47 @@ def test_run_refuses_a_state_dir_it_cannot_use(tmp_path, tiny_tflite_model, vide
     assert rc == 2, err
     assert f"MQTT outbox {blocker / 'state'}" in err and "run.state_dir" in err
     assert "Traceback" not in err
+
+
+def test_sigkill_with_the_broker_away_keeps_what_was_committed(tmp_path, tiny_tflite_model, video):
+    """SIGKILL (a power cut for the daemon) while the broker is away: every event committed
+    before it is delivered by the next start, once, in order; seq goes on from there."""
+    import sqlite3
+
+    broker = Mosquitto(tmp_path / "broker")
+    state = tmp_path / "state"
+    env = run_env(DEEPFER_MQTT_SUMMARY_INTERVAL_S="0")
+    proc = deepfer_run(
+        tiny_tflite_model, video, broker.url, tmp_path, "--realtime", "--loop",
+        "--state-dir", str(state), env=env, wait=False,
+    )  # fmt: skip
+    db_path = state / f"mqtt-outbox-{DEVICE}.sqlite3"
+    deadline = time.monotonic() + 30
+    committed = 0
+    while time.monotonic() < deadline and committed < 20:
+        time.sleep(0.5)
+        if db_path.is_file():
+            with sqlite3.connect(db_path) as db:
+                committed = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+    proc.kill()
+    proc.communicate(timeout=30)
+    with sqlite3.connect(db_path) as db:
+        kept = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        next_seq = db.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()[0]
+    assert kept >= 20 and next_seq == kept + 1
+    with broker:
+        sub = Subscriber(broker, [f"{PREFIX}/events"])
+        try:
+            rc, _, err = deepfer_run(
+                tiny_tflite_model, video, broker.url, tmp_path, "--max-frames", "20",
+                "--state-dir", str(state), env=env,
+            )  # fmt: skip
+            assert rc == 0, err
+            total = mqtt_stats(tmp_path)["mqtt_sent"]
+            assert mqtt_stats(tmp_path)["mqtt_resumed"] == kept
+            sub.wait_for(lambda s: len(s.on(f"{PREFIX}/events")) >= total, what="every event")
+            time.sleep(0.3)
+        finally:
+            sub.close()
+    got = [m.json()["seq"] for m in sub.on(f"{PREFIX}/events")]
+    assert got == list(range(1, total + 1)) and total > kept
