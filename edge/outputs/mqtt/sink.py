@@ -552,7 +552,8 @@ class MqttSink(Sink):
                 if self._ha_republish and connected:
                     self._ha_republish = False
                     self._publish_discovery()
-                if time.monotonic() >= next_summary and not stopping:
+                # once close() began it sends the last summary itself: none after it
+                if time.monotonic() >= next_summary and not self._flushing.is_set():
                     next_summary += interval * max(
                         1, math.ceil((time.monotonic() - next_summary) / interval)
                     )
