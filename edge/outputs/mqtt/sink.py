@@ -156,6 +156,7 @@ class MqttSink(Sink):
         self._lock = threading.Lock()  # guards _incoming (pipeline thread -> sender thread)
         self._incoming: list[New] = []
         self._stored = 0  # rows in the outbox (written by the sender thread)
+        self._committing = 0  # messages taken from _incoming, not yet in _stored
         self._acked: set[int] = set()  # sender thread only: row ids to delete at the next commit
         self._inflight: dict[int, Row] = {}  # sender thread only: paho mid -> row
         self._cursor = 0  # sender thread only: the last row id handed to paho
@@ -385,8 +386,10 @@ class MqttSink(Sink):
 
     def _backlog(self) -> int:
         """Messages not yet acknowledged: stored (less those acknowledged, to be deleted) plus
-        those waiting for the next commit (len() is atomic; no lock in callbacks)."""
-        return max(0, self._stored - len(self._acked)) + len(self._incoming)
+        those being written and those waiting for the next commit (the lock is never held
+        while calling paho, so callbacks may take it)."""
+        with self._lock:
+            return max(0, self._stored - len(self._acked)) + self._committing + len(self._incoming)
 
     def _enqueue(self, item: New) -> None:
         """Hands a message to the sender thread for the next commit; beyond queue_size waiting
@@ -423,6 +426,7 @@ class MqttSink(Sink):
             return
         with self._lock:
             new, self._incoming = self._incoming, []
+            self._committing = len(new)  # still counted in the backlog while being written
         if not new and not self._acked:
             return
         acked = list(self._acked)
@@ -431,12 +435,15 @@ class MqttSink(Sink):
         except OutboxError as exc:
             with self._lock:  # keep them for the next try (bounded by _enqueue)
                 self._incoming[:0] = new
+                self._committing = 0
             log.error("%s; retrying", exc)
             self._last_commit = time.monotonic()
             return
         self._last_commit = time.monotonic()
         self._acked.difference_update(acked)
-        self._stored = self.outbox.count
+        with self._lock:
+            self._stored = self.outbox.count
+            self._committing = 0
         for d in dropped:
             self._count_dropped(d.count, d.reason, d.first_kind, d.first_seq)
 
