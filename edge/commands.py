@@ -23,6 +23,7 @@ RUN_FLAGS: dict[str, str] = {
     "max_frames": "run.max_frames",
     "duration": "run.duration_s",
     "stats_json": "run.stats_json",
+    "state_dir": "run.state_dir",
     "model": "model.path",
     "threads": "model.threads",
     "yunet": "detector.yunet_model",
@@ -177,6 +178,13 @@ def add_run(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
     p.add_argument(
         "--stats-json", default=None, metavar="FILE", help="write the run's stats here at exit"
+    )
+    p.add_argument(
+        "--state-dir",
+        default=None,
+        metavar="DIR",
+        help="keep the MQTT outbox here (default: $STATE_DIRECTORY, else "
+        "$XDG_STATE_HOME/deepfer or ~/.local/state/deepfer)",
     )
     p.add_argument("--threads", type=int, default=None, metavar="N", help="TFLite threads")
     p.add_argument(

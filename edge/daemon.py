@@ -49,7 +49,9 @@ def make_outputs(
         from deepfer.edge.outputs.mqtt.sink import MqttSink
 
         kwargs = {"labels": labels} if labels else {}
-        sinks.append(MqttSink(config.mqtt, device_id, model=model, **kwargs))
+        sinks.append(
+            MqttSink(config.mqtt, device_id, model=model, state_dir=config.run.state_dir, **kwargs)
+        )
     elif events:
         from deepfer.edge.outputs.stdout import StdoutSink
 
@@ -113,7 +115,6 @@ class Daemon:
             self.classifier = load_classifier(cfg.model)
         model_name = self.classifier.info.name
         detector = make_detector(cfg.detector)
-        self.messages = EventBuilder(self.device_id, model_name)
         self.pipeline = FacePipeline.from_config(cfg, self.classifier, detector)
         if self.source is None:
             self.source = make_source(cfg.source.uri, cfg.source)
@@ -134,6 +135,11 @@ class Daemon:
         for sink in self._given_sinks:
             sink.start()
             self.sinks.append(sink)  # only started sinks are closed
+        # seq goes on from where an output that keeps it (the MQTT outbox) left it
+        kept = [getattr(sink, "next_seq", lambda: None)() for sink in self.sinks]
+        start_seq = max([seq for seq in kept if seq] or [1])
+        self.messages = EventBuilder(self.device_id, model_name, start_seq=start_seq)
+        log.info("run_id %s, events from seq %d", self.messages.run_id, start_seq)
         return self
 
     def close(self) -> None:
@@ -220,6 +226,8 @@ class Daemon:
 
     def _publish(self, track_events, ts: float | None = None) -> None:
         """Track events as messages, to every output; one broken output must not stop the rest."""
+        if self.messages is None:  # closed before the outputs started: no track was open
+            return
         for ev in track_events:
             message = self.messages.from_track_event(ev, ts)
             for sink in self.sinks:

@@ -5,14 +5,16 @@ build; nothing else serialises a face. No face pixels are ever part of a message
 
 An event message has ``type`` (start | change | end), ``track_id``, ``emotion``,
 ``score``, ``scores`` (every label), ``box`` [x, y, w, h] in frame pixels,
-``ts`` (ISO 8601 UTC), ``seq`` (grows by one per message), ``device_id`` and
-``model``. ``end`` adds ``dwell_s`` and ``histogram`` (frames per emotion).
+``ts`` (ISO 8601 UTC), ``seq`` (grows by one per message, across restarts where the
+MQTT outbox keeps it), ``run_id`` (new at every start), ``device_id`` and ``model``.
+Consumers de-duplicate on ``(device_id, seq)`` (docs/events.md). ``end`` adds ``dwell_s`` and ``histogram`` (frames per emotion).
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, Protocol
@@ -27,6 +29,7 @@ EVENT_KEYS = (
     "box",
     "ts",
     "seq",
+    "run_id",
     "device_id",
     "model",
 )
@@ -54,9 +57,11 @@ def utc_iso(ts: float | None = None) -> str:
 class EventBuilder:
     """Builds messages with a contiguous ``seq``; safe to call from several threads."""
 
-    def __init__(self, device_id: str, model: str, start_seq: int = 1):
+    def __init__(self, device_id: str, model: str, start_seq: int = 1, run_id: str | None = None):
         self.device_id = device_id
         self.model = model
+        #: New at every start: tells two runs of one device apart.
+        self.run_id = run_id or uuid.uuid4().hex[:16]
         self._seq = itertools.count(start_seq)
         self._lock = threading.Lock()
 
@@ -85,6 +90,7 @@ class EventBuilder:
             "box": [int(v) for v in box],
             "ts": utc_iso(ts),
             "seq": seq,
+            "run_id": self.run_id,
             "device_id": self.device_id,
             "model": self.model,
         }

@@ -31,6 +31,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(getattr(pytest.mark, folder))
 
 
+@pytest.fixture(autouse=True)
+def private_state_dir(tmp_path_factory, monkeypatch) -> Path:
+    """Each test (and the daemons it starts) keeps its state (the MQTT outbox, seq) in a folder
+    of its own, never in ~/.local/state or a systemd StateDirectory."""
+    folder = tmp_path_factory.mktemp("state")
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(folder))
+    return folder / "deepfer"
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The real data folder (DEEPFER_DATA); skips the test when it is not set."""

@@ -103,6 +103,12 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError([f"config file {path}: cannot read ({exc.strerror or exc})"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"config file {path}: not valid TOML ({exc})"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [f"config file {path}: not UTF-8 text ({exc.reason} at byte {exc.start})"]
+        ) from None
+    except RecursionError:
+        raise ConfigError([f"config file {path}: not valid TOML (nested too deep)"]) from None
 
 
 def env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:

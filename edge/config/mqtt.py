@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 from deepfer.edge.errors import MqttConfigError
 
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+#: mqtt.protocol values: auto = MQTT 5 where the broker offers it, else 3.1.1.
+PROTOCOLS = ("auto", "5", "3.1.1")
 #: Name of the systemd credential that holds the MQTT password (``LoadCredential=mqtt-password:...``).
 MQTT_CREDENTIAL = "mqtt-password"
 
@@ -38,12 +40,19 @@ class MqttConfig:
     #: Topic prefix; {device_id} is filled in.
     prefix: str = "deepfer/{device_id}"
     qos: int = 1
+    #: auto (MQTT 5 where the broker offers it, else 3.1.1) | 5 | 3.1.1
+    protocol: str = "auto"
     #: State messages per second at most (0 = none).
     state_hz: float = 5.0
     #: Seconds between summaries (0 = none).
     summary_interval_s: float = 60.0
-    #: Messages kept while the broker is away; the oldest are dropped beyond.
+    #: Messages kept in the outbox (run.state_dir) until the broker has them; the oldest are
+    #: dropped beyond.
     queue_size: int = 10000
+    #: Messages older than this are dropped from the outbox (0 = no age limit; 7 days).
+    max_age_s: float = 604800.0
+    #: Seconds between outbox commits (one disk write each; messages go out once committed).
+    commit_interval_s: float = 1.0
     tls_ca: str = ""
     tls_cert: str = ""
     tls_key: str = ""
@@ -217,12 +226,16 @@ def mqtt_problems(cfg: MqttConfig, device_id: str) -> list[tuple[str, Any, str]]
         bad("username", username, f"differs from the user in mqtt.url ({broker.username!r})")
     _, base_problems = _base(str(cfg.prefix), device_id, "mqtt.prefix")
     problems += base_problems
+    if cfg.protocol not in PROTOCOLS:
+        bad("protocol", cfg.protocol, f"must be one of {', '.join(PROTOCOLS)}")
     if cfg.qos not in (0, 1, 2) or isinstance(cfg.qos, bool):
         bad("qos", cfg.qos, "must be 0, 1 or 2")
     limits = {
         "state_hz": (0, 1000, False),
         "summary_interval_s": (0, math.inf, False),
         "queue_size": (1, 10_000_000, True),
+        "max_age_s": (0, math.inf, False),
+        "commit_interval_s": (0.01, 60, False),
         "keepalive": (5, 65535, True),
     }
     for key, (lo, hi, integer) in limits.items():

@@ -162,6 +162,10 @@ class RunConfig:
     stats_interval_s: float = 30.0
     #: Write the run's stats here as JSON at exit ("" = don't).
     stats_json: str = ""
+    #: The daemon's state (the MQTT outbox): "" = $STATE_DIRECTORY (systemd
+    #: StateDirectory=deepfer: /var/lib/deepfer), else $XDG_STATE_HOME/deepfer or
+    #: ~/.local/state/deepfer.
+    state_dir: str = ""
 
     def check(self) -> Iterator[tuple[str, str]]:
         if self.max_frames < 0:

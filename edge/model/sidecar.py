@@ -29,7 +29,8 @@ class ModelInfo:
 
     @property
     def name(self) -> str:
-        return self.raw.get("name") or self.path.stem
+        name = self.raw.get("name")
+        return name if isinstance(name, str) and name else self.path.stem
 
 
 def sidecar_path(model_path: str | Path) -> Path:
@@ -59,6 +60,8 @@ def load_model_info(model_path: str | Path) -> ModelInfo:
         raw = json.loads(side.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelInfoError(f"{side}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ModelInfoError(f"{side}: not a sidecar (JSON nested too deep)") from None
     if not isinstance(raw, dict):
         raise ModelInfoError(f"{side}: expected a JSON object")
     missing = [k for k in REQUIRED_KEYS if k not in raw]
@@ -67,19 +70,24 @@ def load_model_info(model_path: str | Path) -> ModelInfo:
     labels = raw["labels"]
     if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
         raise ModelInfoError(f"{side}: labels must be a non-empty list of names, got {labels!r}")
+    if len(set(labels)) != len(labels):
+        raise ModelInfoError(f"{side}: labels must be different names, got {labels!r}")
     size = raw["input"].get("size") if isinstance(raw["input"], dict) else None
     if not (
         isinstance(size, list)
         and len(size) == 2
-        and all(isinstance(v, int) and v > 0 for v in size)
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
     ):
         raise ModelInfoError(f"{side}: input.size must be [height, width], got {size!r}")
+    metrics = raw.get("metrics") or {}
+    if not isinstance(metrics, dict):
+        raise ModelInfoError(f"{side}: metrics must be an object, got {metrics!r}")
     return ModelInfo(
         path=model_path,
         labels=list(labels),
         input_size=(size[0], size[1]),
         trained_on=str(raw["trained_on"]),
-        metrics=dict(raw.get("metrics") or {}),
+        metrics=dict(metrics),
         raw=raw,
     )
 

@@ -19,6 +19,11 @@ class Sink:
     def start(self) -> None:
         """Open connections and servers; must not block on a missing peer."""
 
+    def next_seq(self) -> int | None:
+        """The ``seq`` the next event should carry, for an output that keeps it across
+        restarts (the MQTT outbox); None for the others."""
+        return None
+
     def on_frame(self, result: Any) -> None:
         """One processed frame (a FrameResult); may be rate-limited or ignored."""
 

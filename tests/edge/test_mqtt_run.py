@@ -271,3 +271,107 @@ def test_sigterm_says_offline_and_sigkill_leaves_the_last_will(tmp_path, tiny_tf
                     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
         finally:
             sub.close()
+
+
+def test_outbox_events_made_without_a_broker_arrive_once_after_restarts(
+    tmp_path, tiny_tflite_model, video
+):
+    """The outbox scenario: events made with no broker, the daemon stopped (twice), the broker
+    started, the daemon started again: every event arrives exactly once per (device_id, seq),
+    the old ones first and in order, seq growing across the runs, one run_id per run."""
+    broker = Mosquitto(tmp_path / "broker")  # its port, not started yet
+    state = tmp_path / "state"
+    env = run_env(DEEPFER_MQTT_SUMMARY_INTERVAL_S="0")
+    made = []
+    for _ in range(2):
+        rc, _, err = deepfer_run(
+            tiny_tflite_model, video, broker.url, tmp_path, "--max-frames", "60",
+            "--state-dir", str(state), env=env,
+        )  # fmt: skip
+        assert rc == 0, err
+        stats = mqtt_stats(tmp_path)
+        assert stats["mqtt_sent"] == 0 and stats["mqtt_dropped"] == 0
+        made.append(stats["mqtt_undelivered"])
+        assert "kept in the outbox" in err
+    assert made[0] > 0 and made[1] > made[0]  # the second run kept the first run's too
+    with broker:
+        sub = Subscriber(broker, [f"{PREFIX}/events"])
+        try:
+            rc, _, err = deepfer_run(
+                tiny_tflite_model, video, broker.url, tmp_path, "--max-frames", "30",
+                "--state-dir", str(state), env=env,
+            )  # fmt: skip
+            assert rc == 0, err
+            stats = mqtt_stats(tmp_path)
+            assert stats["mqtt_resumed"] == made[1] and stats["mqtt_undelivered"] == 0
+            total = stats["mqtt_sent"]
+            assert total > made[1]
+            sub.wait_for(lambda s: len(s.on(f"{PREFIX}/events")) >= total, what="every event")
+            time.sleep(0.5)  # any repeat would come now
+        finally:
+            sub.close()
+    got = [m.json() for m in sub.on(f"{PREFIX}/events")]
+    keys = [(e["device_id"], e["seq"]) for e in got]
+    assert len(keys) == len(set(keys)) == total  # exactly once
+    assert [e["seq"] for e in got] == list(range(1, total + 1))  # in order, across three runs
+    run_ids = list(dict.fromkeys(e["run_id"] for e in got))
+    assert len(run_ids) == 3
+    assert all(validate_event(e, LABELS) == [] for e in got)
+    assert (state / f"mqtt-outbox-{DEVICE}.sqlite3").is_file()
+
+
+def test_run_refuses_a_state_dir_it_cannot_use(tmp_path, tiny_tflite_model, video):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    url = Mosquitto(tmp_path / "broker").url
+    rc, _, err = deepfer_run(
+        tiny_tflite_model, video, url, tmp_path, "--max-frames", "5",
+        "--state-dir", str(blocker / "state"),
+    )  # fmt: skip
+    assert rc == 2, err
+    assert f"MQTT outbox {blocker / 'state'}" in err and "run.state_dir" in err
+    assert "Traceback" not in err
+
+
+def test_sigkill_with_the_broker_away_keeps_what_was_committed(tmp_path, tiny_tflite_model, video):
+    """SIGKILL (a power cut for the daemon) while the broker is away: every event committed
+    before it is delivered by the next start, once, in order; seq goes on from there."""
+    import sqlite3
+
+    broker = Mosquitto(tmp_path / "broker")
+    state = tmp_path / "state"
+    env = run_env(DEEPFER_MQTT_SUMMARY_INTERVAL_S="0")
+    proc = deepfer_run(
+        tiny_tflite_model, video, broker.url, tmp_path, "--realtime", "--loop",
+        "--state-dir", str(state), env=env, wait=False,
+    )  # fmt: skip
+    db_path = state / f"mqtt-outbox-{DEVICE}.sqlite3"
+    deadline = time.monotonic() + 30
+    committed = 0
+    while time.monotonic() < deadline and committed < 20:
+        time.sleep(0.5)
+        if db_path.is_file():
+            with sqlite3.connect(db_path) as db:
+                committed = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+    proc.kill()
+    proc.communicate(timeout=30)
+    with sqlite3.connect(db_path) as db:
+        kept = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        next_seq = db.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()[0]
+    assert kept >= 20 and next_seq == kept + 1
+    with broker:
+        sub = Subscriber(broker, [f"{PREFIX}/events"])
+        try:
+            rc, _, err = deepfer_run(
+                tiny_tflite_model, video, broker.url, tmp_path, "--max-frames", "20",
+                "--state-dir", str(state), env=env,
+            )  # fmt: skip
+            assert rc == 0, err
+            total = mqtt_stats(tmp_path)["mqtt_sent"]
+            assert mqtt_stats(tmp_path)["mqtt_resumed"] == kept
+            sub.wait_for(lambda s: len(s.on(f"{PREFIX}/events")) >= total, what="every event")
+            time.sleep(0.3)
+        finally:
+            sub.close()
+    got = [m.json()["seq"] for m in sub.on(f"{PREFIX}/events")]
+    assert got == list(range(1, total + 1)) and total > kept

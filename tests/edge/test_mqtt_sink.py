@@ -257,7 +257,8 @@ def test_tls_with_ca_delivers_and_unknown_ca_is_refused(tmp_path, closing, caplo
     closing(bad)
     with caplog.at_level(logging.WARNING, logger="deepfer.edge.outputs.mqtt.sink"):
         bad.start()
-        bad.publish_event(make_events(EventBuilder(DEVICE, "tiny"), 1)[0])
+        kept = make_events(EventBuilder(DEVICE, "tiny"), 1)[0]
+        bad.publish_event(kept)
         wait_until(lambda: bad.stats()["mqtt_connect_failures"] >= 1, what="a refused connection")
     assert "certificate" in caplog.text and "mqtt.tls_ca" in caplog.text
     assert bad.stats()["mqtt_connected"] is False
@@ -271,12 +272,14 @@ def test_tls_with_ca_delivers_and_unknown_ca_is_refused(tmp_path, closing, caplo
     )  # fmt: skip
     closing(good)
     good.start()
-    events = make_events(EventBuilder(DEVICE, "tiny"), 2)
+    assert good.next_seq() == 2  # the refused attempt's event is in the outbox
+    events = make_events(EventBuilder(DEVICE, "tiny", start_seq=good.next_seq()), 2)
     for ev in events:
         good.publish_event(ev)
-    sub.wait_for(lambda s: len(s.on(f"{PREFIX}/events")) >= len(events), what="events over TLS")
+    sub.wait_for(lambda s: len(s.on(f"{PREFIX}/events")) > len(events), what="events over TLS")
     good.close()
-    assert [m.json() for m in sub.on(f"{PREFIX}/events")] == events
+    # what the refused attempt made goes out first, then the new events
+    assert [m.json() for m in sub.on(f"{PREFIX}/events")] == [kept, *events]
 
 
 def test_auth_password_from_env_and_wrong_password_backs_off(tmp_path, closing, caplog):

@@ -7,12 +7,15 @@ Topics under a prefix (default ``deepfer/<device_id>``), see docs/mqtt.md:
 * ``state``   the current faces, rate-limited (default 5 Hz), QoS 0.
 * ``summary`` every N seconds: face-frames per emotion, faces seen, event counts.
 
-Nothing is lost while the broker is away: events and summaries wait in a bounded queue and go
-out in order on reconnect; when the queue is full the oldest are dropped, counted and logged.
-One sender thread owns the in-flight window: on every (re)connect it takes back what the
-broker had not acknowledged (paho's ``drop_out_messages``) and sends it again before anything
-newer, so order holds across outages (QoS 1 is at-least-once: a consumer that must not see a
-message twice drops repeated ``seq`` values).
+Nothing is lost while the broker is away, nor across restarts: events and summaries go
+through the persistent outbox (``outbox.py``, SQLite in the state folder), committed in
+batches and published only once committed; a row leaves the outbox when the broker
+acknowledged it (PUBACK). What is left at a restart goes out first, in order. The outbox is
+bounded (``mqtt.queue_size`` messages, ``mqtt.max_age_s``): the oldest are dropped, counted and
+logged. One sender thread owns the outbox and the in-flight window: on every (re)connect it
+takes back what the broker had not acknowledged (paho's ``drop_out_messages``) and sends it
+again before anything newer, so order holds across outages (QoS 1 is at-least-once: a
+consumer that must not see a message twice drops repeated ``(device_id, seq)``).
 
 Settings and their checks live in ``deepfer.edge.config.mqtt`` (no paho there); paho is
 imported when the sink starts.
@@ -30,9 +33,7 @@ import ssl
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from deepfer.edge.config.mqtt import MqttConfig, check_mqtt_config
@@ -42,12 +43,18 @@ from deepfer.edge.messages import face_state, state_message
 from deepfer.edge.outputs.base import Sink
 from deepfer.edge.outputs.mqtt.credentials import Secret, resolve_secret
 from deepfer.edge.outputs.mqtt.ha_discovery import discovery_messages
+from deepfer.edge.outputs.mqtt.outbox import New, Outbox, OutboxError, Row, outbox_path
+from deepfer.edge.outputs.mqtt.outbox import state_dir as _state_dir
 from deepfer.edge.outputs.summary import PeriodCounter
 
 log = logging.getLogger(__name__)
 
-#: QoS 1 messages handed to paho at once; the rest wait in our queue, in order.
+#: QoS 1 messages handed to paho at once; the rest wait in the outbox, in order.
 WINDOW = 20
+#: Messages waiting for the next outbox commit that make it come at once.
+COMMIT_BATCH = 200
+#: MQTT 5: a state message older than this is stale: brokers drop it instead of delivering it.
+STATE_EXPIRY_S = 10
 
 
 def tls_context(s: MqttConfig) -> ssl.SSLContext:
@@ -72,15 +79,6 @@ def tls_context(s: MqttConfig) -> ssl.SSLContext:
 
 # ---------------------------------------------------------------------------------------------
 # The sink
-
-
-@dataclass
-class _Item:
-    topic: str
-    payload: bytes
-    qos: int
-    kind: str  # "event" | "summary"
-    seq: int | None = None
 
 
 def _json(obj: Any) -> bytes:
@@ -131,6 +129,7 @@ class MqttSink(Sink):
         flush_timeout_s: float = 5.0,
         reconnect_delay_s: tuple[float, float] = (1.0, 60.0),
         environ: dict[str, str] | None = None,
+        state_dir: str = "",
     ):
         self.settings = s = check_mqtt_config(config, device_id)
         self.cfg = c = s.config
@@ -150,15 +149,28 @@ class MqttSink(Sink):
             name: f"{s.base}/{name}" for name in ("status", "events", "state", "summary")
         }
         self.ha_status_topic = f"{c.ha_prefix}/status"
+        self.outbox = Outbox(
+            outbox_path(_state_dir(state_dir, environ), device_id), c.queue_size, c.max_age_s
+        )
 
-        self._lock = threading.Lock()  # guards _pending
-        self._pending: deque[_Item] = deque()
-        self._inflight: dict[int, _Item] = {}  # sender thread only
+        self._lock = threading.Lock()  # guards _incoming (pipeline thread -> sender thread)
+        self._incoming: list[New] = []
+        self._stored = 0  # rows in the outbox (written by the sender thread)
+        self._committing = 0  # messages taken from _incoming, not yet in _stored
+        self._acked: set[int] = set()  # sender thread only: row ids to delete at the next commit
+        self._inflight: dict[int, Row] = {}  # sender thread only: paho mid -> row
+        self._cursor = 0  # sender thread only: the last row id handed to paho
+        self._last_commit = time.monotonic()
         self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._flushing = threading.Event()
         self._conn: tuple[int, bool] = (0, False)  # (connection generation, connected)
         self._ha_republish = False
+        self._protocol = 3
+        self._spoke_v5 = False  # connected once with MQTT 5: never fall back to 3.1.1
+        self._fallback = False
+        self._state_props: Any = None
         self._client: Any = None
         self._sender: threading.Thread | None = None
         self._closed = False
@@ -173,20 +185,53 @@ class MqttSink(Sink):
             "connects": 0,
             "connect_failures": 0,
             "undelivered": 0,
+            "resumed": 0,
         }
         self._period = PeriodCounter(device_id, model, self.labels, time.time())
 
     # -- the Sink interface ---------------------------------------------------------------
 
     def start(self) -> None:
+
+        s, c = self.settings, self.cfg
+        if c.tls_insecure:
+            log.warning("MQTT: mqtt.tls_insecure is on: the broker's certificate is NOT verified")
+        self.outbox.open()  # a state folder we cannot write is fatal, before anything starts
+        self._stored = self.outbox.count
+        self._counts["resumed"] = self.outbox.count
+        if self.outbox.count:
+            log.warning(
+                "MQTT: %d message(s) left from the last run in %s go out first",
+                self.outbox.count, self.outbox.path,
+            )  # fmt: skip
+        self._client = self._new_client(5 if c.protocol in ("auto", "5") else 3)
+        if s.username and not self._secret.value:
+            log.warning("MQTT: user %r has no password (%s)", s.username, self._secret.source)
+        log.info(
+            "MQTT: publishing to %s as %r under %s/ (password: %s)",
+            s.broker, s.client_id, s.base, self._secret.source if self._secret.value else "none",
+        )  # fmt: skip
+        self._connect()
+        self._sender = threading.Thread(
+            target=self._run_sender, name="deepfer-mqtt-sender", daemon=True
+        )
+        self._sender.start()
+
+    def next_seq(self) -> int:
+        """The ``seq`` after the last one this device stored (kept across restarts)."""
+        return self.outbox.next_seq
+
+    def _new_client(self, protocol: int) -> Any:
+        """A paho client for MQTT 5 (``protocol`` 5) or 3.1.1 (3), every setting and callback set."""
         import paho.mqtt.client as mqtt
 
         s, c = self.settings, self.cfg
+        v5 = protocol == 5
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=s.client_id,
-            clean_session=True,
-            protocol=mqtt.MQTTv311,
+            clean_session=None if v5 else True,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
         )
         # paho's own messages are internals (and noisy while reconnecting): debug level only;
         # this module logs what went wrong in words.
@@ -199,9 +244,6 @@ class MqttSink(Sink):
             client.tls_set_context(self._ssl)
             if c.tls_insecure:
                 client.tls_insecure_set(True)
-                log.warning(
-                    "MQTT: mqtt.tls_insecure is on: the broker's certificate is NOT verified"
-                )
         client.will_set(self.topics["status"], "offline", qos=1, retain=True)
         client.reconnect_delay_set(*self.reconnect_delay_s)
         client.max_inflight_messages_set(WINDOW + 10)
@@ -210,26 +252,51 @@ class MqttSink(Sink):
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
-        self._client = client
-        if s.username and not self._secret.value:
-            log.warning("MQTT: user %r has no password (%s)", s.username, self._secret.source)
-        log.info(
-            "MQTT: publishing to %s as %r under %s/ (password: %s)",
-            s.broker, s.client_id, s.base, self._secret.source if self._secret.value else "none",
-        )  # fmt: skip
-        client.connect_async(s.broker.host, s.broker.port, keepalive=c.keepalive)
+        return client
+
+    def _connect(self) -> None:
+        """Connects in the background (paho's thread); MQTT 5: a clean start whose session ends
+        with the connection (session expiry 0): the outbox, not the broker, keeps what is
+        unacknowledged."""
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        s, client = self.settings, self._client
+        self._protocol = 5 if client.protocol == 5 else 3
+        kwargs: dict[str, Any] = {}
+        if self._protocol == 5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 0
+            kwargs = {"clean_start": True, "properties": props}
+            state = Properties(PacketTypes.PUBLISH)
+            state.MessageExpiryInterval = STATE_EXPIRY_S
+            self._state_props = state
+        else:
+            self._state_props = None
+        client.connect_async(s.broker.host, s.broker.port, keepalive=self.cfg.keepalive, **kwargs)
         client.loop_start()
-        self._sender = threading.Thread(
-            target=self._run_sender, name="deepfer-mqtt-sender", daemon=True
-        )
-        self._sender.start()
+
+    def _fall_back_to_311(self) -> None:
+        """Sender thread: the broker does not speak MQTT 5 (mqtt.protocol = auto): a 3.1.1 client."""
+        old = self._client
+        old.loop_stop()
+        with contextlib.suppress(Exception):
+            old.disconnect()
+        log.warning("MQTT: %s does not speak MQTT 5: using MQTT 3.1.1", self.settings.broker)
+        self._client = self._new_client(3)
+        self._connect()
 
     def publish_event(self, event: dict[str, Any]) -> None:
-        item = _Item(self.topics["events"], _json(event), self.cfg.qos, "event", event.get("seq"))
+        item = New(
+            self.topics["events"],
+            _json(event),
+            self.cfg.qos,
+            "event",
+            event.get("seq"),
+            time.time(),
+        )
         self._period.add_event(event)
-        with self._lock:
-            self._enqueue(item)
-        self._wake.set()
+        self._enqueue(item)
 
     def on_frame(self, result: Any) -> None:
         """Counts the frame for the summary; publishes the state at most ``state_hz`` a second."""
@@ -246,17 +313,17 @@ class MqttSink(Sink):
             return
         self._last_state = now
         payload = state_message(result.frame.ts, self.device_id, result.faces)
-        info = self._client.publish(self.topics["state"], _json(payload), qos=0, retain=False)
+        info = self._client.publish(
+            self.topics["state"], _json(payload), qos=0, retain=False, properties=self._state_props
+        )
         if info.rc == 0:
             self._counts["state_sent"] += 1
 
     def stats(self) -> dict[str, Any]:
-        with self._lock:
-            depth = len(self._pending)
         c = self._counts
         return {
             "mqtt_connected": self._conn[1],
-            "mqtt_queue": depth + len(self._inflight),
+            "mqtt_queue": self._backlog(),
             "mqtt_dropped": c["dropped"],
             "mqtt_sent": c["sent"],
             "mqtt_summaries": c["summaries"],
@@ -264,6 +331,7 @@ class MqttSink(Sink):
             "mqtt_reconnects": max(0, c["connects"] - 1),
             "mqtt_connect_failures": c["connect_failures"],
             "mqtt_undelivered": c["undelivered"],
+            "mqtt_resumed": c["resumed"],
         }
 
     def close(self) -> None:
@@ -275,8 +343,13 @@ class MqttSink(Sink):
             return
         if self.cfg.summary_interval_s > 0:
             self._enqueue_summary(time.time())
+        self._flushing.set()  # commit at once from now on
         deadline = time.monotonic() + self.flush_timeout_s
-        while time.monotonic() < deadline and self._backlog():
+        # with the broker known to be away the backlog is kept in the outbox: wait only for
+        # the commit; connected (or still trying a first time): wait for the acknowledgements
+        while time.monotonic() < deadline and (
+            self._incoming or (self._backlog() and (self._conn[1] or not self._fail_streak))
+        ):
             self._wake.set()
             time.sleep(0.02)
         self._stop.set()
@@ -286,9 +359,15 @@ class MqttSink(Sink):
         left = self._backlog()
         if left:
             self._counts["undelivered"] = left
+            why = (
+                f"no acknowledgement within {self.flush_timeout_s:g} s"
+                if self._conn[1]
+                else "broker unreachable"
+            )
             log.error(
-                "MQTT: %d message(s) not delivered to %s before shutdown (broker unreachable for %.0f s)",
-                left, self.settings.broker, self.flush_timeout_s,
+                "MQTT: %d message(s) not delivered to %s before shutdown (%s): kept in the "
+                "outbox %s for the next start",
+                left, self.settings.broker, why, self.outbox.path,
             )  # fmt: skip
         if self._conn[1]:
             info = self._client.publish(self.topics["status"], "offline", qos=1, retain=True)
@@ -300,47 +379,95 @@ class MqttSink(Sink):
         self._client.loop_stop()
         c = self._counts
         level = logging.WARNING if c["dropped"] or left else logging.INFO
-        log.log(level, "MQTT: %d events sent, %d summaries, %d dropped (queue full), %d undelivered, %d reconnects",
+        log.log(level, "MQTT: %d events sent, %d summaries, %d dropped (queue full or too old), %d kept for the next start, %d reconnects",
                 c["sent"], c["summaries"], c["dropped"], left, max(0, c["connects"] - 1))  # fmt: skip
 
     # -- queue ----------------------------------------------------------------------------
 
     def _backlog(self) -> int:
-        return len(self._pending) + len(self._inflight)  # len() is atomic; no lock in callbacks
+        """Messages not yet acknowledged: stored (less those acknowledged, to be deleted) plus
+        those being written and those waiting for the next commit (the lock is never held
+        while calling paho, so callbacks may take it)."""
+        with self._lock:
+            return max(0, self._stored - len(self._acked)) + self._committing + len(self._incoming)
 
-    def _enqueue(self, item: _Item) -> None:
-        """Appends (lock held); drops the oldest when full."""
-        self._pending.append(item)
-        self._trim()
+    def _enqueue(self, item: New) -> None:
+        """Hands a message to the sender thread for the next commit; beyond queue_size waiting
+        for it, the oldest waiting are dropped (the outbox applies the bound to what it holds)."""
+        with self._lock:
+            self._incoming.append(item)
+            over = len(self._incoming) - self.cfg.queue_size
+            gone = self._incoming[:over] if over > 0 else []
+            del self._incoming[: max(0, over)]
+            batch = len(self._incoming) >= COMMIT_BATCH
+        if gone:
+            self._count_dropped(len(gone), "queue full", gone[0].kind, gone[0].seq)
+        if batch or self._stop.is_set():
+            self._wake.set()
 
-    def _trim(self) -> None:
-        over = len(self._pending) - self.cfg.queue_size
-        if over <= 0:
-            return
-        first = None
-        for _ in range(over):
-            old = self._pending.popleft()
-            first = first or old
-        self._counts["dropped"] += over
+    def _count_dropped(self, n: int, reason: str, kind: str, seq: int | None) -> None:
+        with self._lock:  # the pipeline thread and the sender thread both drop
+            self._counts["dropped"] += n
         now = time.monotonic()
         if now - self._last_drop_log >= 10.0:
             self._last_drop_log = now
             log.warning(
-                "MQTT: queue full (%d, broker %s): dropped the oldest %s%s; %d dropped so far",
-                self.cfg.queue_size, "connected" if self._conn[1] else "unreachable", first.kind,
-                f" seq={first.seq}" if first.seq is not None else "", self._counts["dropped"],
+                "MQTT: %s (%d, max age %g s, broker %s): dropped the oldest %s%s; %d dropped so far",
+                reason, self.cfg.queue_size, self.cfg.max_age_s,
+                "connected" if self._conn[1] else "unreachable", kind,
+                f" seq={seq}" if seq is not None else "", self._counts["dropped"],
             )  # fmt: skip
+
+    def _commit(self, force: bool = False) -> None:
+        """Sender thread: one outbox transaction with what came in and what was acknowledged,
+        every commit_interval_s (or COMMIT_BATCH messages, or ``force``)."""
+        due = time.monotonic() - self._last_commit >= self.cfg.commit_interval_s
+        if not (force or due or len(self._incoming) >= COMMIT_BATCH):
+            return
+        with self._lock:
+            new, self._incoming = self._incoming, []
+            self._committing = len(new)  # still counted in the backlog while being written
+        if not new and not self._acked:
+            return
+        acked = list(self._acked)
+        try:
+            dropped = self.outbox.commit(new, acked)
+        except OutboxError as exc:
+            with self._lock:  # keep them for the next try (bounded by _enqueue)
+                self._incoming[:0] = new
+                self._committing = 0
+            log.error("%s; retrying", exc)
+            self._last_commit = time.monotonic()
+            return
+        self._last_commit = time.monotonic()
+        self._acked.difference_update(acked)
+        with self._lock:
+            self._stored = self.outbox.count
+            self._committing = 0
+        for d in dropped:
+            self._count_dropped(d.count, d.reason, d.first_kind, d.first_seq)
 
     # -- summaries ------------------------------------------------------------------------
 
     def _enqueue_summary(self, now: float) -> None:
         summary = self._period.take(now, dropped_total=self._counts["dropped"])
-        with self._lock:
-            self._enqueue(_Item(self.topics["summary"], _json(summary), self.cfg.qos, "summary"))
+        self._enqueue(
+            New(self.topics["summary"], _json(summary), self.cfg.qos, "summary", None, now)
+        )
 
     # -- paho callbacks (network thread: flags and queues only) ---------------------------
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if client is not self._client:
+            return
+        if (
+            reason_code.is_failure
+            and self._may_fall_back()
+            and "protocol" in str(reason_code).lower()
+        ):
+            self._fallback = True
+            self._wake.set()
+            return
         if reason_code.is_failure:
             self._connect_failed(f"the broker refused the connection: {reason_code}")
             return
@@ -350,12 +477,15 @@ class MqttSink(Sink):
         else:
             log.info("MQTT: connected to %s", self.settings.broker)
         self._fail_streak = 0
+        self._spoke_v5 = self._protocol == 5
         if self.cfg.ha_discovery:
             client.subscribe(self.ha_status_topic, qos=1)
         self._conn = (self._conn[0] + 1, True)
         self._wake.set()
 
     def _on_connect_fail(self, client, userdata) -> None:
+        if client is not self._client:
+            return
         # paho calls this from inside its ``except OSError`` block: the exception is at hand.
         self._connect_failed(_describe_connect_error(sys.exc_info()[1]))
 
@@ -375,7 +505,17 @@ class MqttSink(Sink):
                 why,
             )
 
+    def _may_fall_back(self) -> bool:
+        return self.cfg.protocol == "auto" and self._protocol == 5 and not self._spoke_v5
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if client is not self._client:
+            return
+        if not self._conn[1] and self._may_fall_back():
+            # an MQTT 5 CONNECT answered by closing the connection: a 3.1.1-only broker
+            self._fallback = True
+            self._wake.set()
+            return
         was = self._conn[1]
         self._conn = (self._conn[0] + 1, False)
         self._wake.set()
@@ -401,10 +541,14 @@ class MqttSink(Sink):
         interval = self.cfg.summary_interval_s
         next_summary = time.monotonic() + interval if interval > 0 else math.inf
         while True:
-            timeout = min(0.5, max(0.0, next_summary - time.monotonic()))
-            self._wake.wait(timeout)
+            wait = min(0.5, self.cfg.commit_interval_s, max(0.0, next_summary - time.monotonic()))
+            self._wake.wait(wait)
             self._wake.clear()
+            stopping = self._stop.is_set()
             try:
+                if self._fallback:
+                    self._fallback = False
+                    self._fall_back_to_311()
                 self._take_acks()
                 gen, connected = self._conn
                 if gen != seen_gen:
@@ -415,16 +559,22 @@ class MqttSink(Sink):
                 if self._ha_republish and connected:
                     self._ha_republish = False
                     self._publish_discovery()
-                if time.monotonic() >= next_summary and not self._stop.is_set():
+                # once close() began it sends the last summary itself: none after it
+                if time.monotonic() >= next_summary and not self._flushing.is_set():
                     next_summary += interval * max(
                         1, math.ceil((time.monotonic() - next_summary) / interval)
                     )
                     self._enqueue_summary(time.time())
+                self._commit(force=self._flushing.is_set() or stopping)
                 if connected:
                     self._feed()
             except Exception:  # keep sending whatever happens to one message
                 log.exception("MQTT: sender error")
-            if self._stop.is_set():
+            if stopping:
+                with contextlib.suppress(Exception):
+                    self._take_acks()
+                    self._commit(force=True)  # what came in and what was acknowledged, kept
+                self.outbox.close()
                 return
 
     def _take_acks(self) -> None:
@@ -433,24 +583,26 @@ class MqttSink(Sink):
                 mid = self._acks.get_nowait()
             except queue.Empty:
                 return
-            with self._lock:
-                item = self._inflight.pop(mid, None)
-            if item is not None:
-                self._counts["sent" if item.kind == "event" else "summaries"] += 1
+            row = self._inflight.pop(mid, None)
+            if row is not None:
+                self._delivered(row)
+
+    def _delivered(self, row: Row) -> None:
+        self._acked.add(row.id)
+        self._counts["sent" if row.kind == "event" else "summaries"] += 1
 
     def _take_back(self) -> None:
-        """After a disconnect or reconnect: what the broker did not acknowledge goes back to
-        the front of the queue, in order (paho would otherwise resend it after newer ones)."""
+        """After a disconnect or reconnect: what the broker did not acknowledge is sent again
+        from the outbox, in order (paho would otherwise resend it after newer ones)."""
         dropped = {m.mid for m in self._client.drop_out_messages()}
         self._take_acks()
-        with self._lock:
-            back = [item for mid, item in self._inflight.items() if mid in dropped]
-            acked = [item for mid, item in self._inflight.items() if mid not in dropped]
-            self._inflight.clear()
-            self._pending.extendleft(reversed(back))
-            self._trim()
-        for item in acked:  # acknowledged between the two looks
-            self._counts["sent" if item.kind == "event" else "summaries"] += 1
+        back = [row for mid, row in self._inflight.items() if mid in dropped]
+        acked = [row for mid, row in self._inflight.items() if mid not in dropped]
+        self._inflight.clear()
+        for row in acked:  # acknowledged between the two looks
+            self._delivered(row)
+        if back:
+            self._cursor = min(row.id for row in back) - 1
 
     def _announce(self) -> None:
         self._client.publish(self.topics["status"], "online", qos=1, retain=True)
@@ -468,19 +620,24 @@ class MqttSink(Sink):
             self._client.publish(topic, _json(payload), qos=1, retain=True)
 
     def _feed(self) -> None:
+        """Committed rows after the cursor, oldest first, while the window has room."""
         while len(self._inflight) < WINDOW and self._conn[1]:
-            with self._lock:
-                if not self._pending:
-                    return
-                item = self._pending.popleft()
-            info = self._client.publish(item.topic, item.payload, qos=item.qos)
-            if item.qos > 0:
-                self._inflight[info.mid] = item  # paho holds it until PUBACK or our take-back
-                if info.rc != 0:  # not connected after all: taken back on the next look
-                    return
-            elif info.rc == 0:
-                self._counts["sent" if item.kind == "event" else "summaries"] += 1
-            else:
-                with self._lock:
-                    self._pending.appendleft(item)
+            rows = [
+                r
+                for r in self.outbox.read(self._cursor, WINDOW - len(self._inflight))
+                if r.id not in self._acked
+            ]
+            if not rows:
                 return
+            for row in rows:
+                info = self._client.publish(row.topic, row.payload, qos=row.qos)
+                if row.qos > 0:
+                    self._inflight[info.mid] = row  # paho holds it until PUBACK or take-back
+                    self._cursor = row.id
+                    if info.rc != 0:  # not connected after all: taken back on the next look
+                        return
+                elif info.rc == 0:
+                    self._cursor = row.id
+                    self._delivered(row)
+                else:
+                    return

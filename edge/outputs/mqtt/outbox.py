@@ -1,0 +1,238 @@
+"""The store-and-forward outbox: events and summaries on disk until the broker acknowledged them.
+
+One SQLite file (the standard library's ``sqlite3``) per device in the state folder
+(:func:`state_dir`): ``mqtt-outbox-<device_id>.sqlite3``. Rows are kept in the order they were
+made (``id``); a row leaves only when the broker acknowledged it (PUBACK for QoS 1). The file
+also keeps ``next_seq``, so event ``seq`` numbers keep growing across restarts.
+
+Durability (docs/mqtt.md): writes are batched, one transaction per
+``mqtt.commit_interval_s`` (and at shutdown), with WAL and ``synchronous=FULL``: a committed
+message survives a crash, SIGKILL and a power cut. Messages are published only after they are
+committed, so a ``seq`` that left the device is never used again; what was made in the last
+interval before a SIGKILL or a power cut (never published) is lost, and its ``seq`` numbers
+are given again. Acknowledged rows are deleted in the next batch: a crash in between sends
+them once more (at-least-once; consumers drop repeated ``(device_id, seq)``).
+
+Bounded: at most ``max_messages`` rows and none older than ``max_age_s``; the oldest go first,
+counted. Not thread-safe by design: one thread (the MQTT sink's sender) owns an open outbox.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from deepfer.edge.errors import DeepFERError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created REAL NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    qos INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    seq INTEGER
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+class OutboxError(DeepFERError):
+    """The outbox file cannot be opened or written (names the file)."""
+
+
+def state_dir(configured: str = "", environ: Mapping[str, str] | None = None) -> Path:
+    """Where the daemon keeps its state: ``configured`` (``run.state_dir`` / ``--state-dir``),
+    else ``$STATE_DIRECTORY`` (systemd's ``StateDirectory=deepfer`` -> /var/lib/deepfer), else
+    ``$XDG_STATE_HOME/deepfer``, else ``~/.local/state/deepfer``."""
+    env = os.environ if environ is None else environ
+    if configured:
+        return Path(configured).expanduser()
+    if env.get("STATE_DIRECTORY"):
+        return Path(env["STATE_DIRECTORY"].split(":")[0])
+    if env.get("XDG_STATE_HOME"):
+        return Path(env["XDG_STATE_HOME"]) / "deepfer"
+    return Path.home() / ".local" / "state" / "deepfer"
+
+
+def outbox_path(folder: Path, device_id: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", device_id)
+    return Path(folder) / f"mqtt-outbox-{safe}.sqlite3"
+
+
+@dataclass(frozen=True)
+class Row:
+    id: int
+    topic: str
+    payload: bytes
+    qos: int
+    kind: str
+    seq: int | None
+
+
+@dataclass(frozen=True)
+class New:
+    """A message to store: ``created`` is a wall-clock time (for the age bound)."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    kind: str
+    seq: int | None
+    created: float
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """Rows removed by the bounds in one commit: how many, why, the oldest one's kind/seq."""
+
+    count: int
+    reason: str
+    first_kind: str
+    first_seq: int | None
+
+
+class Outbox:
+    """``Outbox(path, max_messages, max_age_s).open()``; then ``commit()``, ``read()``,
+    ``close()`` from one thread."""
+
+    def __init__(self, path: Path, max_messages: int = 10000, max_age_s: float = 0.0):
+        self.path = Path(path)
+        self.max_messages = int(max_messages)
+        self.max_age_s = float(max_age_s)
+        self._db: sqlite3.Connection | None = None
+        self._lock_file = None
+        self.count = 0
+        self.next_seq = 1
+
+    def _fail(self, what: str, exc: BaseException) -> OutboxError:
+        return OutboxError(f"MQTT outbox {self.path}: {what} ({exc})")
+
+    def open(self) -> Outbox:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._fail("cannot create the state folder (set run.state_dir)", exc) from exc
+        lock_path = self.path.with_suffix(".lock")
+        try:
+            self._lock_file = open(lock_path, "a+")  # noqa: SIM115 (held while open)
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            self._release_lock()
+            raise self._fail(
+                "another deepfer process uses it (same device_id and state folder)", exc
+            ) from exc
+        except OSError as exc:
+            self._release_lock()
+            raise self._fail("cannot write in the state folder (set run.state_dir)", exc) from exc
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db = db
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(SCHEMA)
+            self.count = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+            row = db.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()
+            self.next_seq = int(row[0]) if row else 1
+        except sqlite3.Error as exc:
+            self.close()
+            raise self._fail("not a usable outbox (move it away to start afresh)", exc) from exc
+        return self
+
+    def _release_lock(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    def commit(
+        self, new: Iterable[New] = (), acked: Iterable[int] = (), now: float | None = None
+    ) -> list[Dropped]:
+        """One transaction: store ``new``, delete the ``acked`` row ids, apply the bounds.
+        Returns what the bounds dropped. Raises :class:`OutboxError` (nothing changed)."""
+        db = self._db
+        if db is None:
+            raise OutboxError(f"MQTT outbox {self.path} is closed")
+        now = time.time() if now is None else now
+        new = list(new)
+        acked = list(acked)
+        dropped: list[Dropped] = []
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            if new:
+                db.executemany(
+                    "INSERT INTO outbox (created, topic, payload, qos, kind, seq) VALUES (?,?,?,?,?,?)",
+                    [(m.created, m.topic, m.payload, m.qos, m.kind, m.seq) for m in new],
+                )
+                seqs = [m.seq for m in new if m.seq is not None]
+                if seqs and max(seqs) + 1 > self.next_seq:
+                    db.execute(
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES ('next_seq', ?)",
+                        (max(seqs) + 1,),
+                    )
+            if acked:
+                db.executemany("DELETE FROM outbox WHERE id=?", [(i,) for i in acked])
+            if self.max_age_s > 0:
+                dropped += self._drop(db, "created < ?", (now - self.max_age_s,), "too old")
+            count = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+            if count > self.max_messages:
+                limit = count - self.max_messages
+                cut = db.execute(
+                    "SELECT id FROM outbox ORDER BY id LIMIT 1 OFFSET ?", (limit - 1,)
+                ).fetchone()[0]
+                dropped += self._drop(db, "id <= ?", (cut,), "outbox full")
+                count -= limit
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise self._fail("cannot write", exc) from exc
+        self.count = count
+        if new:
+            seqs = [m.seq for m in new if m.seq is not None]
+            if seqs:
+                self.next_seq = max(self.next_seq, max(seqs) + 1)
+        return [d for d in dropped if d.count]
+
+    @staticmethod
+    def _drop(db: sqlite3.Connection, where: str, args: tuple, reason: str) -> list[Dropped]:
+        first = db.execute(
+            f"SELECT kind, seq FROM outbox WHERE {where} ORDER BY id LIMIT 1", args
+        ).fetchone()
+        if first is None:
+            return []
+        n = db.execute(f"DELETE FROM outbox WHERE {where}", args).rowcount
+        return [Dropped(n, reason, first[0], first[1])]
+
+    def read(self, after_id: int = 0, limit: int = 100) -> list[Row]:
+        """Stored rows with ``id > after_id``, oldest first."""
+        if self._db is None:
+            return []
+        try:
+            cur = self._db.execute(
+                "SELECT id, topic, payload, qos, kind, seq FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+                (after_id, limit),
+            )
+            return [Row(r[0], r[1], bytes(r[2]), r[3], r[4], r[5]) for r in cur]
+        except sqlite3.Error as exc:
+            raise self._fail("cannot read", exc) from exc
+
+    def close(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+        self._release_lock()
+
+    def __enter__(self) -> Outbox:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
