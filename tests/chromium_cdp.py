@@ -28,6 +28,19 @@ def _move_fds(read_fd: int, write_fd: int) -> None:
     os.set_inheritable(4, True)
 
 
+#: Headless, sandbox-free (root in CI), no network of its own: every test's Chromium runs so.
+HEADLESS_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
 def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -44,14 +57,7 @@ class Chromium:
         self.proc = subprocess.Popen(
             [
                 exe,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
+                *HEADLESS_FLAGS,
                 "--remote-debugging-pipe",
                 f"--user-data-dir={profile}",
                 f"--window-size={size[0]},{size[1]}",

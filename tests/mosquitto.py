@@ -13,7 +13,6 @@ from __future__ import annotations
 import getpass
 import json
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from broker_process import BrokerProcess, free_port  # noqa: F401 (re-exported)
 
 
 def find_mosquitto() -> str | None:
@@ -41,12 +41,6 @@ def find_mosquitto() -> str | None:
 requires_mosquitto = pytest.mark.skipif(
     find_mosquitto() is None, reason="mosquitto is not installed (apt-get install mosquitto)"
 )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -98,8 +92,10 @@ def make_password_file(path: Path, user: str, password: str) -> Path:
     return path
 
 
-class Mosquitto:
+class Mosquitto(BrokerProcess):
     """One broker process; ``restart()`` brings it back on the same port."""
+
+    name = "mosquitto"
 
     def __init__(
         self,
@@ -113,16 +109,11 @@ class Mosquitto:
         binary = find_mosquitto()
         if binary is None:
             raise FileNotFoundError("mosquitto is not installed")
+        super().__init__(workdir, port, "mosquitto.log")
         self.binary = binary
-        self.workdir = Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = port or free_port()
         self.tls = tls
         self.password_file = password_file
         self.persistence = persistence
-        self.proc: subprocess.Popen | None = None
-        self.log_path = self.workdir / "mosquitto.log"
-        self.starts = 0
 
     @property
     def url(self) -> str:
@@ -155,25 +146,8 @@ class Mosquitto:
     def start(self, timeout: float = 10.0) -> Mosquitto:
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(self.config_text())
-        log = open(self.log_path, "a")  # noqa: SIM115 (the process owns it)
-        log.write(f"--- start {self.starts + 1}\n")
-        log.flush()
-        self.proc = subprocess.Popen(
-            [self.binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT
-        )
-        log.close()
-        self.starts += 1
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited ({self.proc.returncode}):\n{self.log()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"mosquitto did not listen on {self.port} in {timeout} s:\n{self.log()}")
+        self._spawn([self.binary, "-c", str(conf)], timeout, poll_s=0.05)
+        return self
 
     def stop(self) -> None:
         if self.proc is None:
@@ -186,22 +160,6 @@ class Mosquitto:
                 self.proc.kill()
                 self.proc.wait(5)
         self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log(self) -> str:
-        return self.log_path.read_text() if self.log_path.exists() else ""
-
-    def __enter__(self) -> Mosquitto:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 @dataclass

@@ -15,13 +15,12 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from mosquitto import free_port
+from broker_process import BrokerProcess, free_port
 
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 PLUGIN_DIRS = ("/usr/lib/rabbitmq/lib",)
@@ -43,7 +42,7 @@ requires_rabbitmq = pytest.mark.skipif(
 )
 
 
-class RabbitMQ:
+class RabbitMQ(BrokerProcess):
     """One RabbitMQ node with rabbitmq_mqtt; ``restart()`` brings it back on the same ports
     with its data (durable sessions and persistent messages survive)."""
 
@@ -53,16 +52,11 @@ class RabbitMQ:
     def __init__(self, workdir: Path, *, port: int | None = None, persistence: bool = True):
         if find_rabbitmq() is None:
             raise FileNotFoundError("rabbitmq-server is not installed")
-        self.workdir = Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = port or free_port()
+        super().__init__(workdir, port, "rabbitmq.out")
         self.amqp_port = free_port()
         self.dist_port = free_port()
         self.epmd_port = free_port()
         self.node = f"deepfer-test-{self.port}@localhost"
-        self.proc: subprocess.Popen | None = None
-        self.log_path = self.workdir / "rabbitmq.out"
-        self.starts = 0
 
     @property
     def url(self) -> str:
@@ -111,25 +105,8 @@ class RabbitMQ:
         (w / "rabbitmq.conf").write_text(self.config_text())
         (w / "enabled_plugins").write_text("[rabbitmq_mqtt].\n")
         (w / "rabbitmq-env.conf").write_text("")
-        log = open(self.log_path, "a")  # noqa: SIM115 (the process owns it)
-        log.write(f"--- start {self.starts + 1}\n")
-        log.flush()
-        self.proc = subprocess.Popen(
-            [SERVER], stdout=log, stderr=subprocess.STDOUT, env=self.env(), start_new_session=True
-        )
-        log.close()
-        self.starts += 1
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"rabbitmq exited ({self.proc.returncode}):\n{self.log()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"rabbitmq did not listen on {self.port} in {timeout} s:\n{self.log()}")
+        self._spawn([SERVER], timeout, poll_s=0.2, env=self.env(), start_new_session=True)
+        return self
 
     def stop(self) -> None:
         """Stops the node (SIGTERM to its process group: the shell wrapper and the Erlang VM)
@@ -161,22 +138,6 @@ class RabbitMQ:
             subprocess.run(
                 [epmd, "-kill"], env=self.env(), capture_output=True, timeout=10, check=False
             )
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def __enter__(self) -> RabbitMQ:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def _group_alive(pgid: int) -> bool:

@@ -4,7 +4,6 @@ the page's file input, the faces it shows checked against `deepfer detect --json
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ import urllib.request
 import cv2
 import numpy as np
 import pytest
+from broker_process import free_port
 from chromium_cdp import Chromium, chromium_path
 from cli_subprocess import deepfer, env_without_settings
 
@@ -31,12 +31,6 @@ def test_missing_extra_is_clear(tmp_path):
         in proc.stderr
     )
     assert "Traceback" not in proc.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

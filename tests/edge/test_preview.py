@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import json
 import logging
-import shutil
 import socket
 import subprocess
 import time
@@ -16,6 +15,7 @@ from urllib.parse import urlsplit
 import cv2
 import numpy as np
 import pytest
+from chromium_cdp import HEADLESS_FLAGS, chromium_path
 
 from deepfer.edge.capture.frame import Frame
 from deepfer.edge.drawing import PALETTE
@@ -256,7 +256,7 @@ def test_busy_port_and_bad_settings_are_clear():
 
 
 @pytest.mark.skipif(
-    shutil.which("chromium") is None,
+    chromium_path() is None,
     reason="chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)",
 )
 @pytest.mark.parametrize("mode", ["frames", "stream"])
@@ -271,15 +271,8 @@ def test_page_renders_the_annotated_frame_in_headless_chromium(preview, tmp_path
         # the first frame is drawn; --timeout is only a backstop.
         url, wait = preview.url, "--timeout=8000"
     cmd = [
-        "chromium",
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
+        chromium_path(),
+        *HEADLESS_FLAGS,
         f"--user-data-dir={tmp_path / 'profile'}",
         f"--screenshot={shot}",
         "--window-size=1000,700",

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from broker_process import free_port
 
 from deepfer.train.config import ConfigError, TrainConfig
 from deepfer.train.distribute import scaled, worker_index
@@ -81,16 +81,10 @@ def test_mirrored_on_two_logical_cpus(tiny_fer, tmp_path):
     assert (out / "deepfer-edge.keras").is_file()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_multiworker_two_processes(tiny_fer, tmp_path):
     out = tmp_path / "multi"
-    workers = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
+    workers = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
     argv = ["--data", str(tiny_fer), "--out", str(out), "--batch-size", "16"]
     procs = []
     for index in range(2):
