@@ -27,9 +27,7 @@ import contextlib
 import json
 import logging
 import math
-import os
 import queue
-import ssl
 import sys
 import threading
 import time
@@ -41,6 +39,12 @@ from deepfer.edge.errors import MqttConfigError, SecretError
 from deepfer.edge.labels import LABELS
 from deepfer.edge.messages import face_state, state_message
 from deepfer.edge.outputs.base import Sink
+from deepfer.edge.outputs.mqtt.client import (
+    connect_in_background,
+    describe_connect_error,
+    new_client,
+    tls_context,
+)
 from deepfer.edge.outputs.mqtt.credentials import Secret, resolve_secret
 from deepfer.edge.outputs.mqtt.ha_discovery import discovery_messages
 from deepfer.edge.outputs.mqtt.outbox import New, Outbox, OutboxError, Row, outbox_path
@@ -57,30 +61,6 @@ COMMIT_BATCH = 200
 STATE_EXPIRY_S = 10
 
 
-def tls_context(s: MqttConfig) -> ssl.SSLContext:
-    """Verifies the broker against tls_ca (else the system CAs); optional client certificate."""
-    try:
-        ctx = ssl.create_default_context(cafile=os.path.expanduser(s.tls_ca) if s.tls_ca else None)
-    except (ssl.SSLError, OSError) as exc:
-        raise MqttConfigError([("mqtt.tls_ca", s.tls_ca, f"not a usable CA file ({exc})")]) from exc
-    if s.tls_cert:
-        try:
-            ctx.load_cert_chain(
-                os.path.expanduser(s.tls_cert), os.path.expanduser(s.tls_key) if s.tls_key else None
-            )
-        except (ssl.SSLError, OSError) as exc:
-            problem = f"cannot load the client certificate/key ({exc})"
-            raise MqttConfigError([("mqtt.tls_cert", s.tls_cert, problem)]) from exc
-    if s.tls_insecure:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
-# ---------------------------------------------------------------------------------------------
-# The sink
-
-
 def _json(obj: Any) -> bytes:
     def default(o: Any) -> Any:
         if hasattr(o, "item"):  # numpy scalars
@@ -90,23 +70,6 @@ def _json(obj: Any) -> bytes:
         raise TypeError(f"{type(o).__name__} is not JSON serialisable")
 
     return json.dumps(obj, separators=(",", ":"), default=default).encode()
-
-
-def _describe_connect_error(exc: BaseException | None) -> str:
-    if exc is None:
-        return "connection failed"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return (
-            f"TLS: the broker's certificate cannot be verified ({exc.verify_message}); "
-            "check mqtt.tls_ca (the CA that signed the broker's certificate) and the host name"
-        )
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS handshake failed ({exc.reason or exc}); check mqtt.tls_* and that the port speaks TLS"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused (is the broker running and listening on that port?)"
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    return f"{type(exc).__name__}: {exc}"
 
 
 class MqttSink(Sink):
@@ -222,31 +185,16 @@ class MqttSink(Sink):
         return self.outbox.next_seq
 
     def _new_client(self, protocol: int) -> Any:
-        """A paho client for MQTT 5 (``protocol`` 5) or 3.1.1 (3), every setting and callback set."""
-        import paho.mqtt.client as mqtt
-
-        s, c = self.settings, self.cfg
-        v5 = protocol == 5
-        client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=s.client_id,
-            clean_session=None if v5 else True,
-            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+        """A paho client for MQTT 5 (``protocol`` 5) or 3.1.1 (3) with this sink's callbacks."""
+        client = new_client(
+            self.settings,
+            protocol,
+            password=self._secret.value,
+            ssl_context=self._ssl,
+            will_topic=self.topics["status"],
+            reconnect_delay_s=self.reconnect_delay_s,
+            max_inflight=WINDOW + 10,
         )
-        # paho's own messages are internals (and noisy while reconnecting): debug level only;
-        # this module logs what went wrong in words.
-        paho_log = logging.getLogger(f"{__name__}.paho")
-        if paho_log.isEnabledFor(logging.DEBUG):
-            client.on_log = lambda _c, _u, _level, buf: paho_log.debug("%s", buf)
-        if s.username or self._secret.value:
-            client.username_pw_set(s.username or None, self._secret.value)
-        if self._ssl is not None:
-            client.tls_set_context(self._ssl)
-            if c.tls_insecure:
-                client.tls_insecure_set(True)
-        client.will_set(self.topics["status"], "offline", qos=1, retain=True)
-        client.reconnect_delay_set(*self.reconnect_delay_s)
-        client.max_inflight_messages_set(WINDOW + 10)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -255,26 +203,9 @@ class MqttSink(Sink):
         return client
 
     def _connect(self) -> None:
-        """Connects in the background (paho's thread); MQTT 5: a clean start whose session ends
-        with the connection (session expiry 0): the outbox, not the broker, keeps what is
-        unacknowledged."""
-        from paho.mqtt.packettypes import PacketTypes
-        from paho.mqtt.properties import Properties
-
-        s, client = self.settings, self._client
-        self._protocol = 5 if client.protocol == 5 else 3
-        kwargs: dict[str, Any] = {}
-        if self._protocol == 5:
-            props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = 0
-            kwargs = {"clean_start": True, "properties": props}
-            state = Properties(PacketTypes.PUBLISH)
-            state.MessageExpiryInterval = STATE_EXPIRY_S
-            self._state_props = state
-        else:
-            self._state_props = None
-        client.connect_async(s.broker.host, s.broker.port, keepalive=self.cfg.keepalive, **kwargs)
-        client.loop_start()
+        """Connects in the background (paho's thread); see :func:`client.connect_in_background`."""
+        self._protocol = 5 if self._client.protocol == 5 else 3
+        self._state_props = connect_in_background(self._client, self.settings, STATE_EXPIRY_S)
 
     def _fall_back_to_311(self) -> None:
         """Sender thread: the broker does not speak MQTT 5 (mqtt.protocol = auto): a 3.1.1 client."""
@@ -487,7 +418,7 @@ class MqttSink(Sink):
         if client is not self._client:
             return
         # paho calls this from inside its ``except OSError`` block: the exception is at hand.
-        self._connect_failed(_describe_connect_error(sys.exc_info()[1]))
+        self._connect_failed(describe_connect_error(sys.exc_info()[1]))
 
     def _connect_failed(self, why: str) -> None:
         self._counts["connect_failures"] += 1
