@@ -106,7 +106,17 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         help="early-stopping patience in epochs (0: off)",
     )
     p.add_argument("--class-weight", action="store_true", help="balanced class weights")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument(
+        "--seed", type=int, default=d.seed, help="shuffling, augmentation and initial weights"
+    )
+    p.add_argument(
+        "--split-seed",
+        type=int,
+        default=None,
+        metavar="SEED",
+        help="seed of the validation slice (default: --seed); keep it when training a second "
+        "model with another --seed, so both are selected on the same untouched faces",
+    )
     p.add_argument(
         "--threads", type=int, default=d.threads, help="CPU threads for TensorFlow (0: all)"
     )

@@ -49,13 +49,21 @@ class TrainConfig:
     val_split: float = 0.1
     patience: int = 0  # early stopping patience in epochs (0: off)
     class_weight: bool = False
-    seed: int = 1337
+    seed: int = 1337  # shuffling, augmentation, initial weights
+    #: Seed of the validation slice (and --max-per-class); None: ``seed``. Fix it to train a
+    #: second model with another seed on the same slice (the slice must never be trained on).
+    split_seed: int | None = None
     threads: int = 0
     input_size: int = 48
     max_per_class: int = 0  # cap faces per class (quick trials); 0: all
     progress: bool = True
     distribute: str = ""  # "" | mirrored | multiworker (batch_size and lr are per replica)
     snapshots: bool = False  # keep each epoch's weights (checkpoints/epoch-NNN.weights.h5)
+
+    @property
+    def data_seed(self) -> int:
+        """The seed that picks the validation slice."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     def to_json(self) -> dict:
         return asdict(self)

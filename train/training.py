@@ -85,10 +85,10 @@ def prepare_data(cfg: TrainConfig) -> dict[str, FaceDataset]:
         raise DataError(f"{cfg.data}: no training split found")
     train = splits["train"]
     if cfg.max_per_class:
-        train = train.subset(cap_per_class(train.y, cfg.max_per_class, cfg.seed))
+        train = train.subset(cap_per_class(train.y, cfg.max_per_class, cfg.data_seed))
     val = splits.get("val")
     if val is None:
-        keep, held = stratified_split(train.y, cfg.val_split, cfg.seed)
+        keep, held = stratified_split(train.y, cfg.val_split, cfg.data_seed)
         train, val = train.subset(keep, "train"), train.subset(held, "val")
         val.name = f"val ({cfg.val_split:.0%} of train, stratified)"
     return {"train": train, "val": val}

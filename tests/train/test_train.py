@@ -163,3 +163,19 @@ def test_finetune_on_a_labelled_folder(one_epoch_run, tiny_fer, tmp_path):
     assert (run / "deepfer-edge-finetuned.h5").is_file()
     summary = json.loads((run / "summary.json").read_text())
     assert summary["train_faces"] + summary["val_faces"] == 42
+
+
+def test_split_seed_keeps_the_validation_slice_when_the_seed_changes(tiny_fer):
+    from deepfer.train.training import prepare_data
+
+    def val_faces(**kw):
+        data = prepare_data(TrainConfig(data=str(tiny_fer), progress=False, **kw))
+        return {bytes(x) for x in data["val"].x}, {bytes(x) for x in data["train"].x}
+
+    val_a, train_a = val_faces(seed=1337)
+    val_b, train_b = val_faces(seed=7, split_seed=1337)
+    val_c, _ = val_faces(seed=7)
+    assert val_a == val_b and train_a == train_b
+    assert not val_b & train_b  # the slice is never trained on
+    assert val_c != val_a  # without --split-seed the slice follows --seed (older runs resume alike)
+    assert TrainConfig.from_json({"seed": 5}).data_seed == 5
