@@ -115,9 +115,11 @@ class Daemon:
             self.classifier = load_classifier(cfg.model)
         model_name = self.classifier.info.name
         detector = make_detector(cfg.detector)
-        self.pipeline = FacePipeline.from_config(cfg, self.classifier, detector)
         if self.source is None:
             self.source = make_source(cfg.source.uri, cfg.source)
+        self.pipeline = FacePipeline.from_config(
+            cfg, self.classifier, detector, every_frame=self.source.stills
+        )
         self.reader = FrameReader(
             self.source,
             realtime=cfg.source.realtime,

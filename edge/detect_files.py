@@ -7,7 +7,8 @@ videos); ``--out`` writes the annotated image or video.
 
 Recordings to data: ``--csv``/``--jsonl`` write one row per face per frame as it is found
 (``recording.py``), ``--summary`` one row per track, ``--plot`` a timeline
-(``timeline.py``); ``--every N`` samples frames, ``--jobs N`` runs one process per input;
+(``timeline.py``); ``--every N`` samples frames (each one looked at is detected:
+``detector.fps`` is the daemon's), ``--jobs N`` runs one process per input;
 a progress bar with ETA is drawn on stderr when it is a terminal (``progress.py``).
 """
 
@@ -63,7 +64,10 @@ class FileDetector:
             detector_cfg.detect_width = detect_width
             self._detectors[key] = make_detector(detector_cfg, photos=not track)
         detector = self._detectors[key]
-        return FacePipeline.from_config(self.config, self.classifier, detector, track=track)
+        # recordings: every frame looked at (``--every``) is detected, not ``detector.fps``
+        return FacePipeline.from_config(
+            self.config, self.classifier, detector, track=track, every_frame=True
+        )
 
     def image(self, path: Path, detect_width: int | None, target: Path | None) -> list[dict]:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)

@@ -7,7 +7,8 @@ An event message has ``type`` (start | change | end), ``track_id``, ``emotion``,
 ``score``, ``scores`` (every label), ``box`` [x, y, w, h] in frame pixels,
 ``ts`` (ISO 8601 UTC), ``seq`` (grows by one per message, across restarts where the
 MQTT outbox keeps it), ``run_id`` (new at every start), ``device_id`` and ``model``.
-Consumers de-duplicate on ``(device_id, seq)`` (docs/events.md). ``end`` adds ``dwell_s`` and ``histogram`` (frames per emotion).
+Consumers de-duplicate on ``(device_id, seq)`` (docs/events.md). ``end`` adds ``dwell_s``
+and ``histogram`` (detections per emotion).
 """
 
 from __future__ import annotations

@@ -6,6 +6,12 @@ the same :func:`deepfer.edge.preprocess.crop_face` training uses), classifies al
 frame's faces in one call, and hands boxes and scores to the tracker. It returns what it
 found; turning track events into messages is the caller's job (``messages.py``).
 
+With a tracker and ``detect_fps`` (``detector.fps``), faces are detected and classified only
+a few times a second of stream time; the frames in between are served from the tracks: each
+face tracked at the last detection at its predicted box (:meth:`Track.predict`), with the
+scores it had (``FrameResult.detected`` is False there). A new face is found within
+``1 / detect_fps`` seconds; a track misses only on detection frames.
+
 With a tracker and a detector that can search near a known face (Haar), tracked faces
 are looked for only near where they were, in a narrow band of sizes (a fraction of the
 cost of a full search). The whole frame is searched when there is no track, when a
@@ -52,6 +58,8 @@ class FrameResult:
     track_events: list[TrackEvent] = field(default_factory=list)
     #: Milliseconds per stage: detect, classify, track.
     timings: dict[str, float] = field(default_factory=dict)
+    #: False on a frame between detections (faces carried by the tracker, scores held).
+    detected: bool = True
 
 
 class FacePipeline:
@@ -63,6 +71,7 @@ class FacePipeline:
         margin: float = 0.1,
         min_face: int = 0,
         rescan_frames: int = 15,
+        detect_fps: float = 0.0,
     ):
         self.detector = detector
         self.classifier = classifier
@@ -75,11 +84,18 @@ class FacePipeline:
         self.full_scans = 0
         self.near_scans = 0
         self._since_full = 0
+        #: Seconds of stream time between detections (0: every frame).
+        self.detect_interval = 1.0 / detect_fps if detect_fps > 0 else 0.0
+        self.carried = 0  # frames served from the tracks, without detection
+        self._last_detect_t: float | None = None
 
     @classmethod
     def from_config(
-        cls, config, classifier, detector: Detector, track: bool = True
+        cls, config, classifier, detector: Detector, track: bool = True, every_frame: bool = False
     ) -> FacePipeline:
+        """``every_frame``: detect on every frame given, whatever ``detector.fps`` says (a
+        folder of photos, each a separate picture; ``deepfer detect``, which samples frames
+        with ``--every``)."""
         tracker = Tracker.from_config(classifier.labels, config.tracker) if track else None
         return cls(
             detector,
@@ -88,6 +104,7 @@ class FacePipeline:
             margin=config.model.margin,
             min_face=config.detector.min_face,
             rescan_frames=config.detector.rescan_frames,
+            detect_fps=0.0 if every_frame else config.detector.fps,
         )
 
     # -- stages ---------------------------------------------------------------------------
@@ -134,6 +151,9 @@ class FacePipeline:
         """Faces and track events of one frame (a :class:`Frame` or a BGR/gray image)."""
         if not isinstance(frame, Frame):
             frame = frame_from_image(frame)
+        if not self._detection_due(frame):
+            return self._carry(frame)
+        self._last_detect_t = frame.t
         t0 = time.perf_counter()
         boxes = self.detect(frame)
         t1 = time.perf_counter()
@@ -144,19 +164,40 @@ class FacePipeline:
             faces = [self._raw_face(b, s) for b, s in zip(boxes, scores)]
         else:
             tracks, events = self.tracker.update(boxes, scores, frame.t)
-            faces = [
-                Face(
-                    box=tuple(int(v) for v in box),
-                    emotion=tr.emotion,
-                    score=float(tr.scores[self.labels.index(tr.emotion)]),
-                    scores={k: float(v) for k, v in zip(self.labels, tr.scores)},
-                    track_id=tr.id,
-                )
-                for box, tr in zip(boxes, tracks)
-            ]
+            faces = [self._track_face(box, tr) for box, tr in zip(boxes, tracks)]
         t3 = time.perf_counter()
         timings = {"detect": (t1 - t0) * 1e3, "classify": (t2 - t1) * 1e3, "track": (t3 - t2) * 1e3}
         return FrameResult(frame, faces, events, timings)
+
+    def _detection_due(self, frame: Frame) -> bool:
+        """Detect on this frame? Always without a tracker or an interval; else when the
+        interval has passed in stream time (or time went back: a looped file, a new camera)."""
+        if self.tracker is None or self.detect_interval <= 0 or self._last_detect_t is None:
+            return True
+        elapsed = frame.t - self._last_detect_t
+        return elapsed < 0 or elapsed >= self.detect_interval - 1e-3
+
+    def _carry(self, frame: Frame) -> FrameResult:
+        """A frame between detections: the faces found at the last detection, at their
+        predicted boxes, with their scores held (no detection, no classification, no events)."""
+        t0 = time.perf_counter()
+        faces = [
+            self._track_face(tr.predict(frame.t, frame.size), tr)
+            for tr in self.tracker.tracks
+            if tr.missed == 0
+        ]
+        self.carried += 1
+        timings = {"detect": 0.0, "classify": 0.0, "track": (time.perf_counter() - t0) * 1e3}
+        return FrameResult(frame, faces, [], timings, detected=False)
+
+    def _track_face(self, box, tr) -> Face:
+        return Face(
+            box=tuple(int(v) for v in box),
+            emotion=tr.emotion,
+            score=float(tr.scores[self.labels.index(tr.emotion)]),
+            scores={k: float(v) for k, v in zip(self.labels, tr.scores)},
+            track_id=tr.id,
+        )
 
     def _raw_face(self, box, scores) -> Face:
         i = int(np.argmax(scores))

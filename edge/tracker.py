@@ -7,9 +7,13 @@ emotion changes only when another emotion has led the smoothed scores for
 
 A track *starts* (and gets a ``start`` event) once seen ``min_hits`` times, emits
 ``change`` when its debounced emotion changes, and *ends* (``end``, with dwell time and
-the histogram of its emotion over its frames) after ``max_missed`` frames without a face,
-or when the tracker is closed. Ids are small integers, counted from 1 per process: they
+the histogram of its emotion over its detections) after ``max_missed`` updates without a
+face, or when the tracker is closed. The tracker is updated on detection frames only
+(``detector.fps`` a second), so all these counts are of detections. Ids are small integers, counted from 1 per process: they
 identify a track, never a person.
+
+Each track also keeps a smoothed velocity of its box (pixels per second of stream time), so
+that between two detections (``detector.fps``) its box can be predicted: :meth:`Track.predict`.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ class Track:
     pending: str | None = None  # emotion leading the scores but not yet debounced
     pending_frames: int = 0
     histogram: Counter = field(default_factory=Counter)
+    #: Smoothed change of (x, y, w, h) per second of stream time.
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))
 
     @property
     def score(self) -> float:
@@ -45,6 +51,26 @@ class Track:
     @property
     def dwell_s(self) -> float:
         return max(0.0, self.last_t - self.first_t)
+
+    def predict(
+        self, t: float, size: tuple[int, int], horizon_s: float = 0.5
+    ) -> tuple[int, int, int, int]:
+        """The box expected at stream time ``t`` (constant velocity from the last detection,
+        at most ``horizon_s`` ahead), kept inside a frame of ``size`` (width, height)."""
+        dt = min(max(t - self.last_t, 0.0), horizon_s)
+        x, y, w, h = np.asarray(self.box, np.float32) + self.velocity * dt
+        fw, fh = size
+        w, h = min(max(w, 1.0), fw), min(max(h, 1.0), fh)
+        x, y = min(max(x, 0.0), fw - w), min(max(y, 0.0), fh - h)
+        return int(round(x)), int(round(y)), int(round(w)), int(round(h))
+
+    def _moved(self, box: tuple[int, int, int, int], t: float) -> None:
+        """A new detection at ``t``: updates the velocity (EMA) and the box."""
+        dt = t - self.last_t
+        if dt > 0:
+            step = (np.asarray(box, np.float32) - np.asarray(self.box, np.float32)) / dt
+            self.velocity = (0.5 * step + 0.5 * self.velocity).astype(np.float32)
+        self.box = box
 
 
 @dataclass
@@ -128,7 +154,7 @@ class Tracker:
             track = self.tracks[ti]
             a = self.ema_alpha
             track.scores = (a * scores[di] + (1.0 - a) * track.scores).astype(np.float32)
-            track.box = tuple(int(v) for v in boxes[di])
+            track._moved(tuple(int(v) for v in boxes[di]), t)
             track.hits += 1
             track.missed = 0
             track.last_t = t

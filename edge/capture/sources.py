@@ -37,6 +37,8 @@ class Source:
 
     name = "source"
     live = False
+    #: Each frame a separate picture (a folder of photos), not a moving scene.
+    stills = False
     #: The source's own frame rate (files), for --realtime; None when unknown.
     fps: float | None = None
 
@@ -122,6 +124,8 @@ class ImageFolderSource(Source):
 
     An unreadable image is skipped with a warning; it does not end the run.
     """
+
+    stills = True
 
     def __init__(self, paths: list[Path], name: str, fps: float = 0.0):
         self.paths = list(paths)

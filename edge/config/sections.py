@@ -99,6 +99,9 @@ class DetectorConfig:
     #: faster); every N frames the whole frame is searched too, for new faces (so a new face
     #: is found within N frames; 1 = search the whole frame every frame).
     rescan_frames: int = 30
+    #: Detections (and classifications) per second of stream time; the frames in between are
+    #: served from the tracker (boxes predicted, scores held). 0 = every frame.
+    fps: float = 5.0
     #: Neural detectors: minimum face score (0 = the backend's own default: BlazeFace 0.5,
     #: CenterFace 0.5, YuNet 0.7) and overlap for non-maximum suppression.
     score_threshold: float = 0.0
@@ -121,6 +124,8 @@ class DetectorConfig:
             yield "min_face", "must be >= 0"
         if self.rescan_frames < 1:
             yield "rescan_frames", "must be >= 1"
+        if not (self.fps == 0 or 0.5 <= self.fps <= 120):
+            yield "fps", "must be 0 (every frame) or between 0.5 and 120 detections per second"
         if not 0.0 <= self.score_threshold < 1.0:
             yield "score_threshold", "must be in 0..1"
         if not 0.0 < self.nms_threshold < 1.0:
@@ -133,11 +138,12 @@ class TrackerConfig:
     iou_threshold: float = 0.3
     #: Score smoothing per track: new = alpha * frame + (1 - alpha) * old; 1 = none.
     ema_alpha: float = 0.5
-    #: A track's emotion changes only after the new one leads for this many frames.
+    # The counts below are of detections (``detector.fps`` a second; every frame at 0).
+    #: A track's emotion changes only after the new one leads for this many detections.
     debounce_frames: int = 3
-    #: Frames a face must be seen before its track starts (and its start event is sent).
+    #: Detections of a face before its track starts (and its start event is sent).
     min_hits: int = 2
-    #: Frames a track survives without its face before it ends.
+    #: Detections a track survives without its face before it ends (2 s at 5 a second).
     max_missed: int = 10
 
     def check(self) -> Iterator[tuple[str, str]]:

@@ -336,6 +336,7 @@ def test_daemon_ends_tracks_when_the_camera_fails_and_goes_on(media_dir, tiny_tf
         overrides={
             "model.path": str(tiny_tflite_model),
             "run.max_frames": 10,
+            "detector.fps": 0,  # detect on each of the 10 frames (the rate has its own tests)
             "source.reopen_min_s": 0.01,
             "source.reopen_max_s": 0.02,
         },

@@ -64,6 +64,7 @@ def test_source_may_be_an_integer_in_toml(tmp_path):
         ('[model]\nthreads = "four"\n', "model.threads = 'four'"),
         ("[tracker]\nmin_hits = true\n", "tracker.min_hits = True"),
         ('[detector]\nbackend = "dlib"\n', "detector.backend = 'dlib'"),
+        ("[detector]\nfps = -2\n", "detector.fps = -2.0"),
         ("[preview]\nport = 70000\n", "preview.port = 70000"),
         ("[source]\nreopen_min_s = 5\nreopen_max_s = 1\n", "source.reopen_max_s = 1.0"),
         ('[model]\npath = "/no/such/model.tflite"\n', "no such model file"),

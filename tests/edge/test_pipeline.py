@@ -124,10 +124,11 @@ def check_event_stream(events, labels):
 def test_woman2_faces_events_and_schema(media_dir, classifier, backend):
     pipeline = make_pipeline(classifier, backend=backend)
     builder = EventBuilder("test-device", classifier.info.name)
-    frames = with_face = 0
+    frames = with_face = detected = 0
     events = []
     for frame in FrameReader(make_source(str(media_dir / "woman2.mp4"))):
         result = pipeline.process(frame)
+        detected += result.detected
         assert isinstance(result, FrameResult) and result.frame is frame
         assert set(result.timings) == {"detect", "classify", "track"}
         faces = result.faces
@@ -145,11 +146,15 @@ def test_woman2_faces_events_and_schema(media_dir, classifier, backend):
     tracks = check_event_stream(events, classifier.labels)
     assert len(tracks) <= 3  # one woman, not a new track every few frames
     end = [e for e in events if e["type"] == "end"][0]
-    assert end["dwell_s"] > 5 and sum(end["histogram"].values()) > 300
+    # detector.fps (5 a second by default): detections on about one frame in five or six,
+    # the tracker carrying the face in between; the histogram counts classifications
+    assert detected + pipeline.carried == frames
+    assert 0.1 * frames < detected < 0.3 * frames
+    assert end["dwell_s"] > 5 and sum(end["histogram"].values()) > 0.9 * detected
     if pipeline.detector.supports_near:  # Haar: tracked faces are searched for nearby
         assert pipeline.near_scans > pipeline.full_scans
-    else:  # a neural detector is cheap enough to search every frame
-        assert pipeline.full_scans == frames
+    else:  # a neural detector searches the whole frame at each detection
+        assert pipeline.full_scans == detected
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,161 @@
+"""How often to detect: the daemon's pipeline with ``detector.fps`` (detections per second of
+stream time, the tracker carrying faces in between) against detecting on every frame.
+
+Per video (``woman2.mp4`` and the variants of ``bench_detectors.py``: rotated 15 degrees,
+dimmed, half size, mirrored and looped) and per setting, in one run so that ratios compare
+like with like:
+
+* frames with a face, frames with a false face (more than one face: one person), tracks;
+* fps per CPU-second of the whole pipeline (decode included), and its ratio to Haar
+  (DeepFER's Haar settings: every frame, near-face search) on the same clip;
+* against the same backend detecting every frame: per-frame emotion agreement, mean absolute
+  score difference and mean box IoU (frames where both have one face), and the L1 distance
+  between the two runs' shares of frames per emotion (what a summary reports; 0 = same).
+
+    python benchmarks/bench_detect_rate.py --media $DEEPFER_DATA/media \\
+        --json benchmarks/results/detectors/bench_detect_rate.json
+
+Figures are medians over --repeats runs (CPU time of this process; the quality figures do
+not vary between runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from bench_detectors import VIDEO_VARIANTS, make_video_variant
+
+from deepfer.edge.boxes import iou
+from deepfer.edge.capture.reader import FrameReader
+from deepfer.edge.capture.sources import OpenCVSource
+from deepfer.edge.config import Config
+from deepfer.edge.detectors import make_detector
+from deepfer.edge.model.classifier import load_classifier
+from deepfer.edge.pipeline import FacePipeline
+
+#: (name, backend, detector.fps)
+SETTINGS = (
+    ("haar", "haar", 0.0),
+    ("blazeface", "blazeface", 0.0),
+    ("blazeface@15", "blazeface", 15.0),
+    ("blazeface@10", "blazeface", 10.0),
+    ("blazeface@5", "blazeface", 5.0),
+    ("blazeface@3", "blazeface", 3.0),
+    ("blazeface-short", "blazeface-short", 0.0),
+    ("blazeface-short@10", "blazeface-short", 10.0),
+    ("blazeface-short@5", "blazeface-short", 5.0),
+)
+
+
+def run(path: Path, backend: str, fps: float, classifier) -> tuple[dict, list]:
+    config = Config()
+    config.detector.backend = backend
+    config.detector.fps = fps
+    pipeline = FacePipeline.from_config(config, classifier, make_detector(config.detector))
+    frames = with_face = multi = detected = 0
+    tracks: set[int] = set()
+    per_frame = []
+    cpu0 = time.process_time()
+    for frame in FrameReader(OpenCVSource(str(path), live=False)):
+        result = pipeline.process(frame)
+        faces = result.faces
+        frames += 1
+        detected += result.detected
+        with_face += bool(faces)
+        multi += len(faces) > 1
+        tracks.update(f.track_id for f in faces if f.track_id is not None)
+        per_frame.append(faces)
+    cpu = time.process_time() - cpu0
+    pipeline.close()
+    row = {
+        "frames": frames,
+        "detection_frames": detected,
+        "with_face": with_face / max(frames, 1),
+        "false_face_frames": multi / max(frames, 1),
+        "tracks": len(tracks),
+        "fps_per_cpu_s": frames / max(cpu, 1e-9),
+    }
+    return row, per_frame
+
+
+def agreement(frames: list, reference: list) -> dict:
+    """Per-frame emotion agreement, mean |score difference| and box IoU on frames where both
+    runs have exactly one face."""
+    same, diffs, ious = [], [], []
+    shares = {}
+    for name, run_frames in (("run", frames), ("ref", reference)):
+        counts: dict[str, int] = {}
+        for faces in run_frames:
+            for face in faces:
+                counts[face.emotion] = counts.get(face.emotion, 0) + 1
+        total = max(sum(counts.values()), 1)
+        shares[name] = {k: v / total for k, v in counts.items()}
+    share_l1 = sum(
+        abs(shares["run"].get(k, 0.0) - shares["ref"].get(k, 0.0))
+        for k in set(shares["run"]) | set(shares["ref"])
+    )
+    for faces, ref in zip(frames, reference):
+        if len(faces) == 1 and len(ref) == 1:
+            a, b = faces[0], ref[0]
+            same.append(a.emotion == b.emotion)
+            diffs.append(np.mean([abs(a.scores[k] - b.scores[k]) for k in b.scores]))
+            ious.append(iou(a.box, b.box))
+    if not same:
+        return {}
+    return {
+        "emotion_agreement": round(float(np.mean(same)), 4),
+        "mean_abs_score_diff": round(float(np.mean(diffs)), 4),
+        "mean_box_iou": round(float(np.mean(ious)), 4),
+        "emotion_share_l1": round(float(share_l1), 4),
+        "compared_frames": len(same),
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--media", required=True, type=Path)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    config = Config()
+    config.model.threads = 1
+    classifier = load_classifier(config.model)
+    out: dict = {"settings": {n: {"backend": b, "fps": f} for n, b, f in SETTINGS}, "videos": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for variant in VIDEO_VARIANTS:
+            src = args.media / "woman2.mp4"
+            path = src if variant == "original" else make_video_variant(src, variant, Path(tmp))
+            rows, outputs = {}, {}
+            for name, backend, fps in SETTINGS:
+                runs = []
+                for _ in range(args.repeats):
+                    row, per_frame = run(path, backend, fps, classifier)
+                    runs.append(row)
+                rows[name] = {k: round(statistics.median(r[k] for r in runs), 4) for k in runs[0]}
+                outputs[name] = per_frame
+            for name, backend, fps in SETTINGS:
+                row = rows[name]
+                row["fps_per_cpu_s_vs_haar"] = round(
+                    row["fps_per_cpu_s"] / rows["haar"]["fps_per_cpu_s"], 3
+                )
+                if fps:
+                    row["vs_every_frame"] = agreement(outputs[name], outputs[backend])
+            out["videos"][variant] = rows
+            print(f"{variant}:")
+            for name, row in rows.items():
+                print(f"  {name:20s} " + json.dumps(row))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,156 @@
+"""``detector.fps``: detect (and classify) a few times a second of stream time, the tracker
+carrying the faces in between. Real BlazeFace file, real video, real photo, the tiny int8
+model."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from deepfer.edge.capture.frame import frame_from_image
+from deepfer.edge.capture.reader import FrameReader
+from deepfer.edge.capture.sources import make_source
+from deepfer.edge.config import Config
+from deepfer.edge.detect_files import FileDetector
+from deepfer.edge.detectors import files, make_detector
+from deepfer.edge.model.classifier import EmotionClassifier
+from deepfer.edge.pipeline import FacePipeline
+from deepfer.edge.tracker import Track
+
+needs_blazeface = pytest.mark.skipif(
+    not files.available("blazeface-full"), reason="run `deepfer detectors install`"
+)
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_tflite_model):
+    return EmotionClassifier(tiny_tflite_model)
+
+
+def counting(detector):
+    """The real detector, its calls counted (a subclass instance, not a mock)."""
+
+    class Counting(type(detector)):
+        calls = 0
+
+        def detect(self, *args, **kwargs):
+            type(self).calls += 1
+            return super().detect(*args, **kwargs)
+
+    detector.__class__ = Counting
+    return detector
+
+
+def pipeline_at(classifier, fps: float) -> FacePipeline:
+    config = Config()
+    config.detector.backend = "blazeface"
+    config.detector.fps = fps
+    detector = counting(make_detector(config.detector))
+    return FacePipeline.from_config(config, classifier, detector)
+
+
+@needs_blazeface
+def test_detects_at_the_set_rate_and_carries_the_track_between(media_dir, classifier):
+    pipeline = pipeline_at(classifier, fps=5)
+    results = []
+    for frame in FrameReader(make_source(str(media_dir / "woman2.mp4"))):
+        results.append(pipeline.process(frame))
+        if frame.t >= 4.0:
+            break
+    detected = [r for r in results if r.detected]
+    # one detection per 0.2 s of stream time (the first frame included)
+    assert len(detected) == pipeline.detector.calls
+    assert abs(len(detected) - (results[-1].frame.t / 0.2 + 1)) <= 1
+    gaps = np.diff([r.frame.t for r in detected])
+    assert gaps.min() >= 0.2 - 1e-3 and gaps.max() < 0.2 + 0.05
+    carried = [r for r in results if not r.detected]
+    assert len(carried) == pipeline.carried > 2 * len(detected)
+    # the one face keeps its track through the frames in between, its box in the frame
+    ids = {f.track_id for r in results for f in r.faces}
+    assert len(ids) == 1 and all(r.faces for r in results[1:])
+    for r in carried:
+        assert r.track_events == [] and r.timings["detect"] == 0.0
+        x, y, w, h = r.faces[0].box
+        assert x >= 0 and y >= 0 and x + w <= 596 and y + h <= 336
+    # scores are held between detections
+    last = {}
+    for r in results:
+        if r.detected:
+            last = r.faces[0].scores if r.faces else {}
+        else:
+            assert r.faces[0].scores == last
+
+
+@needs_blazeface
+def test_a_new_face_is_found_within_one_interval(media_dir, classifier):
+    photo = cv2.imread(str(media_dir / "justin.jpg"))
+    empty = np.full_like(photo, 128)
+    pipeline = pipeline_at(classifier, fps=4)  # every 0.25 s
+    first_seen = None
+    for i in range(30):
+        t = i / 30
+        result = pipeline.process(frame_from_image(photo if t >= 0.4 else empty, i, t))
+        if result.faces and first_seen is None:
+            first_seen = t
+    assert first_seen is not None and 0.4 <= first_seen <= 0.4 + 0.25
+    assert pipeline.detector.calls == 4  # t = 0, 0.25, 0.5, 0.75
+
+
+@needs_blazeface
+def test_time_going_back_detects_at_once(media_dir, classifier):
+    photo = cv2.imread(str(media_dir / "justin.jpg"))
+    pipeline = pipeline_at(classifier, fps=2)
+    for t in (5.0, 5.1, 5.2, 0.0, 0.1):  # a looped file starts again
+        pipeline.process(frame_from_image(photo, 0, t))
+    assert pipeline.detector.calls == 2
+
+
+def test_every_frame_is_detected_without_a_rate_or_a_tracker(media_dir, classifier):
+    photo = cv2.imread(str(media_dir / "justin.jpg"))
+    config = Config()
+    config.detector.backend = "haar"
+    for fps, track in ((0.0, True), (5.0, False)):
+        config.detector.fps = fps
+        detector = counting(make_detector(config.detector))
+        pipeline = FacePipeline.from_config(config, classifier, detector, track=track)
+        for i in range(5):
+            assert pipeline.process(frame_from_image(photo, i, i / 30)).detected
+        assert detector.calls >= 5 - 4 * track  # Haar may search near the face instead
+
+
+def test_a_folder_of_photos_is_detected_photo_by_photo(media_dir, classifier, tmp_path):
+    for i in range(4):
+        (tmp_path / f"{i}.jpg").write_bytes((media_dir / "justin.jpg").read_bytes())
+    source = make_source(str(tmp_path))
+    assert source.stills and not make_source(str(media_dir / "woman2.mp4")).stills
+    config = Config()
+    config.detector.backend = "haar"
+    config.detector.fps = 5.0
+    pipeline = FacePipeline.from_config(
+        config, classifier, make_detector(config.detector), every_frame=source.stills
+    )
+    results = [pipeline.process(frame) for frame in FrameReader(source)]
+    assert len(results) == 4 and all(r.detected for r in results) and pipeline.carried == 0
+
+
+def test_deepfer_detect_detects_every_frame_it_looks_at(classifier):
+    config = Config()
+    config.detector.backend = "haar"
+    config.detector.fps = 5.0
+    pipeline = FileDetector(config, classifier).pipeline(320, track=True)
+    assert pipeline.tracker is not None and pipeline.detect_interval == 0.0
+
+
+def test_track_predicts_with_its_velocity_and_stays_in_the_frame():
+    tr = Track(1, (100, 100, 50, 50), np.ones(3, np.float32) / 3, "happy", 0.0, 0.0)
+    tr._moved((110, 100, 50, 50), 0.1)  # 100 px/s to the right, smoothed by half
+    tr.last_t = 0.1
+    assert tr.velocity[0] == pytest.approx(50.0)
+    assert tr.predict(0.2, (640, 480)) == (115, 100, 50, 50)
+    assert tr.predict(0.1, (640, 480)) == (110, 100, 50, 50)
+    assert tr.predict(10.0, (640, 480)) == (135, 100, 50, 50)  # at most 0.5 s ahead
+    tr.velocity[:] = (-5000, -5000, 0, 0)
+    assert tr.predict(0.6, (640, 480)) == (0, 0, 50, 50)
+    tr.velocity[:] = (5000, 5000, 0, 0)
+    assert tr.predict(0.6, (640, 480)) == (590, 430, 50, 50)
