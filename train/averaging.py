@@ -107,6 +107,7 @@ def average_run(
     flip_average: bool = False,
     out: str | Path | None = None,
     echo=print,
+    averages_only: bool = False,
 ) -> dict:
     """Score the best checkpoint and the average of each ``last`` N epochs; save the best.
 
@@ -116,6 +117,10 @@ def average_run(
     with :func:`deepfer.train.models.with_flip_average` if asked (the plain model
     is saved beside it, without ``-flipavg``). The figures go to
     ``RUN/average.json`` and are returned.
+
+    ``averages_only``: the best checkpoint is scored but not a candidate. It was picked as
+    the best of the run's epochs on this same slice, so its figure is the maximum of several
+    noisy scores and biased upward; an average's is not.
     """
     folder = RunFolder(run)
     run = folder.path
@@ -174,7 +179,8 @@ def average_run(
         f"best checkpoint: validation {candidates[0].single:.2%}, "
         f"flip-averaged {candidates[0].flip:.2%}"
     )
-    winner = max(candidates, key=lambda c: c.score(flip_average))
+    ranked = candidates[1:] if averages_only else candidates
+    winner = max(ranked, key=lambda c: c.score(flip_average))
     model = models[winner.name]
     stem = model_stem(cfg)
     tag = f"swa{len(winner.epochs)}" if winner.epochs else "best"

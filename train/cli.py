@@ -195,6 +195,13 @@ def add_average(sub: argparse._SubParsersAction) -> None:
         help="rank by flip-averaged validation accuracy and save the model wrapped to average "
         "its scores on the face and its mirror (two passes per face)",
     )
+    p.add_argument(
+        "--averages-only",
+        action="store_true",
+        help="choose among the averages only: the best single checkpoint is still scored, but "
+        "its validation figure is the maximum over the run's epochs on the same faces, so it "
+        "is biased upward",
+    )
     p.add_argument("--out", default=None, help="output .keras (default: in the run folder)")
     p.set_defaults(handler=_run_average)
 
@@ -205,7 +212,13 @@ def _run_average(args: argparse.Namespace) -> int:
     from deepfer.train.averaging import AverageError, average_run
 
     try:
-        average_run(args.run, args.last, flip_average=args.flip_average, out=args.out)
+        average_run(
+            args.run,
+            args.last,
+            flip_average=args.flip_average,
+            out=args.out,
+            averages_only=args.averages_only,
+        )
     except AverageError as exc:
         print(f"deepfer average: error: {exc}", file=sys.stderr)
         return 2

@@ -106,6 +106,18 @@ def test_average_chooses_on_validation_and_saves_a_flip_averaged_model(snapshot_
 
 
 @pytest.mark.slow
+def test_average_can_leave_the_best_checkpoint_out_of_the_choice(snapshot_run, capsys):
+    out = snapshot_run / "averages-only.keras"
+    assert main(["average", str(snapshot_run), "--last", "2", "3", "--averages-only",
+                 "--out", str(out)]) == 0  # fmt: skip
+    report = json.loads((snapshot_run / "average.json").read_text())
+    assert report["candidates"][0]["name"] == "best checkpoint"  # still scored and reported
+    assert report["chosen"]["epochs"] in ([2, 3], [1, 2, 3])
+    best_average = max(c["single"] for c in report["candidates"][1:])
+    assert report["chosen"]["single"] == best_average and out.is_file()
+
+
+@pytest.mark.slow
 def test_average_refuses_a_run_without_snapshots_or_too_few(snapshot_run, tmp_path, capsys):
     import shutil
 
