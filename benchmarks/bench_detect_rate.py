@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 from bench_detectors import VIDEO_VARIANTS, make_video_variant
+from results_file import write_json
 
 from deepfer.edge.boxes import iou
 from deepfer.edge.capture.reader import FrameReader
@@ -150,10 +151,7 @@ def main(argv=None) -> int:
             print(f"{variant}:")
             for name, row in rows.items():
                 print(f"  {name:20s} " + json.dumps(row))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=1) + "\n")
-        print(f"wrote {args.json}")
+    write_json(args.json, out, indent=1)
     return 0
 
 

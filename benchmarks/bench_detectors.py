@@ -31,6 +31,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from results_file import write_json
 
 from deepfer.edge.capture.reader import FrameReader
 from deepfer.edge.capture.sources import OpenCVSource
@@ -221,9 +222,7 @@ def main(argv=None) -> int:
     print("cold detect: " + json.dumps(report["cold_detect"]), flush=True)
     if not args.skip_videos:
         report["videos"] = bench_videos(args.media, args.repeats)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.json, report)
     return 0
 
 

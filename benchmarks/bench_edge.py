@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from results_file import write_json
+
 # FFmpeg decodes on one thread too (read when a capture opens).
 os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "threads;1")
 
@@ -205,8 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"  load average (1 min)  {result['machine']['loadavg_1m']:8.2f} on {os.cpu_count()} CPUs"
     )
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_json(args.out, result)
     return 0
 
 

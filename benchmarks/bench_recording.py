@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import cv2
+from results_file import write_json
 
 RSS_TOLERANCE = 0.05  # peak RSS after 10 minutes within 5% of after 1 minute
 
@@ -148,9 +149,7 @@ def main() -> int:
         print(f"{name:>8} {run['frames']:>7} {run['fps']:>7} {run['fps_per_cpu_s']:>10} "
               f"{run['peak_rss_mb']:>12}")  # fmt: skip
     print(f"peak RSS long/short: {ratio:.3f} (constant within 5%: {result['constant_memory']})")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_json(args.out, result)
     return 0 if result["constant_memory"] else 1
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import paho.mqtt.client as mqtt
+from results_file import write_json
 from soak import Broker, proc_sample
 
 from deepfer.edge.capture.frame import frame_from_image
@@ -185,9 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         "ok": lost == 0 and out_of_order == 0,
     }
     print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
     return 0 if result["ok"] else 1
 
 

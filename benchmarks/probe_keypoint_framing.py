@@ -14,12 +14,12 @@ reference with a smaller relative IQR would give crops closer to FER2013's frami
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 from measure_crop_mapping import best_match, canvas, faces
+from results_file import write_json
 
 from deepfer.edge.config import Config
 from deepfer.edge.detectors import make_detector
@@ -80,9 +80,7 @@ def main(argv=None) -> int:
         }
         extra = f"  relative IQR {rel:.3f}" if rel is not None else ""
         print(f"{key:40} median {med:+.3f}  IQR {q3 - q1:.3f}{extra}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.json, report)
     return 0
 
 

@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from results_file import write_json
 
 DEVICE = "soak"
 ROOT = Path(__file__).resolve().parents[1]
@@ -267,9 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     summary = {k: v for k, v in result.items() if k not in ("rss_samples", "actions")}
     print(json.dumps(summary, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
     shutil.rmtree(work, ignore_errors=True)
     return 0 if result["ok"] else 1
 
