@@ -72,20 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         # `deepfer detect photo.jpg | head -1`: the reader left; stop quietly, as cat does
-        _silence_stdout()
+        from deepfer.edge.outputs.stdout import silence_stdout
+
+        silence_stdout()
         return 141
-
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
-    import os
-
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass
 
 
 def run() -> None:

@@ -29,7 +29,7 @@ from typing import Any
 from deepfer.edge.capture.reader import FrameReader
 from deepfer.edge.capture.sources import Source, make_source
 from deepfer.edge.config import Config
-from deepfer.edge.outputs.base import Sink
+from deepfer.edge.outputs.base import OutputClosed, Sink
 from deepfer.edge.stats import RunStats
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ class Daemon:
         self.events = events
         self.device_id = config.resolved_device_id()
         self.sinks: list[Sink] = []
+        self._gone: list[Sink] = []  # outputs that can take nothing more (still closed at the end)
         self._given_sinks = sinks
         self.source = source
         self.classifier = classifier
@@ -232,15 +233,30 @@ class Daemon:
             return
         for ev in track_events:
             message = self.messages.from_track_event(ev, ts)
-            for sink in self.sinks:
+            for sink in self._live_sinks():
                 try:
                     sink.publish_event(message)
+                except OutputClosed as exc:
+                    self._drop(sink, str(exc))
                 except Exception:
                     log.exception("sink %s failed on event seq %s", sink.name, message["seq"])
 
+    def _live_sinks(self) -> list[Sink]:
+        return [s for s in self.sinks if s not in self._gone]
+
+    def _drop(self, sink: Sink, why: str) -> None:
+        """An output that can take nothing more leaves the run; the run stops with the last."""
+        self._gone.append(sink)
+        live = self._live_sinks()
+        if live:
+            log.warning("%s; going on with %s", why, ", ".join(s.name for s in live))
+        else:
+            log.warning("%s; no output left, stopping", why)
+            self.stop(why)
+
     def _fan_out(self, result) -> None:
         self._publish(result.track_events, result.frame.ts)
-        for sink in self.sinks:
+        for sink in self._live_sinks():
             try:
                 sink.on_frame(result)
             except Exception:

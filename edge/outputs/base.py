@@ -11,6 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 
+class OutputClosed(Exception):
+    """An output can take nothing more (e.g. the reader of stdout left): the daemon drops it,
+    and stops when no output is left."""
+
+
 class Sink:
     """Receives results from the pipeline thread; must never block it for long."""
 

@@ -67,6 +67,32 @@ def test_bad_config_value_names_key_value_and_file(tmp_path):
     assert "mqtt.url = 'ftp://broker' (from flag --mqtt): use mqtt://" in proc.stderr
 
 
+def test_run_stops_quietly_when_the_reader_of_stdout_leaves(media_dir):
+    # `deepfer run --loop | head -2`: a looped file never ends by itself
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "deepfer", "run", "--source", str(media_dir / "woman2.mp4"),
+            "--loop",  # the shipped model: its emotions change often on this clip
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env_without_settings(),
+    )  # fmt: skip
+    try:
+        first = [json.loads(proc.stdout.readline()) for _ in range(2)]
+        proc.stdout.close()  # the reader leaves
+        assert proc.wait(timeout=60) == 0
+        stderr = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert first[0]["type"] == "start"
+    assert "Traceback" not in stderr and "Broken pipe" not in stderr
+    assert stderr.count("stdout: the reader closed the pipe; no output left, stopping") == 1
+    assert "stopped (stdout: the reader closed the pipe)" in stderr
+
+
 def test_unknown_source_and_bad_model(media_dir, tiny_tflite_model, tmp_path):
     proc = deepfer("run", "--source", "no-such-camera", "--model", tiny_tflite_model)
     assert proc.returncode == 2 and "unknown source 'no-such-camera'" in proc.stderr
