@@ -335,6 +335,7 @@ class Daemon:
         if self.pipeline is not None:
             out["full_scans"] = self.pipeline.full_scans
             out["near_scans"] = self.pipeline.near_scans
+            out["carried_frames"] = self.pipeline.carried  # between detections (detector.fps)
         if self.reader is not None:
             out["source_failures"] = self.reader.failures
             out["source_reopens"] = self.reader.reopens

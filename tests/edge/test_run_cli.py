@@ -36,6 +36,8 @@ def test_run_on_a_video_writes_events_and_stats(media_dir, tiny_tflite_model, tm
     assert set(stats["stage_ms_median"]) >= {"capture", "detect", "classify", "track", "total"}
     assert stats["sinks"] == {"stdout": {"events": len(events)}}
     assert stats["stop_reason"] == "max frames"
+    # detector.fps = 5: about one frame in six detected, the rest carried by the tracker
+    assert 60 <= stats["carried_frames"] <= 80
     assert stats["runtime"] in ("ai-edge-litert", "tflite-runtime")  # never TensorFlow
     assert f"runtime {stats['runtime']}" in proc.stderr  # logged at start
 
