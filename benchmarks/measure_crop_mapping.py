@@ -36,13 +36,12 @@ import numpy as np
 from results_file import write_json
 
 from deepfer.edge.boxes import iou
+from deepfer.edge.capture.frame import frame_from_image
 from deepfer.edge.config import Config
 from deepfer.edge.detectors import make_detector
-from deepfer.edge.detectors.base import crop_box
 from deepfer.edge.labels import LABELS
 from deepfer.edge.model.classifier import load_classifier
 from deepfer.edge.pipeline import FacePipeline
-from deepfer.edge.preprocess import crop_face
 
 MARGIN = 0.1
 
@@ -117,26 +116,30 @@ FIT_SCALES = (0.88, 0.91, 0.94, 0.97, 1.0, 1.03, 1.06, 1.09)
 FIT_DYS = (-0.06, -0.04, -0.02, 0.0, 0.02, 0.04, 0.06)
 
 
-def fit_mapping(detector, classifier, images, labels, side, mapping):
+def fit_mapping(pipeline, images, labels, side, mapping):
     """The framing near ``mapping`` that classifies ``images`` best once re-detected.
 
-    Detects once per face, then scores every grid point on the faces found (ties: the one
+    Detects once per face, then scores every grid point on the faces found, cropped by the
+    pipeline itself with the detector's ``crop`` set to the grid point (ties: the one
     nearest ``mapping``). Returns the best mapping and the grid's figures."""
+    detector = pipeline.detector
     found = []
     for img, y in zip(images, labels):
         bgr, truth = canvas(img, side)
-        dets = detector.detect(bgr)
+        frame = frame_from_image(bgr)
+        dets = detector.detect(frame)
         i = best_match([d.box for d in dets], truth)
         if i is not None:
-            found.append((cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), dets[i].box, y))
+            found.append((frame, np.asarray([dets[i].box]), y))
     ys = np.array([y for _, _, y in found])
     grid = []
     scale0, dx0, dy0 = mapping
     for f in FIT_SCALES:
         for d in FIT_DYS:
             m = (round(scale0 * f, 3), dx0, round(dy0 + d, 3))
-            crops = np.stack([crop_face(g, crop_box(b, m), 48, MARGIN) for g, b, _ in found])
-            acc = float((classifier.infer(crops).argmax(1) == ys).mean())
+            detector.crop = m
+            crops = np.concatenate([pipeline.crops(frame, box) for frame, box, _ in found])
+            acc = float((pipeline.classifier.infer(crops).argmax(1) == ys).mean())
             grid.append({"mapping": m, "accuracy_when_found": acc, "distance": abs(f - 1) + abs(d)})
     best = max(grid, key=lambda g: (g["accuracy_when_found"], -g["distance"]))
     return tuple(best["mapping"]), {"faces": len(images), "found": len(found), "grid": grid}
@@ -206,7 +209,8 @@ def main(argv=None) -> int:
         row = {"measured_mapping": mapping, "mapping_fit": stats, "shipped_mapping": detector.crop}
         mappings = [("none", (1.0, 0.0, 0.0)), ("measured", mapping)]
         if fit_x:
-            fitted, fit_stats = fit_mapping(detector, classifier, fit_x, fit_y, args.face, mapping)
+            pipeline = FacePipeline.from_config(config, classifier, detector, track=False)
+            fitted, fit_stats = fit_mapping(pipeline, fit_x, fit_y, args.face, mapping)
             row["fitted_mapping"], row["fitted_on"] = (
                 fitted,
                 {

@@ -134,18 +134,22 @@ class FacePipeline:
         self.full_scans += 1
         return _boxes(found)
 
-    def classify(self, frame: Frame, boxes: np.ndarray) -> np.ndarray:
-        """``(n, k)`` probabilities for the boxes, all faces in one call."""
-        if len(boxes) == 0:
-            return np.zeros((0, len(self.labels)), np.float32)
+    def crops(self, frame: Frame, boxes: np.ndarray) -> np.ndarray:
+        """``(n, h, w)`` uint8 face crops for the boxes, framed as the detector's ``crop``
+        says (what the classifier sees)."""
         plane = frame.crop_plane()
-        crops = np.stack(
+        return np.stack(
             [
                 crop_face(plane, self.detector.crop_box(box), self.size[0], self.margin)
                 for box in boxes
             ]
-        )  # (n, h, w) uint8
-        return self.classifier.infer(crops)
+        )
+
+    def classify(self, frame: Frame, boxes: np.ndarray) -> np.ndarray:
+        """``(n, k)`` probabilities for the boxes, all faces in one call."""
+        if len(boxes) == 0:
+            return np.zeros((0, len(self.labels)), np.float32)
+        return self.classifier.infer(self.crops(frame, boxes))
 
     def process(self, frame: Frame | np.ndarray) -> FrameResult:
         """Faces and track events of one frame (a :class:`Frame` or a BGR/gray image)."""

@@ -9,8 +9,8 @@ A track *starts* (and gets a ``start`` event) once seen ``min_hits`` times, emit
 ``change`` when its debounced emotion changes, and *ends* (``end``, with dwell time and
 the histogram of its emotion over its detections) after ``max_missed`` updates without a
 face, or when the tracker is closed. The tracker is updated on detection frames only
-(``detector.fps`` a second), so all these counts are of detections. Ids are small integers, counted from 1 per process: they
-identify a track, never a person.
+(``detector.fps`` a second), so all these counts are of detections. Ids are small integers,
+counted from 1 per process: they identify a track, never a person.
 
 Each track also keeps a smoothed velocity of its box (pixels per second of stream time), so
 that between two detections (``detector.fps``) its box can be predicted: :meth:`Track.predict`.
@@ -64,13 +64,14 @@ class Track:
         x, y = min(max(x, 0.0), fw - w), min(max(y, 0.0), fh - h)
         return int(round(x)), int(round(y)), int(round(w)), int(round(h))
 
-    def _moved(self, box: tuple[int, int, int, int], t: float) -> None:
-        """A new detection at ``t``: updates the velocity (EMA) and the box."""
+    def moved(self, box: tuple[int, int, int, int], t: float) -> None:
+        """Seen at ``box`` at stream time ``t``: the box, its velocity (EMA) and ``last_t``."""
         dt = t - self.last_t
         if dt > 0:
             step = (np.asarray(box, np.float32) - np.asarray(self.box, np.float32)) / dt
             self.velocity = (0.5 * step + 0.5 * self.velocity).astype(np.float32)
         self.box = box
+        self.last_t = t
 
 
 @dataclass
@@ -154,10 +155,9 @@ class Tracker:
             track = self.tracks[ti]
             a = self.ema_alpha
             track.scores = (a * scores[di] + (1.0 - a) * track.scores).astype(np.float32)
-            track._moved(tuple(int(v) for v in boxes[di]), t)
+            track.moved(tuple(int(v) for v in boxes[di]), t)
             track.hits += 1
             track.missed = 0
-            track.last_t = t
             self._debounce(track, events)
             assigned[di] = track
         for di, track in enumerate(assigned):

@@ -50,7 +50,10 @@ class StdoutSink(Sink):
         self.count += 1
 
     def stats(self) -> dict[str, Any]:
-        return {"events": self.count, **({"reader_gone": True} if self.reader_gone else {})}
+        stats: dict[str, Any] = {"events": self.count}
+        if self.reader_gone:
+            stats["reader_gone"] = True
+        return stats
 
     def close(self) -> None:
         if not self.reader_gone:

@@ -144,8 +144,8 @@ def test_deepfer_detect_detects_every_frame_it_looks_at(classifier):
 
 def test_track_predicts_with_its_velocity_and_stays_in_the_frame():
     tr = Track(1, (100, 100, 50, 50), np.ones(3, np.float32) / 3, "happy", 0.0, 0.0)
-    tr._moved((110, 100, 50, 50), 0.1)  # 100 px/s to the right, smoothed by half
-    tr.last_t = 0.1
+    tr.moved((110, 100, 50, 50), 0.1)  # 100 px/s to the right, smoothed by half
+    assert tr.last_t == 0.1
     assert tr.velocity[0] == pytest.approx(50.0)
     assert tr.predict(0.2, (640, 480)) == (115, 100, 50, 50)
     assert tr.predict(0.1, (640, 480)) == (110, 100, 50, 50)
