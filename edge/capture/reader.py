@@ -3,11 +3,18 @@
 Cameras and network streams are *live*: when one fails, :class:`FrameReader` closes it and
 reopens it with exponential backoff while the process stays up. Files end the run at their
 end (or start again with ``loop``), as fast as possible or at their own rate (``realtime``).
+
+Files and photo folders are decoded ahead on a capture thread (``prefetch`` frames, nothing
+dropped, order kept), so decoding overlaps the detector and classifier on a multi-core
+device; once open, the source is read and closed on that thread only, and a read error reaches
+the iterating thread as it would without it. Live sources are read on the iterating thread:
+a camera paces itself, and a failure's callback (``on_failure``) must run there.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +24,10 @@ from deepfer.edge.capture.sources import Source, quietly
 from deepfer.edge.errors import SourceError
 
 log = logging.getLogger(__name__)
+
+#: Frames a file or photo folder is decoded ahead (a few frames of memory).
+PREFETCH_FRAMES = 4
+_END = object()  # the capture thread's last item: the source has no more frames
 
 
 class FrameReader:
@@ -36,6 +47,7 @@ class FrameReader:
         reopen_max_s: float = 30.0,
         stop_event: threading.Event | None = None,
         on_failure: Callable[[], None] | None = None,
+        prefetch: int = PREFETCH_FRAMES,
     ):
         self.source = source
         self.on_failure = on_failure
@@ -47,6 +59,8 @@ class FrameReader:
         self.reopens = 0
         self.failures = 0
         self.opened = False
+        #: Frames decoded ahead on a capture thread (files and photo folders; 0: none).
+        self.prefetch = 0 if source.live else max(0, int(prefetch))
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -89,6 +103,56 @@ class FrameReader:
             return None
 
     def __iter__(self) -> Iterator[Frame]:
+        if not self.prefetch:
+            return self._frames()
+        return self._prefetched()
+
+    def _prefetched(self) -> Iterator[Frame]:
+        """:meth:`_frames` run on a capture thread, ``prefetch`` frames ahead."""
+        self.open()  # an open error is raised here, on the caller's thread
+        items: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        left = threading.Event()  # the iterating side has finished (or stopped early)
+
+        def put(item) -> bool:
+            while not left.is_set():
+                try:
+                    items.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def capture() -> None:
+            frames = self._frames()
+            try:
+                for frame in frames:
+                    if not put(frame):
+                        return
+                end = _END
+            except BaseException as exc:  # a read error goes to the iterating thread
+                end = exc
+            finally:
+                frames.close()  # closes the source, on this thread
+            put(end)
+
+        thread = threading.Thread(target=capture, name=f"capture {self.source.name}", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = items.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            left.set()
+            thread.join(timeout=10.0)
+            if thread.is_alive():
+                log.warning("%s: the capture thread did not stop", self.source.name)
+
+    def _frames(self) -> Iterator[Frame]:
+        """The capture loop itself (on whichever thread iterates it)."""
         self.open()
         src = self.source
         index = 0

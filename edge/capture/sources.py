@@ -80,7 +80,11 @@ class OpenCVSource(Source):
         self.cap: cv2.VideoCapture | None = None
 
     def open(self) -> None:
-        cap = cv2.VideoCapture(self.target)
+        if self.live:
+            cap = cv2.VideoCapture(self.target)
+        else:  # a file: one decoding thread costs less CPU per frame than FFmpeg's several,
+            # and the capture loop already decodes on its own thread (reader.py)
+            cap = cv2.VideoCapture(self.target, cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, 1])
         if not cap.isOpened():
             cap.release()
             if isinstance(self.target, int):

@@ -350,3 +350,91 @@ def test_daemon_ends_tracks_when_the_camera_fails_and_goes_on(media_dir, tiny_tf
     assert stats["frames"] == 10 and sink.states == 10
     assert stats["source_failures"] == 1 and stats["source_reopens"] == 2
     assert stats["stop_reason"] == "max frames"
+
+
+class NumberedFile(Source):
+    """A file-like source of ``count`` frames, each filled with its number; it records which
+    thread reads and closes it, and can fail on one read."""
+
+    name = "numbered.mp4"
+
+    def __init__(self, count: int = 50, fail_at: int = -1):
+        self.count, self.fail_at = count, fail_at
+        self.next = 0
+        self.read_threads: set[int] = set()
+        self.closed_on: int | None = None
+
+    def read(self):
+        self.read_threads.add(threading.get_ident())
+        if self.next == self.fail_at:
+            raise OSError("bad packet")
+        if self.next >= self.count:
+            return None
+        self.next += 1
+        return Frame(gray=np.full((4, 4), self.next - 1, np.uint8), size=(4, 4))
+
+    def close(self):
+        self.closed_on = threading.get_ident()
+
+
+def capture_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("capture ")]
+
+
+def test_files_are_decoded_ahead_on_a_capture_thread_in_order(media_dir):
+    source = NumberedFile(50)
+    reader = FrameReader(source)
+    assert reader.prefetch > 0
+    frames = list(reader)
+    assert [int(f.gray[0, 0]) for f in frames] == list(range(50))  # nothing dropped, in order
+    assert [f.index for f in frames] == list(range(50))
+    assert source.read_threads and threading.get_ident() not in source.read_threads
+    assert source.closed_on in source.read_threads  # closed by the thread that read it
+    assert not capture_threads()
+    # the same frames and times as reading on this thread
+    video = str(media_dir / "woman2.mp4")
+    ahead = list(FrameReader(make_source(video)))
+    here = list(FrameReader(make_source(video), prefetch=0))
+    assert len(ahead) == len(here) == 464
+    assert all(a.t == b.t and np.array_equal(a.gray, b.gray) for a, b in zip(ahead, here))
+
+
+def test_leaving_a_prefetched_file_early_closes_it_and_ends_the_thread():
+    source = NumberedFile(10**6)
+    for frame in FrameReader(source):
+        if frame.index == 3:
+            break
+    assert source.closed_on is not None and source.next < 100  # a few frames ahead at most
+    assert not capture_threads()
+
+
+def test_a_read_error_on_the_capture_thread_reaches_the_caller():
+    source = NumberedFile(50, fail_at=7)
+    seen = []
+    with pytest.raises(SourceError, match=r"numbered.mp4: read failed \(bad packet\)"):
+        for frame in FrameReader(source):
+            seen.append(frame.index)
+    assert seen == list(range(7)) and source.closed_on is not None
+    assert not capture_threads()
+
+
+def test_stop_ends_a_prefetched_file_while_the_caller_works():
+    source = NumberedFile(10**6)
+    reader = FrameReader(source, realtime=False)
+    got = 0
+    for _ in reader:
+        got += 1
+        if got == 5:
+            reader.stop()  # e.g. SIGTERM while a frame is being processed
+    assert got < 5 + 2 * reader.prefetch and source.closed_on is not None
+    assert not capture_threads()
+
+
+def test_live_sources_are_read_on_the_calling_thread():
+    source = FlakySource(good_before=100)
+    reader = FrameReader(source, prefetch=8)
+    assert reader.prefetch == 0
+    for frame in reader:
+        if frame.index == 2:
+            break
+    assert not capture_threads()
