@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     env.update(
         DEEPFER_TRACKER_IOU_THRESHOLD="0.9",  # a jumpy tracker: a steady stream of events
         DEEPFER_TRACKER_MIN_HITS="1",
-        DEEPFER_TRACKER_MAX_MISSED="0",
+        DEEPFER_TRACKER_MAX_MISSED_S="0",
         DEEPFER_RUN_STATS_INTERVAL_S="60",
         DEEPFER_MQTT_SUMMARY_INTERVAL_S="0",
     )

@@ -119,7 +119,7 @@ class Daemon:
         if self.source is None:
             self.source = make_source(cfg.source.uri, cfg.source)
         self.pipeline = FacePipeline.from_config(
-            cfg, self.classifier, detector, every_frame=self.source.stills
+            cfg, self.classifier, detector, stills=self.source.stills
         )
         self.reader = FrameReader(
             self.source,

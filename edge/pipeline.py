@@ -72,6 +72,7 @@ class FacePipeline:
         min_face: int = 0,
         rescan_frames: int = 15,
         detect_fps: float = 0.0,
+        near_search: bool = True,
     ):
         self.detector = detector
         self.classifier = classifier
@@ -79,6 +80,8 @@ class FacePipeline:
         self.margin = margin
         self.min_face = min_face
         self.rescan_frames = max(1, rescan_frames)
+        #: Search near tracked faces where the detector can (Haar); off for photos.
+        self.near_search = near_search
         self.labels = list(classifier.labels)
         self.size = classifier.input_size
         self.full_scans = 0
@@ -91,12 +94,24 @@ class FacePipeline:
 
     @classmethod
     def from_config(
-        cls, config, classifier, detector: Detector, track: bool = True, every_frame: bool = False
+        cls,
+        config,
+        classifier,
+        detector: Detector,
+        track: bool = True,
+        every_frame: bool = False,
+        stills: bool = False,
     ) -> FacePipeline:
-        """``every_frame``: detect on every frame given, whatever ``detector.fps`` says (a
-        folder of photos, each a separate picture; ``deepfer detect``, which samples frames
-        with ``--every``)."""
-        tracker = Tracker.from_config(classifier.labels, config.tracker) if track else None
+        """``every_frame``: detect on every frame given, whatever ``detector.fps`` says
+        (``deepfer detect``, which samples frames with ``--every``). ``stills``: each frame is
+        a separate picture (a folder of photos): each is searched whole, and each face's
+        emotion is its own, not smoothed or debounced with the photo before."""
+        tracker = None
+        if track:
+            tracker = Tracker.from_config(classifier.labels, config.tracker)
+            if stills:
+                tracker.smoothing_s = tracker.debounce_s = 0.0
+        every_frame = every_frame or stills
         return cls(
             detector,
             classifier,
@@ -105,6 +120,7 @@ class FacePipeline:
             min_face=config.detector.min_face,
             rescan_frames=config.detector.rescan_frames,
             detect_fps=0.0 if every_frame else config.detector.fps,
+            near_search=not stills,
         )
 
     # -- stages ---------------------------------------------------------------------------
@@ -112,7 +128,7 @@ class FacePipeline:
     def detect(self, frame: Frame) -> np.ndarray:
         """Face boxes in frame pixels, ``(n, 4)`` int32."""
         tracks = self.tracker.tracks if self.tracker is not None else []
-        if tracks and self.detector.supports_near:
+        if tracks and self.near_search and self.detector.supports_near:
             found: list[Detection] = []
             for track in tracks:
                 near = self.detector.detect_near(frame, track.box)

@@ -1,19 +1,23 @@
 """Anonymous face tracks: IoU matching, per-track score smoothing and a debounced emotion.
 
-Each frame's detections are matched to open tracks by box overlap (greedy, highest IoU
-first). A track's scores are an exponential moving average of its faces' scores; its
-emotion changes only when another emotion has led the smoothed scores for
-``debounce_frames`` frames in a row, so a one-frame flicker never changes it.
+Each detection's face is matched to an open track by box overlap (greedy, highest IoU
+first). Every setting is in seconds of *stream time*, so a track behaves the same whatever
+the camera's frame rate and however often faces are detected (``detector.fps``):
 
-A track *starts* (and gets a ``start`` event) once seen ``min_hits`` times, emits
-``change`` when its debounced emotion changes, and *ends* (``end``, with dwell time and
-the histogram of its emotion over its detections) after ``max_missed`` updates without a
-face, or when the tracker is closed. The tracker is updated on detection frames only
-(``detector.fps`` a second), so all these counts are of detections. Ids are small integers,
-counted from 1 per process: they identify a track, never a person.
+* a track's scores are an exponential moving average of its faces' scores with a half-life
+  of ``smoothing_s`` (0: no smoothing): a face seen ``dt`` seconds after the last one weighs
+  ``1 - 0.5 ** (dt / smoothing_s)``;
+* its emotion changes only when another emotion has led the smoothed scores for
+  ``debounce_s`` seconds, on two detections at least, so a one-detection flicker never
+  changes it;
+* it *starts* (``start`` event) once seen ``min_hits`` times (a count: one false detection is
+  not a face), emits ``change`` when its debounced emotion changes, and *ends* (``end``,
+  with dwell time and the histogram of its emotion over its detections) when its face has
+  not been seen for more than ``max_missed_s`` seconds, or when the tracker is closed.
 
+Ids are small integers, counted from 1 per process: they identify a track, never a person.
 Each track also keeps a smoothed velocity of its box (pixels per second of stream time), so
-that between two detections (``detector.fps``) its box can be predicted: :meth:`Track.predict`.
+that between two detections its box can be predicted: :meth:`Track.predict`.
 """
 
 from __future__ import annotations
@@ -36,10 +40,11 @@ class Track:
     first_t: float
     last_t: float
     hits: int = 1
-    missed: int = 0
+    missed: int = 0  # detections since its face was last seen
     started: bool = False
     pending: str | None = None  # emotion leading the scores but not yet debounced
-    pending_frames: int = 0
+    pending_since: float = 0.0  # stream time it first led
+    pending_hits: int = 0  # detections it has led on
     histogram: Counter = field(default_factory=Counter)
     #: Smoothed change of (x, y, w, h) per second of stream time.
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))
@@ -91,17 +96,17 @@ class Tracker:
         self,
         labels: Sequence[str],
         iou_threshold: float = 0.3,
-        ema_alpha: float = 0.5,
-        debounce_frames: int = 3,
+        smoothing_s: float = 0.2,
+        debounce_s: float = 0.4,
         min_hits: int = 2,
-        max_missed: int = 10,
+        max_missed_s: float = 2.0,
     ):
         self.labels = list(labels)
         self.iou_threshold = iou_threshold
-        self.ema_alpha = ema_alpha
-        self.debounce_frames = max(1, debounce_frames)
+        self.smoothing_s = max(0.0, smoothing_s)
+        self.debounce_s = max(0.0, debounce_s)
         self.min_hits = max(1, min_hits)
-        self.max_missed = max(0, max_missed)
+        self.max_missed_s = max(0.0, max_missed_s)
         self.tracks: list[Track] = []
         self._next_id = 1
 
@@ -110,11 +115,17 @@ class Tracker:
         return cls(
             labels,
             iou_threshold=config.iou_threshold,
-            ema_alpha=config.ema_alpha,
-            debounce_frames=config.debounce_frames,
+            smoothing_s=config.smoothing_s,
+            debounce_s=config.debounce_s,
             min_hits=config.min_hits,
-            max_missed=config.max_missed,
+            max_missed_s=config.max_missed_s,
         )
+
+    def weight(self, dt: float) -> float:
+        """The weight of a face seen ``dt`` seconds after its track's last one."""
+        if self.smoothing_s <= 0.0 or dt < 0.0:  # no smoothing, or time went back
+            return 1.0
+        return 1.0 - 0.5 ** (dt / self.smoothing_s)
 
     def _event(self, type_: str, track: Track) -> TrackEvent:
         scores = {k: float(v) for k, v in zip(self.labels, track.scores)}
@@ -153,12 +164,12 @@ class Tracker:
         assigned: list[Track | None] = [None] * len(boxes)
         for ti, di in self.match(boxes):
             track = self.tracks[ti]
-            a = self.ema_alpha
+            a = self.weight(t - track.last_t)
             track.scores = (a * scores[di] + (1.0 - a) * track.scores).astype(np.float32)
             track.moved(tuple(int(v) for v in boxes[di]), t)
             track.hits += 1
             track.missed = 0
-            self._debounce(track, events)
+            self._debounce(track, t, events)
             assigned[di] = track
         for di, track in enumerate(assigned):
             if track is None:
@@ -186,7 +197,8 @@ class Tracker:
                 alive.append(track)
                 continue
             track.missed += 1
-            if track.missed > self.max_missed:
+            gone_s = t - track.last_t
+            if gone_s > self.max_missed_s + 1e-6 or gone_s < 0:  # or time went back
                 if track.started:
                     events.append(self._event("end", track))
             else:
@@ -194,20 +206,21 @@ class Tracker:
         self.tracks = alive
         return assigned, events  # type: ignore[return-value]
 
-    def _debounce(self, track: Track, events: list[TrackEvent]) -> None:
+    def _debounce(self, track: Track, t: float, events: list[TrackEvent]) -> None:
         leader = self.labels[int(track.scores.argmax())]
         if not track.started:  # before its start event a track just follows its scores
             track.emotion = leader
         if leader == track.emotion:
-            track.pending, track.pending_frames = None, 0
+            track.pending, track.pending_hits = None, 0
             return
-        if leader == track.pending:
-            track.pending_frames += 1
+        if leader == track.pending and t >= track.pending_since:
+            track.pending_hits += 1
         else:
-            track.pending, track.pending_frames = leader, 1
-        if track.pending_frames >= self.debounce_frames:
+            track.pending, track.pending_since, track.pending_hits = leader, t, 1
+        led_s = t - track.pending_since
+        if self.debounce_s <= 0.0 or (track.pending_hits >= 2 and led_s >= self.debounce_s - 1e-6):
             track.emotion = leader
-            track.pending, track.pending_frames = None, 0
+            track.pending, track.pending_hits = None, 0
             if track.started:
                 events.append(self._event("change", track))
 

@@ -82,6 +82,24 @@ def _coerce(value: Any, typ: type, from_text: bool) -> Any:
     raise TypeError(f"unsupported config type {typ!r}")
 
 
+#: Keys that were replaced, and by what (checked before "unknown key").
+REPLACED = {
+    "tracker.ema_alpha": "tracker.smoothing_s, a half-life in seconds of stream time "
+    "(ema_alpha 0.5 at 5 detections a second = 0.2)",
+    "tracker.debounce_frames": "tracker.debounce_s, in seconds of stream time "
+    "(3 detections at 5 a second = 0.4)",
+    "tracker.max_missed": "tracker.max_missed_s, in seconds of stream time "
+    "(10 detections at 5 a second = 2.0)",
+}
+
+
+def _unknown(dotted: str, where: str, options: list[str]) -> str:
+    """The problem line for a key we do not have: what replaced it, or the closest name."""
+    if dotted in REPLACED:
+        return f"{dotted}{_origin(where)}: replaced by {REPLACED[dotted]}"
+    return f"{dotted}{_origin(where)}: unknown key" + _suggest(dotted.rpartition(".")[2], options)
+
+
 def _suggest(name: str, options: list[str]) -> str:
     close = difflib.get_close_matches(name, options, n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
@@ -133,10 +151,13 @@ def env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]
         if section not in secs or not key:
             continue
         if key not in key_types(section):
-            problems.append(
-                f"env {name}: [{section}] has no key {key!r}"
-                + _suggest(key, list(key_types(section)))
-            )
+            if f"{section}.{key}" in REPLACED:
+                problems.append(f"env {name}: replaced by {REPLACED[f'{section}.{key}']}")
+            else:
+                problems.append(
+                    f"env {name}: [{section}] has no key {key!r}"
+                    + _suggest(key, list(key_types(section)))
+                )
             continue
         out[f"{section}.{key}"] = text
     return out, problems
@@ -158,9 +179,7 @@ def _flatten(data: Mapping[str, Any], where: str) -> tuple[dict[str, Any], list[
             known = key_types(name)
             for key, v in value.items():
                 if key not in known:
-                    problems.append(
-                        f"{name}.{key}{_origin(where)}: unknown key" + _suggest(key, list(known))
-                    )
+                    problems.append(_unknown(f"{name}.{key}", where, list(known)))
                 else:
                     out[f"{name}.{key}"] = v
         else:
@@ -183,7 +202,7 @@ def build_config(
             target = getattr(config, section) if section else config
             typ = key_types(section or None).get(key)
             if typ is None:
-                problems.append(f"{dotted}{_origin(where)}: unknown key")
+                problems.append(_unknown(dotted, where, list(key_types(section or None))))
                 continue
             try:
                 value = _coerce(raw, typ, from_text)

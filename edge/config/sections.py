@@ -136,26 +136,26 @@ class DetectorConfig:
 class TrackerConfig:
     #: A detection continues a track when their boxes overlap at least this much (IoU).
     iou_threshold: float = 0.3
-    #: Score smoothing per track: new = alpha * frame + (1 - alpha) * old; 1 = none.
-    ema_alpha: float = 0.5
-    # The counts below are of detections (``detector.fps`` a second; every frame at 0).
-    #: A track's emotion changes only after the new one leads for this many detections.
-    debounce_frames: int = 3
+    # Times are seconds of stream time: the same whatever the frame rate and detector.fps.
+    #: Half-life of each track's score smoothing (0 = none): a face seen dt seconds after the
+    #: last one weighs 1 - 0.5 ** (dt / smoothing_s); 0.2 = an even mix at 5 detections a second.
+    smoothing_s: float = 0.2
+    #: A track's emotion changes only after the new one has led for this long (and on two
+    #: detections at least; 0 = at once).
+    debounce_s: float = 0.4
     #: Detections of a face before its track starts (and its start event is sent).
     min_hits: int = 2
-    #: Detections a track survives without its face before it ends (2 s at 5 a second).
-    max_missed: int = 10
+    #: A track ends when its face has not been seen for longer than this.
+    max_missed_s: float = 2.0
 
     def check(self) -> Iterator[tuple[str, str]]:
         if not 0.0 < self.iou_threshold <= 1.0:
             yield "iou_threshold", "must be in (0, 1]"
-        if not 0.0 < self.ema_alpha <= 1.0:
-            yield "ema_alpha", "must be in (0, 1]"
-        for key in ("debounce_frames", "min_hits"):
-            if getattr(self, key) < 1:
-                yield key, "must be >= 1"
-        if self.max_missed < 0:
-            yield "max_missed", "must be >= 0"
+        for key in ("smoothing_s", "debounce_s", "max_missed_s"):
+            if not 0.0 <= getattr(self, key) <= 3600.0:
+                yield key, "must be in [0, 3600] seconds"
+        if self.min_hits < 1:
+            yield "min_hits", "must be >= 1"
 
 
 @dataclass

@@ -34,10 +34,10 @@ def test_file_then_env_then_flags(tmp_path):
     path = write(
         tmp_path,
         'device_id = "door-1"\n[source]\nuri = "clip.mp4"\nloop = true\n'
-        "[tracker]\ndebounce_frames = 5\nema_alpha = 0.25\n",
+        "[tracker]\ndebounce_s = 0.5\nsmoothing_s = 0.25\n",
     )
     env = {
-        "DEEPFER_TRACKER_DEBOUNCE_FRAMES": "7",
+        "DEEPFER_TRACKER_DEBOUNCE_S": "0.7",
         "DEEPFER_SOURCE_REALTIME": "yes",
         "DEEPFER_DEVICE_ID": "door-2",
         "DEEPFER_DATA": "/data",  # not a setting: left alone
@@ -47,7 +47,7 @@ def test_file_then_env_then_flags(tmp_path):
     assert config.device_id == "door-2"
     assert config.source.uri == "0" and config.source.loop is True
     assert config.source.realtime is True
-    assert config.tracker.debounce_frames == 7 and config.tracker.ema_alpha == 0.25
+    assert config.tracker.debounce_s == 0.7 and config.tracker.smoothing_s == 0.25
     assert config.run.max_frames == 9
     assert "secret" not in to_toml(config)
 
@@ -60,7 +60,7 @@ def test_source_may_be_an_integer_in_toml(tmp_path):
     "text, words",
     [
         ("[detector]\nscale_factor = 1.0\n", "detector.scale_factor = 1.0 (from "),
-        ("[tracker]\nema_alpha = 0\n", "tracker.ema_alpha = 0"),
+        ("[tracker]\nsmoothing_s = -1\n", "tracker.smoothing_s = -1.0"),
         ('[model]\nthreads = "four"\n', "model.threads = 'four'"),
         ("[tracker]\nmin_hits = true\n", "tracker.min_hits = True"),
         ('[detector]\nbackend = "dlib"\n', "detector.backend = 'dlib'"),
@@ -97,10 +97,26 @@ def test_bad_env_and_flag_values_say_where_they_came_from():
 
 
 def test_every_problem_is_reported_at_once(tmp_path):
-    path = write(tmp_path, "[tracker]\nmin_hits = 0\nmax_missed = -1\n[run]\nduration_s = -1\n")
+    path = write(tmp_path, "[tracker]\nmin_hits = 0\nmax_missed_s = -1\n[run]\nduration_s = -1\n")
     with pytest.raises(ConfigError) as err:
         load_config(path, environ={})
     assert len(err.value.problems) == 3
+
+
+def test_keys_counted_in_detections_say_what_replaced_them(tmp_path):
+    """Configs written before the tracker counted seconds fail with the new key's name."""
+    path = write(tmp_path, "[tracker]\nema_alpha = 0.5\ndebounce_frames = 3\nmax_missed = 10\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={"DEEPFER_TRACKER_DEBOUNCE_FRAMES": "4"})
+    text = "\n".join(err.value.problems)
+    for old, new in (
+        ("tracker.ema_alpha", "tracker.smoothing_s"),
+        ("tracker.debounce_frames", "tracker.debounce_s"),
+        ("tracker.max_missed", "tracker.max_missed_s"),
+        ("env DEEPFER_TRACKER_DEBOUNCE_FRAMES", "tracker.debounce_s"),
+    ):
+        assert f"{old}" in text and f"replaced by {new}" in text, text
+    assert len(err.value.problems) == 4
 
 
 def test_unreadable_and_invalid_files(tmp_path):

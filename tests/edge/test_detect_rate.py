@@ -119,19 +119,28 @@ def test_every_frame_is_detected_without_a_rate_or_a_tracker(media_dir, classifi
         assert detector.calls >= 5 - 4 * track  # Haar may search near the face instead
 
 
-def test_a_folder_of_photos_is_detected_photo_by_photo(media_dir, classifier, tmp_path):
-    for i in range(4):
-        (tmp_path / f"{i}.jpg").write_bytes((media_dir / "justin.jpg").read_bytes())
+def test_a_folder_of_photos_is_detected_and_classified_photo_by_photo(
+    media_dir, classifier, tmp_path
+):
+    justin = cv2.imread(str(media_dir / "justin.jpg"))
+    for i in range(4):  # the same place, two different pictures in turn
+        cv2.imwrite(str(tmp_path / f"{i}.png"), justin if i % 2 else (justin * 0.5).astype("uint8"))
     source = make_source(str(tmp_path))
     assert source.stills and not make_source(str(media_dir / "woman2.mp4")).stills
     config = Config()
     config.detector.backend = "haar"
     config.detector.fps = 5.0
-    pipeline = FacePipeline.from_config(
-        config, classifier, make_detector(config.detector), every_frame=source.stills
-    )
+    detector = make_detector(config.detector)
+    pipeline = FacePipeline.from_config(config, classifier, detector, stills=source.stills)
     results = [pipeline.process(frame) for frame in FrameReader(source)]
     assert len(results) == 4 and all(r.detected for r in results) and pipeline.carried == 0
+    # each photo's emotion is its own: not smoothed with the photo before it
+    alone = FacePipeline.from_config(config, classifier, detector, track=False)
+    for result, frame in zip(results, FrameReader(make_source(str(tmp_path)))):
+        own = alone.process(frame).faces[0].scores
+        assert result.faces[0].track_id == 1
+        assert result.faces[0].scores == pytest.approx(own, abs=1e-6)
+    assert results[0].faces[0].scores != pytest.approx(results[1].faces[0].scores, abs=1e-3)
 
 
 def test_deepfer_detect_detects_every_frame_it_looks_at(classifier):

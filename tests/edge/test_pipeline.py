@@ -30,7 +30,7 @@ def onehot(label: str, p: float = 0.9) -> np.ndarray:
 
 
 def test_tracker_matches_by_iou_and_keeps_ids():
-    tr = Tracker(LABELS, iou_threshold=0.3, min_hits=1, max_missed=1)
+    tr = Tracker(LABELS, iou_threshold=0.3, min_hits=1, max_missed_s=0.1)
     a, b = [10, 10, 50, 50], [200, 10, 50, 50]
     tracks, events = tr.update(np.array([a, b]), np.stack([onehot("happy")] * 2), 0.0)
     assert [t.id for t in tracks] == [1, 2] and [e.type for e in events] == ["start"] * 2
@@ -45,8 +45,8 @@ def test_tracker_matches_by_iou_and_keeps_ids():
     assert iou(a, a) == 1.0 and iou(a, b) == 0.0
 
 
-def test_one_frame_flicker_does_not_change_the_emotion():
-    tr = Tracker(LABELS, ema_alpha=1.0, debounce_frames=3, min_hits=1, max_missed=0)
+def test_one_detection_flicker_does_not_change_the_emotion():
+    tr = Tracker(LABELS, smoothing_s=0.0, debounce_s=0.2, min_hits=1, max_missed_s=0.0)
     box = np.array([[10, 10, 50, 50]])
     seq = ["happy", "happy", "sad", "happy", "sad", "sad", "sad", "sad"]
     emotions, events = [], []
@@ -54,34 +54,72 @@ def test_one_frame_flicker_does_not_change_the_emotion():
         tracks, evs = tr.update(box, onehot(label)[None], i * 0.1)
         emotions.append(tracks[0].emotion)
         events += evs
-    # the lone "sad" at frame 2 is ignored; the lasting one wins after 3 frames
+    # the lone "sad" at 0.2 s is ignored; the lasting one wins once it has led for 0.2 s
     assert emotions == ["happy", "happy", "happy", "happy", "happy", "happy", "sad", "sad"]
     assert [e.type for e in events] == ["start", "change"]
     assert events[1].emotion == "sad"
+    # however long the gap, one detection never changes the emotion
+    tracks, evs = tr.update(box, onehot("happy")[None], 0.75)
+    assert tracks[0].emotion == "sad" and evs == []
+
+
+def test_smoothing_is_a_half_life_in_stream_time():
+    box = np.array([[10, 10, 50, 50]])
+    tr = Tracker(LABELS, smoothing_s=0.2, min_hits=1)
+    assert tr.weight(0.2) == pytest.approx(0.5) and tr.weight(0.4) == pytest.approx(0.75)
+    assert tr.weight(-1.0) == 1.0  # time went back: the new face alone
+    assert Tracker(LABELS, smoothing_s=0.0).weight(0.01) == 1.0
+    tr.update(box, onehot("angry", 1.0)[None], 0.0)
+    tracks, _ = tr.update(box, onehot("happy", 1.0)[None], 0.2)
+    assert tracks[0].scores[LABELS.index("happy")] == pytest.approx(0.5)
+
+
+def rate_run(fps: float, smoothing_s=0.2, debounce_s=0.4) -> list[tuple[float, str]]:
+    """A face that is happy for 2 s, then sad for 2 s, detected ``fps`` times a second:
+    (time of each change event, emotion)."""
+    tr = Tracker(LABELS, smoothing_s=smoothing_s, debounce_s=debounce_s, min_hits=1)
+    box = np.array([[10, 10, 50, 50]])
+    changes = []
+    for i in range(int(4 * fps)):
+        t = i / fps
+        _, evs = tr.update(box, onehot("happy" if t < 2.0 else "sad", 0.8)[None], t)
+        changes += [(t, e.emotion) for e in evs if e.type == "change"]
+    return changes
+
+
+def test_a_change_takes_the_same_time_at_any_detection_rate():
+    at = {fps: rate_run(fps) for fps in (5, 10, 15, 30)}
+    assert all(len(c) == 1 and c[0][1] == "sad" for c in at.values())
+    delays = [c[0][0] - 2.0 for c in at.values()]
+    # the scores cross over after about one half-life, then 0.4 s of debounce: ~0.6 s at
+    # every rate (within one detection interval); a count of detections would give
+    # 0.4-0.8 s at 5 a second and 0.07-0.13 s at 30
+    assert all(0.45 <= d <= 0.8 for d in delays), delays
+    assert max(delays) - min(delays) <= 0.2 + 1e-9
 
 
 def test_smoothing_min_hits_and_end_with_dwell_and_histogram():
-    tr = Tracker(LABELS, ema_alpha=0.5, debounce_frames=1, min_hits=2, max_missed=2)
+    tr = Tracker(LABELS, smoothing_s=0.5, debounce_s=0.0, min_hits=2, max_missed_s=1.0)
     box = np.array([[10, 10, 50, 50]])
     _, ev = tr.update(box, onehot("angry")[None], 1.0)
     assert ev == []  # seen once: not started yet
-    _, ev = tr.update(box, onehot("happy", 1.0)[None], 1.5)
+    _, ev = tr.update(box, onehot("happy", 1.0)[None], 1.5)  # one half-life later
     assert [e.type for e in ev] == ["start"]
     smoothed = ev[0].scores
     assert smoothed["angry"] == pytest.approx(0.5 * 0.9) and smoothed["happy"] == pytest.approx(
         0.5 + 0.025
     )
-    for t in (2.0, 2.5):  # missed twice: still open
+    for t in (2.0, 2.5):  # gone 0.5 and 1.0 s: still open
         _, ev = tr.update(np.zeros((0, 4)), np.zeros((0, 3)), t)
         assert ev == []
-    _, ev = tr.update(np.zeros((0, 4)), np.zeros((0, 3)), 3.0)
+    _, ev = tr.update(np.zeros((0, 4)), np.zeros((0, 3)), 3.0)  # gone 1.5 s > 1.0
     assert [e.type for e in ev] == ["end"]
     assert ev[0].dwell_s == pytest.approx(0.5) and ev[0].histogram == {"happy": 1}
     assert tr.tracks == [] and tr.close() == []
 
 
 def test_unstarted_tracks_vanish_silently_and_close_ends_the_rest():
-    tr = Tracker(LABELS, min_hits=3, max_missed=0)
+    tr = Tracker(LABELS, min_hits=3, max_missed_s=0.0)
     tr.update(np.array([[0, 0, 10, 10]]), onehot("sad")[None], 0.0)
     _, ev = tr.update(np.zeros((0, 4)), np.zeros((0, 3)), 0.1)
     assert ev == [] and tr.tracks == []

@@ -45,10 +45,10 @@ def test_run_on_a_video_writes_events_and_stats(media_dir, tiny_tflite_model, tm
 def test_config_file_env_and_print_config(media_dir, tiny_tflite_model, tmp_path):
     conf = tmp_path / "deepfer.toml"
     conf.write_text(f'device_id = "from-file"\n[model]\npath = "{tiny_tflite_model}"\n')
-    env = env_without_settings(DEEPFER_TRACKER_DEBOUNCE_FRAMES="6")
+    env = env_without_settings(DEEPFER_TRACKER_DEBOUNCE_S="0.6")
     proc = deepfer("run", "--config", conf, "--source", "0", "--print-config", env=env)
     assert proc.returncode == 0, proc.stderr
-    assert 'device_id = "from-file"' in proc.stdout and "debounce_frames = 6" in proc.stdout
+    assert 'device_id = "from-file"' in proc.stdout and "debounce_s = 0.6" in proc.stdout
     assert 'uri = "0"' in proc.stdout
     proc = deepfer("run", "--config", conf, "--validate-config", env=env)
     assert proc.returncode == 0 and "config OK" in proc.stdout
