@@ -12,7 +12,9 @@ median milliseconds and peak RSS; then the cold start of ``deepfer detect`` on o
 Goals (docs/edge.md): >= 200 fps (5x the fer package's 35-43 fps), a face in >= 98% of
 woman2.mp4's frames, peak RSS < 150 MB, cold ``deepfer detect`` < 1 s.
 
-One thread: OpenCV (cv2.setNumThreads(1)), FFmpeg's decoder (threads;1) and TFLite. Each
+One thread each: OpenCV (cv2.setNumThreads(1)), FFmpeg's decoder (threads;1) and TFLite; the
+capture loop decodes the file on its own thread, as in the daemon (wall-clock fps counts that
+overlap; fps per CPU-second does not). Each
 pipeline run is a fresh process, so its peak RSS is what the daemon would use.
 """
 
