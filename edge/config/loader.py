@@ -151,13 +151,7 @@ def env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]
         if section not in secs or not key:
             continue
         if key not in key_types(section):
-            if f"{section}.{key}" in REPLACED:
-                problems.append(f"env {name}: replaced by {REPLACED[f'{section}.{key}']}")
-            else:
-                problems.append(
-                    f"env {name}: [{section}] has no key {key!r}"
-                    + _suggest(key, list(key_types(section)))
-                )
+            problems.append(_unknown(f"{section}.{key}", f"env {name}", list(key_types(section))))
             continue
         out[f"{section}.{key}"] = text
     return out, problems
