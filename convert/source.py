@@ -12,6 +12,8 @@ from deepfer.convert.errors import ConvertError
 from deepfer.edge.labels import LABELS
 from deepfer.edge.model.sidecar import file_sha256
 from deepfer.evaluate.predictors import KERAS_SUFFIXES
+from deepfer.train.ensemble import read_record
+from deepfer.train.ensemble import training_info as ensemble_training_info
 from deepfer.train.run_folder import RunFolder
 
 
@@ -33,7 +35,11 @@ class SourceModel:
 
 
 def find_training_info(model_path: str | Path) -> tuple[str | None, dict]:
-    """What a ``deepfer train`` run folder says the model was trained on, if it is in one."""
+    """What the model was trained on: from ``deepfer ensemble``'s record beside it, else from
+    the ``deepfer train`` run folder it is in, if any."""
+    record = read_record(model_path)
+    if record:
+        return ensemble_training_info(record)
     run = RunFolder.containing(model_path)
     if run is None:
         return None, {}

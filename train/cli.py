@@ -1,4 +1,4 @@
-"""Argument parsing for ``deepfer train`` and ``deepfer average``.
+"""Argument parsing for ``deepfer train``, ``deepfer average`` and ``deepfer ensemble``.
 
 Only argparse at import time: TensorFlow is imported when a command runs.
 """
@@ -225,6 +225,59 @@ def _run_average(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_ensemble(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "ensemble",
+        help="combine trained models into one that averages their scores (needs the train extra)",
+        description="Combine two or more Keras emotion classifiers into one Keras model (one "
+        "graph: `deepfer convert` makes one .tflite of it) whose scores are the weighted mean of "
+        "the members'. Each member and the ensemble are scored on the validation slice the "
+        "members' `deepfer train` runs share; ENSEMBLE.ensemble.json beside the model records "
+        "the members, weights and figures for the converted model's sidecar.",
+    )
+    p.add_argument("models", nargs="+", help="member models (.keras), two or more")
+    p.add_argument("--out", required=True, help="the ensemble's .keras file")
+    p.add_argument(
+        "--weights",
+        default=None,
+        metavar="W,W,...|search",
+        help="member weights, comma-separated (normalised to sum 1; default equal), or 'search': "
+        "for two members, choose the first's weight from 0.3-0.7 on the validation slice",
+    )
+    p.add_argument(
+        "--no-score",
+        dest="score",
+        action="store_false",
+        help="do not score on the validation slice (members from different runs or splits)",
+    )
+    p.set_defaults(handler=_run_ensemble)
+
+
+def _run_ensemble(args: argparse.Namespace) -> int:
+    import sys
+
+    from deepfer.train.ensemble import EnsembleError, make_ensemble
+
+    weights = args.weights
+    if weights is not None and weights != "search":
+        try:
+            weights = [float(w) for w in weights.split(",")]
+        except ValueError:
+            print(
+                f"deepfer ensemble: error: --weights {args.weights!r}: give numbers separated "
+                "by commas, or 'search'",
+                file=sys.stderr,
+            )
+            return 2
+    try:
+        make_ensemble(args.models, args.out, weights=weights, score=args.score)
+    except EnsembleError as exc:
+        print(f"deepfer ensemble: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     add_train(sub)
     add_average(sub)
+    add_ensemble(sub)
