@@ -9,7 +9,9 @@ like with like:
 * fps per CPU-second of the whole pipeline (decode included) and wall-clock fps (the capture
   loop decodes ahead on its own thread, as in the daemon), each with its ratio to Haar
   (DeepFER's Haar settings: every frame, near-face search) on the same clip;
-* against the same backend detecting every frame: per-frame emotion agreement, mean absolute
+* against the same backend searching the whole frame on every frame (the reference named in
+  ``SETTINGS``; settings differ in ``detector.fps`` and in whether tracked faces are looked
+  for only near where they were, ``detector.rescan_s``): per-frame emotion agreement, mean absolute
   score difference and mean box IoU (frames where both have one face), and the L1 distance
   between the two runs' shares of frames per emotion (what a summary reports; 0 = same).
 
@@ -41,24 +43,29 @@ from deepfer.edge.detectors import make_detector
 from deepfer.edge.model.classifier import load_classifier
 from deepfer.edge.pipeline import FacePipeline
 
-#: (name, backend, detector.fps)
+#: (name, backend, detector.fps, detector.rescan_s, reference for the agreement figures):
+#: rescan_s 0 = a full search at every detection; > 0 = near searches (Haar; BlazeFace's
+#: short-range model around the face) between full searches every rescan_s seconds.
 SETTINGS = (
-    ("haar", "haar", 0.0),
-    ("blazeface", "blazeface", 0.0),
-    ("blazeface@15", "blazeface", 15.0),
-    ("blazeface@10", "blazeface", 10.0),
-    ("blazeface@5", "blazeface", 5.0),
-    ("blazeface@3", "blazeface", 3.0),
-    ("blazeface-short", "blazeface-short", 0.0),
-    ("blazeface-short@10", "blazeface-short", 10.0),
-    ("blazeface-short@5", "blazeface-short", 5.0),
+    ("haar", "haar", 0.0, 1.0, None),
+    ("blazeface-full-search", "blazeface", 0.0, 0.0, None),
+    ("blazeface", "blazeface", 0.0, 1.0, "blazeface-full-search"),
+    ("blazeface@15", "blazeface", 15.0, 1.0, "blazeface-full-search"),
+    ("blazeface@10", "blazeface", 10.0, 1.0, "blazeface-full-search"),
+    ("blazeface@5", "blazeface", 5.0, 1.0, "blazeface-full-search"),
+    ("blazeface@5-full-search", "blazeface", 5.0, 0.0, "blazeface-full-search"),
+    ("blazeface@3", "blazeface", 3.0, 1.0, "blazeface-full-search"),
+    ("blazeface-short", "blazeface-short", 0.0, 1.0, None),
+    ("blazeface-short@10", "blazeface-short", 10.0, 1.0, "blazeface-short"),
+    ("blazeface-short@5", "blazeface-short", 5.0, 1.0, "blazeface-short"),
 )
 
 
-def run(path: Path, backend: str, fps: float, classifier) -> tuple[dict, list]:
+def run(path: Path, backend: str, fps: float, rescan_s: float, classifier) -> tuple[dict, list]:
     config = Config()
     config.detector.backend = backend
     config.detector.fps = fps
+    config.detector.rescan_s = rescan_s
     pipeline = FacePipeline.from_config(config, classifier, make_detector(config.detector))
     frames = with_face = multi = detected = 0
     tracks: set[int] = set()
@@ -129,25 +136,31 @@ def main(argv=None) -> int:
     config = Config()
     config.model.threads = 1
     classifier = load_classifier(config.model)
-    out: dict = {"settings": {n: {"backend": b, "fps": f} for n, b, f in SETTINGS}, "videos": {}}
+    out: dict = {
+        "settings": {
+            n: {"backend": b, "fps": f, "rescan_s": r, "reference": ref}
+            for n, b, f, r, ref in SETTINGS
+        },
+        "videos": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for variant in VIDEO_VARIANTS:
             src = args.media / "woman2.mp4"
             path = src if variant == "original" else make_video_variant(src, variant, Path(tmp))
             rows, outputs = {}, {}
-            for name, backend, fps in SETTINGS:
+            for name, backend, fps, rescan_s, _ in SETTINGS:
                 runs = []
                 for _ in range(args.repeats):
-                    row, per_frame = run(path, backend, fps, classifier)
+                    row, per_frame = run(path, backend, fps, rescan_s, classifier)
                     runs.append(row)
                 rows[name] = {k: round(statistics.median(r[k] for r in runs), 4) for k in runs[0]}
                 outputs[name] = per_frame
-            for name, backend, fps in SETTINGS:
+            for name, _, _, _, reference in SETTINGS:
                 row = rows[name]
                 for key in ("fps_per_cpu_s", "fps_wall"):
                     row[f"{key}_vs_haar"] = round(row[key] / rows["haar"][key], 3)
-                if fps:
-                    row["vs_every_frame"] = agreement(outputs[name], outputs[backend])
+                if reference:
+                    row["vs_every_frame"] = agreement(outputs[name], outputs[reference])
             out["videos"][variant] = rows
             print(f"{variant}:")
             for name, row in rows.items():

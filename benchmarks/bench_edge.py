@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="detector setting for the run, e.g. --set rescan_frames=1 (repeatable)",
+        help="detector setting for the run, e.g. --set rescan_s=0 (repeatable)",
     )
     p.add_argument("--out", type=Path, default=Path("bench_edge.json"))
     p.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)

@@ -23,13 +23,13 @@ import logging
 import signal
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from deepfer.edge.capture.reader import FrameReader
 from deepfer.edge.capture.sources import Source, make_source
 from deepfer.edge.config import Config
 from deepfer.edge.outputs.base import OutputClosed, Sink
+from deepfer.edge.paths import user_path
 from deepfer.edge.stats import RunStats
 
 log = logging.getLogger(__name__)
@@ -222,7 +222,7 @@ class Daemon:
         summary = self.summary()
         log.info("stopped (%s): %s", self.stop_reason or "end", json.dumps(summary))
         if self.config.run.stats_json:
-            path = Path(self.config.run.stats_json).expanduser()
+            path = user_path(self.config.run.stats_json)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(summary, indent=2) + "\n")
         return summary

@@ -12,11 +12,13 @@ face tracked at the last detection at its predicted box (:meth:`Track.predict`),
 scores it had (``FrameResult.detected`` is False there). A new face is found within
 ``1 / detect_fps`` seconds; a track misses only on detection frames.
 
-With a tracker and a detector that can search near a known face (Haar), tracked faces
-are looked for only near where they were, in a narrow band of sizes (a fraction of the
-cost of a full search). The whole frame is searched when there is no track, when a
-tracked face is not found near where it was, and every ``rescan_frames`` frames, coarsely,
-for new faces.
+With a tracker and a detector that can search near a known face (Haar in a narrow band of
+sizes; BlazeFace with its short-range model on a square around the face), tracked faces are
+looked for only near where they were, a fraction of the cost of a full search, while there
+are at most ``detector.max_near_faces`` of them. The whole frame is searched when there is
+no track, when a tracked face is not found near where it was (on the same frame), and every
+``rescan_s`` seconds of stream time, coarsely, for new faces: a new face is found within
+``rescan_s`` (plus one detection interval).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from deepfer.edge.boxes import NO_BOXES, nms
+from deepfer.edge.boxes import NO_BOXES, iou, nms
 from deepfer.edge.capture.frame import Frame, frame_from_image
 from deepfer.edge.detectors.base import Detection, Detector
 from deepfer.edge.preprocess import crop_face
@@ -70,7 +72,7 @@ class FacePipeline:
         tracker: Tracker | None = None,
         margin: float = 0.1,
         min_face: int = 0,
-        rescan_frames: int = 15,
+        rescan_s: float = 1.0,
         detect_fps: float = 0.0,
         near_search: bool = True,
     ):
@@ -79,14 +81,15 @@ class FacePipeline:
         self.tracker = tracker
         self.margin = margin
         self.min_face = min_face
-        self.rescan_frames = max(1, rescan_frames)
+        #: Seconds of stream time between full searches while faces are tracked (0: always).
+        self.rescan_s = max(0.0, rescan_s)
         #: Search near tracked faces where the detector can (Haar); off for photos.
         self.near_search = near_search
         self.labels = list(classifier.labels)
         self.size = classifier.input_size
         self.full_scans = 0
         self.near_scans = 0
-        self._since_full = 0
+        self._last_full_t: float | None = None
         #: Seconds of stream time between detections (0: every frame).
         self.detect_interval = 1.0 / detect_fps if detect_fps > 0 else 0.0
         self.carried = 0  # frames served from the tracks, without detection
@@ -118,7 +121,7 @@ class FacePipeline:
             tracker,
             margin=config.model.margin,
             min_face=config.detector.min_face,
-            rescan_frames=config.detector.rescan_frames,
+            rescan_s=config.detector.rescan_s,
             detect_fps=0.0 if every_frame else config.detector.fps,
             near_search=not stills,
         )
@@ -127,28 +130,44 @@ class FacePipeline:
 
     def detect(self, frame: Frame) -> np.ndarray:
         """Face boxes in frame pixels, ``(n, 4)`` int32."""
-        tracks = self.tracker.tracks if self.tracker is not None else []
-        if tracks and self.near_search and self.detector.supports_near:
+        if self._near_possible():
+            tracks = self.tracker.tracks
             found: list[Detection] = []
+            rescan = self._rescan_due(frame)
+            if rescan:
+                # time to look for new faces: a coarse search of the whole frame; only the
+                # tracked faces it missed (Haar's coarse steps may) are looked for near
+                found = self.detector.detect(frame, self.min_face, coarse=True)
+                self._last_full_t = frame.t
+                self.full_scans += 1
+                same = self.tracker.iou_threshold  # what continues a track
+                tracks = [t for t in tracks if not any(iou(t.box, d.box) >= same for d in found)]
             for track in tracks:
                 near = self.detector.detect_near(frame, track.box)
                 if not near:
                     break  # a tracked face was not where it was: search the whole frame
                 found += near
             else:
-                self._since_full += 1
-                if self._since_full >= self.rescan_frames:
-                    # time to look for new faces: a coarse search (the tracked ones are found)
-                    found += self.detector.detect(frame, self.min_face, coarse=True)
-                    self._since_full = 0
-                    self.full_scans += 1
-                else:
-                    self.near_scans += 1
+                self.near_scans += not rescan
                 return _boxes(found, merge=True)
         found = self.detector.detect(frame, self.min_face)
-        self._since_full = 0
+        self._last_full_t = frame.t
         self.full_scans += 1
         return _boxes(found)
+
+    def _near_possible(self) -> bool:
+        """Search near the tracked faces (not the whole frame) on this detection?"""
+        if self.tracker is None or not self.near_search or not self.detector.supports_near:
+            return False
+        return 0 < len(self.tracker.tracks) <= self.detector.max_near_faces
+
+    def _rescan_due(self, frame: Frame) -> bool:
+        """Time for a full search for new faces (``rescan_s`` of stream time since the last;
+        or time went back: a looped file, a new camera)?"""
+        if self._last_full_t is None:
+            return True
+        elapsed = frame.t - self._last_full_t
+        return elapsed < 0 or elapsed >= self.rescan_s - 1e-3
 
     def crops(self, frame: Frame, boxes: np.ndarray) -> np.ndarray:
         """``(n, h, w)`` uint8 face crops for the boxes, framed as the detector's ``crop``

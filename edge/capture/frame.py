@@ -8,7 +8,6 @@ pixels to frame pixels. Boxes the pipeline reports are always in frame pixels.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -16,22 +15,48 @@ import numpy as np
 from deepfer.edge.preprocess import to_gray
 
 
-@dataclass(eq=False)
 class Frame:
     """``gray`` (where faces are looked for) and ``image`` (BGR, for crops, drawing and the
-    preview) of one camera frame; ``size`` is the frame's (width, height)."""
+    preview) of one camera frame; ``size`` is the frame's (width, height).
 
-    gray: np.ndarray
-    size: tuple[int, int]  # frame (width, height)
-    index: int = 0
-    t: float = 0.0  # stream time, seconds (position in a file; since start for a camera)
-    ts: float = 0.0  # wall clock, time.time()
-    image: np.ndarray | None = None  # BGR of the same camera frame; None: made from gray
+    Give ``gray``, ``image`` or both. A frame made from a colour image alone converts it to
+    grayscale only when ``gray`` is first asked for: frames the pipeline carries between
+    detections are never converted.
+    """
+
+    __slots__ = ("_gray", "size", "index", "t", "ts", "image")
+
+    def __init__(
+        self,
+        gray: np.ndarray | None = None,
+        size: tuple[int, int] | None = None,
+        index: int = 0,
+        t: float = 0.0,  # stream time, seconds (position in a file; since start for a camera)
+        ts: float = 0.0,  # wall clock, time.time()
+        image: np.ndarray | None = None,  # BGR of the same camera frame; None: made from gray
+    ):
+        if gray is None and image is None:
+            raise ValueError("a Frame needs its grayscale plane, its colour image or both")
+        self._gray = gray
+        self.image = image
+        if size is None:
+            plane = image if image is not None else gray
+            size = (plane.shape[1], plane.shape[0])
+        self.size = size
+        self.index, self.t, self.ts = index, t, ts
+
+    @property
+    def gray(self) -> np.ndarray:
+        if self._gray is None:
+            self._gray = to_gray(self.image)
+        return self._gray
 
     @property
     def scale(self) -> tuple[float, float]:
         """Frame pixels per ``gray`` pixel, (x, y)."""
-        return self.size[0] / self.gray.shape[1], self.size[1] / self.gray.shape[0]
+        if self._gray is None:  # made from the colour frame: same size
+            return 1.0, 1.0
+        return self.size[0] / self._gray.shape[1], self.size[1] / self._gray.shape[0]
 
     def bgr(self) -> np.ndarray:
         """The colour frame (a grey-only frame is converted once, when first asked)."""
@@ -41,18 +66,23 @@ class Frame:
 
     def crop_plane(self) -> np.ndarray:
         """Grayscale at frame resolution, for face crops."""
-        if (self.gray.shape[1], self.gray.shape[0]) == self.size:
-            return self.gray
+        gray = self.gray
+        if (gray.shape[1], gray.shape[0]) == self.size:
+            return gray
         return to_gray(self.bgr())
+
+    def __repr__(self) -> str:
+        return f"<Frame {self.index} t={self.t:.3f} {self.size[0]}x{self.size[1]}>"
 
 
 def frame_from_image(image: np.ndarray, index: int = 0, t: float = 0.0) -> Frame:
-    """A Frame from a BGR (or gray/BGRA) image."""
+    """A Frame from a BGR (or gray/BGRA) image; a colour image's grayscale plane is made when
+    first needed."""
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[2] == 4:
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if image.ndim == 3 and image.shape[2] == 3:
+        return Frame(size=(image.shape[1], image.shape[0]), index=index, t=t, ts=time.time(),
+                     image=image)  # fmt: skip
     gray = to_gray(image)
-    bgr = image if image.ndim == 3 else None
-    return Frame(
-        gray=gray, size=(gray.shape[1], gray.shape[0]), index=index, t=t, ts=time.time(), image=bgr
-    )
+    return Frame(gray=gray, size=(gray.shape[1], gray.shape[0]), index=index, t=t, ts=time.time())

@@ -21,6 +21,7 @@ import numpy as np
 
 from deepfer.edge.capture.frame import Frame, frame_from_image
 from deepfer.edge.errors import SourceError
+from deepfer.edge.paths import user_path
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +282,7 @@ def make_source(spec: str, config=None) -> Source:
         return OpenCVSource(int(spec), **camera)
     if spec.lower().startswith(STREAM_SCHEMES):
         return OpenCVSource(spec)
-    path = Path(spec).expanduser()
+    path = user_path(spec)
     if path.is_dir():
         return ImageFolderSource.from_folder(path, cfg.fps)
     if path.is_file():

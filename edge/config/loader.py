@@ -25,6 +25,7 @@ from typing import Any
 from deepfer.edge.config.mqtt import device_id_problem, redact_url
 from deepfer.edge.config.sections import Config, key_types, sections, top_level_keys
 from deepfer.edge.errors import ConfigError
+from deepfer.edge.paths import user_path
 
 ENV_PREFIX = "DEEPFER_"
 
@@ -88,6 +89,8 @@ REPLACED = {
     "(ema_alpha 0.5 at 5 detections a second = 0.2)",
     "tracker.debounce_frames": "tracker.debounce_s, in seconds of stream time "
     "(3 detections at 5 a second = 0.4)",
+    "detector.rescan_frames": "detector.rescan_s, in seconds of stream time "
+    "(30 frames at 30 frames a second = 1.0)",
     "tracker.max_missed": "tracker.max_missed_s, in seconds of stream time "
     "(10 detections at 5 a second = 2.0)",
 }
@@ -111,7 +114,7 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         import tomllib
     else:  # pragma: no cover
         import tomli as tomllib
-    path = Path(path).expanduser()
+    path = user_path(path)
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from deepfer.edge.errors import MqttConfigError
+from deepfer.edge.paths import user_path
 
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 #: mqtt.protocol values: auto = MQTT 5 where the broker offers it, else 3.1.1.
@@ -203,7 +204,7 @@ def _number_problem(value: Any, lo: float, hi: float = math.inf, integer: bool =
 
 
 def _file_problem(path: str) -> str | None:
-    full = os.path.expanduser(path)
+    full = user_path(path)
     if os.access(full, os.R_OK):
         return None
     return "the file " + ("does not exist" if not os.path.exists(full) else "is not readable")

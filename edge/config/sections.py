@@ -10,10 +10,10 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, is_dataclass
-from pathlib import Path
 from typing import Any, get_type_hints
 
 from deepfer.edge.config.mqtt import MqttConfig
+from deepfer.edge.paths import user_path
 
 
 @dataclass
@@ -28,7 +28,7 @@ class ModelConfig:
     margin: float = 0.1
 
     def check(self) -> Iterator[tuple[str, str]]:
-        if self.path and not Path(self.path).expanduser().is_file():
+        if self.path and not user_path(self.path).is_file():
             yield "path", "no such model file"
         if self.threads < 1:
             yield "threads", "must be >= 1"
@@ -95,10 +95,11 @@ class DetectorConfig:
     min_neighbors: int = 4
     #: Smallest face side in frame pixels (0 = the smallest the detector can see).
     min_face: int = 0
-    #: While faces are tracked they are searched for only near where they were (much
-    #: faster); every N frames the whole frame is searched too, for new faces (so a new face
-    #: is found within N frames; 1 = search the whole frame every frame).
-    rescan_frames: int = 30
+    #: While faces are tracked they are searched for only near where they were (Haar, and
+    #: BlazeFace with its short-range model; much faster); every this many seconds of stream
+    #: time the whole frame is searched too, for new faces (a new face is found within it;
+    #: 0 = search the whole frame at every detection).
+    rescan_s: float = 1.0
     #: Detections (and classifications) per second of stream time; the frames in between are
     #: served from the tracker (boxes predicted, scores held). 0 = every frame.
     fps: float = 5.0
@@ -112,7 +113,7 @@ class DetectorConfig:
             yield "backend", f"must be one of {', '.join(BACKENDS)}"
         if self.backend == "yunet" and not self.yunet_model:
             yield "yunet_model", "detector.backend = yunet needs the YuNet .onnx file here"
-        if self.yunet_model and not Path(self.yunet_model).expanduser().is_file():
+        if self.yunet_model and not user_path(self.yunet_model).is_file():
             yield "yunet_model", "no such file"
         if self.detect_width != 0 and self.detect_width < 48:
             yield "detect_width", "must be 0 (no scaling) or >= 48"
@@ -122,8 +123,8 @@ class DetectorConfig:
             yield "min_neighbors", "must be >= 0"
         if self.min_face < 0:
             yield "min_face", "must be >= 0"
-        if self.rescan_frames < 1:
-            yield "rescan_frames", "must be >= 1"
+        if not 0.0 <= self.rescan_s <= 60.0:
+            yield "rescan_s", "must be between 0 (a full search at every detection) and 60 seconds"
         if not (self.fps == 0 or 0.5 <= self.fps <= 120):
             yield "fps", "must be 0 (every frame) or between 0.5 and 120 detections per second"
         if not 0.0 <= self.score_threshold < 1.0:

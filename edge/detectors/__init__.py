@@ -58,11 +58,15 @@ def make_detector(config, photos: bool = False) -> Detector:
     elif backend in ("blazeface", "blazeface-short"):
         from deepfer.edge.detectors.blazeface import BlazeFaceDetector
 
+        full = backend == "blazeface"
+        # between full searches, the short-range model looks around each tracked face (video)
+        near = "short" if full and not photos and files.available("blazeface-short") else None
         detector = BlazeFaceDetector(
-            "short" if backend == "blazeface-short" else "full",
+            "full" if full else "short",
             threshold,
             config.nms_threshold,
             tiles=PHOTO_TILES if photos else 1,
+            near=near,
         )
     elif backend == "centerface":
         from deepfer.edge.detectors.centerface import CenterFaceDetector

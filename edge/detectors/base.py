@@ -44,6 +44,9 @@ class Detector:
     name = "detector"
     #: Whether :meth:`find_near` is cheaper than :meth:`find` (used between full searches).
     supports_near = False
+    #: Near searches are used while at most this many faces are tracked (beyond it one full
+    #: search costs less than a near search per face).
+    max_near_faces = 1_000_000
     #: How this detector frames a face, relative to FER2013's framing: ``(scale, dx, dy)``
     #: maps a box to the box whose square with the default margin is the crop the classifier
     #: was trained on (side ``scale`` x the box's larger side, centre moved by ``dx`` of its

@@ -47,29 +47,15 @@ def ssd_anchors(side: int, strides: tuple[int, ...], per_layer: int) -> np.ndarr
     return np.concatenate(out).astype(np.float32)
 
 
-class BlazeFaceDetector(Detector):
-    """BlazeFace full-range or short-range, optionally over overlapping tiles (photos)."""
+class _Net:
+    """One BlazeFace model on its interpreter: a square float input in [-1, 1] in, boxes,
+    scores and keypoints in that square's [0, 1] coordinates out."""
 
-    name = "blazeface"
-    # measured by benchmarks/measure_crop_mapping.py (see docs/edge.md)
-    crop = (0.976, 0.0, -0.047)
-    default_score = 0.5
-
-    def __init__(
-        self,
-        variant: str = "full",
-        score_threshold: float = 0.0,
-        nms_threshold: float = 0.3,
-        tiles: int = 1,
-        num_threads: int | None = 1,
-        runtime: str = "auto",
-    ):
+    def __init__(self, variant: str, num_threads: int | None, runtime: str):
         if variant not in VARIANTS:
             raise DetectorError(f"BlazeFace variant {variant!r}: choose full or short")
         path = files.model_path(f"blazeface-{variant}")
         self.interpreter, self.runtime = make_interpreter(path, num_threads, runtime)
-        self.variant = variant
-        self.name = "blazeface" if variant == "full" else "blazeface-short"
         side, strides = VARIANTS[variant]
         detail = input_detail(self.interpreter)
         if tuple(detail["shape"][1:3]) != (side, side):
@@ -84,34 +70,26 @@ class BlazeFaceDetector(Detector):
             raise DetectorError(f"{path}: not a BlazeFace model with {len(self.anchors)} anchors")
         self._in = detail["index"]
         self._boxes_out, self._scores_out = by_width[16], by_width[1]
-        self.score_threshold = score_threshold or self.default_score
-        self.nms_threshold = nms_threshold
-        self.tiles = max(1, int(tiles))
-        self._input = np.zeros((1, side, side, 3), np.float32)
+        #: the input tensor, filled by the caller (-1 = black padding)
+        self.input = np.zeros((1, side, side, 3), np.float32)
 
-    # -- one square ------------------------------------------------------------------------
-
-    def _raw(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Boxes (x, y, w, h), scores and keypoints (6, 2) above the threshold, in ``gray``
-        pixels, before suppression."""
+    def fill(self, gray: np.ndarray, left: int, top: int) -> None:
+        """Put ``gray`` (already at most ``side`` a side) at ``(left, top)`` on black."""
         h, w = gray.shape[:2]
-        big = max(h, w)
-        scale = self.side / big
-        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        small = cv2.resize(gray, (nw, nh), interpolation=interp)
-        top, left = (self.side - nh) // 2, (self.side - nw) // 2
-        x = self._input
-        x[...] = -1.0  # zero padding in [0, 255] is -1 after the model's normalisation
-        x[0, top : top + nh, left : left + nw, :] = (small.astype(np.float32) / 127.5 - 1.0)[
+        self.input[...] = -1.0  # zero padding in [0, 255] is -1 after the model's normalisation
+        self.input[0, top : top + h, left : left + w, :] = (gray.astype(np.float32) / 127.5 - 1.0)[
             ..., None
         ]
-        self.interpreter.set_tensor(self._in, x)
+
+    def run(self, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Boxes ``(x, y, w, h)``, scores and keypoints ``(6, 2)`` above ``threshold``, in the
+        input square's [0, 1] coordinates."""
+        self.interpreter.set_tensor(self._in, self.input)
         self.interpreter.invoke()
         raw = self.interpreter.get_tensor(self._boxes_out)[0]
         logits = self.interpreter.get_tensor(self._scores_out)[0, :, 0]
         scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -80.0, 80.0)))
-        keep = np.flatnonzero(scores >= self.score_threshold)
+        keep = np.flatnonzero(scores >= threshold)
         if len(keep) == 0:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 6, 2))
         raw, scores, anchors = raw[keep], scores[keep], self.anchors[keep]
@@ -119,12 +97,105 @@ class BlazeFaceDetector(Detector):
         centre = raw[:, 0:2] / s + anchors
         size = raw[:, 2:4] / s
         points = raw[:, 4:16].reshape(-1, 6, 2) / s + anchors[:, None, :]
+        return np.concatenate([centre - size / 2.0, size], 1), scores, points
+
+
+class BlazeFaceDetector(Detector):
+    """BlazeFace full-range or short-range, optionally over overlapping tiles (photos).
+
+    ``near``: a second BlazeFace (short-range by default) searches just around a tracked
+    face between full searches (:meth:`find_near`): a square of ``NEAR_SIDE`` times the
+    face's side, where the face fills the model's view as in a selfie. It costs a third of a
+    full-range search and answers boxes in the full-range model's framing
+    (:attr:`NEAR_FRAMING`), so crops do not change with the search. A face not found there
+    sends the pipeline back to a full search on the same frame.
+    """
+
+    name = "blazeface"
+    # measured by benchmarks/measure_crop_mapping.py (see docs/edge.md)
+    crop = (0.976, 0.0, -0.047)
+    default_score = 0.5
+    #: The square searched around a tracked face, in face sides.
+    NEAR_SIDE = 2.0
+    #: (scale, dx, dy) from a near (short-range) box to the full-range box of the same face:
+    #: side x scale, centre moved by dx of its width and dy of its height; measured by
+    #: benchmarks/measure_near_framing.py (median over faces, see docs/edge.md).
+    NEAR_FRAMING = (1.03, 0.0, -0.05)
+    #: A near search costs 0.43x a full-range search (same script): near beats full for up
+    #: to two tracked faces.
+    max_near_faces = 2
+
+    def __init__(
+        self,
+        variant: str = "full",
+        score_threshold: float = 0.0,
+        nms_threshold: float = 0.3,
+        tiles: int = 1,
+        num_threads: int | None = 1,
+        runtime: str = "auto",
+        near: str | None = None,
+    ):
+        self.net = _Net(variant, num_threads, runtime)
+        self.interpreter, self.runtime = self.net.interpreter, self.net.runtime
+        self.variant = variant
+        self.name = "blazeface" if variant == "full" else "blazeface-short"
+        self.side = self.net.side
+        self.anchors = self.net.anchors
+        self.near_net = _Net(near, num_threads, runtime) if near else None
+        self.supports_near = self.near_net is not None
+        self.score_threshold = score_threshold or self.default_score
+        self.nms_threshold = nms_threshold
+        self.tiles = max(1, int(tiles))
+
+    # -- one square ------------------------------------------------------------------------
+
+    def _raw(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Boxes (x, y, w, h), scores and keypoints (6, 2) above the threshold, in ``gray``
+        pixels, before suppression (``gray`` letterboxed into the model's square)."""
+        h, w = gray.shape[:2]
+        side = self.side
+        scale = side / max(h, w)
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        top, left = (side - nh) // 2, (side - nw) // 2
+        self.net.fill(cv2.resize(gray, (nw, nh), interpolation=interp), left, top)
+        boxes, scores, points = self.net.run(self.score_threshold)
         # [0, 1] of the padded square -> gray pixels
         offset = np.array([left, top], np.float32)
-        centre = (centre * s - offset) / scale
-        size = size * s / scale
-        points = (points * s - offset) / scale
-        boxes = np.concatenate([centre - size / 2.0, size], 1)
+        boxes[:, :2] = (boxes[:, :2] * side - offset) / scale
+        boxes[:, 2:] = boxes[:, 2:] * side / scale
+        points = (points * side - offset) / scale
+        return boxes.astype(np.float32), scores.astype(np.float32), points.astype(np.float32)
+
+    def _raw_near(self, gray: np.ndarray, box) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Like :meth:`_raw`, with the near model on the square of ``NEAR_SIDE`` face sides
+        around ``box`` (outside the picture is black, as letterboxing pads)."""
+        net = self.near_net
+        x, y, w, h = (float(v) for v in box[:4])
+        roi = self.NEAR_SIDE * max(w, h)
+        x0, y0 = x + w / 2.0 - roi / 2.0, y + h / 2.0 - roi / 2.0
+        scale = net.side / roi
+        # the part of the square inside the picture, and where it goes in the model's input
+        gx0, gy0 = max(0, int(np.ceil(x0))), max(0, int(np.ceil(y0)))
+        gx1 = min(gray.shape[1], int(np.floor(x0 + roi)))
+        gy1 = min(gray.shape[0], int(np.floor(y0 + roi)))
+        if gx1 - gx0 < 2 or gy1 - gy0 < 2:
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 6, 2))
+        left, top = int(round((gx0 - x0) * scale)), int(round((gy0 - y0) * scale))
+        nw = max(1, min(net.side - left, int(round((gx1 - gx0) * scale))))
+        nh = max(1, min(net.side - top, int(round((gy1 - gy0) * scale))))
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        part = cv2.resize(gray[gy0:gy1, gx0:gx1], (nw, nh), interpolation=interp)
+        net.fill(part, left, top)
+        boxes, scores, points = net.run(self.score_threshold)
+        # input square -> gray pixels (the placed part starts at gx0, gy0)
+        sx, sy = (gx1 - gx0) / nw, (gy1 - gy0) / nh
+        origin = np.array([gx0 - left * sx, gy0 - top * sy], np.float32)
+        factor = np.array([net.side * sx, net.side * sy], np.float32)
+        boxes[:, :2] = boxes[:, :2] * factor + origin
+        boxes[:, 2:] = boxes[:, 2:] * factor
+        points = points * factor + origin
+        boxes = reframe(boxes, self.NEAR_FRAMING)
         return boxes.astype(np.float32), scores.astype(np.float32), points.astype(np.float32)
 
     # -- Detector --------------------------------------------------------------------------
@@ -140,6 +211,14 @@ class BlazeFaceDetector(Detector):
                 b[:, :2] += (x0, y0)
                 p += (x0, y0)
                 parts.append((b, s, p))
+        return self._merge(parts, min_size)
+
+    def find_near(self, gray: np.ndarray, box) -> Found:
+        if self.near_net is None:
+            return self.find(gray)
+        return self._merge([self._raw_near(gray, box)], 0)
+
+    def _merge(self, parts, min_size: int) -> Found:
         boxes = np.concatenate([p[0] for p in parts])
         scores = np.concatenate([p[1] for p in parts])
         points = np.concatenate([p[2] for p in parts]).reshape(-1, 6, 2)
@@ -150,7 +229,23 @@ class BlazeFaceDetector(Detector):
         return Found(boxes, scores, points)
 
     def __repr__(self) -> str:
-        return f"<BlazeFaceDetector {self.variant} tiles={self.tiles} on {self.runtime}>"
+        near = f" near={self.NEAR_SIDE:g}x" if self.near_net is not None else ""
+        return f"<BlazeFaceDetector {self.variant} tiles={self.tiles}{near} on {self.runtime}>"
+
+
+def reframe(boxes: np.ndarray, framing: tuple[float, float, float]) -> np.ndarray:
+    """Boxes ``(n, 4)`` with each side times ``scale`` and the centre moved by ``dx`` of the
+    width and ``dy`` of the height (float)."""
+    scale, dx, dy = framing
+    if (scale, dx, dy) == (1.0, 0.0, 0.0) or len(boxes) == 0:
+        return boxes
+    boxes = boxes.astype(np.float32).copy()
+    cx = boxes[:, 0] + boxes[:, 2] / 2.0 + dx * boxes[:, 2]
+    cy = boxes[:, 1] + boxes[:, 3] / 2.0 + dy * boxes[:, 3]
+    boxes[:, 2:] *= scale
+    boxes[:, 0] = cx - boxes[:, 2] / 2.0
+    boxes[:, 1] = cy - boxes[:, 3] / 2.0
+    return boxes
 
 
 def _tiles(gray: np.ndarray, n: int):

@@ -16,6 +16,7 @@ from deepfer.edge.boxes import NO_BOXES, scale_boxes
 from deepfer.edge.detectors.base import Detector, Found, scaled
 from deepfer.edge.detectors.yunet import YUNET_HINT
 from deepfer.edge.errors import DetectorError
+from deepfer.edge.paths import user_path
 
 
 class HaarDetector(Detector):
@@ -49,7 +50,7 @@ class HaarDetector(Detector):
                 f"the main module): use the YuNet detector instead: {YUNET_HINT}; or install "
                 "opencv-python-headless<5"
             )
-        path = Path(cascade).expanduser()
+        path = user_path(cascade)
         if not path.is_file():
             path = Path(cv2.data.haarcascades) / cascade
         if not path.is_file():

@@ -14,6 +14,7 @@ import numpy as np
 from deepfer.edge.boxes import NO_BOXES, scale_boxes
 from deepfer.edge.detectors.base import Detector, Found, scaled
 from deepfer.edge.errors import DetectorError
+from deepfer.edge.paths import user_path
 
 YUNET_HINT = (
     "download face_detection_yunet_2023mar.onnx from the OpenCV Zoo "
@@ -40,7 +41,7 @@ class YuNetDetector(Detector):
                 f"OpenCV {cv2.__version__} has no cv2.FaceDetectorYN (YuNet needs OpenCV >= "
                 "4.8): upgrade opencv-python-headless"
             )
-        path = Path(model_path).expanduser()
+        path = user_path(model_path)
         if not path.is_file():
             raise DetectorError(f"YuNet model {path}: no such file; {YUNET_HINT}")
         try:

@@ -14,6 +14,7 @@ import numpy as np
 from deepfer.edge.errors import ModelLoadError, ModelNotFound
 from deepfer.edge.model import runtime
 from deepfer.edge.model.sidecar import ModelInfo, load_model_info
+from deepfer.edge.paths import user_path
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def as_probabilities(scores: np.ndarray) -> np.ndarray:
 def resolve_model_path(path: str | Path | None) -> Path:
     """``model.path``, or the shipped default model when empty (clear error if absent)."""
     if path:
-        return Path(path).expanduser()
+        return user_path(path)
     from deepfer.models import default_model_path
 
     default = default_model_path()

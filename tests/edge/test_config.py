@@ -105,7 +105,11 @@ def test_every_problem_is_reported_at_once(tmp_path):
 
 def test_keys_counted_in_detections_say_what_replaced_them(tmp_path):
     """Configs written before the tracker counted seconds fail with the new key's name."""
-    path = write(tmp_path, "[tracker]\nema_alpha = 0.5\ndebounce_frames = 3\nmax_missed = 10\n")
+    path = write(
+        tmp_path,
+        "[tracker]\nema_alpha = 0.5\ndebounce_frames = 3\nmax_missed = 10\n"
+        "[detector]\nrescan_frames = 30\n",
+    )
     with pytest.raises(ConfigError) as err:
         load_config(path, environ={"DEEPFER_TRACKER_DEBOUNCE_FRAMES": "4"})
     text = "\n".join(err.value.problems)
@@ -114,9 +118,21 @@ def test_keys_counted_in_detections_say_what_replaced_them(tmp_path):
         ("tracker.debounce_frames", "tracker.debounce_s"),
         ("tracker.max_missed", "tracker.max_missed_s"),
         ("env DEEPFER_TRACKER_DEBOUNCE_FRAMES", "tracker.debounce_s"),
+        ("detector.rescan_frames", "detector.rescan_s"),
     ):
         assert f"{old}" in text and f"replaced by {new}" in text, text
-    assert len(err.value.problems) == 4
+    assert len(err.value.problems) == 5
+    assert "(30 frames at 30 frames a second = 1.0)" in text
+
+
+def test_rescan_s_is_checked(tmp_path):
+    path = write(tmp_path, "[detector]\nrescan_s = -1\n")
+    with pytest.raises(ConfigError, match="detector.rescan_s"):
+        load_config(path, environ={})
+    assert (
+        load_config(write(tmp_path, "[detector]\nrescan_s = 0\n"), environ={}).detector.rescan_s
+        == 0
+    )
 
 
 def test_unreadable_and_invalid_files(tmp_path):
@@ -158,3 +174,11 @@ def test_env_names_map_to_sections_and_top_level_keys():
         {"DEEPFER_MQTT_URL": "mqtt://h", "DEEPFER_DEVICE_ID": "x", "DEEPFER_CONFIG": "f"}
     )
     assert found == {"mqtt.url": "mqtt://h", "device_id": "x"} and problems == []
+
+
+def test_a_tilde_path_of_an_unknown_user_is_reported_not_raised(tmp_path):
+    """``~0/model.tflite``: Path.expanduser raises RuntimeError there; the config check names
+    the file instead (found by test_fuzz)."""
+    path = write(tmp_path, '[model]\npath = "~no-such-user-0/m.tflite"\n')
+    with pytest.raises(ConfigError, match="~no-such-user-0/m.tflite"):
+        load_config(path, environ={})

@@ -29,14 +29,25 @@ def classifier(tiny_tflite_model):
 
 
 def counting(detector):
-    """The real detector, its calls counted (a subclass instance, not a mock)."""
+    """The real detector, its calls counted and the frames they searched kept (a subclass
+    instance, not a mock): ``calls`` full searches, ``near_calls`` near searches."""
 
     class Counting(type(detector)):
         calls = 0
+        near_calls = 0
+        searched: list = []
 
-        def detect(self, *args, **kwargs):
+        def detect(self, frame, *args, **kwargs):
             type(self).calls += 1
-            return super().detect(*args, **kwargs)
+            type(self).searched.append(getattr(frame, "index", None))
+            return super().detect(frame, *args, **kwargs)
+
+        def detect_near(self, frame, *args, **kwargs):
+            type(self).near_calls += 1
+            type(self).searched.append(getattr(frame, "index", None))
+            return super().detect_near(frame, *args, **kwargs)
+
+    Counting.searched = []
 
     detector.__class__ = Counting
     return detector
@@ -59,8 +70,9 @@ def test_detects_at_the_set_rate_and_carries_the_track_between(media_dir, classi
         if frame.t >= 4.0:
             break
     detected = [r for r in results if r.detected]
-    # one detection per 0.2 s of stream time (the first frame included)
-    assert len(detected) == pipeline.detector.calls
+    # one detection per 0.2 s of stream time (the first frame included); the detector
+    # searched those frames only (the whole frame, or near the tracked face)
+    assert sorted(set(pipeline.detector.searched)) == [r.frame.index for r in detected]
     assert abs(len(detected) - (results[-1].frame.t / 0.2 + 1)) <= 1
     gaps = np.diff([r.frame.t for r in detected])
     assert gaps.min() >= 0.2 - 1e-3 and gaps.max() < 0.2 + 0.05
@@ -94,7 +106,66 @@ def test_a_new_face_is_found_within_one_interval(media_dir, classifier):
         if result.faces and first_seen is None:
             first_seen = t
     assert first_seen is not None and 0.4 <= first_seen <= 0.4 + 0.25
-    assert pipeline.detector.calls == 4  # t = 0, 0.25, 0.5, 0.75
+    # t = 0, 0.25, 0.5 search the whole frame; at 0.75 the tracked face is looked for near
+    # where it was (short-range model), with the full search due again at 1.5 (rescan_s)
+    assert pipeline.detector.calls == 3 and pipeline.detector.near_calls == 1
+
+
+def _two_faces(photo: np.ndarray, second: bool) -> np.ndarray:
+    """justin.jpg beside a grey panel, or beside its own mirror image (a second face)."""
+    other = cv2.flip(photo, 1) if second else np.full_like(photo, 128)
+    return np.hstack([photo, other])
+
+
+@needs_blazeface
+def test_a_face_joining_a_tracked_one_is_found_by_the_next_full_search(media_dir, classifier):
+    photo = cv2.imread(str(media_dir / "justin.jpg"))
+    pipeline = pipeline_at(classifier, fps=5)
+    assert pipeline.rescan_s == 1.0 and pipeline.detector.supports_near
+    seen = []
+    for i in range(60):  # 2 s at 30 frames a second; the second face from 0.3 s
+        t = i / 30
+        result = pipeline.process(frame_from_image(_two_faces(photo, t >= 0.3), i, t))
+        seen.append((t, len(result.faces)))
+    first_two = min(t for t, n in seen if n == 2)
+    assert 0.3 <= first_two <= 1.0 + 0.2 + 1e-6  # the full search at t = 1.0 (rescan_s)
+    assert pipeline.detector.near_calls >= 3  # between the full searches: near the face
+    assert pipeline.near_scans >= 3 and pipeline.full_scans >= 2
+
+
+@needs_blazeface
+def test_a_face_that_moved_away_is_found_by_a_full_search_on_the_same_frame(media_dir, classifier):
+    photo = cv2.imread(str(media_dir / "justin.jpg"))
+    blank = np.full_like(photo, 128)
+    pipeline = pipeline_at(classifier, fps=5)
+    left = pipeline.process(frame_from_image(np.hstack([photo, blank]), 0, 0.0))
+    assert len(left.faces) == 1
+    moved = pipeline.process(frame_from_image(np.hstack([blank, photo]), 1, 0.2))
+    assert moved.detected and len(moved.faces) == 1
+    assert moved.faces[0].box[0] >= photo.shape[1] - 10  # found on the right, at once
+    assert pipeline.detector.near_calls == 1 and pipeline.detector.calls == 2
+
+
+@needs_blazeface
+def test_near_search_is_off_with_rescan_zero_or_many_faces(media_dir, classifier):
+    photo = cv2.imread(str(media_dir / "justin.jpg"))
+    config = Config()
+    config.detector.backend = "blazeface"
+    config.detector.rescan_s = 0.0
+    detector = counting(make_detector(config.detector))
+    pipeline = FacePipeline.from_config(config, classifier, detector)
+    for i in range(3):
+        pipeline.process(frame_from_image(photo, i, i * 0.2))
+    # rescan_s = 0: every detection searches the whole frame (near searches may precede it)
+    assert detector.calls == 3
+
+    row = np.hstack([photo, cv2.flip(photo, 1), photo])  # three faces: more than max_near_faces
+    detector = counting(make_detector(Config().detector))
+    pipeline = FacePipeline.from_config(Config(), classifier, detector)
+    for i in range(3):
+        result = pipeline.process(frame_from_image(row, i, i * 0.2))
+    assert len(result.faces) == 3 > detector.max_near_faces
+    assert detector.near_calls == 0 and detector.calls == 3
 
 
 @needs_blazeface

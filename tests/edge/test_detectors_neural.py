@@ -132,6 +132,34 @@ def test_blazeface_keeps_a_rotated_face(photos, degrees):
 
 
 @needs_blazeface
+def test_blazeface_near_search_finds_the_face_in_the_full_range_framing(photos, media_dir):
+    from deepfer.edge.boxes import iou
+
+    detector = make_detector(_config("blazeface").detector)
+    assert detector.supports_near and detector.near_net is not None  # video: short-range near
+    assert make_detector(_config("blazeface").detector, photos=True).near_net is None
+    pictures = [photos["justin.jpg"], _rotate(photos["justin.jpg"], 20)]
+    cap = cv2.VideoCapture(str(media_dir / "woman2.mp4"))
+    for _ in range(3):
+        for _ in range(40):
+            ok, frame = cap.read()
+        pictures.append(frame)
+    for image in pictures:
+        (full,) = detector.detect(image)
+        near = detector.detect_near(image, full.box)
+        assert len(near) == 1 and near[0].keypoints.shape == (6, 2)
+        assert iou(near[0].box, full.box) > 0.7  # mapped to the full-range framing
+    # a face at the picture's edge: the square around it is partly outside (black there)
+    h, w = photos["justin.jpg"].shape[:2]
+    edge = photos["justin.jpg"][:, w // 4 :]
+    (full,) = detector.detect(edge)
+    assert full.box[0] < 20 and len(detector.detect_near(edge, full.box)) == 1
+    # nothing there, or a box off the picture: no face, no error
+    assert detector.detect_near(photos["no-faces.jpg"], (50, 50, 120, 120)) == []
+    assert detector.detect_near(photos["justin.jpg"], (5000, 5000, 10, 10)) == []
+
+
+@needs_blazeface
 def test_blazeface_over_tiles_finds_the_small_faces_of_a_group(photos):
     config = _config("blazeface")
     plain = make_detector(config.detector)

@@ -60,6 +60,20 @@ def run_env(**extra: str) -> dict[str, str]:
     return env
 
 
+#: Daemons started with ``wait=False`` in the running test (killed after it, whatever happened).
+_STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_daemon_left_behind():
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:  # the test failed before it stopped its daemon (--loop runs on)
+            proc.kill()
+            proc.communicate(timeout=30)
+
+
 def deepfer_run(
     model: Path, video: Path, url: str, tmp_path: Path, *args: str, env=None, wait: bool = True
 ):
@@ -69,6 +83,7 @@ def deepfer_run(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env or run_env()
     )
     if not wait:
+        _STARTED.append(proc)
         return proc
     out, err = proc.communicate(timeout=120)
     return proc.returncode, out, err
@@ -348,13 +363,18 @@ def test_sigkill_with_the_broker_away_keeps_what_was_committed(tmp_path, tiny_tf
     db_path = state / f"mqtt-outbox-{DEVICE}.sqlite3"
     deadline = time.monotonic() + 30
     committed = 0
-    while time.monotonic() < deadline and committed < 20:
-        time.sleep(0.5)
-        if db_path.is_file():
-            with sqlite3.connect(db_path) as db:
-                committed = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
-    proc.kill()
-    proc.communicate(timeout=30)
+    try:
+        while time.monotonic() < deadline and committed < 20:
+            time.sleep(0.5)
+            if db_path.is_file():
+                with sqlite3.connect(db_path) as db:
+                    try:
+                        committed = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+                    except sqlite3.OperationalError:  # the file is there, its table not yet
+                        continue
+    finally:  # the daemon loops its file: never leave it running
+        proc.kill()
+        proc.communicate(timeout=30)
     with sqlite3.connect(db_path) as db:
         kept = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
         next_seq = db.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()[0]

@@ -7,12 +7,12 @@ Imported when a sink starts (paho is imported inside the functions).
 from __future__ import annotations
 
 import logging
-import os
 import ssl
 from typing import Any
 
 from deepfer.edge.config.mqtt import MqttConfig, MqttSettings
 from deepfer.edge.errors import MqttConfigError
+from deepfer.edge.paths import user_path
 
 log = logging.getLogger("deepfer.edge.outputs.mqtt.sink")
 
@@ -20,14 +20,12 @@ log = logging.getLogger("deepfer.edge.outputs.mqtt.sink")
 def tls_context(s: MqttConfig) -> ssl.SSLContext:
     """Verifies the broker against tls_ca (else the system CAs); optional client certificate."""
     try:
-        ctx = ssl.create_default_context(cafile=os.path.expanduser(s.tls_ca) if s.tls_ca else None)
+        ctx = ssl.create_default_context(cafile=user_path(s.tls_ca) if s.tls_ca else None)
     except (ssl.SSLError, OSError) as exc:
         raise MqttConfigError([("mqtt.tls_ca", s.tls_ca, f"not a usable CA file ({exc})")]) from exc
     if s.tls_cert:
         try:
-            ctx.load_cert_chain(
-                os.path.expanduser(s.tls_cert), os.path.expanduser(s.tls_key) if s.tls_key else None
-            )
+            ctx.load_cert_chain(user_path(s.tls_cert), user_path(s.tls_key) if s.tls_key else None)
         except (ssl.SSLError, OSError) as exc:
             problem = f"cannot load the client certificate/key ({exc})"
             raise MqttConfigError([("mqtt.tls_cert", s.tls_cert, problem)]) from exc

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from deepfer.edge.config.mqtt import MQTT_CREDENTIAL
 from deepfer.edge.errors import SecretError
+from deepfer.edge.paths import user_path
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def resolve_secret(
     """
     environ = os.environ if environ is None else environ
     if file:
-        path = Path(file).expanduser()
+        path = user_path(file)
         return Secret(_read_secret_file(path, f"{key}.password_file"), f"file {path}")
     if env:
         value = environ.get(env)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deepfer.edge.errors import DeepFERError
+from deepfer.edge.paths import user_path
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -55,7 +56,7 @@ def state_dir(configured: str = "", environ: Mapping[str, str] | None = None) ->
     ``$XDG_STATE_HOME/deepfer``, else ``~/.local/state/deepfer``."""
     env = os.environ if environ is None else environ
     if configured:
-        return Path(configured).expanduser()
+        return user_path(configured)
     if env.get("STATE_DIRECTORY"):
         return Path(env["STATE_DIRECTORY"].split(":")[0])
     if env.get("XDG_STATE_HOME"):
