@@ -182,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         "face_share": median["face_share"],
         "stage_ms_median": median["stage_ms_median"],
         "full_scans": median.get("full_scans"),
+        "near_scans": median.get("near_scans"),
         "events": median["events"],
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),  # each run in its own process
         "vs_fer_package": round(median["fps"] / FER_PACKAGE_FPS[1], 2),

@@ -48,13 +48,21 @@ def main(argv=None) -> int:
     ap.add_argument("faces", type=Path, help="class folder, e.g. the validation slice")
     ap.add_argument("--detectors", default="blazeface,haar")
     ap.add_argument("--face", type=int, default=96)
+    ap.add_argument("--model", default="", help=".tflite to measure (default: the shipped one)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     config = Config()
+    if args.model:
+        config.model.path = args.model
     classifier = load_classifier(config.model)
     xs, ys = mapping.faces(args.faces, None)
     given = classifier.infer(np.stack(xs)).argmax(1)
-    out = {"faces": len(xs), "given_crop_accuracy": float((given == ys).mean()), "detectors": {}}
+    out = {
+        "model": str(classifier.path),
+        "faces": len(xs),
+        "given_crop_accuracy": float((given == ys).mean()),
+        "detectors": {},
+    }
     for backend in args.detectors.split(","):
         config.detector.backend = backend
         rows = {}
