@@ -71,6 +71,9 @@ def load_source_model(path: str | Path, trained_on: str | None = None) -> Source
         raise ConvertError(
             f"{path}: cannot load it as a Keras model ({type(exc).__name__}: {short(exc)})"
         ) from None
+    from deepfer.train.models import with_dtype_policy
+
+    model = with_dtype_policy(model)  # trained with --precision bf16: convert a float32 graph
     inputs = model.inputs if isinstance(model.inputs, list) else [model.inputs]
     outputs = model.outputs if isinstance(model.outputs, list) else [model.outputs]
     what = "not a DeepFER emotion classifier"

@@ -149,7 +149,7 @@ def average_run(
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    from deepfer.train.models import with_flip_average
+    from deepfer.train.models import with_dtype_policy, with_flip_average
 
     cfg = TrainConfig.from_json(folder.read_config())
     cfg.progress = False
@@ -160,12 +160,13 @@ def average_run(
     train, val = data["train"], data["val"]
     echo(f"validation slice: {len(val):,} faces; batch-norm statistics from {len(train):,}")
 
-    best = keras.models.load_model(best_file, compile=False)
+    # float32 even if trained with --precision bf16: what is saved here gets converted
+    best = with_dtype_policy(keras.models.load_model(best_file, compile=False))
     candidates = [Candidate("best checkpoint", [], *_accuracies(best, val.x, val.y))]
     models = {"best checkpoint": best}
     for n in sorted(set(last)):
         chosen = epochs[-n:]
-        model = keras.models.load_model(best_file, compile=False)
+        model = with_dtype_policy(keras.models.load_model(best_file, compile=False))
         model.set_weights(average_weights(model, [snapshots[e] for e in chosen]))
         recompute_batchnorm(model, train.x)
         name = f"average of the last {n}"

@@ -59,6 +59,9 @@ class TrainConfig:
     progress: bool = True
     distribute: str = ""  # "" | mirrored | multiworker (batch_size and lr are per replica)
     snapshots: bool = False  # keep each epoch's weights (checkpoints/epoch-NNN.weights.h5)
+    #: fp32 | bf16 (Keras mixed_bfloat16: bfloat16 compute, float32 weights; for CPUs with
+    #: AVX512-BF16/AMX and GPUs that have it). What is saved for use is float32 either way.
+    precision: str = "fp32"
 
     @property
     def data_seed(self) -> int:
@@ -97,6 +100,8 @@ class TrainConfig:
             bad("weights", "backbone weights apply to --model mobilenetv3small only")
         if self.optimizer not in OPTIMIZERS:
             bad("optimizer", f"choose one of {', '.join(OPTIMIZERS)}")
+        if self.precision not in ("fp32", "bf16"):
+            bad("precision", "choose fp32 or bf16")
         if self.schedule not in SCHEDULES:
             bad("schedule", f"choose one of {', '.join(SCHEDULES)}")
         for key in ("epochs", "batch_size"):

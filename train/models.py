@@ -72,7 +72,7 @@ def deepfer_cnn(input_shape=(48, 48, 1), num_classes=NUM_CLASSES, dropout=0.25):
         x = layers.BatchNormalization(name=f"fc{units}_bn")(x)
         x = layers.ReLU(name=f"fc{units}_relu")(x)
         x = layers.Dropout(dropout, name=f"fc{units}_drop")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="emotion")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="emotion", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="deepfer_cnn")
 
 
@@ -109,7 +109,7 @@ def deepfer_vgg(
     x = layers.BatchNormalization(name="fc256_bn")(x)
     x = layers.ReLU(name="fc256_relu")(x)
     x = layers.Dropout(dropout, name="fc256_drop")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="emotion")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="emotion", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="deepfer_vgg")
 
 
@@ -131,7 +131,7 @@ def deepfer_edge(input_shape=(48, 48, 1), num_classes=NUM_CLASSES, dropout=0.2):
         x = layers.MaxPooling2D(name=f"block{i}_pool")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dropout(dropout, name="drop")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="emotion")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="emotion", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="deepfer_edge")
 
 
@@ -168,7 +168,7 @@ def mobilenetv3small(
     x = backbone(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dropout(dropout, name="drop")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="emotion")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="emotion", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="mobilenetv3small")
 
 
@@ -196,7 +196,9 @@ def load_for_finetune(path, num_classes: int = NUM_CLASSES):
     if model.output_shape[-1] == num_classes:
         return model
     features = model.layers[-2].output
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="emotion_new")(features)
+    outputs = keras.layers.Dense(
+        num_classes, activation="softmax", name="emotion_new", dtype="float32"
+    )(features)
     return keras.Model(model.input, outputs, name=f"{model.name}_finetune")
 
 
@@ -221,3 +223,55 @@ def with_flip_average(model):
     mirrored = keras.layers.Permute((1, 3, 2), name="width_back")(x)
     outputs = keras.layers.Average(name="flip_average")([model(inputs), model(mirrored)])
     return keras.Model(inputs, outputs, name=f"{model.name}_flipavg")
+
+
+#: ``--precision`` -> Keras dtype policy while training (weights stay float32 in both).
+PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16"}
+
+
+def with_dtype_policy(model, policy: str = "float32"):
+    """The same model (same weights) with every layer computing in ``policy``.
+
+    Training with ``--precision bf16`` builds layers with the ``mixed_bfloat16`` policy
+    (bfloat16 compute, float32 weights); what is saved for use (the best model, averages,
+    what ``deepfer convert`` reads) is rebuilt in float32 so the graph has no bfloat16 casts.
+    The output layer always computes in float32. A model already in ``policy`` comes back
+    as is.
+    """
+
+    def wanted(layer) -> str:
+        return "float32" if layer.name.startswith("emotion") else policy
+
+    if all(
+        getattr(layer.dtype_policy, "name", "float32") == wanted(layer)
+        for layer in _all_layers(model)
+        if layer.__class__.__name__ != "InputLayer"
+    ):
+        return model
+    config = model.get_config()
+    _set_policy(config, policy)
+    rebuilt = model.__class__.from_config(config)
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
+
+
+def _set_policy(config, policy: str) -> None:
+    """Every dtype policy in a Keras config set to ``policy``, except the outputs
+    (``emotion*`` layers), which compute in float32."""
+    if isinstance(config, dict):
+        dtype = config.get("dtype")
+        if isinstance(dtype, dict) and dtype.get("class_name") == "DTypePolicy":
+            out = str(config.get("name", "")).startswith("emotion")
+            dtype["config"]["name"] = "float32" if out else policy
+        for value in config.values():
+            _set_policy(value, policy)
+    elif isinstance(config, list):
+        for value in config:
+            _set_policy(value, policy)

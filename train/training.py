@@ -25,6 +25,7 @@ from deepfer.edge.labels import LABELS, NUM_CLASSES
 from deepfer.train.augment import make_augmenter, make_batch_augment
 from deepfer.train.config import ConfigError, TrainConfig, learning_rate
 from deepfer.train.distribute import make_strategy, prepare_model, scaled, worker_index
+from deepfer.train.models import PRECISIONS, with_dtype_policy
 from deepfer.train.run_folder import RunFolder
 
 __all__ = [
@@ -266,7 +267,8 @@ def finish(cfg: TrainConfig, run: RunFolder, data: dict[str, FaceDataset], secon
     run.write_history_json(history)
     plots.training_curves(history, run.curves_plot)
 
-    best = keras.models.load_model(run.best_checkpoint, compile=False)
+    # float32 whatever the training precision: no bfloat16 casts in what is used or converted
+    best = with_dtype_policy(keras.models.load_model(run.best_checkpoint, compile=False))
     stem = model_stem(cfg)
     keras_path, h5_path = run.model_files(stem)
     best.save(keras_path)
@@ -321,9 +323,6 @@ def train(cfg: TrainConfig, resume: bool = False, epochs: int | None = None) -> 
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
-    import tensorflow as tf
-
-    from deepfer.train import plots
 
     _set_threads(cfg.threads)  # before any TensorFlow op runs
     strategy = make_strategy(cfg.distribute)  # multiworker: before other ops too
@@ -338,8 +337,26 @@ def train(cfg: TrainConfig, resume: bool = False, epochs: int | None = None) -> 
             flush=True,
         )
     keras.utils.set_random_seed(cfg.seed)
+    policy = PRECISIONS[cfg.precision]
+    keras.mixed_precision.set_global_policy(policy)  # layers built from here on
+    try:
+        return _train(cfg, run, ran, resume, strategy, scope, replicas, policy)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def _train(cfg, run, ran, resume, strategy, scope, replicas, policy) -> dict:
+    import keras
+    import tensorflow as tf
+
+    from deepfer.train import plots
+
+    if policy != "float32":
+        print(f"--precision {cfg.precision}: {policy} (float32 weights)", flush=True)
     with scope():
         finetuned = load_finetune_model(cfg) if cfg.finetune and not resume else None
+        if finetuned is not None:
+            finetuned = with_dtype_policy(finetuned, policy)
     run.create()
     run.write_config(cfg.to_json())
 
@@ -362,9 +379,12 @@ def train(cfg: TrainConfig, resume: bool = False, epochs: int | None = None) -> 
     # a resumed run must not replay epoch 1's order and augmentations: seed by the epoch
     fit_cfg = replace(fit_cfg, seed=cfg.seed + initial_epoch)
     tf.random.set_seed(fit_cfg.seed)
+    keras.mixed_precision.set_global_policy("float32")  # augmentation in float32, always
+    augmenter = make_augmenter(fit_cfg)
+    keras.mixed_precision.set_global_policy(policy)
     started = time.time()
     model.fit(
-        make_dataset(train_ds, fit_cfg, True, make_augmenter(fit_cfg)),
+        make_dataset(train_ds, fit_cfg, True, augmenter),
         validation_data=make_dataset(val_ds, fit_cfg, False),
         epochs=cfg.epochs,
         initial_epoch=initial_epoch,

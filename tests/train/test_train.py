@@ -51,6 +51,7 @@ def test_learning_rate_schedule():
         ({"weights": "imagenet"}, "apply to --model mobilenetv3small only"),
         ({"finetune": "model.tflite"}, "expected a .keras or .h5 model"),
         ({"data": "/no/such/folder"}, "train.data = '/no/such/folder': no such file or folder"),
+        ({"precision": "fp16"}, "train.precision = 'fp16': choose fp32 or bf16"),
     ],
 )
 def test_config_errors_name_the_option(tmp_path, change, message):
@@ -179,3 +180,53 @@ def test_split_seed_keeps_the_validation_slice_when_the_seed_changes(tiny_fer):
     assert not val_b & train_b  # the slice is never trained on
     assert val_c != val_a  # without --split-seed the slice follows --seed (older runs resume alike)
     assert TrainConfig.from_json({"seed": 5}).data_seed == 5
+
+
+def _policies(model) -> set[str]:
+    from deepfer.train.models import _all_layers
+
+    return {
+        layer.dtype_policy.name
+        for layer in _all_layers(model)
+        if layer.__class__.__name__ != "InputLayer"
+    }
+
+
+@pytest.mark.slow
+def test_bf16_trains_in_mixed_precision_and_saves_float32_models(tmp_path, tiny_fer, capsys):
+    """--precision bf16: layers compute in bfloat16 (outputs in float32) during training and
+    in the checkpoint it resumes from; the best model, its average and what convert reads are
+    float32 (no bfloat16 casts in a TFLite graph); the process's policy is float32 after."""
+    import keras
+    import numpy as np
+
+    from deepfer.convert.quantize import convert_model
+
+    run = tmp_path / "bf16"
+    argv = ["train", "--data", str(tiny_fer), "--out", str(run), "--epochs", "1", *TINY]
+    assert main([*argv, "--precision", "bf16", "--snapshots"]) == 0
+    assert "--precision bf16: mixed_bfloat16" in capsys.readouterr().out
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert json.loads((run / "config.json").read_text())["precision"] == "bf16"
+
+    last = keras.models.load_model(run / "checkpoints" / "last.keras", compile=False)
+    assert _policies(last) == {"mixed_bfloat16", "float32"}
+    assert last.get_layer("emotion").dtype_policy.name == "float32"
+    best = keras.models.load_model(run / "deepfer-edge.keras", compile=False)
+    assert _policies(best) == {"float32"}
+    faces = np.random.default_rng(0).uniform(0, 255, (3, 48, 48, 1)).astype("float32")
+    assert np.allclose(best.predict(faces, verbose=0).sum(1), 1.0, atol=1e-4)
+
+    resume = ["train", "--resume", "--out", str(run), "--epochs", "2", "--no-progress"]
+    assert main([*resume, "--snapshots"]) == 0
+    assert _policies(keras.models.load_model(run / "checkpoints" / "last.keras")) == {
+        "mixed_bfloat16", "float32"
+    }  # fmt: skip
+    assert main(["average", str(run), "--last", "2", "--out", str(run / "avg.keras")]) == 0
+    averaged = keras.models.load_model(run / "avg.keras", compile=False)
+    assert _policies(averaged) == {"float32"}
+
+    # a bfloat16 checkpoint given to convert directly is converted as float32 too
+    result = convert_model(run / "checkpoints" / "last.keras", tiny_fer, tmp_path / "m",
+                           n_calibration=70, formats=("int8",), check=False)  # fmt: skip
+    assert result.path("int8").is_file()
