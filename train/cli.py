@@ -143,9 +143,9 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         "--precision",
         choices=("fp32", "bf16"),
         default=d.precision,
-        help="bf16: mixed bfloat16 (bfloat16 compute, float32 weights), 1.4x faster per "
-        "step on a CPU with AMX/AVX512-BF16 here; the saved models are float32 "
-        "(default %(default)s)",
+        help="bf16: mixed bfloat16 (bfloat16 compute, float32 weights): 1.33x faster per "
+        "epoch on a CPU with AMX here, equal accuracy not yet shown (docs/training.md); "
+        "the saved models are float32 (default fp32)",
     )
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(handler=_run_train)
