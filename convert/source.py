@@ -12,9 +12,7 @@ from deepfer.convert.errors import ConvertError
 from deepfer.edge.labels import LABELS
 from deepfer.edge.model.sidecar import file_sha256
 from deepfer.evaluate.predictors import KERAS_SUFFIXES
-from deepfer.train.ensemble import read_record
-from deepfer.train.ensemble import training_info as ensemble_training_info
-from deepfer.train.run_folder import RunFolder
+from deepfer.train.run_folder import RunFolder, ensemble_training_info, read_ensemble_record
 
 
 @dataclass
@@ -37,7 +35,7 @@ class SourceModel:
 def find_training_info(model_path: str | Path) -> tuple[str | None, dict]:
     """What the model was trained on: from ``deepfer ensemble``'s record beside it, else from
     the ``deepfer train`` run folder it is in, if any."""
-    record = read_record(model_path)
+    record = read_ensemble_record(model_path)
     if record:
         return ensemble_training_info(record)
     run = RunFolder.containing(model_path)
@@ -71,7 +69,7 @@ def load_source_model(path: str | Path, trained_on: str | None = None) -> Source
         raise ConvertError(
             f"{path}: cannot load it as a Keras model ({type(exc).__name__}: {short(exc)})"
         ) from None
-    from deepfer.train.models import with_dtype_policy
+    from deepfer.evaluate.keras_model import with_dtype_policy
 
     model = with_dtype_policy(model)  # trained with --precision bf16: convert a float32 graph
     inputs = model.inputs if isinstance(model.inputs, list) else [model.inputs]

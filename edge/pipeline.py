@@ -9,8 +9,8 @@ found; turning track events into messages is the caller's job (``messages.py``).
 With a tracker and ``detect_fps`` (``detector.fps``), faces are detected and classified only
 a few times a second of stream time; the frames in between are served from the tracks: each
 face tracked at the last detection at its predicted box (:meth:`Track.predict`), with the
-scores it had (``FrameResult.detected`` is False there). A new face is found within
-``1 / detect_fps`` seconds; a track misses only on detection frames.
+scores it had (``FrameResult.detected`` is False there). A face in an empty scene is found
+within ``1 / detect_fps`` seconds; a track misses only on detection frames.
 
 With a tracker and a detector that can search near a known face (Haar in a narrow band of
 sizes; BlazeFace with its short-range model on a square around the face), tracked faces are
@@ -83,7 +83,7 @@ class FacePipeline:
         self.min_face = min_face
         #: Seconds of stream time between full searches while faces are tracked (0: always).
         self.rescan_s = max(0.0, rescan_s)
-        #: Search near tracked faces where the detector can (Haar); off for photos.
+        #: Search near tracked faces where the detector can (Haar, BlazeFace); off for photos.
         self.near_search = near_search
         self.labels = list(classifier.labels)
         self.size = classifier.input_size

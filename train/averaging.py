@@ -149,7 +149,8 @@ def average_run(
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    from deepfer.train.models import with_dtype_policy, with_flip_average
+    from deepfer.evaluate.keras_model import with_dtype_policy
+    from deepfer.train.models import with_flip_average
 
     cfg = TrainConfig.from_json(folder.read_config())
     cfg.progress = False

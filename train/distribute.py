@@ -8,6 +8,8 @@
   "worker", "index": i}}``), run the same command on every machine. Worker 0 (the chief)
   writes the run folder; the others write theirs to ``OUT/worker-<i>`` so files never clash.
 
+:func:`set_threads` sets TensorFlow's CPU thread pools (``--threads``) for either.
+
 ``--batch-size`` and ``--lr`` are per replica: the global batch is ``batch_size x replicas`` and
 the peak learning rate ``lr x replicas`` (the linear scaling rule, Goyal et al. 2017; keep the
 warm-up epoch). :func:`scaled` returns the config training runs with.
@@ -16,6 +18,7 @@ warm-up epoch). :func:`scaled` returns the config training runs with.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import replace
 
@@ -86,3 +89,17 @@ def prepare_model(model, strategy, input_shape, num_classes: int) -> None:
 
     model.train_step = lambda data: shaped(train_step(data))
     model.test_step = lambda data: shaped(test_step(data))
+
+
+def set_threads(threads: int) -> None:
+    """TensorFlow's intra-op threads (``--threads``; 0 = its default); call before any op."""
+    if threads:
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))
+        except RuntimeError:  # TensorFlow already ran in this process (train() called again)
+            logging.getLogger(__name__).warning(
+                "--threads %d ignored: TensorFlow is already running in this process", threads
+            )

@@ -12,18 +12,21 @@ selected on (one number chosen on 2,872 faces; the grid is coarse so the choice 
 fit that slice's noise much).
 
 ``ENSEMBLE.keras`` gets ``ENSEMBLE.ensemble.json`` beside it: the members (path, sha256,
-what each was trained on), the weights and each figure on the validation slice.
-``deepfer convert`` reads it for the sidecar (:func:`read_record`). Only this module writes or
-reads that file; importing it does not import TensorFlow.
+what each was trained on), the weights and each figure on the validation slice. Its layout is
+owned by :mod:`deepfer.train.run_folder` (what ``deepfer convert`` reads for the sidecar).
+Importing this module does not import TensorFlow.
 """
 
 from __future__ import annotations
 
-import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from deepfer.edge.errors import DeepFERError
+from deepfer.edge.labels import LABELS
+from deepfer.edge.model.sidecar import file_sha256
+from deepfer.train.run_folder import RunFolder, ensemble_record_path, write_ensemble_record
 
 #: Weights tried for the first member with ``weights="search"`` (the rest share the remainder).
 SEARCH_GRID = (0.3, 0.4, 0.5, 0.6, 0.7)
@@ -31,41 +34,6 @@ SEARCH_GRID = (0.3, 0.4, 0.5, 0.6, 0.7)
 
 class EnsembleError(DeepFERError, ValueError):
     """Members that cannot be combined (missing, different inputs, no shared validation)."""
-
-
-def record_path(model_path: str | Path) -> Path:
-    """``E.keras`` -> ``E.ensemble.json``."""
-    model_path = Path(model_path)
-    return model_path.with_name(model_path.name.removesuffix(".keras") + ".ensemble.json")
-
-
-def read_record(model_path: str | Path) -> dict:
-    """The record ``deepfer ensemble`` wrote beside ``model_path``; ``{}`` when there is none
-    (or it describes another file)."""
-    path = record_path(model_path)
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-    if not isinstance(record, dict) or Path(record.get("keras", "")).name != Path(model_path).name:
-        return {}
-    return record
-
-
-def training_info(record: dict) -> tuple[str, dict]:
-    """What a converted ensemble's sidecar says under ``trained_on`` and ``training``."""
-    members = record["members"]
-    sources = sorted({m.get("trained_on") or "unknown" for m in members})
-    text = f"ensemble of {len(members)} models; " + "; ".join(sources)
-    training = {
-        "ensemble": [
-            {k: m[k] for k in ("path", "sha256", "weight", "val_accuracy", "training") if k in m}
-            for m in members
-        ],
-        "val_accuracy": record.get("val_accuracy"),
-        "selected_on": record.get("selected_on"),
-    }
-    return text, {k: v for k, v in training.items() if v is not None}
 
 
 def build_ensemble(models: list, weights: list[float], name: str = "deepfer_ensemble"):
@@ -98,22 +66,50 @@ def build_ensemble(models: list, weights: list[float], name: str = "deepfer_ense
     return keras.Model(inputs, outputs, name=name)
 
 
-def _load_members(paths: list[Path]):
-    from deepfer.convert.source import ConvertError, load_source_model
+@dataclass
+class Member:
+    path: Path
+    model: object
+    input_shape: tuple
+    sha256: str
+    trained_on: str
+    training: dict
 
-    members = []
-    for path in paths:
-        try:
-            members.append(load_source_model(path))
-        except ConvertError as exc:
-            raise EnsembleError(str(exc)) from None
+
+def _load_member(path: Path) -> Member:
+    """A Keras emotion classifier (one square image input, one score per label), float32."""
+    import keras
+
+    from deepfer.evaluate.keras_model import with_dtype_policy
+
+    if not path.is_file():
+        raise EnsembleError(f"{path}: model file not found")
+    if path.suffix.lower() not in (".keras", ".h5"):
+        raise EnsembleError(f"{path}: expected a Keras model (.keras or .h5)")
+    try:
+        model = with_dtype_policy(keras.models.load_model(path, compile=False))
+    except Exception as exc:  # keras raises many types for a bad file
+        raise EnsembleError(f"{path}: cannot load it as a Keras model ({exc})") from None
+    shape = tuple(model.input_shape) if not isinstance(model.input_shape, list) else None
+    out = tuple(model.output_shape) if not isinstance(model.output_shape, list) else None
+    if shape is None or len(shape) != 4 or out is None or out[-1] != len(LABELS):
+        raise EnsembleError(
+            f"{path}: not a DeepFER emotion classifier (input {model.input_shape}, output "
+            f"{model.output_shape}; expected one image input and {len(LABELS)} scores)"
+        )
+    run = RunFolder.containing(path)
+    trained_on, training = run.training_info(path) if run is not None else ("unknown", {})
+    return Member(path, model, shape[1:], file_sha256(path), trained_on, training)
+
+
+def _load_members(paths: list[Path]) -> list[Member]:
+    members = [_load_member(path) for path in paths]
     first = members[0]
     for m in members[1:]:
-        if (m.input_size, m.channels) != (first.input_size, first.channels):
+        if m.input_shape != first.input_shape:
             raise EnsembleError(
-                f"{m.path}: input {m.input_size[0]}x{m.input_size[1]}x{m.channels} differs from "
-                f"{first.path}'s {first.input_size[0]}x{first.input_size[1]}x{first.channels}; "
-                "ensemble members must take the same face crop"
+                f"{m.path}: input {m.input_shape} differs from {first.path}'s "
+                f"{first.input_shape}; ensemble members must take the same face crop"
             )
     return members
 
@@ -122,7 +118,6 @@ def _validation(members) -> tuple[object, str]:
     """The validation slice every member's run selected on (same data, split and size)."""
     from deepfer.data.dataset import DataError
     from deepfer.train.config import ConfigError, TrainConfig
-    from deepfer.train.run_folder import RunFolder
     from deepfer.train.training import prepare_data
 
     keys, config = set(), None
@@ -224,6 +219,6 @@ def make_ensemble(
     out.parent.mkdir(parents=True, exist_ok=True)
     model.save(out)
     record["parameters"] = int(model.count_params())
-    record_path(out).write_text(json.dumps(record, indent=2))
-    echo(f"saved {out} ({record['parameters']:,} parameters) and {record_path(out).name}")
+    write_ensemble_record(out, record)
+    echo(f"saved {out} ({record['parameters']:,} parameters) and {ensemble_record_path(out).name}")
     return record

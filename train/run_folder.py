@@ -14,8 +14,10 @@
         epoch-NNN.weights.h5 each epoch's weights (--snapshots)
 
 Training writes it, ``deepfer average`` reads the snapshots and writes ``average.json``,
-``deepfer convert`` reads what the model was trained on for its sidecar. Nothing here
-imports TensorFlow.
+``deepfer convert`` reads what the model was trained on for its sidecar. The same goes for the
+record ``deepfer ensemble`` writes beside the model it makes (``E.ensemble.json`` for
+``E.keras``: members, weights, validation figures), at the end of this module: this module is
+all ``deepfer convert`` reads of the training side. Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -260,6 +262,46 @@ class RunFolder:
         out["val_accuracy"] = chosen.get("flip" if out["flip_average"] else "single")
         out["selected_on"] = info.get("selected_on")
         return {k: v for k, v in out.items() if v is not None}
+
+
+# ---------------------------------------------------------------------- ensemble records
+
+
+def ensemble_record_path(model_path: str | Path) -> Path:
+    """``E.keras`` -> ``E.ensemble.json``."""
+    model_path = Path(model_path)
+    return model_path.with_name(model_path.name.removesuffix(".keras") + ".ensemble.json")
+
+
+def write_ensemble_record(model_path: str | Path, record: dict) -> Path:
+    path = ensemble_record_path(model_path)
+    path.write_text(json.dumps(record, indent=2))
+    return path
+
+
+def read_ensemble_record(model_path: str | Path) -> dict:
+    """The record ``deepfer ensemble`` wrote beside ``model_path``; ``{}`` when there is none
+    (or it describes another file)."""
+    record = _read_json(ensemble_record_path(model_path))
+    if Path(str(record.get("keras", ""))).name != Path(model_path).name:
+        return {}
+    return record
+
+
+def ensemble_training_info(record: dict) -> tuple[str, dict]:
+    """What a converted ensemble's sidecar says under ``trained_on`` and ``training``."""
+    members = record["members"]
+    sources = sorted({m.get("trained_on") or "unknown" for m in members})
+    text = f"ensemble of {len(members)} models; " + "; ".join(sources)
+    training = {
+        "ensemble": [
+            {k: m[k] for k in ("path", "sha256", "weight", "val_accuracy", "training") if k in m}
+            for m in members
+        ],
+        "val_accuracy": record.get("val_accuracy"),
+        "selected_on": record.get("selected_on"),
+    }
+    return text, {k: v for k, v in training.items() if v is not None}
 
 
 def _read_json(path: Path) -> dict:

@@ -22,10 +22,17 @@ from deepfer.data.dataset import DataError, FaceDataset, format_counts
 from deepfer.data.fer2013 import load_fer2013
 from deepfer.data.splits import cap_per_class, class_weights, stratified_split
 from deepfer.edge.labels import LABELS, NUM_CLASSES
+from deepfer.evaluate.keras_model import with_dtype_policy
 from deepfer.train.augment import make_augmenter, make_batch_augment
 from deepfer.train.config import ConfigError, TrainConfig, learning_rate
-from deepfer.train.distribute import make_strategy, prepare_model, scaled, worker_index
-from deepfer.train.models import PRECISIONS, with_dtype_policy
+from deepfer.train.distribute import (
+    make_strategy,
+    prepare_model,
+    scaled,
+    set_threads,
+    worker_index,
+)
+from deepfer.train.models import PRECISIONS
 from deepfer.train.run_folder import RunFolder
 
 __all__ = [
@@ -38,8 +45,6 @@ __all__ = [
     "prepare_data",
     "train",
 ]
-
-log = logging.getLogger(__name__)
 
 
 def make_optimizer(cfg: TrainConfig):
@@ -93,19 +98,6 @@ def prepare_data(cfg: TrainConfig) -> dict[str, FaceDataset]:
         train, val = train.subset(keep, "train"), train.subset(held, "val")
         val.name = f"val ({cfg.val_split:.0%} of train, stratified)"
     return {"train": train, "val": val}
-
-
-def _set_threads(threads: int) -> None:
-    if threads:
-        import tensorflow as tf
-
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))
-        except RuntimeError:  # TensorFlow already ran in this process (train() called again)
-            log.warning(
-                "--threads %d ignored: TensorFlow is already running in this process", threads
-            )
 
 
 def resolve_config(
@@ -324,7 +316,7 @@ def train(cfg: TrainConfig, resume: bool = False, epochs: int | None = None) -> 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    _set_threads(cfg.threads)  # before any TensorFlow op runs
+    set_threads(cfg.threads)  # before any TensorFlow op runs
     strategy = make_strategy(cfg.distribute)  # multiworker: before other ops too
     replicas = strategy.num_replicas_in_sync if strategy else 1
     scope = strategy.scope if strategy else contextlib.nullcontext  # a new one each time

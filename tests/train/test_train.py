@@ -183,7 +183,7 @@ def test_split_seed_keeps_the_validation_slice_when_the_seed_changes(tiny_fer):
 
 
 def _policies(model) -> set[str]:
-    from deepfer.train.models import _all_layers
+    from deepfer.evaluate.keras_model import _all_layers
 
     return {
         layer.dtype_policy.name
