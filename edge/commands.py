@@ -395,6 +395,9 @@ def cmd_detectors(args: argparse.Namespace) -> int:
         where = path or f"{model.module}/{model.relpath} (from {model.requirement})"
         print(f"{name:16} {state:8} {where}  [{model.licence}]")
     print(f"auto picks: {choose('auto')} for video, {choose('auto', photos=True)} for photos")
+    if choose("auto") == "blazeface":
+        near = "blazeface-short" if files.available("blazeface-short") else "none (not installed)"
+        print(f"near tracked faces between full searches (video): {near}")
     if bad:
         print(f"to install the neural detectors: {files.install_hint()}")
     return 1 if args.action == "install" and bad else 0

@@ -242,6 +242,7 @@ def test_detectors_command_lists_the_files():
     assert out.returncode == 0, out.stderr
     assert "blazeface-full" in out.stdout and " ok " in out.stdout
     assert "auto picks: blazeface for video, blazeface for photos" in out.stdout
+    assert "near tracked faces between full searches (video): blazeface-short" in out.stdout
 
 
 def test_crop_box_applies_a_measured_framing():
