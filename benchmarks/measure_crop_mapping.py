@@ -138,8 +138,8 @@ def fit_mapping(pipeline, images, labels, side, mapping):
         for d in FIT_DYS:
             m = (round(scale0 * f, 3), dx0, round(dy0 + d, 3))
             detector.crop = m
-            crops = np.concatenate([pipeline.crops(frame, box) for frame, box, _ in found])
-            acc = float((pipeline.classifier.infer(crops).argmax(1) == ys).mean())
+            probs = np.concatenate([pipeline.classify(frame, box) for frame, box, _ in found])
+            acc = float((probs.argmax(1) == ys).mean())
             grid.append({"mapping": m, "accuracy_when_found": acc, "distance": abs(f - 1) + abs(d)})
     best = max(grid, key=lambda g: (g["accuracy_when_found"], -g["distance"]))
     return tuple(best["mapping"]), {"faces": len(images), "found": len(found), "grid": grid}
@@ -181,10 +181,15 @@ def main(argv=None) -> int:
         default=None,
         help="class folder (e.g. the validation slice) to fit the framing for accuracy on",
     )
+    ap.add_argument(
+        "--crop-jitter", type=float, default=None, help="model.crop_jitter (default: the config's)"
+    )
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
 
     config = Config()
+    if args.crop_jitter is not None:
+        config.model.crop_jitter = args.crop_jitter
     classifier = load_classifier(config.model)
     train_x, _ = faces(args.data / "train", args.train_per_class)
     fit_x, fit_y = faces(args.fit_data, None) if args.fit_data else ([], None)
@@ -196,6 +201,7 @@ def main(argv=None) -> int:
         "test_faces": len(test_x),
         "given_crop_accuracy": float((given == test_y).mean()),
         "model": str(config.model.path or "shipped deepfer_int8"),
+        "crop_jitter": config.model.crop_jitter,  # two framings per face, averaged (if > 0)
         "detectors": {},
     }
     print(

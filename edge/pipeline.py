@@ -30,7 +30,7 @@ import numpy as np
 
 from deepfer.edge.boxes import NO_BOXES, iou, nms
 from deepfer.edge.capture.frame import Frame, frame_from_image
-from deepfer.edge.detectors.base import Detection, Detector
+from deepfer.edge.detectors.base import Detection, Detector, crop_box
 from deepfer.edge.preprocess import crop_face
 from deepfer.edge.tracker import Tracker, TrackEvent
 
@@ -73,6 +73,7 @@ class FacePipeline:
         margin: float = 0.1,
         min_face: int = 0,
         rescan_s: float = 1.0,
+        crop_jitter: float = 0.0,
         detect_fps: float = 0.0,
         near_search: bool = True,
     ):
@@ -80,6 +81,8 @@ class FacePipeline:
         self.classifier = classifier
         self.tracker = tracker
         self.margin = margin
+        #: Two crops per face, side x (1 -+ crop_jitter), scores averaged (0: one crop).
+        self.crop_jitter = crop_jitter
         self.min_face = min_face
         #: Seconds of stream time between full searches while faces are tracked (0: always).
         self.rescan_s = max(0.0, rescan_s)
@@ -120,6 +123,7 @@ class FacePipeline:
             classifier,
             tracker,
             margin=config.model.margin,
+            crop_jitter=config.model.crop_jitter,
             min_face=config.detector.min_face,
             rescan_s=config.detector.rescan_s,
             detect_fps=0.0 if every_frame else config.detector.fps,
@@ -169,22 +173,34 @@ class FacePipeline:
         elapsed = frame.t - self._last_full_t
         return elapsed < 0 or elapsed >= self.rescan_s - 1e-3
 
-    def crops(self, frame: Frame, boxes: np.ndarray) -> np.ndarray:
+    def crops(self, frame: Frame, boxes: np.ndarray, scale: float = 1.0) -> np.ndarray:
         """``(n, h, w)`` uint8 face crops for the boxes, framed as the detector's ``crop``
-        says (what the classifier sees)."""
+        says (what the classifier sees), their side times ``scale``."""
         plane = frame.crop_plane()
         return np.stack(
             [
-                crop_face(plane, self.detector.crop_box(box), self.size[0], self.margin)
+                crop_face(plane, self._crop_box(box, scale), self.size[0], self.margin)
                 for box in boxes
             ]
         )
 
+    def _crop_box(self, box, scale: float):
+        if scale == 1.0:
+            return self.detector.crop_box(box)
+        s, dx, dy = self.detector.crop
+        return crop_box(box, (s * scale, dx, dy))
+
     def classify(self, frame: Frame, boxes: np.ndarray) -> np.ndarray:
-        """``(n, k)`` probabilities for the boxes, all faces in one call."""
+        """``(n, k)`` probabilities for the boxes, all faces (and both crops) in one call."""
         if len(boxes) == 0:
             return np.zeros((0, len(self.labels)), np.float32)
-        return self.classifier.infer(self.crops(frame, boxes))
+        if not self.crop_jitter:
+            return self.classifier.infer(self.crops(frame, boxes))
+        j = self.crop_jitter
+        both = np.concatenate([self.crops(frame, boxes, 1 - j), self.crops(frame, boxes, 1 + j)])
+        scores = self.classifier.infer(both)
+        n = len(boxes)
+        return ((scores[:n] + scores[n:]) / 2).astype(np.float32)
 
     def process(self, frame: Frame | np.ndarray) -> FrameResult:
         """Faces and track events of one frame (a :class:`Frame` or a BGR/gray image)."""

@@ -26,8 +26,14 @@ class ModelConfig:
     runtime: str = "auto"
     #: Border around a face box before the square crop, as a fraction of its side.
     margin: float = 0.1
+    #: Each face is classified on two crops, its side (1 - j) and (1 + j) times the framing,
+    #: and the scores averaged: a detector's box varies by about +-8% around FER2013's
+    #: framing, and the average is steadier than either crop. 0 = one crop (half the cost).
+    crop_jitter: float = 0.06
 
     def check(self) -> Iterator[tuple[str, str]]:
+        if not 0.0 <= self.crop_jitter <= 0.3:
+            yield "crop_jitter", "must be in 0..0.3 (0 = one crop)"
         if self.path and not user_path(self.path).is_file():
             yield "path", "no such model file"
         if self.threads < 1:

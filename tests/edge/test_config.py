@@ -125,6 +125,13 @@ def test_keys_counted_in_detections_say_what_replaced_them(tmp_path):
     assert "(30 frames at 30 frames a second = 1.0)" in text
 
 
+def test_crop_jitter_is_checked(tmp_path):
+    with pytest.raises(ConfigError, match="model.crop_jitter"):
+        load_config(write(tmp_path, "[model]\ncrop_jitter = 0.5\n"), environ={})
+    config = load_config(write(tmp_path, "[model]\ncrop_jitter = 0\n"), environ={})
+    assert config.model.crop_jitter == 0
+
+
 def test_rescan_s_is_checked(tmp_path):
     path = write(tmp_path, "[detector]\nrescan_s = -1\n")
     with pytest.raises(ConfigError, match="detector.rescan_s"):

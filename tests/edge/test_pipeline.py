@@ -232,7 +232,7 @@ def test_all_faces_of_a_frame_go_in_one_call(media_dir, classifier):
 
     pipeline = make_pipeline(Counting(), track=False, detect_width=640)
     faces = pipeline.process(cv2.imread(str(media_dir / "12_angry_men.jpg"))).faces
-    assert calls == [len(faces)]
+    assert calls == [2 * len(faces)]  # one call: both framings (model.crop_jitter) of every face
 
 
 def test_no_haar_cascades_says_to_use_yunet(monkeypatch):
@@ -287,3 +287,33 @@ def test_nms_keeps_faces_that_only_touch():
     boxes = np.array([[0, 0, 50, 50], [45, 0, 50, 50], [0, 60, 50, 50]], np.int32)
     assert suppress_overlaps(boxes).tolist() == boxes.tolist()
     assert suppress_overlaps(np.zeros((0, 4), np.int32)).shape == (0, 4)
+
+
+def test_each_face_is_classified_on_two_framings_averaged(media_dir, classifier):
+    """model.crop_jitter: the crops at (1 - j) and (1 + j) times the framed side, one
+    classifier call, scores averaged; 0 gives the one crop of before."""
+    from deepfer.edge.capture.frame import frame_from_image
+    from deepfer.edge.detectors.base import crop_box
+    from deepfer.edge.preprocess import crop_face
+
+    photo = cv2.imread(str(media_dir / "justin.jpg"))
+    frame = frame_from_image(photo)
+    pipeline = make_pipeline(classifier, track=False)
+    assert pipeline.crop_jitter == Config().model.crop_jitter == 0.06
+    boxes = pipeline.detect(frame)
+    assert len(boxes) == 1
+    s, dx, dy = pipeline.detector.crop
+    by_hand = []
+    for scale in (0.94, 1.06):
+        square = crop_box(boxes[0], (s * scale, dx, dy))
+        face = crop_face(frame.crop_plane(), square, pipeline.size[0], pipeline.margin)
+        by_hand.append(classifier.infer(face[None])[0])
+    got = pipeline.classify(frame, boxes)
+    np.testing.assert_allclose(got[0], (by_hand[0] + by_hand[1]) / 2, atol=1e-6)
+    assert pipeline.process(frame).faces[0].scores == pytest.approx(
+        dict(zip(classifier.labels, got[0].tolist())), abs=1e-6
+    )
+    pipeline.crop_jitter = 0.0
+    one = classifier.infer(pipeline.crops(frame, boxes))
+    np.testing.assert_allclose(pipeline.classify(frame, boxes), one, atol=1e-6)
+    assert not np.allclose(one, got, atol=1e-4)  # the two framings do change the scores
