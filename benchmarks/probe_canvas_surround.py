@@ -49,11 +49,16 @@ def main(argv=None) -> int:
     ap.add_argument("--detectors", default="blazeface,haar")
     ap.add_argument("--face", type=int, default=96)
     ap.add_argument("--model", default="", help=".tflite to measure (default: the shipped one)")
+    ap.add_argument(
+        "--crop-jitter", type=float, default=None, help="model.crop_jitter (default: the config's)"
+    )
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     config = Config()
     if args.model:
         config.model.path = args.model
+    if args.crop_jitter is not None:
+        config.model.crop_jitter = args.crop_jitter
     classifier = load_classifier(config.model)
     xs, ys = mapping.faces(args.faces, None)
     given = classifier.infer(np.stack(xs)).argmax(1)
