@@ -79,7 +79,10 @@ def run_pipeline(video: Path, model: Path, detector_overrides: dict) -> dict:
 
     cv2.setNumThreads(1)
     overrides = {"model.path": str(model), "model.threads": 1, "run.stats_interval_s": 0.0}
-    overrides.update({f"detector.{k}": v for k, v in detector_overrides.items()})
+    # a bare key is a [detector] setting; "section.key" names its section (model.crop_jitter)
+    overrides.update(
+        {(k if "." in k else f"detector.{k}"): v for k, v in detector_overrides.items()}
+    )
     config = load_config(None, environ={}, overrides=overrides)
     sink = CollectSink()
     daemon = Daemon(config, sinks=[sink], source=OpenCVSource(str(video), live=False))
@@ -136,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="detector setting for the run, e.g. --set rescan_s=0 (repeatable)",
+        help="a setting for the run: a [detector] key (--set rescan_s=0) or section.key "
+        "(--set model.crop_jitter=0); repeatable",
     )
     p.add_argument("--out", type=Path, default=Path("bench_edge.json"))
     p.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
