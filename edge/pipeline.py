@@ -30,7 +30,7 @@ import numpy as np
 
 from deepfer.edge.boxes import NO_BOXES, iou, nms
 from deepfer.edge.capture.frame import Frame, frame_from_image
-from deepfer.edge.detectors.base import Detection, Detector, crop_box
+from deepfer.edge.detectors.base import Detection, Detector
 from deepfer.edge.preprocess import crop_face
 from deepfer.edge.tracker import Tracker, TrackEvent
 
@@ -173,22 +173,18 @@ class FacePipeline:
         elapsed = frame.t - self._last_full_t
         return elapsed < 0 or elapsed >= self.rescan_s - 1e-3
 
-    def crops(self, frame: Frame, boxes: np.ndarray, scale: float = 1.0) -> np.ndarray:
-        """``(n, h, w)`` uint8 face crops for the boxes, framed as the detector's ``crop``
-        says (what the classifier sees), their side times ``scale``."""
+    def crops(self, frame: Frame, boxes: np.ndarray, scales=(1.0,)) -> np.ndarray:
+        """``(len(scales) * n, h, w)`` uint8 face crops for the boxes, framed as the detector's
+        ``crop`` says (what the classifier sees), their side times each of ``scales`` in turn
+        (all boxes at the first scale, then at the next); the crop plane is made once."""
         plane = frame.crop_plane()
         return np.stack(
             [
-                crop_face(plane, self._crop_box(box, scale), self.size[0], self.margin)
+                crop_face(plane, self.detector.crop_box(box, k), self.size[0], self.margin)
+                for k in scales
                 for box in boxes
             ]
         )
-
-    def _crop_box(self, box, scale: float):
-        if scale == 1.0:
-            return self.detector.crop_box(box)
-        s, dx, dy = self.detector.crop
-        return crop_box(box, (s * scale, dx, dy))
 
     def classify(self, frame: Frame, boxes: np.ndarray) -> np.ndarray:
         """``(n, k)`` probabilities for the boxes, all faces (and both crops) in one call."""
@@ -196,10 +192,8 @@ class FacePipeline:
             return np.zeros((0, len(self.labels)), np.float32)
         if not self.crop_jitter:
             return self.classifier.infer(self.crops(frame, boxes))
-        j = self.crop_jitter
-        both = np.concatenate([self.crops(frame, boxes, 1 - j), self.crops(frame, boxes, 1 + j)])
-        scores = self.classifier.infer(both)
-        n = len(boxes)
+        j, n = self.crop_jitter, len(boxes)
+        scores = self.classifier.infer(self.crops(frame, boxes, (1 - j, 1 + j)))
         return ((scores[:n] + scores[n:]) / 2).astype(np.float32)
 
     def process(self, frame: Frame | np.ndarray) -> FrameResult:

@@ -79,9 +79,13 @@ class Detector:
         x, y, w, h = (float(v) for v in box[:4])
         return _detections(self.find_near(gray, (x / sx, y / sy, w / sx, h / sy)), sx, sy)
 
-    def crop_box(self, box) -> tuple[int, int, int, int]:
-        """``box`` (frame pixels) -> the square to crop for the classifier (see :attr:`crop`)."""
-        return crop_box(box, self.crop)
+    def crop_box(self, box, scale: float = 1.0) -> tuple[int, int, int, int]:
+        """``box`` (frame pixels) -> the square to crop for the classifier (see :attr:`crop`),
+        its side times ``scale`` (the pipeline's second framings)."""
+        if scale == 1.0:
+            return crop_box(box, self.crop)
+        s, dx, dy = self.crop
+        return crop_box(box, (s * scale, dx, dy))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}>"
