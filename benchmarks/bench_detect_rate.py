@@ -39,7 +39,7 @@ from results_file import write_json
 from deepfer.edge.boxes import iou
 from deepfer.edge.capture.reader import FrameReader
 from deepfer.edge.capture.sources import OpenCVSource
-from deepfer.edge.config import Config
+from deepfer.edge.config import load_config
 from deepfer.edge.detectors import make_detector
 from deepfer.edge.model.classifier import load_classifier
 from deepfer.edge.pipeline import FacePipeline
@@ -62,8 +62,10 @@ SETTINGS = (
 )
 
 
-def run(path: Path, backend: str, fps: float, rescan_s: float, classifier) -> tuple[dict, list]:
-    config = Config()
+def run(
+    path: Path, backend: str, fps: float, rescan_s: float, classifier, overrides: dict
+) -> tuple[dict, list]:
+    config = load_config(None, environ={}, overrides=overrides)
     config.detector.backend = backend
     config.detector.fps = fps
     config.detector.rescan_s = rescan_s
@@ -72,7 +74,9 @@ def run(path: Path, backend: str, fps: float, rescan_s: float, classifier) -> tu
     tracks: set[int] = set()
     per_frame = []
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    for frame in FrameReader(OpenCVSource(str(path), live=False)):
+    # as the daemon reads (no preview): frames between detections grabbed, not decoded
+    reader = FrameReader(OpenCVSource(str(path), live=False), pixels=pipeline.pixel_clock())
+    for frame in reader:
         result = pipeline.process(frame)
         faces = result.faces
         frames += 1
@@ -137,12 +141,21 @@ def main(argv=None) -> int:
         default=",".join(VIDEO_VARIANTS),
         help=f"comma-separated, of {', '.join(VIDEO_VARIANTS)} (default: all)",
     )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="a setting for every run (--set model.crop_jitter=0); repeatable",
+    )
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
-    config = Config()
-    config.model.threads = 1
+    overrides = dict(item.partition("=")[::2] for item in args.set)
+    overrides["model.threads"] = 1
+    config = load_config(None, environ={}, overrides=overrides)
     classifier = load_classifier(config.model)
     out: dict = {
+        "set": {k: v for k, v in overrides.items() if k != "model.threads"} or "defaults",
         "settings": {
             n: {"backend": b, "fps": f, "rescan_s": r, "reference": ref}
             for n, b, f, r, ref in SETTINGS
@@ -159,7 +172,7 @@ def main(argv=None) -> int:
             # setting alike, so the ratios to Haar stay fair
             for _ in range(args.repeats):
                 for name, backend, fps, rescan_s, _ in SETTINGS:
-                    row, outputs[name] = run(path, backend, fps, rescan_s, classifier)
+                    row, outputs[name] = run(path, backend, fps, rescan_s, classifier, overrides)
                     runs[name].append(row)
             rows = {
                 name: {k: round(statistics.median(r[k] for r in rs), 4) for k in rs[0]}

@@ -34,6 +34,8 @@ from pathlib import Path
 
 from results_file import write_json
 
+from deepfer.edge.outputs.base import Sink
+
 # FFmpeg decodes on one thread too (read when a capture opens).
 os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "threads;1")
 
@@ -41,16 +43,15 @@ FER_PACKAGE_FPS = (35.0, 43.0)  # the fer package on the same clip (issue #4)
 GOALS = {"fps": 200.0, "face_share": 0.98, "peak_rss_mb": 150.0, "cold_detect_s": 1.0}
 
 
-class CollectSink:
-    """Keeps events in memory (no I/O in the timed loop)."""
+class CollectSink(Sink):
+    """Keeps events in memory (no I/O in the timed loop). Like MQTT or stdout it does not look
+    at the frames' pixels, unless ``wants_pixels`` (as the preview does: every frame decoded)."""
 
     name = "collect"
 
-    def __init__(self):
+    def __init__(self, wants_pixels: bool = False):
         self.events = []
-
-    def start(self):
-        pass
+        self.wants_pixels = wants_pixels
 
     def publish_event(self, event):
         self.events.append(event)
@@ -61,16 +62,15 @@ class CollectSink:
     def stats(self):
         return {"events": len(self.events)}
 
-    def close(self):
-        pass
-
 
 def media_file(name: str) -> Path | None:
     data = os.environ.get("DEEPFER_DATA")
     return Path(data) / "media" / name if data else None
 
 
-def run_pipeline(video: Path, model: Path, detector_overrides: dict) -> dict:
+def run_pipeline(
+    video: Path, model: Path, detector_overrides: dict, decode_all: bool = False
+) -> dict:
     import cv2
 
     from deepfer.edge.capture.sources import OpenCVSource
@@ -84,7 +84,7 @@ def run_pipeline(video: Path, model: Path, detector_overrides: dict) -> dict:
         {(k if "." in k else f"detector.{k}"): v for k, v in detector_overrides.items()}
     )
     config = load_config(None, environ={}, overrides=overrides)
-    sink = CollectSink()
+    sink = CollectSink(wants_pixels=decode_all)
     daemon = Daemon(config, sinks=[sink], source=OpenCVSource(str(video), live=False))
     summary = daemon.run()
     summary["events"] = len(sink.events)
@@ -97,6 +97,7 @@ def run_in_child(args: argparse.Namespace, model: Path) -> dict:
         out = Path(tmp) / "run.json"
         cmd = [sys.executable, __file__, "--child", str(out), "--video", str(args.video)]
         cmd += ["--model", str(model)] + [f"--set={item}" for item in args.set]
+        cmd += ["--decode-all"] if args.decode_all else []
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise SystemExit(f"bench_edge: the pipeline run failed:\n{proc.stderr}")
@@ -142,6 +143,12 @@ def main(argv: list[str] | None = None) -> int:
         help="a setting for the run: a [detector] key (--set rescan_s=0) or section.key "
         "(--set model.crop_jitter=0); repeatable",
     )
+    p.add_argument(
+        "--decode-all",
+        action="store_true",
+        help="decode every frame, as the daemon does with the preview on (default: only the "
+        "frames detected on, as with MQTT or stdout)",
+    )
     p.add_argument("--out", type=Path, default=Path("bench_edge.json"))
     p.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -161,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         detector[key] = value
 
     if args.child is not None:  # one run in this fresh process (its own peak RSS)
-        args.child.write_text(json.dumps(run_pipeline(args.video, model, detector)))
+        args.child.write_text(json.dumps(run_pipeline(args.video, model, detector, args.decode_all)))
         return 0
     runs = [run_in_child(args, model) for _ in range(args.runs)]
     by_fps = sorted(runs, key=lambda r: r["fps"])
@@ -171,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": str(model),
         "runtime": median.get("runtime"),
         "detector": detector or "defaults",
+        "decoded": "every frame" if args.decode_all else "frames detected on",
         "machine": {
             "python": platform.python_version(),
             "cpu_count": os.cpu_count(),

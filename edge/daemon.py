@@ -138,6 +138,9 @@ class Daemon:
         for sink in self._given_sinks:
             sink.start()
             self.sinks.append(sink)  # only started sinks are closed
+        if not any(getattr(sink, "wants_pixels", True) for sink in self.sinks):
+            # frames between detections are grabbed, not decoded
+            self.reader.pixels = self.pipeline.pixel_clock()
         # seq goes on from where an output that keeps it (the MQTT outbox) left it
         kept = [getattr(sink, "next_seq", lambda: None)() for sink in self.sinks]
         start_seq = max([seq for seq in kept if seq] or [1])

@@ -19,11 +19,17 @@ are at most ``detector.max_near_faces`` of them. The whole frame is searched whe
 no track, when a tracked face is not found near where it was (on the same frame), and every
 ``rescan_s`` seconds of stream time, coarsely, for new faces: a new face is found within
 ``rescan_s`` (plus one detection interval).
+
+The frames between detections need no pixels: :meth:`FacePipeline.pixel_clock` gives the
+capture loop the same schedule, so that it decodes only the frames detected on
+(``FrameReader(pixels=...)``). A frame that comes without pixels is never detected on: the
+next one with pixels is.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -64,6 +70,32 @@ class FrameResult:
     detected: bool = True
 
 
+class Interval:
+    """Due once per ``interval`` seconds of stream time: at the first time asked, when the
+    interval has passed since the last :meth:`mark`, or when time went back (a looped file,
+    a new camera); always with ``interval`` 0. Called with ``take`` it marks as it says yes
+    (the capture loop's copy of the pipeline's detection schedule)."""
+
+    def __init__(self, interval: float):
+        self.interval = max(0.0, interval)
+        self.last: float | None = None
+
+    def due(self, t: float) -> bool:
+        if self.interval <= 0 or self.last is None:
+            return True
+        elapsed = t - self.last
+        return elapsed < 0 or elapsed >= self.interval - 1e-3
+
+    def mark(self, t: float) -> None:
+        self.last = t
+
+    def take(self, t: float) -> bool:
+        due = self.due(t)
+        if due:
+            self.mark(t)
+        return due
+
+
 class FacePipeline:
     def __init__(
         self,
@@ -96,7 +128,7 @@ class FacePipeline:
         #: Seconds of stream time between detections (0: every frame).
         self.detect_interval = 1.0 / detect_fps if detect_fps > 0 else 0.0
         self.carried = 0  # frames served from the tracks, without detection
-        self._last_detect_t: float | None = None
+        self._detections = Interval(self.detect_interval if tracker is not None else 0.0)
 
     @classmethod
     def from_config(
@@ -202,7 +234,7 @@ class FacePipeline:
             frame = frame_from_image(frame)
         if not self._detection_due(frame):
             return self._carry(frame)
-        self._last_detect_t = frame.t
+        self._detections.mark(frame.t)
         t0 = time.perf_counter()
         boxes = self.detect(frame)
         t1 = time.perf_counter()
@@ -220,11 +252,17 @@ class FacePipeline:
 
     def _detection_due(self, frame: Frame) -> bool:
         """Detect on this frame? Always without a tracker or an interval; else when the
-        interval has passed in stream time (or time went back: a looped file, a new camera)."""
-        if self.tracker is None or self.detect_interval <= 0 or self._last_detect_t is None:
-            return True
-        elapsed = frame.t - self._last_detect_t
-        return elapsed < 0 or elapsed >= self.detect_interval - 1e-3
+        interval has passed in stream time (or time went back: a looped file, a new camera);
+        never on a frame without pixels."""
+        return self._detections.due(frame.t) and frame.has_pixels
+
+    def pixel_clock(self) -> Callable[[float], bool] | None:
+        """For ``FrameReader(pixels=...)``: a new copy of the detection schedule that says,
+        asked about every frame's stream time in order, which frames will be detected on (and
+        so need decoding); None when every frame is (no tracker, no ``detect_fps``)."""
+        if self._detections.interval <= 0:
+            return None
+        return Interval(self._detections.interval).take
 
     def _carry(self, frame: Frame) -> FrameResult:
         """A frame between detections: the faces found at the last detection, at their

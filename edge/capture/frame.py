@@ -3,6 +3,10 @@ the same camera frame.
 
 ``gray`` may be smaller than the frame (picamera2's lores stream): ``scale`` maps its
 pixels to frame pixels. Boxes the pipeline reports are always in frame pixels.
+
+A frame the capture loop was told nobody will look at (between two detections, see
+``FrameReader(pixels=...)``) is read without its pixels: :meth:`Frame.skipped` keeps its size
+and times, and asking it for pixels raises :class:`~deepfer.edge.errors.SourceError`.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import time
 import cv2
 import numpy as np
 
+from deepfer.edge.errors import SourceError
 from deepfer.edge.preprocess import to_gray
 
 
@@ -25,6 +30,15 @@ class Frame:
     """
 
     __slots__ = ("_gray", "size", "index", "t", "ts", "image")
+
+    @classmethod
+    def skipped(cls, size: tuple[int, int]) -> Frame:
+        """A frame read without its pixels (grabbed, not decoded): size and times only."""
+        frame = cls.__new__(cls)
+        frame._gray = frame.image = None
+        frame.size = (int(size[0]), int(size[1]))
+        frame.index, frame.t, frame.ts = 0, 0.0, 0.0
+        return frame
 
     def __init__(
         self,
@@ -46,10 +60,22 @@ class Frame:
         self.index, self.t, self.ts = index, t, ts
 
     @property
+    def has_pixels(self) -> bool:
+        return self._gray is not None or self.image is not None
+
+    @property
     def gray(self) -> np.ndarray:
         if self._gray is None:
-            self._gray = to_gray(self.image)
+            self._gray = to_gray(self._pixels())
         return self._gray
+
+    def _pixels(self) -> np.ndarray:
+        if self.image is None:
+            raise SourceError(
+                f"frame {self.index} (t={self.t:.3f}) was read without its pixels: the capture "
+                "loop was told nothing would look at it (FrameReader pixels=)"
+            )
+        return self.image
 
     @property
     def scale(self) -> tuple[float, float]:
@@ -61,7 +87,7 @@ class Frame:
     def bgr(self) -> np.ndarray:
         """The colour frame (a grey-only frame is converted once, when first asked)."""
         if self.image is None:
-            self.image = cv2.cvtColor(self.gray, cv2.COLOR_GRAY2BGR)
+            self.image = cv2.cvtColor(self.gray, cv2.COLOR_GRAY2BGR)  # raises if none
         return self.image
 
     def crop_plane(self) -> np.ndarray:

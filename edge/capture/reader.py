@@ -9,6 +9,12 @@ dropped, order kept), so decoding overlaps the detector and classifier on a mult
 device; once open, the source is read and closed on that thread only, and a read error reaches
 the iterating thread as it would without it. Live sources are read on the iterating thread:
 a camera paces itself, and a failure's callback (``on_failure``) must run there.
+
+``pixels`` (a function of a frame's stream time, called once per frame in order) says which
+frames anyone will look at: the others are grabbed but not decoded (:meth:`Source.retrieve`
+with ``pixels=False``: no colour conversion of a video frame, no MJPEG decoding of a USB
+camera's, no copies out of the Pi camera's request) and come as :meth:`Frame.skipped`.
+The pipeline gives one that says yes at its detections (:meth:`FacePipeline.pixel_clock`).
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ class FrameReader:
         stop_event: threading.Event | None = None,
         on_failure: Callable[[], None] | None = None,
         prefetch: int = PREFETCH_FRAMES,
+        pixels: Callable[[float], bool] | None = None,
     ):
         self.source = source
         self.on_failure = on_failure
@@ -61,6 +68,8 @@ class FrameReader:
         self.opened = False
         #: Frames decoded ahead on a capture thread (files and photo folders; 0: none).
         self.prefetch = 0 if source.live else max(0, int(prefetch))
+        #: Which frames to decode, by stream time (None: all); see the module's docstring.
+        self.pixels = pixels
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -93,9 +102,18 @@ class FrameReader:
             return True
         return False
 
-    def _read(self) -> Frame | None:
+    def _read(self, when: Callable[[], float]) -> Frame | None:
+        """The next frame, timed by ``when()`` just after it is grabbed (its stream time,
+        which ``pixels`` is asked about before it is decoded)."""
+        src = self.source
         try:
-            return self.source.read()
+            if not src.grab():
+                return None
+            t = when()
+            frame = src.retrieve(pixels=self.pixels is None or bool(self.pixels(t)))
+            if frame is not None:
+                frame.t = t
+            return frame
         except Exception as exc:
             if not self.source.live:
                 raise SourceError(f"{self.source.name}: read failed ({exc})") from exc
@@ -159,9 +177,15 @@ class FrameReader:
         offset = 0.0  # stream time of the current pass through a looped file
         in_pass = 0  # frames read in the current pass
         start_wall = time.monotonic()
+
+        def when() -> float:  # stream time of the frame just grabbed
+            if src.live:
+                return time.monotonic() - start_wall
+            return offset + in_pass / (src.fps or 30.0)
+
         try:
             while not self.stop_event.is_set():
-                frame = self._read()
+                frame = self._read(when)
                 if frame is None:
                     if src.live:
                         if not self._reopen():
@@ -173,14 +197,10 @@ class FrameReader:
                         src.rewind()
                         continue
                     return  # end of file
-                if src.live:
-                    frame.t = time.monotonic() - start_wall
-                else:
-                    frame.t = offset + in_pass / (src.fps or 30.0)
-                    if self.realtime and src.fps:
-                        delay = start_wall + frame.t - time.monotonic()
-                        if delay > 0 and self.stop_event.wait(delay):
-                            return
+                if not src.live and self.realtime and src.fps:
+                    delay = start_wall + frame.t - time.monotonic()
+                    if delay > 0 and self.stop_event.wait(delay):
+                        return
                 in_pass += 1
                 frame.index = index
                 frame.ts = time.time()

@@ -42,12 +42,25 @@ class Source:
     stills = False
     #: The source's own frame rate (files), for --realtime; None when unknown.
     fps: float | None = None
+    _held: Frame | None = None  # what grab() took, for retrieve()
 
     def open(self) -> None:
         """Raises SourceError when the source cannot be opened."""
 
     def read(self) -> Frame | None:
         raise NotImplementedError
+
+    def grab(self) -> bool:
+        """Take the next frame without decoding it where the source can (False where
+        :meth:`read` would give None); :meth:`retrieve` then gives it."""
+        self._held = self.read()
+        return self._held is not None
+
+    def retrieve(self, pixels: bool = True) -> Frame | None:
+        """The frame :meth:`grab` took, decoded; ``pixels=False``: without its pixels
+        (:meth:`Frame.skipped`) where the source can skip decoding, as is where it cannot."""
+        frame, self._held = self._held, None
+        return frame
 
     def rewind(self) -> None:
         """Start a file again (for ``loop``)."""
@@ -79,6 +92,7 @@ class OpenCVSource(Source):
             self.live = live
         self.width, self.height, self.want_fps = width, height, fps
         self.cap: cv2.VideoCapture | None = None
+        self._size = (0, 0)  # of the frames, for frames taken without their pixels
 
     def open(self) -> None:
         if self.live:
@@ -103,14 +117,29 @@ class OpenCVSource(Source):
                 cap.set(cv2.CAP_PROP_FPS, self.want_fps)
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and 0 < fps < 1000 else None
+        self._size = (
+            int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+        )
         self.cap = cap
 
     def read(self) -> Frame | None:
+        return self.retrieve() if self.grab() else None
+
+    def grab(self) -> bool:
+        return self.cap is not None and bool(self.cap.grab())
+
+    def retrieve(self, pixels: bool = True) -> Frame | None:
+        """Decoding (FFmpeg's colour conversion; a USB camera's MJPEG) happens here, so a
+        frame taken without its pixels costs only the grab."""
         if self.cap is None:
             return None
-        ok, image = self.cap.read()
+        if not pixels and all(self._size):
+            return Frame.skipped(self._size)
+        ok, image = self.cap.retrieve()
         if not ok or image is None:
             return None
+        self._size = (image.shape[1], image.shape[0])
         return frame_from_image(image)
 
     def rewind(self) -> None:
@@ -167,8 +196,8 @@ class Picamera2Source(Source):
 
     Configured with a main stream (``width`` x ``height``, RGB888: BGR bytes, as OpenCV
     wants) and a lores stream (YUV420) whose Y plane is the frame's ``gray``. Each frame is
-    one ``capture_request()``: both arrays are copied out of it and the request is released
-    at once (picamera2 holds few buffers).
+    one ``capture_request()``: both arrays are copied out of it (neither for a frame taken
+    without its pixels) and the request is released at once (picamera2 holds few buffers).
     """
 
     name = "picamera2"
@@ -188,6 +217,7 @@ class Picamera2Source(Source):
         self.lores = (min(lores[0], self.size[0]) // 2 * 2, min(lores[1], self.size[1]) // 2 * 2)
         self.want_fps = fps
         self.cam = None
+        self._request = None  # taken by grab(), released by retrieve()
 
     def open(self) -> None:
         try:
@@ -218,14 +248,33 @@ class Picamera2Source(Source):
         self.cam = cam
 
     def read(self) -> Frame | None:
+        return self.retrieve() if self.grab() else None
+
+    def grab(self) -> bool:
         if self.cam is None:
+            return False
+        self._release()
+        self._request = self.cam.capture_request()
+        return True
+
+    def _release(self) -> None:
+        request, self._request = self._request, None
+        if request is not None:
+            request.release()
+
+    def retrieve(self, pixels: bool = True) -> Frame | None:
+        """Both arrays copied out of the request taken by :meth:`grab` (none when
+        ``pixels=False``), and the request released at once."""
+        request = self._request
+        if request is None:
             return None
-        request = self.cam.capture_request()
         try:
+            if not pixels:
+                return Frame.skipped(self.size)
             yuv = request.make_array("lores")
             image = request.make_array("main")
         finally:
-            request.release()
+            self._release()
         lw, lh = self.lores
         gray = np.ascontiguousarray(yuv[:lh, :lw])  # Y plane of YUV420 (rows may be padded)
         if image.ndim == 3 and image.shape[2] == 4:
@@ -235,6 +284,7 @@ class Picamera2Source(Source):
         return Frame(gray=gray, size=self.size, image=image)
 
     def close(self) -> None:
+        quietly(self._release)
         cam, self.cam = self.cam, None
         if cam is not None:
             quietly(cam.stop)

@@ -20,6 +20,9 @@ class Sink:
     """Receives results from the pipeline thread; must never block it for long."""
 
     name = "sink"
+    #: Looks at the pixels of every frame (the preview): the capture loop then decodes them
+    #: all; otherwise only the frames the pipeline detects on.
+    wants_pixels = False
 
     def start(self) -> None:
         """Open connections and servers; must not block on a missing peer."""

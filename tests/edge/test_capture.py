@@ -160,6 +160,45 @@ def test_picamera2_takes_grey_and_colour_from_one_request_per_frame(fake_picamer
     assert "stop" in calls and "close" in calls  # the loop closes the camera
 
 
+def test_picamera2_frames_nobody_looks_at_copy_nothing_out(fake_picamera2):
+    source = make_source("picamera2")
+    calls = fake_picamera2.CALLS
+    counter = iter(range(100))
+    frames = []
+    reader = FrameReader(source, pixels=lambda t: next(counter) % 3 == 0)
+    for frame in reader:
+        frames.append(frame)
+        if len(frames) == 6:
+            break
+    reader.stop()
+    assert [f.has_pixels for f in frames] == [True, False, False, True, False, False]
+    assert all(f.size == (640, 480) for f in frames)
+    # one request per frame, each released; arrays made for the decoded frames only
+    assert calls.count("capture_request") == calls.count("release") == 6
+    assert calls.count(("make_array", "main")) == calls.count(("make_array", "lores")) == 2
+    assert square_left(frames[3].gray) != square_left(frames[0].gray)  # still a new picture
+
+
+def test_video_frames_nobody_looks_at_are_grabbed_not_decoded(media_dir):
+    video = str(media_dir / "woman2.mp4")
+    asked = []
+
+    def pixels(t):
+        asked.append(t)
+        return len(asked) % 10 == 1
+
+    frames = list(FrameReader(make_source(video), pixels=pixels))
+    every = list(FrameReader(make_source(video)))
+    assert len(frames) == len(every) == len(asked) == 464
+    assert [f.t for f in frames] == [f.t for f in every] == asked  # asked in order, as timed
+    assert [f.index for f in frames if f.has_pixels] == list(range(0, 464, 10))
+    assert all(f.size == (596, 336) for f in frames)
+    for f in frames[::10]:  # a decoded frame is the same picture as without skipping
+        assert np.array_equal(f.bgr(), every[f.index].bgr())
+    with pytest.raises(SourceError, match="frame 1 .*without its pixels"):
+        frames[1].bgr()
+
+
 def test_picamera2_missing_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "picamera2", None)  # import fails
     source = make_source("picamera2")
@@ -350,6 +389,48 @@ def test_daemon_ends_tracks_when_the_camera_fails_and_goes_on(media_dir, tiny_tf
     assert stats["frames"] == 10 and sink.states == 10
     assert stats["source_failures"] == 1 and stats["source_reopens"] == 2
     assert stats["stop_reason"] == "max frames"
+
+
+@pytest.mark.parametrize("preview", [False, True])
+def test_daemon_decodes_only_what_its_outputs_look_at(media_dir, tiny_tflite_model, preview):
+    """Without an output that looks at every frame (the preview), frames between detections
+    reach the outputs without their pixels; with one, every frame is decoded."""
+    from deepfer.edge.config import load_config
+    from deepfer.edge.daemon import Daemon
+    from deepfer.edge.outputs.base import Sink
+    from deepfer.edge.outputs.preview.server import PreviewServer
+
+    assert PreviewServer.wants_pixels  # the live page draws on every frame
+
+    class Collect(Sink):
+        name = "collect"
+        wants_pixels = preview
+
+        def __init__(self):
+            self.frames = []
+
+        def on_frame(self, result):
+            self.frames.append((result.detected, result.frame.has_pixels, len(result.faces)))
+
+    config = load_config(
+        None,
+        environ={},
+        overrides={
+            "model.path": str(tiny_tflite_model),
+            "source.uri": str(media_dir / "woman2.mp4"),
+            "detector.backend": "haar",
+            "detector.fps": 5,
+            "run.max_frames": 60,
+        },
+    )
+    sink = Collect()
+    Daemon(config, sinks=[sink]).run()
+    assert len(sink.frames) == 60
+    assert all(faces == 1 for *_, faces in sink.frames)  # carried frames keep the face
+    detected = [has for det, has, _ in sink.frames if det]
+    assert len(detected) == 10 and all(detected)
+    carried = [has for det, has, _ in sink.frames if not det]
+    assert carried and all(carried) == preview and any(carried) == preview
 
 
 class NumberedFile(Source):

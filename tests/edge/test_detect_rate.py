@@ -8,12 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
-from deepfer.edge.capture.frame import frame_from_image
+from deepfer.edge.capture.frame import Frame, frame_from_image
 from deepfer.edge.capture.reader import FrameReader
 from deepfer.edge.capture.sources import make_source
 from deepfer.edge.config import Config
 from deepfer.edge.detect_files import FileDetector
 from deepfer.edge.detectors import files, make_detector
+from deepfer.edge.errors import SourceError
 from deepfer.edge.model.classifier import EmotionClassifier
 from deepfer.edge.pipeline import FacePipeline
 from deepfer.edge.tracker import Track
@@ -212,6 +213,55 @@ def test_a_folder_of_photos_is_detected_and_classified_photo_by_photo(
         assert result.faces[0].track_id == 1
         assert result.faces[0].scores == pytest.approx(own, abs=1e-6)
     assert results[0].faces[0].scores != pytest.approx(results[1].faces[0].scores, abs=1e-3)
+
+
+@needs_blazeface
+def test_frames_between_detections_are_not_decoded_and_nothing_changes(media_dir, classifier):
+    """The capture loop, given the pipeline's pixel clock, decodes only the frames detected
+    on; the faces of every frame are the same as when every frame is decoded."""
+    video = str(media_dir / "woman2.mp4")
+    runs = {}
+    for name in ("all decoded", "skipped"):
+        pipeline = pipeline_at(classifier, fps=5)
+        clock = pipeline.pixel_clock() if name == "skipped" else None
+        results = []
+        for frame in FrameReader(make_source(video), pixels=clock):
+            results.append(pipeline.process(frame))
+            if frame.t >= 6.0:
+                break
+        runs[name] = results
+    all_decoded, skipped = runs["all decoded"], runs["skipped"]
+    assert all(r.frame.has_pixels for r in all_decoded)
+    decoded = [r.frame.index for r in skipped if r.frame.has_pixels]
+    assert decoded == [r.frame.index for r in skipped if r.detected]  # exactly those
+    assert len(decoded) < len(skipped) / 4  # 5 of woman2's 30 frames a second
+    for a, b in zip(all_decoded, skipped, strict=True):
+        assert (a.frame.index, a.frame.size, a.frame.t) == (b.frame.index, b.frame.size, b.frame.t)
+        assert a.detected == b.detected
+        assert [(f.box, f.emotion, f.track_id) for f in a.faces] == [
+            (f.box, f.emotion, f.track_id) for f in b.faces
+        ]
+    with pytest.raises(SourceError, match="without its pixels"):
+        next(r.frame for r in skipped if not r.frame.has_pixels).gray  # noqa: B018
+
+
+def test_a_frame_without_pixels_is_carried_and_the_next_one_detected(classifier):
+    config = Config()
+    config.detector.backend = "haar"
+    config.detector.fps = 5.0
+    pipeline = FacePipeline.from_config(config, classifier, make_detector(config.detector))
+    image = np.full((240, 320, 3), 128, np.uint8)
+    first = pipeline.process(frame_from_image(image, t=0.0))
+    assert first.detected
+    skipped = Frame.skipped((320, 240))
+    skipped.t = 0.25  # due, but nothing to look at: carried
+    assert not pipeline.process(skipped).detected
+    assert pipeline.process(frame_from_image(image, t=0.3)).detected
+    clock = pipeline.pixel_clock()
+    assert [clock(t) for t in (0.0, 0.1, 0.2, 0.3, 0.4, 0.1)] == [1, 0, 1, 0, 1, 1]
+    config.detector.fps = 0  # every frame: every frame decoded
+    every = FacePipeline.from_config(config, classifier, make_detector(config.detector))
+    assert every.pixel_clock() is None
 
 
 def test_deepfer_detect_detects_every_frame_it_looks_at(classifier):

@@ -299,6 +299,7 @@ class PreviewServer(Sink):
     """
 
     name = "preview"
+    wants_pixels = True
 
     def __init__(
         self,
