@@ -109,3 +109,27 @@ def weighted_nms(
             out_k.append((keypoints[members] * weights[:, None, None]).sum(0))
     points = None if keypoints is None else np.asarray(out_k, np.float32)
     return np.asarray(out_b, np.float32), np.asarray(out_s, np.float32), points
+
+
+def box_offset(ref: Sequence[float], box: Sequence[float]) -> np.ndarray:
+    """How ``ref`` differs from ``box``: ``(log of the width ratio, centre x and centre y
+    offsets in box widths)``; :func:`offset_box` applies it."""
+    rx, ry, rw, rh = (float(v) for v in ref[:4])
+    bx, by, bw, bh = (float(v) for v in box[:4])
+    return np.array(
+        [np.log(rw / bw), (rx + rw / 2 - bx - bw / 2) / bw, (ry + rh / 2 - by - bh / 2) / bw]
+    )
+
+
+def offset_box(box: Sequence[float], offset: Sequence[float]) -> tuple[int, int, int, int]:
+    """``box`` moved and scaled by an offset from :func:`box_offset` (aspect kept)."""
+    x, y, w, h = (float(v) for v in box[:4])
+    k = float(np.exp(offset[0]))
+    cx, cy = x + w / 2 + offset[1] * w, y + h / 2 + offset[2] * w
+    nw, nh = max(1.0, w * k), max(1.0, h * k)
+    return (
+        int(round(cx - nw / 2)),
+        int(round(cy - nh / 2)),
+        int(round(nw)),
+        int(round(nh)),
+    )

@@ -18,7 +18,9 @@ looked for only near where they were, a fraction of the cost of a full search, w
 are at most ``detector.max_near_faces`` of them. The whole frame is searched when there is
 no track, when a tracked face is not found near where it was (on the same frame), and every
 ``rescan_s`` seconds of stream time, coarsely, for new faces: a new face is found within
-``rescan_s`` (plus one detection interval).
+``rescan_s`` (plus one detection interval). At each full search a tracked face it found is
+also searched for near, on the same frame, and how the two boxes differ is learnt for that
+track, so that its near searches frame the face as a full search would (``near_framing.py``).
 
 The frames between detections need no pixels: :meth:`FacePipeline.pixel_clock` gives the
 capture loop the same schedule, so that it decodes only the frames detected on
@@ -30,13 +32,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from deepfer.edge.boxes import NO_BOXES, iou, nms
 from deepfer.edge.capture.frame import Frame, frame_from_image
 from deepfer.edge.detectors.base import Detection, Detector
+from deepfer.edge.near_framing import NearFraming
 from deepfer.edge.preprocess import crop_face
 from deepfer.edge.tracker import Tracker, TrackEvent
 
@@ -125,6 +128,8 @@ class FacePipeline:
         self.full_scans = 0
         self.near_scans = 0
         self._last_full_t: float | None = None
+        #: How each track's near searches frame its face against its full searches.
+        self.near_framing = NearFraming()
         #: Seconds of stream time between detections (0: every frame).
         self.detect_interval = 1.0 / detect_fps if detect_fps > 0 else 0.0
         self.carried = 0  # frames served from the tracks, without detection
@@ -176,13 +181,20 @@ class FacePipeline:
                 found = self.detector.detect(frame, self.min_face, coarse=True)
                 self._last_full_t = frame.t
                 self.full_scans += 1
-                same = self.tracker.iou_threshold  # what continues a track
-                tracks = [t for t in tracks if not any(iou(t.box, d.box) >= same for d in found)]
+                self.near_framing.keep(t.id for t in tracks)
+                missed = []
+                for track in tracks:
+                    full = _match(track.box, found, self.tracker.iou_threshold)
+                    if full is None:
+                        missed.append(track)
+                    elif self.rescan_s > 0:  # (0: only full searches, nothing to learn for)
+                        self._learn_near_framing(frame, track, full)
+                tracks = missed
             for track in tracks:
                 near = self.detector.detect_near(frame, track.box)
                 if not near:
                     break  # a tracked face was not where it was: search the whole frame
-                found += near
+                found += [replace(d, box=self.near_framing.apply(track.id, d.box)) for d in near]
             else:
                 self.near_scans += not rescan
                 return _boxes(found, merge=True)
@@ -190,6 +202,13 @@ class FacePipeline:
         self._last_full_t = frame.t
         self.full_scans += 1
         return _boxes(found)
+
+    def _learn_near_framing(self, frame: Frame, track, full: Detection) -> None:
+        """The full search found the track's face: search near it on the same frame too, and
+        learn how the two boxes differ (``near_framing.py``)."""
+        near = _match(full.box, self.detector.detect_near(frame, track.box), 0.5)
+        if near is not None:
+            self.near_framing.learn(track.id, near.box, full.box)
 
     def _near_possible(self) -> bool:
         """Search near the tracked faces (not the whole frame) on this detection?"""
@@ -298,6 +317,14 @@ class FacePipeline:
     def close(self) -> list[TrackEvent]:
         """``end`` events for every open track (at shutdown, or when the camera fails)."""
         return self.tracker.close() if self.tracker is not None else []
+
+
+def _match(box, found: list[Detection], threshold: float) -> Detection | None:
+    """The detection overlapping ``box`` most, if by IoU >= threshold."""
+    best = max(found, key=lambda d: iou(box, d.box), default=None)
+    if best is None or iou(box, best.box) < threshold:
+        return None
+    return best
 
 
 def _boxes(found: list[Detection], merge: bool = False) -> np.ndarray:

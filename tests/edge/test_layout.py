@@ -15,7 +15,7 @@ LAYERS = [
     {"preprocess", "boxes", "netaddr", "messages", "stats", "progress", "recording"},
     {"config"},
     {"capture"},
-    {"model", "detectors", "tracker", "drawing"},
+    {"model", "detectors", "tracker", "near_framing", "drawing"},
     {"pipeline"},
     {"outputs", "timeline"},
     {"daemon", "detect_files", "demo"},
