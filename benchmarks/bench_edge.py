@@ -168,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
         detector[key] = value
 
     if args.child is not None:  # one run in this fresh process (its own peak RSS)
-        args.child.write_text(json.dumps(run_pipeline(args.video, model, detector, args.decode_all)))
+        args.child.write_text(
+            json.dumps(run_pipeline(args.video, model, detector, args.decode_all))
+        )
         return 0
     runs = [run_in_child(args, model) for _ in range(args.runs)]
     by_fps = sorted(runs, key=lambda r: r["fps"])
