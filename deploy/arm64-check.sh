@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Check the Raspberry Pi install path on an x86-64 Linux box: an emulated arm64 Debian
 # (debootstrap + qemu-user-static) installs this checkout with `pip install ".[edge]"` from
-# aarch64 wheels and runs `deepfer detect` on a photo. No Pi, no camera needed.
+# aarch64 wheels, runs `deepfer detect` on a photo with each detector, and the daemon on a
+# video (BlazeFace 5 times a second: near searches, per-track framing, frames between
+# detections grabbed without decoding). No Pi, no camera needed.
 #
-#   sudo deploy/arm64-check.sh [ROOTFS_DIR] [PHOTO]
+#   sudo deploy/arm64-check.sh [ROOTFS_DIR] [PHOTO] [VIDEO]
 #
 # ROOTFS_DIR (default /var/tmp/deepfer-arm64) is created once and reused; PHOTO defaults to
-# $DEEPFER_DATA/media/justin.jpg. Needs root, network access to Debian and PyPI, and the
+# $DEEPFER_DATA/media/justin.jpg, VIDEO to $DEEPFER_DATA/media/woman2.mp4. Needs root, network access to Debian and PyPI, and the
 # packages debootstrap, qemu-user-static and binfmt-support. Exits non-zero on any failure,
 # and when the install pulls in TensorFlow.
 set -euo pipefail
 root=${1:-/var/tmp/deepfer-arm64}
 photo=${2:-${DEEPFER_DATA:-}/media/justin.jpg}
+video=${3:-${DEEPFER_DATA:-}/media/woman2.mp4}
 src=$(cd "$(dirname "$0")/.." && pwd)
 
 die() { echo "arm64-check: $*" >&2; exit 1; }
@@ -20,6 +23,7 @@ for tool in debootstrap qemu-aarch64-static update-binfmts; do
   command -v "$tool" >/dev/null || die "$tool is missing: apt-get install debootstrap qemu-user-static binfmt-support"
 done
 [ -f "$photo" ] || die "no photo at '$photo': pass one, or set DEEPFER_DATA"
+[ -f "$video" ] || die "no video at '$video': pass one, or set DEEPFER_DATA"
 
 # arm64 binaries run through qemu once binfmt_misc knows about it.
 [ -e /proc/sys/fs/binfmt_misc/register ] || mount binfmt_misc -t binfmt_misc /proc/sys/fs/binfmt_misc
@@ -36,10 +40,11 @@ cp /etc/resolv.conf "$root/etc/resolv.conf"
 for fs in proc; do mountpoint -q "$root/$fs" || mount --bind "/$fs" "$root/$fs"; done
 trap 'umount "$root/proc" 2>/dev/null || true' EXIT
 
-echo "== copy this checkout (tracked files) and the photo"
+echo "== copy this checkout (tracked files), the photo and the video"
 rm -rf "$root/opt/src" && mkdir -p "$root/opt/src" "$root/opt/media"
 git -C "$src" archive --format=tar HEAD | tar -x -C "$root/opt/src"
 cp "$photo" "$root/opt/media/photo.jpg"
+cp "$video" "$root/opt/media/video.${video##*.}"
 
 echo "== pip install .[edge] from aarch64 wheels"
 # a clean environment: the host's pip settings (local indexes, find-links) do not apply there
@@ -58,5 +63,16 @@ env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
   for d in blazeface centerface haar; do
     time /opt/venv/bin/deepfer detect /opt/media/photo.jpg --detector "$d"   # emulated: slow
   done
+  # the daemon on the video: events on stdout, its stats checked
+  time /opt/venv/bin/deepfer run --source /opt/media/video.* --detector blazeface \
+    --max-frames 150 --stats-json /tmp/stats.json > /tmp/events.jsonl
+  /opt/venv/bin/python - <<"PY"
+import json, sys
+s = json.load(open("/tmp/stats.json"))
+events = [json.loads(line) for line in open("/tmp/events.jsonl") if line.strip()]
+print({k: s.get(k) for k in ("frames", "frames_with_face", "full_scans", "near_scans", "carried_frames")}, len(events), "events")
+ok = s["frames"] == 150 and s["near_scans"] > 0 and s["carried_frames"] > 0 and events
+sys.exit(0 if ok else "the daemon on the video: no near searches, carried frames or events")
+PY
 '
 echo "== arm64 install path OK"
