@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import json
 import logging
 import sys
@@ -94,9 +95,10 @@ class FileDetector:
         width = self.config.detector.detect_width if detect_width is None else detect_width
         pipeline = self.pipeline(width, track=True)
         source = source or OpenCVSource(str(path), live=False)
-        reader = FrameReader(source)
-        writer = None
         every = max(1, every)
+        # the frames --every skips are grabbed, not decoded
+        reader = FrameReader(source, pixels=None if every == 1 else _nth(every))
+        writer = None
         try:
             for frame in reader:
                 if frame.index % every:
@@ -455,3 +457,10 @@ def print_faces(path: Path, faces: list[dict[str, Any]]) -> None:
             f"{k} {v / total:.0%}" for k, v in sorted(hist.items(), key=lambda kv: -kv[1])
         )
         print(f"  track #{track_id}: {total} frames: {parts}")
+
+
+def _nth(every: int):
+    """For ``FrameReader(pixels=...)``: yes for frames 0, every, 2 * every... (it is asked
+    about each frame once, in order)."""
+    count = itertools.count()
+    return lambda t: next(count) % every == 0
