@@ -147,6 +147,28 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         "epoch on a CPU with AMX here, equal accuracy not yet shown (docs/training.md); "
         "the saved models are float32 (default fp32)",
     )
+    p.add_argument(
+        "--teacher",
+        default=d.teacher,
+        metavar="T.keras",
+        help="distil: learn this model's (or deepfer ensemble's) scores on fixed augmented "
+        "views of each face (docs/training.md)",
+    )
+    p.add_argument(
+        "--teacher-views",
+        type=int,
+        default=d.teacher_views,
+        metavar="V",
+        help="views per face the teacher scores once: the face and V-1 augmented copies "
+        "(default %(default)s)",
+    )
+    p.add_argument(
+        "--teacher-weight",
+        type=float,
+        default=d.teacher_weight,
+        metavar="W",
+        help="target = W * teacher scores + (1 - W) * label (default %(default)s)",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(handler=_run_train)
 

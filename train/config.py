@@ -62,6 +62,11 @@ class TrainConfig:
     #: fp32 | bf16 (Keras mixed_bfloat16: bfloat16 compute, float32 weights; for CPUs with
     #: AVX512-BF16/AMX and GPUs that have it). What is saved for use is float32 either way.
     precision: str = "fp32"
+    #: Distillation (train/distill.py): a .keras teacher whose scores on ``teacher_views``
+    #: fixed views of each face the student learns, weighted against the label.
+    teacher: str = ""
+    teacher_views: int = 4
+    teacher_weight: float = 0.7
 
     @property
     def data_seed(self) -> int:
@@ -137,6 +142,15 @@ class TrainConfig:
             bad("crop", f"must be 0 (off) or between 8 and the input size {self.input_size}")
         if not 0.0 <= self.erase <= 1.0:
             bad("erase", "must be a probability in [0, 1]")
+        if self.teacher:
+            if Path(self.teacher).suffix.lower() != ".keras" or not Path(self.teacher).is_file():
+                bad("teacher", "expected an existing .keras model (one, or a deepfer ensemble)")
+            if self.teacher_views < 1:
+                bad("teacher_views", "must be at least 1 (the faces themselves)")
+            if not 0.0 <= self.teacher_weight <= 1.0:
+                bad("teacher_weight", "must be in [0, 1] (1: the teacher's scores only)")
+            if self.mixup:
+                bad("mixup", "cannot go with --teacher (the views are scored once)")
         if self.distribute not in ("", "none", "mirrored", "multiworker"):
             bad("distribute", "choose mirrored or multiworker")
         if self.distribute == "multiworker" and os.environ.get("TF_CONFIG"):

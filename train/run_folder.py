@@ -8,6 +8,7 @@
       average.json           what ``deepfer average`` chose, if it ran
       history.csv, .json     per-epoch logs (Keras' CSVLogger appends to the CSV)
       training_curves.png, class_distribution.png
+      teacher_scores.npz     views and the teacher's scores (``--teacher``; large, a cache)
       <model>.keras, .h5     the best model
       checkpoints/
         last.keras, best.keras, state.json ({"epoch": epochs done})
@@ -54,6 +55,11 @@ class RunFolder:
     @property
     def average_file(self) -> Path:
         return self.path / "average.json"
+
+    @property
+    def teacher_cache(self) -> Path:
+        """``deepfer train --teacher``: the views and the teacher's scores (train/distill.py)."""
+        return self.path / "teacher_scores.npz"
 
     @property
     def history_csv(self) -> Path:

@@ -2,9 +2,10 @@
 
 :func:`train` is four steps, each its own function so a recipe can change one:
 :func:`build_or_resume` (a new compiled model, a fine-tuned one, or the last checkpoint),
-:func:`make_callbacks` (schedule, checkpoints, logs), the fit, and :func:`finish` (best model
+:func:`make_callbacks` (schedule, checkpoints, logs: ``callbacks.py``), the fit, and :func:`finish` (best model
 saved as .keras and .h5, history, plots, ``summary.json``). The input pipeline is
-:func:`prepare_data` (splits), :func:`make_dataset` and :func:`make_augmenter`.
+:func:`prepare_data` (splits), :func:`make_dataset` and :func:`make_augmenter`; with a
+teacher, :func:`deepfer.train.distill.distilled_dataset`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from deepfer.data.splits import cap_per_class, class_weights, stratified_split
 from deepfer.edge.labels import LABELS, NUM_CLASSES
 from deepfer.evaluate.keras_model import with_dtype_policy
 from deepfer.train.augment import make_augmenter, make_batch_augment
+from deepfer.train.callbacks import make_callbacks
 from deepfer.train.config import ConfigError, TrainConfig, learning_rate
+from deepfer.train.distill import distilled_dataset
 from deepfer.train.distribute import (
     make_strategy,
     prepare_model,
@@ -187,62 +190,6 @@ def build_or_resume(
     return model, 0, None
 
 
-def make_callbacks(
-    cfg: TrainConfig, run: RunFolder, resume: bool = False, best_so_far: float | None = None
-) -> list:
-    """Schedule, early stopping, checkpoints, the epoch counter and the CSV log.
-
-    Order matters: the schedulers first (ReduceLROnPlateau changes the rate at the epoch's
-    end, and both log it), then the checkpoints and the state file, the CSV log last.
-    """
-    import keras
-
-    callbacks: list = []
-    if cfg.schedule in ("cosine", "constant"):
-        callbacks.append(
-            keras.callbacks.LearningRateScheduler(lambda e, _lr: learning_rate(cfg, e))
-        )
-    else:
-        callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(
-                monitor="val_accuracy",
-                mode="max",
-                factor=cfg.plateau_factor,
-                patience=cfg.plateau_patience,
-                min_lr=1e-6,
-                verbose=1,
-            )
-        )
-    if cfg.patience:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_accuracy",
-                mode="max",
-                patience=cfg.patience,
-                restore_best_weights=False,
-            )
-        )
-    callbacks += [
-        keras.callbacks.ModelCheckpoint(
-            run.best_checkpoint,
-            monitor="val_accuracy",
-            mode="max",
-            save_best_only=True,
-            initial_value_threshold=best_so_far,  # a resumed run keeps its earlier best
-        ),
-        keras.callbacks.ModelCheckpoint(run.last_checkpoint),
-    ]
-    if cfg.snapshots:
-        callbacks.append(
-            keras.callbacks.ModelCheckpoint(run.snapshot_pattern, save_weights_only=True)
-        )
-    callbacks += [
-        _epoch_state(run),
-        keras.callbacks.CSVLogger(run.history_csv, append=resume),
-    ]
-    return callbacks
-
-
 def model_stem(cfg: TrainConfig) -> str:
     """File stem of the run's model: the model name, or ``<finetuned model>-finetuned``."""
     return cfg.model if not cfg.finetune else Path(cfg.finetune).stem + "-finetuned"
@@ -375,8 +322,14 @@ def _train(cfg, run, ran, resume, strategy, scope, replicas, policy) -> dict:
     augmenter = make_augmenter(fit_cfg)
     keras.mixed_precision.set_global_policy(policy)
     started = time.time()
+    if cfg.teacher:  # distillation: fixed views, the teacher's scores in the targets
+        train_data = distilled_dataset(
+            cfg, run, train_ds, augmenter, fit_cfg.batch_size, fit_cfg.seed
+        )
+    else:
+        train_data = make_dataset(train_ds, fit_cfg, True, augmenter)
     model.fit(
-        make_dataset(train_ds, fit_cfg, True, augmenter),
+        train_data,
         validation_data=make_dataset(val_ds, fit_cfg, False),
         epochs=cfg.epochs,
         initial_epoch=initial_epoch,
@@ -386,14 +339,3 @@ def _train(cfg, run, ran, resume, strategy, scope, replicas, policy) -> dict:
         verbose=2,
     )
     return finish(cfg, run, data, time.time() - started)
-
-
-def _epoch_state(run: RunFolder):
-    """A callback writing the epochs done to ``checkpoints/state.json`` (for ``--resume``)."""
-    import keras
-
-    class EpochState(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            run.write_epochs_done(epoch + 1)
-
-    return EpochState()

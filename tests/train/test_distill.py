@@ -1,0 +1,116 @@
+"""`deepfer train --teacher T.keras`: the student learns a teacher's scores on fixed views of
+each face, scored once and cached in the run folder. Tiny set, real Keras models."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from deepfer.cli import main
+from deepfer.train.config import ConfigError, TrainConfig
+
+TINY = ["--model", "deepfer-edge", "--batch-size", "32", "--threads", "2", "--no-progress"]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory, tiny_fer):
+    run = tmp_path_factory.mktemp("teacher") / "run"
+    argv = ["train", "--data", str(tiny_fer), "--out", str(run), "--epochs", "2", *TINY]
+    assert main([*argv, "--seed", "3", "--split-seed", "9"]) == 0
+    return run / "deepfer-edge.keras"
+
+
+def test_student_learns_the_teachers_scores_on_cached_views(teacher, tiny_fer, tmp_path, capsys):
+    import keras
+
+    from deepfer.train.run_folder import RunFolder
+    from deepfer.train.training import prepare_data
+
+    run = tmp_path / "student"
+    argv = ["train", "--data", str(tiny_fer), "--out", str(run), "--epochs", "1", *TINY]
+    argv += ["--seed", "5", "--split-seed", "9", "--teacher", str(teacher), "--teacher-views", "3"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"teacher scores: deepfer-edge.keras on \d+ views", out)
+    cache = RunFolder(run).teacher_cache
+    saved = np.load(cache)
+    cfg = TrainConfig.from_json(json.loads((run / "config.json").read_text()))
+    train = prepare_data(cfg)["train"]
+    views, scores = saved["views"], saved["scores"]
+    assert views.shape == (3, *train.x.shape) and views.dtype == np.uint8
+    assert np.array_equal(views[0], train.x)  # the faces themselves, then augmented copies
+    assert not np.array_equal(views[1], train.x) and not np.array_equal(views[1], views[2])
+    assert np.array_equal(saved["labels"], train.y)
+    # the cached scores are the teacher's on those views
+    model = keras.models.load_model(teacher, compile=False)
+    again = model.predict(views[1].astype(np.float32), verbose=0)
+    assert np.allclose(again, scores[1], atol=1e-5)
+    assert np.allclose(scores.sum(-1), 1.0, atol=1e-4)
+    assert json.loads((run / "config.json").read_text())["teacher"] == str(teacher)
+    assert (run / "deepfer-edge.keras").is_file()
+
+    # resumed for one more epoch: the cache is reused, not scored again
+    assert main(["train", "--resume", "--out", str(run), "--epochs", "2", "--no-progress"]) == 0
+    assert "teacher scores: reusing" in capsys.readouterr().out
+
+
+def test_the_targets_mix_the_teachers_scores_and_the_label(teacher, tiny_fer, tmp_path):
+    import tensorflow as tf
+
+    from deepfer.train.distill import distilled_dataset
+    from deepfer.train.run_folder import RunFolder
+    from deepfer.train.training import prepare_data
+
+    cfg = TrainConfig(data=str(tiny_fer), teacher=str(teacher), teacher_views=2, flip=True,
+                      teacher_weight=0.25, split_seed=9, progress=False)  # fmt: skip
+    train = prepare_data(cfg)["train"]
+    run = RunFolder(tmp_path / "targets")
+    data = distilled_dataset(cfg, run, train, None, batch_size=len(train), seed=1)
+    x, y = next(iter(data))
+    saved = np.load(run.teacher_cache)
+    scores = saved["scores"]
+    onehot = np.eye(7, dtype=np.float32)[train.y]
+    assert x.shape == (len(train), 48, 48, 1) and x.dtype == tf.float32
+    assert np.allclose(np.asarray(y).sum(1), 1.0, atol=1e-5)
+    # every target is 0.25 * the teacher's scores on one of the face's views + 0.75 * label
+    for xi, yi in zip(np.asarray(x)[:10], np.asarray(y)[:10]):
+        hits = [
+            (v, i)
+            for v in range(2)
+            for i in np.flatnonzero((saved["views"][v] == xi.astype(np.uint8)).all((1, 2, 3)))
+        ]
+        assert any(np.allclose(yi, 0.25 * scores[v, i] + 0.75 * onehot[i]) for v, i in hits)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"teacher": "/no/such.keras"}, "expected an existing .keras model"),
+        ({"teacher_views": 0}, "train.teacher_views = 0: must be at least 1"),
+        ({"teacher_weight": 1.5}, "train.teacher_weight = 1.5: must be in [0, 1]"),
+        ({"mixup": 0.2}, "cannot go with --teacher"),
+    ],
+)
+def test_bad_distillation_options_name_the_option(teacher, tmp_path, change, message):
+    cfg = replace(TrainConfig(data=str(tmp_path), teacher=str(teacher)), **change)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        cfg.validate()
+
+
+def test_a_teacher_that_cannot_score_the_faces_is_refused(tmp_path, tiny_fer, capsys):
+    import keras
+
+    wrong = tmp_path / "wrong.keras"
+    inputs = keras.Input((32, 32, 1))
+    keras.Model(inputs, keras.layers.Dense(7)(keras.layers.Flatten()(inputs))).save(wrong)
+    run = tmp_path / "student"
+    argv = ["train", "--data", str(tiny_fer), "--out", str(run), "--epochs", "1", *TINY]
+    assert main([*argv, "--teacher", str(wrong)]) == 2
+    err = capsys.readouterr().err
+    assert "train.teacher" in err and "(None, 48, 48, 1) faces in" in err
