@@ -36,6 +36,13 @@ if [ ! -x "$root/usr/bin/python3" ]; then
     http://deb.debian.org/debian
 fi
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# behind a TLS-inspecting proxy (a company's, a CI sandbox's) pip needs the host's CA bundle
+host_ca=${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}
+pip_env=()
+if [ -f "$host_ca" ]; then
+  cp "$host_ca" "$root/etc/ssl/certs/host-ca-bundle.crt"
+  pip_env=(PIP_CERT=/etc/ssl/certs/host-ca-bundle.crt)
+fi
 # /sys stays unmounted: with the host's CPU list visible, XNNPACK under qemu segfaults
 for fs in proc; do mountpoint -q "$root/$fs" || mount --bind "/$fs" "$root/$fs"; done
 trap 'umount "$root/proc" 2>/dev/null || true' EXIT
@@ -49,6 +56,7 @@ cp "$video" "$root/opt/media/video.${video##*.}"
 echo "== pip install .[edge] from aarch64 wheels"
 # a clean environment: the host's pip settings (local indexes, find-links) do not apply there
 env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
+  "${pip_env[@]}" \
   chroot "$root" /bin/bash -euo pipefail -c '
   [ -d /opt/venv ] || python3 -m venv /opt/venv
   /opt/venv/bin/pip install -q --upgrade pip
