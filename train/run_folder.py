@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import json
 import re
 from collections.abc import Callable
@@ -247,6 +248,11 @@ class RunFolder:
             "val_accuracy": summary.get("val_accuracy"),
             "seed": config.get("seed"),
         }
+        if config.get("finetune"):
+            training["finetuned_from"] = str(config["finetune"])
+        if config.get("teacher"):
+            training["distilled_from"] = _teacher_info(config)
+            text += f"; distilled from {Path(config['teacher']).name}"
         training.update(self._averaging_info(Path(model_path)))
         if "averaged_epochs" in training:  # not one epoch's weights
             training.pop("best_epoch", None)
@@ -308,6 +314,27 @@ def ensemble_training_info(record: dict) -> tuple[str, dict]:
         "selected_on": record.get("selected_on"),
     }
     return text, {k: v for k, v in training.items() if v is not None}
+
+
+def _teacher_info(config: dict) -> dict:
+    """A distilled run's teacher (``deepfer train --teacher``): its file, the views and the
+    weight, and the teacher's own validation figure and members if it is an ensemble."""
+    teacher = Path(config["teacher"])
+    info = {
+        "teacher": str(teacher),
+        "teacher_views": config.get("teacher_views"),
+        "teacher_weight": config.get("teacher_weight"),
+    }
+    if teacher.is_file():
+        info["sha256"] = hashlib.sha256(teacher.read_bytes()).hexdigest()
+    record = read_ensemble_record(teacher)
+    if record:
+        info["val_accuracy"] = record.get("val_accuracy")
+        info["members"] = [
+            {k: m[k] for k in ("path", "weight", "val_accuracy") if k in m}
+            for m in record.get("members", [])
+        ]
+    return {k: v for k, v in info.items() if v is not None}
 
 
 def _read_json(path: Path) -> dict:

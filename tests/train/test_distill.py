@@ -54,6 +54,12 @@ def test_student_learns_the_teachers_scores_on_cached_views(teacher, tiny_fer, t
     assert np.allclose(scores.sum(-1), 1.0, atol=1e-4)
     assert json.loads((run / "config.json").read_text())["teacher"] == str(teacher)
     assert (run / "deepfer-edge.keras").is_file()
+    # what the converter writes in the sidecar: the teacher, its views and weight
+    text, info = RunFolder(run).training_info(run / "deepfer-edge.keras")
+    assert text.endswith("; distilled from deepfer-edge.keras")
+    distilled = info["distilled_from"]
+    assert distilled["teacher"] == str(teacher) and distilled["teacher_views"] == 3
+    assert distilled["teacher_weight"] == 0.7 and len(distilled["sha256"]) == 64
 
     # resumed for one more epoch: the cache is reused, not scored again
     assert main(["train", "--resume", "--out", str(run), "--epochs", "2", "--no-progress"]) == 0
