@@ -2,8 +2,8 @@
 
 :func:`train` is four steps, each its own function so a recipe can change one:
 :func:`build_or_resume` (a new compiled model, a fine-tuned one, or the last checkpoint),
-:func:`make_callbacks` (schedule, checkpoints, logs: ``callbacks.py``), the fit, and :func:`finish` (best model
-saved as .keras and .h5, history, plots, ``summary.json``). The input pipeline is
+:func:`make_callbacks` (schedule, checkpoints, logs: ``callbacks.py``), the fit, and
+:func:`finish` (best model saved as .keras and .h5, history, plots, ``summary.json``). The input pipeline is
 :func:`prepare_data` (splits), :func:`make_dataset` and :func:`make_augmenter`; with a
 teacher, :func:`deepfer.train.distill.distilled_dataset`.
 """
