@@ -321,6 +321,10 @@ def test_image_folder_skips_unreadable_images(tmp_path, caplog):
     frames = list(FrameReader(source))
     assert [f.size for f in frames] == [(30, 20), (10, 10)]
     assert "b.jpg: cannot read this image" in caplog.text
+    # a source that cannot skip decoding gives its frames as they are, pixels and all
+    asked = list(FrameReader(make_source(str(tmp_path)), pixels=lambda t: False))
+    assert [f.size for f in asked] == [(30, 20), (10, 10)]
+    assert all(f.has_pixels for f in asked) and asked[1].gray[0, 0] == 9
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(SourceError, match="no images"):
