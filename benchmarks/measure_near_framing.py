@@ -36,8 +36,8 @@ from bench_detectors import PHOTO_VARIANTS, VIDEO_VARIANTS
 from measure_crop_mapping import canvas, faces
 from results_file import write_json
 
-from deepfer.edge.boxes import iou
-from deepfer.edge.detectors.blazeface import BlazeFaceDetector, reframe
+from deepfer.edge.boxes import iou, reframe
+from deepfer.edge.detectors.blazeface import BlazeFaceDetector
 
 
 def pictures_fer(data: Path, per_class: int):

@@ -111,25 +111,26 @@ def weighted_nms(
     return np.asarray(out_b, np.float32), np.asarray(out_s, np.float32), points
 
 
+def reframe(boxes: np.ndarray, framing: tuple[float, float, float]) -> np.ndarray:
+    """Boxes ``(n, 4)`` with each side times ``scale`` and the centre moved by ``dx`` of the
+    width and ``dy`` of the height (float)."""
+    scale, dx, dy = framing
+    if (scale, dx, dy) == (1.0, 0.0, 0.0) or len(boxes) == 0:
+        return boxes
+    boxes = boxes.astype(np.float32).copy()
+    cx = boxes[:, 0] + boxes[:, 2] / 2.0 + dx * boxes[:, 2]
+    cy = boxes[:, 1] + boxes[:, 3] / 2.0 + dy * boxes[:, 3]
+    boxes[:, 2:] *= scale
+    boxes[:, 0] = cx - boxes[:, 2] / 2.0
+    boxes[:, 1] = cy - boxes[:, 3] / 2.0
+    return boxes
+
+
 def box_offset(ref: Sequence[float], box: Sequence[float]) -> np.ndarray:
-    """How ``ref`` differs from ``box``: ``(log of the width ratio, centre x and centre y
-    offsets in box widths)``; :func:`offset_box` applies it."""
+    """How ``ref`` differs from ``box``: ``(log of the width ratio, centre shifts in box
+    widths and heights)``; ``reframe(box, (exp(o[0]), o[1], o[2]))`` gives ``ref`` back."""
     rx, ry, rw, rh = (float(v) for v in ref[:4])
     bx, by, bw, bh = (float(v) for v in box[:4])
     return np.array(
-        [np.log(rw / bw), (rx + rw / 2 - bx - bw / 2) / bw, (ry + rh / 2 - by - bh / 2) / bw]
-    )
-
-
-def offset_box(box: Sequence[float], offset: Sequence[float]) -> tuple[int, int, int, int]:
-    """``box`` moved and scaled by an offset from :func:`box_offset` (aspect kept)."""
-    x, y, w, h = (float(v) for v in box[:4])
-    k = float(np.exp(offset[0]))
-    cx, cy = x + w / 2 + offset[1] * w, y + h / 2 + offset[2] * w
-    nw, nh = max(1.0, w * k), max(1.0, h * k)
-    return (
-        int(round(cx - nw / 2)),
-        int(round(cy - nh / 2)),
-        int(round(nw)),
-        int(round(nh)),
+        [np.log(rw / bw), (rx + rw / 2 - bx - bw / 2) / bw, (ry + rh / 2 - by - bh / 2) / bh]
     )

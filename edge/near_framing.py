@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from deepfer.edge.boxes import box_offset, offset_box
+from deepfer.edge.boxes import box_offset, reframe
 
 
 class NearFraming:
@@ -28,7 +28,7 @@ class NearFraming:
 
     #: The newest pair's weight in the running mean.
     WEIGHT = 0.5
-    #: An offset beyond this (log side ratio; centre shift in box widths) is two different
+    #: An offset beyond this (log side ratio; centre shift in box sides) is two different
     #: boxes, not one face framed two ways: not learnt.
     LIMIT = 0.3
 
@@ -50,7 +50,9 @@ class NearFraming:
         offset = self._offsets.get(track_id)
         if offset is None:
             return tuple(int(v) for v in box[:4])
-        return offset_box(box, offset)
+        framing = (float(np.exp(offset[0])), float(offset[1]), float(offset[2]))
+        moved = reframe(np.asarray([box[:4]], np.float32), framing)[0]
+        return tuple(int(round(float(v))) for v in moved)
 
     def offset(self, track_id: int) -> np.ndarray | None:
         return self._offsets.get(track_id)

@@ -15,7 +15,6 @@ labels, like any model.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import numpy as np
 
 from deepfer.data.dataset import FaceDataset
 from deepfer.edge.labels import NUM_CLASSES
+from deepfer.edge.model.sidecar import file_sha256
 
 #: Faces scored by the teacher per call.
 SCORE_BATCH = 512
@@ -30,7 +30,7 @@ SCORE_BATCH = 512
 
 def teacher_key(cfg, teacher: Path) -> dict:
     """What the cached views and scores depend on (a cache made otherwise is not used)."""
-    digest = hashlib.sha256(teacher.read_bytes()).hexdigest()
+    digest = file_sha256(teacher)
     keys = (
         "teacher_views",
         "seed",

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
 import json
 import re
 from collections.abc import Callable
 from pathlib import Path
+
+from deepfer.edge.model.sidecar import file_sha256
 
 SNAPSHOT = re.compile(r"epoch-(\d+)\.weights\.h5$")
 
@@ -326,7 +327,7 @@ def _teacher_info(config: dict) -> dict:
         "teacher_weight": config.get("teacher_weight"),
     }
     if teacher.is_file():
-        info["sha256"] = hashlib.sha256(teacher.read_bytes()).hexdigest()
+        info["sha256"] = file_sha256(teacher)
     record = read_ensemble_record(teacher)
     if record:
         info["val_accuracy"] = record.get("val_accuracy")

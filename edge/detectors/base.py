@@ -82,8 +82,6 @@ class Detector:
     def crop_box(self, box, scale: float = 1.0) -> tuple[int, int, int, int]:
         """``box`` (frame pixels) -> the square to crop for the classifier (see :attr:`crop`),
         its side times ``scale`` (the pipeline's second framings)."""
-        if scale == 1.0:
-            return crop_box(box, self.crop)
         s, dx, dy = self.crop
         return crop_box(box, (s * scale, dx, dy))
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from deepfer.edge.boxes import weighted_nms
+from deepfer.edge.boxes import reframe, weighted_nms
 from deepfer.edge.detectors import files
 from deepfer.edge.detectors.base import Detector, Found
 from deepfer.edge.errors import DetectorError
@@ -231,21 +231,6 @@ class BlazeFaceDetector(Detector):
     def __repr__(self) -> str:
         near = f" near={self.NEAR_SIDE:g}x" if self.near_net is not None else ""
         return f"<BlazeFaceDetector {self.variant} tiles={self.tiles}{near} on {self.runtime}>"
-
-
-def reframe(boxes: np.ndarray, framing: tuple[float, float, float]) -> np.ndarray:
-    """Boxes ``(n, 4)`` with each side times ``scale`` and the centre moved by ``dx`` of the
-    width and ``dy`` of the height (float)."""
-    scale, dx, dy = framing
-    if (scale, dx, dy) == (1.0, 0.0, 0.0) or len(boxes) == 0:
-        return boxes
-    boxes = boxes.astype(np.float32).copy()
-    cx = boxes[:, 0] + boxes[:, 2] / 2.0 + dx * boxes[:, 2]
-    cy = boxes[:, 1] + boxes[:, 3] / 2.0 + dy * boxes[:, 3]
-    boxes[:, 2:] *= scale
-    boxes[:, 0] = cx - boxes[:, 2] / 2.0
-    boxes[:, 1] = cy - boxes[:, 3] / 2.0
-    return boxes
 
 
 def _tiles(gray: np.ndarray, n: int):

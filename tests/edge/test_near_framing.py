@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deepfer.edge.boxes import box_offset, iou, offset_box
+from deepfer.edge.boxes import box_offset, iou, reframe
 from deepfer.edge.capture.reader import FrameReader
 from deepfer.edge.capture.sources import make_source
 from deepfer.edge.config import Config
@@ -20,8 +20,10 @@ def test_an_offset_moves_one_box_onto_the_other():
     near, full = (100, 80, 50, 60), (95, 84, 55, 66)
     offset = box_offset(full, near)
     assert offset[0] == pytest.approx(np.log(1.1))
-    assert offset_box(near, offset) == full
-    assert offset_box(near, box_offset(near, near)) == near
+    framing = (np.exp(offset[0]), offset[1], offset[2])
+    np.testing.assert_allclose(reframe(np.array([near], np.float32), framing)[0], full, atol=1e-4)
+    framing = NearFraming()
+    assert framing.learn(1, near, full) and framing.apply(1, near) == full
 
 
 def test_offsets_are_learnt_per_track_as_a_running_mean_and_forgotten():
