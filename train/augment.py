@@ -8,6 +8,11 @@ FER2013 recipes as TensorFlow ops on ``tf.data`` batches:
   recipe-specific is needed at inference, and a model built for 48x48 (the shipped
   deepfer-vgg's Flatten/Dense weights) is fine-tuned as it is. A centre crop at test time is
   an option of ``deepfer evaluate`` (``--tta centre``), not a requirement.
+- :func:`random_zoom_out` (``--zoom-out F``): half the faces shrink to ``1/s`` of the side,
+  ``s`` drawn in ``[1, 1 + F]``, at a random place, the surround filled with the face's own
+  border mirrored outwards or with a flat grey of a random level (one or the other per face).
+  A detector often frames a face looser than FER2013 did, so the classifier sees the face
+  smaller with something around it; this teaches it to answer the same.
 - :func:`random_erasing` (``--erase P``): with probability P per face, one rectangle of 2-25% of
   the area (aspect 0.3-3.3) is filled with uniform noise in 0..255 (Zhong et al., 2017).
 - :func:`mixup` (``--mixup A``): faces and one-hot labels mixed with a partner from the same
@@ -23,6 +28,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 ERASE_AREA = (0.02, 0.25)
+#: Share of faces :func:`random_zoom_out` shrinks (the rest keep FER2013's framing).
+ZOOM_OUT_PROBABILITY = 0.5
 ERASE_ASPECT = (0.3, 1 / 0.3)
 
 
@@ -74,6 +81,53 @@ def random_crop(x, min_side: int):
     return tf.image.crop_and_resize(x, boxes, tf.range(n), (height, width), method="bilinear")
 
 
+def _window(start, end, length: int, out: int):
+    """``crop_and_resize`` coordinates (pixel centres, ``/ (length - 1)``) of the window
+    ``[start, end)`` in pixel-edge units of a side of ``length``, sampled at ``out`` pixels."""
+    step = (end - start) / out
+    first = start + 0.5 * step - 0.5
+    last = start + (out - 0.5) * step - 0.5
+    return first / (length - 1), last / (length - 1)
+
+
+def random_zoom_out(x, extra: float, probability: float = ZOOM_OUT_PROBABILITY):
+    """Shrink a share (``probability``) of the faces to ``1/s`` of the side, ``s`` in ``[1, 1
+    + extra]``, at a random place; the surround is the face's border mirrored outwards or a
+    flat grey of random level (half the shrunk faces each)."""
+    import tensorflow as tf
+
+    n = tf.shape(x)[0]
+    height, width = x.shape[1], x.shape[2]
+    chosen = tf.random.uniform([n]) < probability
+    s = tf.where(chosen, 1.0 + tf.random.uniform([n]) * extra, 1.0)
+    # the window (side s, in face sides) holds the whole face: its corner in [1 - s, 0]
+    top = -tf.random.uniform([n]) * (s - 1.0)
+    left = -tf.random.uniform([n]) * (s - 1.0)
+    pad_h, pad_w = int(height * extra) + 2, int(width * extra) + 2
+    pad_h, pad_w = min(pad_h, height - 1), min(pad_w, width - 1)
+
+    def boxes(off_h, off_w, length_h, length_w):
+        y1, y2 = _window(off_h + top * height, off_h + (top + s) * height, length_h, height)
+        x1, x2 = _window(off_w + left * width, off_w + (left + s) * width, length_w, width)
+        return tf.stack([y1, x1, y2, x2], axis=1)
+
+    index, size = tf.range(n), (height, width)
+    # flat grey: the face where the window covers it, a random level elsewhere (weights blend
+    # the edge pixels exactly: crop_and_resize is linear in the image)
+    plain = boxes(0.0, 0.0, height, width)
+    face = tf.image.crop_and_resize(x, plain, index, size, extrapolation_value=0.0)
+    cover = tf.image.crop_and_resize(tf.ones_like(x), plain, index, size, extrapolation_value=0.0)
+    level = tf.random.uniform([n, 1, 1, 1], 0.0, 255.0)
+    flat = face + (1.0 - cover) * level
+    # mirrored: the window taken from the face padded with its own mirror image
+    padded = tf.pad(x, [[0, 0], [pad_h, pad_h], [pad_w, pad_w], [0, 0]], mode="SYMMETRIC")
+    window = boxes(float(pad_h), float(pad_w), height + 2 * pad_h, width + 2 * pad_w)
+    mirrored = tf.image.crop_and_resize(padded, window, index, size)
+    use_flat = (tf.random.uniform([n]) < 0.5)[:, None, None, None]
+    out = tf.where(use_flat, flat, mirrored)
+    return tf.where(chosen[:, None, None, None], out, x)
+
+
 def random_erasing(x, probability: float, area=ERASE_AREA, aspect=ERASE_ASPECT):
     """Fill one random rectangle per face (with ``probability``) with uniform noise 0..255."""
     import tensorflow as tf
@@ -119,18 +173,22 @@ def mixup(x, y, alpha: float):
 
 
 def make_batch_augment(cfg) -> Callable | None:
-    """``fn(x, y) -> (x, y)`` applying the crop, erasing and mixup ``cfg`` asks for, or None."""
+    """``fn(x, y) -> (x, y)`` applying the zoom-out, crop, erasing and mixup ``cfg`` asks for,
+    or None."""
+    zoom_out = float(getattr(cfg, "zoom_out", 0.0) or 0.0)
     crop = int(getattr(cfg, "crop", 0) or 0)
     erase = float(getattr(cfg, "erase", 0.0) or 0.0)
     alpha = float(getattr(cfg, "mixup", 0.0) or 0.0)
     if crop >= cfg.input_size:
         crop = 0
-    if not (crop or erase or alpha):
+    if not (zoom_out or crop or erase or alpha):
         return None
 
     def augment(x, y):
         import tensorflow as tf
 
+        if zoom_out:
+            x = random_zoom_out(x, zoom_out)
         if crop:
             x = random_crop(x, crop)
         if erase:

@@ -91,6 +91,14 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         "--erase", type=float, default=d.erase, metavar="P", help="random-erasing probability"
     )
     p.add_argument(
+        "--zoom-out",
+        type=float,
+        default=d.zoom_out,
+        metavar="F",
+        help="half the faces shrink to 1/s of the side, s in [1, 1 + F], the surround mirrored "
+        "or flat grey: a detector's looser framing (e.g. 0.3; 0: off)",
+    )
+    p.add_argument(
         "--mixup", type=float, default=d.mixup, metavar="ALPHA", help="mixup Beta alpha (0: off)"
     )
     p.add_argument(
@@ -168,6 +176,14 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         default=d.teacher_weight,
         metavar="W",
         help="target = W * teacher scores + (1 - W) * label (default %(default)s)",
+    )
+    p.add_argument(
+        "--teacher-target",
+        choices=("view", "face"),
+        default=d.teacher_target,
+        help="the teacher's scores on each view (default) or on the face itself for all its "
+        "views: the student learns to answer for a reframed view what the teacher says of "
+        "the face",
     )
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(handler=_run_train)

@@ -45,6 +45,9 @@ class TrainConfig:
     contrast: float = 0.1
     crop: int = 0  # random square crops of side crop..input_size, resized back (0: off)
     erase: float = 0.0  # random-erasing probability per face
+    #: random zoom-out: half the faces shrink to 1/s of the side, s in [1, 1 + zoom_out],
+    #: the surround mirrored or flat grey (a detector framing looser than FER2013; 0: off)
+    zoom_out: float = 0.0
     mixup: float = 0.0  # mixup Beta(alpha, alpha) (0: off)
     val_split: float = 0.1
     patience: int = 0  # early stopping patience in epochs (0: off)
@@ -67,6 +70,9 @@ class TrainConfig:
     teacher: str = ""
     teacher_views: int = 4
     teacher_weight: float = 0.7
+    #: view: each view's target is the teacher's scores on that view; face: on the face itself
+    #: (every view of a face learns what the teacher says of the face as FER2013 framed it)
+    teacher_target: str = "view"
 
     @property
     def data_seed(self) -> int:
@@ -142,6 +148,8 @@ class TrainConfig:
             bad("crop", f"must be 0 (off) or between 8 and the input size {self.input_size}")
         if not 0.0 <= self.erase <= 1.0:
             bad("erase", "must be a probability in [0, 1]")
+        if not 0.0 <= self.zoom_out <= 0.9:
+            bad("zoom_out", "must be in [0, 0.9] (0.3: faces shrink to 77-100% of the side)")
         if self.teacher:
             if Path(self.teacher).suffix.lower() != ".keras" or not Path(self.teacher).is_file():
                 bad("teacher", "expected an existing .keras model (one, or a deepfer ensemble)")
@@ -151,6 +159,8 @@ class TrainConfig:
                 bad("teacher_weight", "must be in [0, 1] (1: the teacher's scores only)")
             if self.mixup:
                 bad("mixup", "cannot go with --teacher (the views are scored once)")
+            if self.teacher_target not in ("view", "face"):
+                bad("teacher_target", "choose view or face")
         if self.distribute not in ("", "none", "mirrored", "multiworker"):
             bad("distribute", "choose mirrored or multiworker")
         if self.distribute == "multiworker" and os.environ.get("TF_CONFIG"):

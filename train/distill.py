@@ -7,7 +7,8 @@ views, their labels and the teacher's scores are cached in the run folder
 (``RunFolder.teacher_cache``), so a resumed run, or a second student with the same teacher
 and views, does not score them again. Each epoch the student sees one of the views of every
 face, drawn at random, with the target ``teacher_weight * teacher scores + (1 -
-teacher_weight) * one-hot label`` (the run's label smoothing on top); with temperature 1 the
+teacher_weight) * one-hot label`` (the run's label smoothing on top; with ``teacher_target =
+"face"`` every view takes the teacher's scores on the face itself); with temperature 1 the
 cross-entropy to that target is the usual distillation loss (Hinton et al., 2015) plus the
 usual hard-label loss. The validation slice is untouched: the student is chosen on the
 labels, like any model.
@@ -41,6 +42,7 @@ def teacher_key(cfg, teacher: Path) -> dict:
         "val_split",
     )
     keys += ("flip", "shift", "rotation", "zoom", "brightness", "contrast", "crop", "erase")
+    keys += ("zoom_out",)
     return {"teacher_sha256": digest, **{k: getattr(cfg, k) for k in keys}}
 
 
@@ -126,6 +128,8 @@ def distilled_dataset(cfg, run, ds: FaceDataset, augmenter, batch_size: int, see
 
     views, scores = teacher_targets(cfg, run, ds, augmenter)
     tf.random.set_seed(seed)  # making the views reseeded: the fit goes on from its own seed
+    if cfg.teacher_target == "face":
+        scores = np.broadcast_to(scores[:1], scores.shape)
     onehot = np.eye(NUM_CLASSES, dtype=np.float32)[ds.y]
     w = float(cfg.teacher_weight)
     targets = w * scores + (1.0 - w) * onehot[None]

@@ -325,6 +325,7 @@ def _teacher_info(config: dict) -> dict:
         "teacher": str(teacher),
         "teacher_views": config.get("teacher_views"),
         "teacher_weight": config.get("teacher_weight"),
+        "teacher_target": config.get("teacher_target"),
     }
     if teacher.is_file():
         info["sha256"] = file_sha256(teacher)

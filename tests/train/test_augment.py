@@ -1,4 +1,5 @@
-"""The recipe's batch augmentations (random crops, random erasing, mixup) on small synthetic batches."""
+"""The recipe's batch augmentations (random crops, zoom-out, random erasing, mixup) on small
+synthetic batches."""
 
 from __future__ import annotations
 
@@ -35,6 +36,37 @@ def test_crops_keep_shape_and_range_and_zoom_in():
     assert spans.std() > 1  # the side varies between 40 and 48
 
 
+def test_zoom_out_off_is_the_identity():
+    x = batch()
+    np.testing.assert_array_equal(augment.random_zoom_out(x, 0.3, probability=0.0), x)
+    np.testing.assert_allclose(augment.random_zoom_out(x, 0.0, probability=1.0), x, atol=1e-3)
+
+
+def test_zoom_out_shrinks_the_whole_face_into_a_mirrored_or_flat_surround():
+    # a bright square face on a dark ramp: the shrunk copy keeps all of it, smaller
+    face = np.tile(np.linspace(0, 60, 48, dtype=np.float32), (48, 1))
+    face[16:32, 16:32] = 200.0  # far enough from the border that no mirror reaches it
+    x = tf.constant(np.repeat(face[None, :, :, None], 400, axis=0))
+    tf.random.set_seed(3)
+    out = augment.random_zoom_out(x, 0.3, probability=1.0).numpy()[..., 0]
+    assert out.shape == (400, 48, 48) and out.min() >= 0 and out.max() <= 255 + 1e-3
+    # the surround: a flat level differing face to face, or the face's own border mirrored
+    # (the ramp varies along rows; a flat fill leaves a flat top or bottom row: the face sits
+    # at most at one edge)
+    flat = (np.ptp(out[:, 0, :], axis=1) < 1e-3) | (np.ptp(out[:, -1, :], axis=1) < 1e-3)
+    assert 0.3 < flat.mean() < 0.7
+    assert np.ptp(out[flat, 0, 0]) > 100  # random levels
+    mirrored = out[~flat]
+    assert mirrored.max() <= 200 + 1e-3  # the face's own pixels, mirrored: no new levels
+    # the square's area shrinks by 1/s^2, s in [1, 1.3] (edges blur by a pixel): 16^2 -> 12^2
+    bright = (mirrored > 100).sum((1, 2))
+    assert (bright <= 16 * 16 + 100).all() and (bright >= 11 * 11).all()
+    assert bright.std() > 5  # the scale varies
+    half = augment.random_zoom_out(x, 0.3).numpy()[..., 0]
+    unchanged = (half == face).all((1, 2)).mean()
+    assert 0.35 < unchanged < 0.65
+
+
 def test_random_erasing_fills_one_rectangle_with_probability():
     x = tf.zeros((200, 48, 48, 1))
     none = augment.random_erasing(x, 0.0).numpy()
@@ -66,7 +98,8 @@ def test_mixup_mixes_faces_and_labels_alike():
 
 def test_make_batch_augment_off_by_default_and_composes():
     assert augment.make_batch_augment(TrainConfig()) is None
-    fn = augment.make_batch_augment(TrainConfig(crop=44, erase=0.5, mixup=0.2))
+    assert augment.make_batch_augment(TrainConfig(zoom_out=0.3)) is not None
+    fn = augment.make_batch_augment(TrainConfig(crop=44, erase=0.5, mixup=0.2, zoom_out=0.3))
     x, y = fn(batch(8), tf.one_hot(np.arange(8) % 7, 7))
     assert x.shape == (8, 48, 48, 1) and y.shape == (8, 7)
     assert float(tf.reduce_min(x)) >= 0 and float(tf.reduce_max(x)) <= 255
@@ -78,6 +111,7 @@ def test_make_batch_augment_off_by_default_and_composes():
         ({"crop": 60}, "train.crop = 60: must be 0 (off) or between 8"),
         ({"erase": 1.5}, "train.erase = 1.5: must be a probability"),
         ({"mixup": -1.0}, "train.mixup = -1.0: must not be negative"),
+        ({"zoom_out": 1.5}, "train.zoom_out = 1.5: must be in"),
     ],
 )
 def test_recipe_options_are_checked(tmp_path, change, message):

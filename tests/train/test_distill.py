@@ -60,6 +60,7 @@ def test_student_learns_the_teachers_scores_on_cached_views(teacher, tiny_fer, t
     distilled = info["distilled_from"]
     assert distilled["teacher"] == str(teacher) and distilled["teacher_views"] == 3
     assert distilled["teacher_weight"] == 0.7 and len(distilled["sha256"]) == 64
+    assert distilled["teacher_target"] == "view"
 
     # resumed for one more epoch: the cache is reused, not scored again
     assert main(["train", "--resume", "--out", str(run), "--epochs", "2", "--no-progress"]) == 0
@@ -94,9 +95,36 @@ def test_the_targets_mix_the_teachers_scores_and_the_label(teacher, tiny_fer, tm
         assert any(np.allclose(yi, 0.25 * scores[v, i] + 0.75 * onehot[i]) for v, i in hits)
 
 
+def test_face_targets_give_every_view_the_teachers_scores_on_the_face(teacher, tiny_fer, tmp_path):
+    from deepfer.train.distill import distilled_dataset
+    from deepfer.train.run_folder import RunFolder
+    from deepfer.train.training import prepare_data
+
+    cfg = TrainConfig(data=str(tiny_fer), teacher=str(teacher), teacher_views=3, flip=False,
+                      zoom_out=0.3, teacher_weight=1.0, teacher_target="face", split_seed=9,
+                      progress=False)  # fmt: skip
+    train = prepare_data(cfg)["train"]
+    run = RunFolder(tmp_path / "face-targets")
+    x, y = next(iter(distilled_dataset(cfg, run, train, None, batch_size=len(train), seed=2)))
+    saved = np.load(run.teacher_cache)
+    views, scores = saved["views"], saved["scores"]
+    assert not np.array_equal(views[1], views[0])  # the zoomed-out views differ from the faces
+    seen_reframed = False
+    for xi, yi in zip(np.asarray(x), np.asarray(y)):
+        hits = [
+            (v, i)
+            for v in range(3)
+            for i in np.flatnonzero((views[v] == xi.astype(np.uint8)).all((1, 2, 3)))
+        ]
+        assert hits and all(np.allclose(yi, scores[0, i], atol=1e-6) for _, i in hits)
+        seen_reframed |= any(v > 0 and not np.array_equal(views[v, i], views[0, i]) for v, i in hits)
+    assert seen_reframed
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
+        ({"teacher_target": "crop"}, "train.teacher_target = 'crop': choose view or face"),
         ({"teacher": "/no/such.keras"}, "expected an existing .keras model"),
         ({"teacher_views": 0}, "train.teacher_views = 0: must be at least 1"),
         ({"teacher_weight": 1.5}, "train.teacher_weight = 1.5: must be in [0, 1]"),
