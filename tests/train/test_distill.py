@@ -117,7 +117,9 @@ def test_face_targets_give_every_view_the_teachers_scores_on_the_face(teacher, t
             for i in np.flatnonzero((views[v] == xi.astype(np.uint8)).all((1, 2, 3)))
         ]
         assert hits and all(np.allclose(yi, scores[0, i], atol=1e-6) for _, i in hits)
-        seen_reframed |= any(v > 0 and not np.array_equal(views[v, i], views[0, i]) for v, i in hits)
+        seen_reframed |= any(
+            v > 0 and not np.array_equal(views[v, i], views[0, i]) for v, i in hits
+        )
     assert seen_reframed
 
 
