@@ -10,7 +10,7 @@ from pathlib import Path
 
 from deepfer.convert.source import SourceModel
 from deepfer.data.sampling import CalibrationSet
-from deepfer.edge.model.sidecar import file_sha256
+from deepfer.edge.paths import file_sha256
 
 
 def _versions() -> dict:

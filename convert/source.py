@@ -10,7 +10,7 @@ from typing import Any
 
 from deepfer.convert.errors import ConvertError
 from deepfer.edge.labels import LABELS
-from deepfer.edge.model.sidecar import file_sha256
+from deepfer.edge.paths import file_sha256
 from deepfer.evaluate.predictors import KERAS_SUFFIXES
 from deepfer.train.run_folder import RunFolder, ensemble_training_info, read_ensemble_record
 

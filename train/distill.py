@@ -23,7 +23,7 @@ import numpy as np
 
 from deepfer.data.dataset import FaceDataset
 from deepfer.edge.labels import NUM_CLASSES
-from deepfer.edge.model.sidecar import file_sha256
+from deepfer.edge.paths import file_sha256
 
 #: Faces scored by the teacher per call.
 SCORE_BATCH = 512

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from deepfer.edge.errors import DeepFERError
 from deepfer.edge.labels import LABELS
-from deepfer.edge.model.sidecar import file_sha256
+from deepfer.edge.paths import file_sha256
 from deepfer.train.run_folder import RunFolder, ensemble_record_path, write_ensemble_record
 
 #: Weights tried for the first member with ``weights="search"`` (the rest share the remainder).

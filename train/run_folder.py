@@ -30,7 +30,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from deepfer.edge.model.sidecar import file_sha256
+from deepfer.edge.paths import file_sha256
 
 SNAPSHOT = re.compile(r"epoch-(\d+)\.weights\.h5$")
 

@@ -16,7 +16,6 @@ package's code. Nothing is downloaded at run time.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deepfer.edge.errors import DetectorError
+from deepfer.edge.paths import file_sha256
 
 
 @dataclass(frozen=True)
@@ -106,14 +106,6 @@ def locate(name: str) -> Path | None:
 _verified: dict[Path, str] = {}
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def status(name: str) -> tuple[str, Path | None]:
     """``("ok" | "missing" | "altered", path)``; the hash is computed once per process."""
     path = locate(name)
@@ -122,7 +114,7 @@ def status(name: str) -> tuple[str, Path | None]:
     model = MODEL_FILES[name]
     if path.stat().st_size != model.size:
         return "altered", path
-    digest = _verified.get(path) or _sha256(path)
+    digest = _verified.get(path) or file_sha256(path)
     _verified[path] = digest
     return ("ok" if digest == model.sha256 else "altered"), path
 

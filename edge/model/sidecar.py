@@ -6,7 +6,6 @@ trained on and its measured metrics. Tools refuse a model without one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,14 +35,6 @@ class ModelInfo:
 def sidecar_path(model_path: str | Path) -> Path:
     """``models/x.tflite`` -> ``models/x.json``."""
     return Path(model_path).with_suffix(".json")
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_model_info(model_path: str | Path) -> ModelInfo:

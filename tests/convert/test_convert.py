@@ -15,7 +15,8 @@ from deepfer.convert.errors import ConvertError
 from deepfer.convert.inspect import check_full_integer, inspect_tflite
 from deepfer.data.fer2013 import load_fer2013
 from deepfer.edge.labels import LABELS
-from deepfer.edge.model.sidecar import file_sha256, load_model_info
+from deepfer.edge.model.sidecar import load_model_info
+from deepfer.edge.paths import file_sha256
 
 pytestmark = pytest.mark.slow
 
