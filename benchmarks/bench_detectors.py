@@ -7,14 +7,16 @@ as ``deepfer detect`` runs it), in one run so that ratios to Haar compare like w
   +-35 degrees and dimmed to 40%: faces found; on rotated copies the share of the upright count
   kept; ``no-faces`` and its variants: false faces;
 * videos (``woman2.mp4`` and variants: rotated 15 degrees, dimmed to 40%, scaled to half,
-  mirrored and looped): the whole edge pipeline (detector + classifier + tracker) per frame:
+  mirrored and looped, pasted small into a 1920x1080 scene made from ``no-faces.jpg``):
+  the whole edge pipeline (detector + classifier + tracker) per frame:
   frames with a face, frames with more than one face (one person: a false face), tracks,
   fps and fps per CPU-second, each also as a ratio to Haar on the same clip;
 * cold ``deepfer detect`` on a photo per backend: wall time and peak RSS (VmHWM of the child).
 
     python benchmarks/bench_detectors.py --media $DEEPFER_DATA/media \
         --json benchmarks/results/detectors/bench_detectors.json
-Figures are medians over --repeats runs of each video.
+Figures are medians over --repeats runs of each video; ``--videos-only in-1080p`` runs just
+the named video variants (comma-separated).
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ PHOTO_VARIANTS = {
     "rot+35": lambda im: rotate(im, 35),
     "dimmed": dim,
 }
+
+
 VIDEO_VARIANTS = {
     "original": lambda im: im,
     "rot15": lambda im: rotate(im, 15),
@@ -69,6 +73,19 @@ VIDEO_VARIANTS = {
     "half": lambda im: cv2.resize(im, (im.shape[1] // 2, im.shape[0] // 2)),
     "mirrored-looped": lambda im: cv2.flip(im, 1),
 }
+
+
+def video_variants(media: Path) -> dict:
+    """:data:`VIDEO_VARIANTS` and ``in-1080p`` (needs the media folder for its scene)."""
+    scene = cv2.resize(cv2.imread(str(media / "no-faces.jpg")), (1920, 1080))
+
+    def in_1080p(im: np.ndarray) -> np.ndarray:
+        # her face (about 120 px) is under what a whole-frame search sees at this size
+        out = scene.copy()
+        out[600 : 600 + im.shape[0], 1200 : 1200 + im.shape[1]] = im
+        return out
+
+    return {**VIDEO_VARIANTS, "in-1080p": in_1080p}
 
 
 def detector_for(name: str, photos: bool):
@@ -99,7 +116,8 @@ def bench_photos(media: Path) -> dict:
     return out
 
 
-def make_video_variant(src: Path, variant: str, folder: Path) -> Path:
+def make_video_variant(src: Path, variant: str, folder: Path, change=None) -> Path:
+    change = change or VIDEO_VARIANTS[variant]
     cap = cv2.VideoCapture(str(src))
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
     frames = []
@@ -107,7 +125,7 @@ def make_video_variant(src: Path, variant: str, folder: Path) -> Path:
         ok, frame = cap.read()
         if not ok:
             break
-        frames.append(VIDEO_VARIANTS[variant](frame))
+        frames.append(change(frame))
     cap.release()
     if variant == "mirrored-looped":
         frames = frames + frames[::-1]  # played back and forth: the face never leaves
@@ -146,17 +164,19 @@ def run_video(path: Path, backend: str, classifier) -> dict:
     }
 
 
-def bench_videos(media: Path, repeats: int) -> dict:
+def bench_videos(media: Path, repeats: int, only: list[str] | None = None) -> dict:
     config = Config()
     config.model.threads = 1
     classifier = load_classifier(config.model)
     out: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for variant in VIDEO_VARIANTS:
+        for variant, change in video_variants(media).items():
+            if only and variant not in only:
+                continue
             path = (
                 media / "woman2.mp4"
                 if variant == "original"
-                else make_video_variant(media / "woman2.mp4", variant, Path(tmp))
+                else make_video_variant(media / "woman2.mp4", variant, Path(tmp), change)
             )
             rows = {}
             for backend in VIDEO_BACKENDS:
@@ -207,12 +227,18 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--skip-videos", action="store_true")
+    ap.add_argument("--videos-only", default="", metavar="VARIANTS", help="e.g. in-1080p")
     args = ap.parse_args(argv)
     missing = [n for n in files.MODEL_FILES if not files.available(n)]
     if missing:
         print(f"missing detector files {missing}: {files.install_hint()}", file=sys.stderr)
         return 2
     report = {"machine": os.uname().machine, "cpus": os.cpu_count()}
+    if args.videos_only:
+        only = args.videos_only.split(",")
+        report["videos"] = bench_videos(args.media, args.repeats, only)
+        write_json(args.json, report)
+        return 0
     report["photos"] = bench_photos(args.media)
     print("photos: " + json.dumps(report["photos"]), flush=True)
     report["cold_detect"] = {

@@ -67,6 +67,7 @@ def make_detector(config, photos: bool = False) -> Detector:
             config.nms_threshold,
             tiles=PHOTO_TILES if photos else 1,
             near=near,
+            sweep=full and not photos,
         )
     elif backend == "centerface":
         from deepfer.edge.detectors.centerface import CenterFaceDetector

@@ -171,6 +171,70 @@ def test_blazeface_over_tiles_finds_the_small_faces_of_a_group(photos):
     )
 
 
+@pytest.mark.parametrize("shape", [(336, 596), (480, 640), (720, 1280), (1080, 1920), (700, 500)])
+def test_the_video_sweep_grid_covers_the_frame_with_overlapping_tiles(shape):
+    from deepfer.edge.detectors.blazeface import TILE_OVERLAP, VIDEO_TILE_SIDE, sweep_grid
+
+    h, w = shape
+    grid = sweep_grid(shape, VIDEO_TILE_SIDE)
+    if max(shape) <= VIDEO_TILE_SIDE:
+        assert grid == [(0, 0, w, h)]  # a frame that fits is never tiled: no extra search
+        return
+    covered = np.zeros(shape, bool)
+    for x0, y0, x1, y1 in grid:
+        assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
+        assert x1 - x0 == min(w, VIDEO_TILE_SIDE) and y1 - y0 == min(h, VIDEO_TILE_SIDE)
+        covered[y0:y1, x0:x1] = True
+    assert covered.all()
+    xs = sorted({t[0] for t in grid})
+    steps = np.diff(xs)
+    assert (steps <= VIDEO_TILE_SIDE * (1 - TILE_OVERLAP) + 1).all()
+    assert len(grid) == {(720, 1280): 6, (1080, 1920): 8, (700, 500): 2}[shape]
+
+
+@needs_blazeface
+def test_a_small_face_in_an_hd_video_is_found_by_the_sweep(media_dir, tmp_path):
+    """woman2's 596x336 frames pasted into a 1920x1080 scene: her face (about 120 px) is
+    under what the whole-frame search can see (about 180 px at this size); the swept tiles
+    find her within one sweep and the tracker keeps her, in the daemon's own pipeline."""
+    from deepfer.edge.capture.reader import FrameReader
+    from deepfer.edge.capture.sources import make_source
+    from deepfer.edge.model.classifier import load_classifier
+    from deepfer.edge.pipeline import FacePipeline
+
+    scene = cv2.resize(cv2.imread(str(media_dir / "no-faces.jpg")), (1920, 1080))
+    clip = tmp_path / "small-in-1080p.mp4"
+    cap = cv2.VideoCapture(str(media_dir / "woman2.mp4"))
+    out = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (1920, 1080))
+    for _ in range(90):
+        ok, frame = cap.read()
+        assert ok
+        canvas = scene.copy()
+        canvas[600 : 600 + frame.shape[0], 1200 : 1200 + frame.shape[1]] = frame
+        out.write(canvas)
+    out.release()
+
+    def run(sweep: bool):
+        config = _config("blazeface")
+        detector = make_detector(config.detector)
+        assert detector.sweep
+        detector.sweep = sweep
+        pipeline = FacePipeline.from_config(config, load_classifier(config.model), detector)
+        reader = FrameReader(make_source(str(clip)), pixels=pipeline.pixel_clock())
+        return [pipeline.process(frame) for frame in reader], pipeline
+
+    results, pipeline = run(sweep=True)
+    with_face = [i for i, r in enumerate(results) if r.faces]
+    # 8 tiles, one per full search, 5 searches a second: found within 1.6 s of stream time
+    assert with_face and with_face[0] <= 1.6 * 30 + 1
+    assert len(with_face) == len(results) - with_face[0]  # kept from then on
+    boxes = [f.box for r in results for f in r.faces]
+    assert all(1200 <= x <= 1796 and 600 <= y <= 936 for x, y, _, _ in boxes)  # her, no other
+    assert {f.track_id for r in results for f in r.faces} == {1}
+    without, _ = run(sweep=False)
+    assert not any(r.faces for r in without)  # the whole frame alone does not see her
+
+
 @needs_centerface
 def test_centerface_on_photos_and_dimmed_copies(photos):
     detector = make_detector(_config("centerface").detector, photos=True)
