@@ -4,7 +4,7 @@ Per backend (haar, blazeface, blazeface-short, centerface; photos also blazeface
 as ``deepfer detect`` runs it), in one run so that ratios to Haar compare like with like:
 
 * photos (``justin.jpg``, ``12_angry_men.jpg``, ``no-faces.jpg``) upright, rotated +-20 and
-  +-35 degrees and dimmed to 40%: faces found; on rotated copies the share of the upright count
+  +-35 degrees, dimmed to 40% and at their own size in a 12-megapixel scene: faces found; on rotated copies the share of the upright count
   kept; ``no-faces`` and its variants: false faces;
 * videos (``woman2.mp4`` and variants: rotated 15 degrees, dimmed to 40%, scaled to half,
   mirrored and looped, pasted small into a 1920x1080 scene made from ``no-faces.jpg``):
@@ -88,23 +88,38 @@ def video_variants(media: Path) -> dict:
     return {**VIDEO_VARIANTS, "in-1080p": in_1080p}
 
 
+def photo_variants(media: Path) -> dict:
+    """:data:`PHOTO_VARIANTS` and ``in-12mp``: the photo at its own size in a 4032x3024 scene
+    made from no-faces.jpg, as a phone's wide shot (same faces, a quarter of their share of
+    the picture or less)."""
+    scene = cv2.resize(cv2.imread(str(media / "no-faces.jpg")), (4032, 3024))
+
+    def in_12mp(im: np.ndarray) -> np.ndarray:
+        out = scene.copy()
+        out[1200 : 1200 + im.shape[0], 1500 : 1500 + im.shape[1]] = im
+        return out
+
+    return {**PHOTO_VARIANTS, "in-12mp": in_12mp}
+
+
 def detector_for(name: str, photos: bool):
     config = Config()
     config.detector.backend = "blazeface" if name == "blazeface-tiles" else name
     detector = make_detector(config.detector, photos=photos and name != "blazeface")
     if name == "blazeface" and photos:
-        detector.tiles = 1
+        detector.tiling = "none"
     return detector
 
 
 def bench_photos(media: Path) -> dict:
     out: dict = {}
+    variants = photo_variants(media)
     for name in PHOTO_BACKENDS:
         detector = detector_for(name, photos=True)
         rows = {}
         for photo in ("justin.jpg", "12_angry_men.jpg", "no-faces.jpg"):
             image = cv2.imread(str(media / photo))
-            counts = {v: len(detector.detect(f(image))) for v, f in PHOTO_VARIANTS.items()}
+            counts = {v: len(detector.detect(f(image))) for v, f in variants.items()}
             rotated = [counts[v] for v in counts if v.startswith("rot")]
             rows[photo] = {
                 "faces": counts,

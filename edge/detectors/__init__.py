@@ -19,8 +19,6 @@ __all__ = ["Detection", "Detector", "HaarDetector", "YuNetDetector", "make_detec
 
 log = logging.getLogger(__name__)
 
-#: Tiles BlazeFace uses on photos when CenterFace is not installed (small faces).
-PHOTO_TILES = 3
 #: CenterFace searches photos at up to this width (small faces in group photos).
 PHOTO_CENTERFACE_WIDTH = 960
 
@@ -65,9 +63,8 @@ def make_detector(config, photos: bool = False) -> Detector:
             "full" if full else "short",
             threshold,
             config.nms_threshold,
-            tiles=PHOTO_TILES if photos else 1,
+            tiling="photo" if photos else "sweep" if full else "none",
             near=near,
-            sweep=full and not photos,
         )
     elif backend == "centerface":
         from deepfer.edge.detectors.centerface import CenterFaceDetector

@@ -27,17 +27,22 @@ VARIANTS = {"full": (192, (4,)), "short": (128, (8, 16, 16, 16))}
 #: anchors per feature-map cell for each layer: aspect ratio 1 plus an interpolated scale,
 #: except full-range (interpolated_scale_aspect_ratio = 0 in its MediaPipe graph).
 ANCHORS_PER_LAYER = {"full": 1, "short": 2}
-#: Photos are searched over tiles of about this many pixels a side (plus the whole picture).
-TILE_SIDE = 480
-#: Video frames larger than this are also searched over square tiles of this side, one tile
-#: per full search, in turn (the whole frame every time). Full-range BlazeFace finds faces
-#: down to about 18 px of its 192-px input, so the whole frame alone misses faces under 9% of
-#: its larger side (180 px in 1080p); with the tiles, faces of 640 * 18 / 192 = 60 px or more
-#: are found at any resolution within one sweep (8 searches in 1080p, 6 in 720p).
-VIDEO_TILE_SIDE = 640
-#: Overlap of neighbouring tiles, as a share of the tile side (a face on a seam is whole in
-#: one of them).
+#: Tiles are squares of this side (and, on pictures too large for them to cover every face
+#: size, of 2.5x, 2.5^2 x ... this side): full-range BlazeFace finds faces down to about 18
+#: px of its 192-px input, so a search of a whole picture misses faces under 9% of its larger
+#: side (180 px in 1080p, 380 px in a 12-megapixel photo); a 640-px tile sees faces from 60
+#: px, and each larger level takes over where the one below may cut a face at a seam.
+TILE_SIDE = 640
+#: Levels of tiles grow by this factor until one tile nearly covers the picture.
+TILE_STEP = 2.5
+#: Overlap of neighbouring tiles, as a share of the tile side (a face of up to this share of
+#: the side is whole in one of them).
 TILE_OVERLAP = 0.25
+TILINGS = ("none", "photo", "sweep")
+#: Photos are also searched over up to 3 x 3 tiles of about 480 px (or larger, covering the
+#: photo; measured best on group photos: the faces of 12_angry_men upright and rotated).
+PHOTO_TILES = 3
+PHOTO_TILE_SIDE = 480
 
 
 def ssd_anchors(side: int, strides: tuple[int, ...], per_layer: int) -> np.ndarray:
@@ -110,9 +115,11 @@ class _Net:
 
 
 class BlazeFaceDetector(Detector):
-    """BlazeFace full-range or short-range, optionally over overlapping tiles: ``tiles`` (photos:
-    up to n x n tiles at every search) or ``sweep`` (video: one :data:`VIDEO_TILE_SIDE` tile
-    per search, in turn, on frames larger than that).
+    """BlazeFace full-range or short-range, searching the whole picture and, on larger pictures,
+    overlapping tiles: ``tiling = "photo"`` every tile of :func:`photo_tiles` at every search
+    (small faces in photos); ``"sweep"`` one tile of :func:`tile_grid` per search, in turn
+    (video: faces of 60 px or more found at any resolution within one sweep, for one more
+    model run per search); ``"none"`` the whole picture only.
 
     ``near``: a second BlazeFace (short-range by default) searches just around a tracked
     face between full searches (:meth:`find_near`): a square of ``NEAR_SIDE`` times the
@@ -141,12 +148,13 @@ class BlazeFaceDetector(Detector):
         variant: str = "full",
         score_threshold: float = 0.0,
         nms_threshold: float = 0.3,
-        tiles: int = 1,
+        tiling: str = "none",
         num_threads: int | None = 1,
         runtime: str = "auto",
         near: str | None = None,
-        sweep: bool = False,
     ):
+        if tiling not in TILINGS:
+            raise DetectorError(f"BlazeFace tiling {tiling!r}: choose {', '.join(TILINGS)}")
         self.net = _Net(variant, num_threads, runtime)
         self.interpreter, self.runtime = self.net.interpreter, self.net.runtime
         self.variant = variant
@@ -157,8 +165,7 @@ class BlazeFaceDetector(Detector):
         self.supports_near = self.near_net is not None
         self.score_threshold = score_threshold or self.default_score
         self.nms_threshold = nms_threshold
-        self.tiles = max(1, int(tiles))
-        self.sweep = sweep
+        self.tiling = tiling
         #: How many swept tiles have been searched (the next one is this, modulo the grid).
         self.swept = 0
 
@@ -217,14 +224,11 @@ class BlazeFaceDetector(Detector):
 
     def find(self, gray: np.ndarray, min_size: int = 0, coarse: bool = False) -> Found:
         parts = [self._raw(gray)]
-        # tiles only where faces can be too small for the whole picture: about one per
-        # TILE_SIDE pixels of its larger side, at most ``self.tiles`` a side
-        tiles = min(self.tiles, int(np.ceil(max(gray.shape[:2]) / TILE_SIDE)))
-        if tiles > 1 and not coarse:
-            parts += [self._raw_tile(gray, box) for box in _tiles(gray.shape, tiles)]
-        elif self.sweep:
-            grid = sweep_grid(gray.shape, VIDEO_TILE_SIDE)
-            if len(grid) > 1:
+        if self.tiling == "photo" and not coarse:
+            parts += [self._raw_tile(gray, tile) for tile in photo_tiles(gray.shape)]
+        elif self.tiling == "sweep":
+            grid = tile_grid(gray.shape)
+            if grid:
                 parts.append(self._raw_tile(gray, grid[self.swept % len(grid)]))
                 self.swept += 1
         return self._merge(parts, min_size)
@@ -253,20 +257,45 @@ class BlazeFaceDetector(Detector):
 
     def __repr__(self) -> str:
         near = f" near={self.NEAR_SIDE:g}x" if self.near_net is not None else ""
-        sweep = f" sweep={VIDEO_TILE_SIDE}px" if self.sweep else ""
-        return (
-            f"<BlazeFaceDetector {self.variant} tiles={self.tiles}{sweep}{near} on {self.runtime}>"
-        )
+        return f"<BlazeFaceDetector {self.variant} tiling={self.tiling}{near} on {self.runtime}>"
+
+
+def photo_tiles(shape) -> list[tuple[int, int, int, int]]:
+    """The tiles searched beside a whole photo: up to :data:`PHOTO_TILES` x ``PHOTO_TILES``
+    tiles of about :data:`PHOTO_TILE_SIDE` px (as many as the photo's size calls for), and,
+    where those come out larger than :data:`TILE_SIDE` (photos over about 1,600 px), the
+    :func:`tile_grid` too, so faces from 60 px are found in a 12-megapixel photo."""
+    n = min(PHOTO_TILES, int(np.ceil(max(shape[:2]) / PHOTO_TILE_SIDE)))
+    if n <= 1:
+        return []
+    tiles = _tiles(shape, n)
+    x0, y0, x1, y1 = tiles[0]
+    if max(x1 - x0, y1 - y0) > TILE_SIDE:
+        tiles += tile_grid(shape)
+    return tiles
 
 
 def _tiles(shape, n: int) -> list[tuple[int, int, int, int]]:
-    """``n`` x ``n`` overlapping tiles ``(x0, y0, x1, y1)`` of the frame's shape (photos; a
-    quarter of a tile's side overlaps)."""
+    """``n`` x ``n`` overlapping tiles ``(x0, y0, x1, y1)`` of a picture's shape (a quarter of
+    a tile's side overlaps)."""
     h, w = shape[:2]
     tw, th = int(np.ceil(w / (n - (n - 1) * 0.25))), int(np.ceil(h / (n - (n - 1) * 0.25)))
     xs = np.linspace(0, max(0, w - tw), n).astype(int)
     ys = np.linspace(0, max(0, h - th), n).astype(int)
     return [(int(x0), int(y0), int(x0) + tw, int(y0) + th) for y0 in ys for x0 in xs]
+
+
+def tile_grid(shape, side: int = TILE_SIDE) -> list[tuple[int, int, int, int]]:
+    """The tiles ``(x0, y0, x1, y1)`` searched beside the whole picture of ``shape``: a
+    :func:`sweep_grid` of ``side``-px squares, then of ``TILE_STEP`` times that side, and so
+    on while a tile is clearly smaller than the picture; none for a picture that fits in
+    one tile."""
+    longest = max(shape[:2])
+    grid = []
+    while side * 1.25 < longest:
+        grid += sweep_grid(shape, int(side))
+        side *= TILE_STEP
+    return grid
 
 
 def sweep_grid(shape, side: int, overlap: float = TILE_OVERLAP) -> list[tuple[int, int, int, int]]:

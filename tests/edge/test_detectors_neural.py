@@ -164,32 +164,61 @@ def test_blazeface_over_tiles_finds_the_small_faces_of_a_group(photos):
     config = _config("blazeface")
     plain = make_detector(config.detector)
     tiled = make_detector(config.detector, photos=True)
-    assert tiled.tiles > 1
+    assert tiled.tiling == "photo" and plain.tiling == "sweep"
     assert len(tiled.detect(photos["12_angry_men.jpg"])) >= 9
     assert len(tiled.detect(photos["12_angry_men.jpg"])) >= len(
         plain.detect(photos["12_angry_men.jpg"])
     )
 
 
+@needs_blazeface
+def test_blazeface_finds_a_group_in_a_12_megapixel_wide_shot(photos):
+    """The group at its own size in a 4032x3024 scene: its faces (90-180 px) are too small
+    for the whole picture and for 3x3 tiles of it; the 640-px grid finds them all."""
+    group = photos["12_angry_men.jpg"]
+    scene = cv2.resize(photos["no-faces.jpg"], (4032, 3024))
+    scene[1200 : 1200 + group.shape[0], 1500 : 1500 + group.shape[1]] = group
+    found = make_detector(_config("blazeface").detector, photos=True).detect(scene)
+    assert len(found) >= 9
+    h, w = group.shape[:2]
+    assert all(
+        1500 <= x < 1500 + w and 1200 <= y < 1200 + h for x, y, _, _ in (f.box for f in found)
+    )
+
+
 @pytest.mark.parametrize("shape", [(336, 596), (480, 640), (720, 1280), (1080, 1920), (700, 500)])
-def test_the_video_sweep_grid_covers_the_frame_with_overlapping_tiles(shape):
-    from deepfer.edge.detectors.blazeface import TILE_OVERLAP, VIDEO_TILE_SIDE, sweep_grid
+def test_a_sweep_grid_covers_the_frame_with_overlapping_tiles(shape):
+    from deepfer.edge.detectors.blazeface import TILE_OVERLAP, TILE_SIDE, sweep_grid
 
     h, w = shape
-    grid = sweep_grid(shape, VIDEO_TILE_SIDE)
-    if max(shape) <= VIDEO_TILE_SIDE:
+    grid = sweep_grid(shape, TILE_SIDE)
+    if max(shape) <= TILE_SIDE:
         assert grid == [(0, 0, w, h)]  # a frame that fits is never tiled: no extra search
         return
     covered = np.zeros(shape, bool)
     for x0, y0, x1, y1 in grid:
         assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
-        assert x1 - x0 == min(w, VIDEO_TILE_SIDE) and y1 - y0 == min(h, VIDEO_TILE_SIDE)
+        assert x1 - x0 == min(w, TILE_SIDE) and y1 - y0 == min(h, TILE_SIDE)
         covered[y0:y1, x0:x1] = True
     assert covered.all()
     xs = sorted({t[0] for t in grid})
     steps = np.diff(xs)
-    assert (steps <= VIDEO_TILE_SIDE * (1 - TILE_OVERLAP) + 1).all()
+    assert (steps <= TILE_SIDE * (1 - TILE_OVERLAP) + 1).all()
     assert len(grid) == {(720, 1280): 6, (1080, 1920): 8, (700, 500): 2}[shape]
+
+
+def test_tiles_come_in_levels_only_where_the_picture_needs_them():
+    from deepfer.edge.detectors.blazeface import TILE_SIDE, photo_tiles, sweep_grid, tile_grid
+
+    assert tile_grid((336, 596)) == [] and tile_grid((600, 800)) == []
+    assert tile_grid((1080, 1920)) == sweep_grid((1080, 1920), TILE_SIDE)  # one level
+    sides = {x1 - x0 for x0, _, x1, _ in tile_grid((3024, 4032))}  # a 12-megapixel photo
+    assert sides == {640, 1600}
+    # photos: 3 x 3 tiles where the photo calls for them, the grid only where they are coarse
+    assert photo_tiles((384, 381)) == []
+    assert len(photo_tiles((720, 1280))) == 9
+    big = photo_tiles((3024, 4032))
+    assert len(big) == 9 + len(tile_grid((3024, 4032)))
 
 
 @needs_blazeface
@@ -217,8 +246,8 @@ def test_a_small_face_in_an_hd_video_is_found_by_the_sweep(media_dir, tmp_path):
     def run(sweep: bool):
         config = _config("blazeface")
         detector = make_detector(config.detector)
-        assert detector.sweep
-        detector.sweep = sweep
+        assert detector.tiling == "sweep"
+        detector.tiling = "sweep" if sweep else "none"
         pipeline = FacePipeline.from_config(config, load_classifier(config.model), detector)
         reader = FrameReader(make_source(str(clip)), pixels=pipeline.pixel_clock())
         return [pipeline.process(frame) for frame in reader], pipeline
@@ -273,7 +302,7 @@ def test_auto_falls_back_to_haar_and_says_how_to_get_better(monkeypatch, caplog)
 @needs_centerface
 def test_auto_picks_blazeface_and_tiles_it_on_photos(monkeypatch):
     assert choose("auto") == "blazeface" and choose("auto", photos=True) == "blazeface"
-    assert make_detector(_config("auto").detector, photos=True).tiles > 1
+    assert make_detector(_config("auto").detector, photos=True).tiling == "photo"
     monkeypatch.setattr(files, "available", lambda name: name == "centerface")
     assert choose("auto", photos=True) == "centerface"
     assert choose("haar") == "haar"
