@@ -171,6 +171,7 @@ class FacePipeline:
 
     def detect(self, frame: Frame) -> np.ndarray:
         """Face boxes in frame pixels, ``(n, 4)`` int32."""
+        tried: set[int] = set()  # tracks already searched near on this frame
         if self._near_possible():
             tracks = self.tracker.tracks
             found: list[Detection] = []
@@ -192,6 +193,7 @@ class FacePipeline:
                 tracks = missed
             for track in tracks:
                 near = self.detector.detect_near(frame, track.box)
+                tried.add(track.id)
                 if not near:
                     break  # a tracked face was not where it was: search the whole frame
                 found += [replace(d, box=self.near_framing.apply(track.id, d.box)) for d in near]
@@ -201,7 +203,20 @@ class FacePipeline:
         found = self.detector.detect(frame, self.min_face)
         self._last_full_t = frame.t
         self.full_scans += 1
-        return _boxes(found)
+        if self.tracker is None or not self.near_search or not self.detector.supports_near:
+            return _boxes(found)
+        # tracked faces the full search missed (a small face a swept tile did not cover this
+        # time; a face Haar's coarse steps skipped) are looked for near where they were
+        missed = [
+            track
+            for track in self.tracker.tracks
+            if track.id not in tried
+            and _match(track.box, found, self.tracker.iou_threshold) is None
+        ]
+        for track in missed:
+            near = self.detector.detect_near(frame, track.box)
+            found += [replace(d, box=self.near_framing.apply(track.id, d.box)) for d in near]
+        return _boxes(found, merge=bool(missed))
 
     def _learn_near_framing(self, frame: Frame, track, full: Detection) -> None:
         """The full search found the track's face: search near it on the same frame too, and
