@@ -75,31 +75,30 @@ VIDEO_VARIANTS = {
 }
 
 
-def video_variants(media: Path) -> dict:
-    """:data:`VIDEO_VARIANTS` and ``in-1080p`` (needs the media folder for its scene)."""
-    scene = cv2.resize(cv2.imread(str(media / "no-faces.jpg")), (1920, 1080))
+def pasted(media: Path, size: tuple[int, int], at: tuple[int, int]):
+    """A variant: the picture at its own size, top-left corner ``at``, in a scene of ``size``
+    (width, height) made from no-faces.jpg: the same faces, a smaller share of the picture."""
+    scene = cv2.resize(cv2.imread(str(media / "no-faces.jpg")), size)
+    x, y = at
 
-    def in_1080p(im: np.ndarray) -> np.ndarray:
-        # her face (about 120 px) is under what a whole-frame search sees at this size
+    def paste(im: np.ndarray) -> np.ndarray:
         out = scene.copy()
-        out[600 : 600 + im.shape[0], 1200 : 1200 + im.shape[1]] = im
+        out[y : y + im.shape[0], x : x + im.shape[1]] = im
         return out
 
-    return {**VIDEO_VARIANTS, "in-1080p": in_1080p}
+    return paste
+
+
+def video_variants(media: Path) -> dict:
+    """:data:`VIDEO_VARIANTS` and ``in-1080p``: woman2 in a 1920x1080 scene, her face (about
+    120 px) under what a whole-frame search sees at that size."""
+    return {**VIDEO_VARIANTS, "in-1080p": pasted(media, (1920, 1080), (1200, 600))}
 
 
 def photo_variants(media: Path) -> dict:
-    """:data:`PHOTO_VARIANTS` and ``in-12mp``: the photo at its own size in a 4032x3024 scene
-    made from no-faces.jpg, as a phone's wide shot (same faces, a quarter of their share of
-    the picture or less)."""
-    scene = cv2.resize(cv2.imread(str(media / "no-faces.jpg")), (4032, 3024))
-
-    def in_12mp(im: np.ndarray) -> np.ndarray:
-        out = scene.copy()
-        out[1200 : 1200 + im.shape[0], 1500 : 1500 + im.shape[1]] = im
-        return out
-
-    return {**PHOTO_VARIANTS, "in-12mp": in_12mp}
+    """:data:`PHOTO_VARIANTS` and ``in-12mp``: the photo in a 4032x3024 scene, as in a phone's
+    wide shot."""
+    return {**PHOTO_VARIANTS, "in-12mp": pasted(media, (4032, 3024), (1500, 1200))}
 
 
 def detector_for(name: str, photos: bool):
