@@ -8,7 +8,8 @@ views, their labels and the teacher's scores are cached in the run folder
 and views, does not score them again. Each epoch the student sees one of the views of every
 face, drawn at random, with the target ``teacher_weight * teacher scores + (1 -
 teacher_weight) * one-hot label`` (the run's label smoothing on top; with ``teacher_target =
-"face"`` every view takes the teacher's scores on the face itself); with temperature 1 the
+"face"`` every view takes the teacher's scores on the face itself, and only the faces are
+scored); with temperature 1 the
 cross-entropy to that target is the usual distillation loss (Hinton et al., 2015) plus the
 usual hard-label loss. The validation slice is untouched: the student is chosen on the
 labels, like any model.
@@ -42,7 +43,7 @@ def teacher_key(cfg, teacher: Path) -> dict:
         "val_split",
     )
     keys += ("flip", "shift", "rotation", "zoom", "brightness", "contrast", "crop", "erase")
-    keys += ("zoom_out",)
+    keys += ("zoom_out", "teacher_target")
     return {"teacher_sha256": digest, **{k: getattr(cfg, k) for k in keys}}
 
 
@@ -108,10 +109,13 @@ def teacher_targets(cfg, run, ds: FaceDataset, augmenter) -> tuple[np.ndarray, n
         print(f"teacher scores: {cache} was made otherwise; scoring again", flush=True)
     model = load_teacher(teacher, cfg.input_size)
     views = make_views(ds, cfg, augmenter, cfg.teacher_views)
-    flat = views.reshape(-1, *views.shape[2:]).astype(np.float32)
+    # with teacher_target "face" only the faces themselves (view 0) are scored
+    scored = views[:1] if cfg.teacher_target == "face" else views
+    flat = scored.reshape(-1, *views.shape[2:]).astype(np.float32)
     print(f"teacher scores: {teacher.name} on {len(flat):,} views", flush=True)
     scores = model.predict(flat, batch_size=SCORE_BATCH, verbose=0).astype(np.float32)
-    scores = scores.reshape(views.shape[0], views.shape[1], NUM_CLASSES)
+    scores = scores.reshape(scored.shape[0], views.shape[1], NUM_CLASSES)
+    scores = np.ascontiguousarray(np.broadcast_to(scores, (views.shape[0], *scores.shape[1:])))
     agree = float((scores[0].argmax(1) == ds.y).mean())
     print(f"teacher scores: the teacher agrees with the labels on {agree:.2%} of faces", flush=True)
     run.path.mkdir(parents=True, exist_ok=True)
@@ -128,8 +132,6 @@ def distilled_dataset(cfg, run, ds: FaceDataset, augmenter, batch_size: int, see
 
     views, scores = teacher_targets(cfg, run, ds, augmenter)
     tf.random.set_seed(seed)  # making the views reseeded: the fit goes on from its own seed
-    if cfg.teacher_target == "face":
-        scores = np.broadcast_to(scores[:1], scores.shape)
     onehot = np.eye(NUM_CLASSES, dtype=np.float32)[ds.y]
     w = float(cfg.teacher_weight)
     targets = w * scores + (1.0 - w) * onehot[None]
