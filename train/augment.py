@@ -28,9 +28,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 ERASE_AREA = (0.02, 0.25)
+ERASE_ASPECT = (0.3, 1 / 0.3)
 #: Share of faces :func:`random_zoom_out` shrinks (the rest keep FER2013's framing).
 ZOOM_OUT_PROBABILITY = 0.5
-ERASE_ASPECT = (0.3, 1 / 0.3)
 
 
 def make_augmenter(cfg):
