@@ -192,18 +192,18 @@ class FacePipeline:
                         self._learn_near_framing(frame, track, full)
                 tracks = missed
             for track in tracks:
-                near = self.detector.detect_near(frame, track.box)
+                near = self._near(frame, track)
                 tried.add(track.id)
                 if not near:
                     break  # a tracked face was not where it was: search the whole frame
-                found += [replace(d, box=self.near_framing.apply(track.id, d.box)) for d in near]
+                found += near
             else:
                 self.near_scans += not rescan
                 return _boxes(found, merge=True)
         found = self.detector.detect(frame, self.min_face)
         self._last_full_t = frame.t
         self.full_scans += 1
-        if self.tracker is None or not self.near_search or not self.detector.supports_near:
+        if not self._can_search_near():
             return _boxes(found)
         # tracked faces the full search missed (a small face a swept tile did not cover this
         # time; a face Haar's coarse steps skipped) are looked for near where they were
@@ -214,9 +214,14 @@ class FacePipeline:
             and _match(track.box, found, self.tracker.iou_threshold) is None
         ]
         for track in missed:
-            near = self.detector.detect_near(frame, track.box)
-            found += [replace(d, box=self.near_framing.apply(track.id, d.box)) for d in near]
+            found += self._near(frame, track)
         return _boxes(found, merge=bool(missed))
+
+    def _near(self, frame: Frame, track) -> list[Detection]:
+        """The track's face searched for near where it was, boxes in the full search's
+        framing (the track's own near framing applied)."""
+        near = self.detector.detect_near(frame, track.box)
+        return [replace(d, box=self.near_framing.apply(track.id, d.box)) for d in near]
 
     def _learn_near_framing(self, frame: Frame, track, full: Detection) -> None:
         """The full search found the track's face: search near it on the same frame too, and
@@ -227,9 +232,12 @@ class FacePipeline:
 
     def _near_possible(self) -> bool:
         """Search near the tracked faces (not the whole frame) on this detection?"""
-        if self.tracker is None or not self.near_search or not self.detector.supports_near:
+        if not self._can_search_near():
             return False
         return 0 < len(self.tracker.tracks) <= self.detector.max_near_faces
+
+    def _can_search_near(self) -> bool:
+        return self.tracker is not None and self.near_search and self.detector.supports_near
 
     def _rescan_due(self, frame: Frame) -> bool:
         """Time for a full search for new faces (``rescan_s`` of stream time since the last;
