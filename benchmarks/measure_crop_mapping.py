@@ -168,6 +168,30 @@ def redetected_accuracy(pipeline, images, labels, side, given):
     }
 
 
+def known_square_accuracy(pipeline, images, labels, side, given):
+    """The device path's crop of the *known* square (no detector): what the canvas's
+    resampling (48 px up to ``side``, then the pipeline's crop back down) and the pipeline's
+    framings cost by themselves. A detector's skew beyond this one is its framing's."""
+    detector = pipeline.detector
+    kept = detector.crop
+    detector.crop = (1.0, 0.0, 0.0)
+    box_side = side / (1 + 2 * MARGIN)  # the box whose square with the margin is the truth
+    at = side + (side - box_side) / 2
+    box = np.asarray([[at, at, box_side, box_side]])
+    try:
+        correct = sum(
+            int(pipeline.classify(frame_from_image(canvas(img, side)[0]), box)[0].argmax() == y)
+            for img, y in zip(images, labels)
+        )
+    finally:
+        detector.crop = kept
+    n = len(images)
+    return {
+        "accuracy": correct / n,
+        "skew_points": 100 * (correct - int((given == labels).sum())) / n,
+    }
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, type=Path, help="FER2013 folder with train/ and test/")
@@ -207,7 +231,19 @@ def main(argv=None) -> int:
     print(
         f"given-crop accuracy on {len(test_x)} PublicTest faces: {report['given_crop_accuracy']:.4f}"
     )
-    for name in args.detectors.split(","):
+    for jitter in sorted({0.0, config.model.crop_jitter}):
+        pipeline = FacePipeline.from_config(
+            config, classifier, make_detector(config.detector), track=False
+        )
+        pipeline.crop_jitter = jitter
+        row = known_square_accuracy(pipeline, test_x, test_y, args.face, given)
+        report.setdefault("known_square", {})[f"crop_jitter={jitter:g}"] = row
+        print(
+            f"known square (no detector), crop_jitter {jitter:g}: accuracy "
+            f"{row['accuracy']:.4f}; skew {row['skew_points']:+.2f} points",
+            flush=True,
+        )
+    for name in filter(None, args.detectors.split(",")):
         config.detector.backend = name
         detector = make_detector(config.detector)
         t0 = time.perf_counter()
