@@ -75,13 +75,16 @@ VIDEO_VARIANTS = {
 }
 
 
-def pasted(media: Path, size: tuple[int, int], at: tuple[int, int]):
-    """A variant: the picture at its own size, top-left corner ``at``, in a scene of ``size``
-    (width, height) made from no-faces.jpg: the same faces, a smaller share of the picture."""
+def pasted(media: Path, size: tuple[int, int], at: tuple[int, int], scale: float = 1.0):
+    """A variant: the picture at its own size (or ``scale`` times it), top-left corner ``at``,
+    in a scene of ``size`` (width, height) made from no-faces.jpg: the same faces, a smaller
+    share of the picture."""
     scene = cv2.resize(cv2.imread(str(media / "no-faces.jpg")), size)
     x, y = at
 
     def paste(im: np.ndarray) -> np.ndarray:
+        if scale != 1.0:
+            im = cv2.resize(im, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         out = scene.copy()
         out[y : y + im.shape[0], x : x + im.shape[1]] = im
         return out
@@ -90,9 +93,15 @@ def pasted(media: Path, size: tuple[int, int], at: tuple[int, int]):
 
 
 def video_variants(media: Path) -> dict:
-    """:data:`VIDEO_VARIANTS` and ``in-1080p``: woman2 in a 1920x1080 scene, her face (about
-    120 px) under what a whole-frame search sees at that size."""
-    return {**VIDEO_VARIANTS, "in-1080p": pasted(media, (1920, 1080), (1200, 600))}
+    """:data:`VIDEO_VARIANTS`, ``in-1080p``: woman2 in a 1920x1080 scene, her face (about 120
+    px) under what a whole-frame search sees at that size, and ``far-640``: woman2 at a third
+    of her size in a 640x360 scene (her face about 40 px, as a few metres from a small
+    camera)."""
+    return {
+        **VIDEO_VARIANTS,
+        "in-1080p": pasted(media, (1920, 1080), (1200, 600)),
+        "far-640": pasted(media, (640, 360), (400, 200), scale=1 / 3),
+    }
 
 
 def photo_variants(media: Path) -> dict:

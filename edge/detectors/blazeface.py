@@ -30,9 +30,14 @@ ANCHORS_PER_LAYER = {"full": 1, "short": 2}
 #: Tiles are squares of this side (and, on pictures too large for them to cover every face
 #: size, of 2.5x, 2.5^2 x ... this side): full-range BlazeFace finds faces down to about 18
 #: px of its 192-px input, so a search of a whole picture misses faces under 9% of its larger
-#: side (180 px in 1080p, 380 px in a 12-megapixel photo); a 640-px tile sees faces from 60
-#: px, and each larger level takes over where the one below may cut a face at a seam.
+#: side (56 px in a 640-px frame, 180 px in 1080p, 380 px in a 12-megapixel photo); a 640-px
+#: tile sees faces from 60 px, and each larger level takes over where the one below may cut
+#: a face at a seam.
 TILE_SIDE = 640
+#: Smaller frames are swept with tiles of half their larger side, down to this side (faces
+#: from about 30 px; a frame of up to 1.25 times this side is not tiled): so every frame
+#: from 400 to 1,280 px is swept in about 6 tiles.
+MIN_TILE_SIDE = 320
 #: Levels of tiles grow by this factor until one tile nearly covers the picture.
 TILE_STEP = 2.5
 #: Overlap of neighbouring tiles, as a share of the tile side (a face of up to this share of
@@ -118,8 +123,8 @@ class BlazeFaceDetector(Detector):
     """BlazeFace full-range or short-range, searching the whole picture and, on larger pictures,
     overlapping tiles: ``tiling = "photo"`` every tile of :func:`photo_tiles` at every search
     (small faces in photos); ``"sweep"`` one tile of :func:`tile_grid` per search, in turn
-    (video: faces of 60 px or more found at any resolution within one sweep, for one more
-    model run per search); ``"none"`` the whole picture only.
+    (video: faces of 30 px or more found in frames up to 1,280 px, of 60 px or more at any
+    resolution, within one sweep, for one more model run per search); ``"none"`` the whole picture only.
 
     ``near``: a second BlazeFace (short-range by default) searches just around a tracked
     face between full searches (:meth:`find_near`): a square of ``NEAR_SIDE`` times the
@@ -285,12 +290,15 @@ def _tiles(shape, n: int) -> list[tuple[int, int, int, int]]:
     return [(int(x0), int(y0), int(x0) + tw, int(y0) + th) for y0 in ys for x0 in xs]
 
 
-def tile_grid(shape, side: int = TILE_SIDE) -> list[tuple[int, int, int, int]]:
+def tile_grid(shape, side: int | None = None) -> list[tuple[int, int, int, int]]:
     """The tiles ``(x0, y0, x1, y1)`` searched beside the whole picture of ``shape``: a
-    :func:`sweep_grid` of ``side``-px squares, then of ``TILE_STEP`` times that side, and so
-    on while a tile is clearly smaller than the picture; none for a picture that fits in
-    one tile."""
+    :func:`sweep_grid` of ``side``-px squares (default: half the picture's larger side,
+    within :data:`MIN_TILE_SIDE` .. :data:`TILE_SIDE`), then of ``TILE_STEP`` times that side,
+    and so on while a tile is clearly smaller than the picture; none for a picture that fits
+    in one tile."""
     longest = max(shape[:2])
+    if side is None:
+        side = min(TILE_SIDE, max(MIN_TILE_SIDE, longest // 2))
     grid = []
     while side * 1.25 < longest:
         grid += sweep_grid(shape, int(side))

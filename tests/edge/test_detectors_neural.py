@@ -208,9 +208,20 @@ def test_a_sweep_grid_covers_the_frame_with_overlapping_tiles(shape):
 
 
 def test_tiles_come_in_levels_only_where_the_picture_needs_them():
-    from deepfer.edge.detectors.blazeface import TILE_SIDE, photo_tiles, sweep_grid, tile_grid
+    from deepfer.edge.detectors.blazeface import (
+        MIN_TILE_SIDE,
+        TILE_SIDE,
+        photo_tiles,
+        sweep_grid,
+        tile_grid,
+    )
 
-    assert tile_grid((336, 596)) == [] and tile_grid((600, 800)) == []
+    assert tile_grid((240, 320)) == [] and tile_grid((300, 400)) == []  # fit one small tile
+    # smaller frames: tiles of half the larger side, from 320 px (faces from about 30 px)
+    assert tile_grid((336, 596)) == sweep_grid((336, 596), MIN_TILE_SIDE)
+    assert len(tile_grid((480, 640))) == 6
+    assert {x1 - x0 for x0, _, x1, _ in tile_grid((600, 800))} == {400}
+    assert tile_grid((720, 1280)) == sweep_grid((720, 1280), TILE_SIDE)
     assert tile_grid((1080, 1920)) == sweep_grid((1080, 1920), TILE_SIDE)  # one level
     sides = {x1 - x0 for x0, _, x1, _ in tile_grid((3024, 4032))}  # a 12-megapixel photo
     assert sides == {640, 1600}
@@ -234,6 +245,23 @@ def _hd_clip(media_dir, path, places, frames=90):
         canvas = scene.copy()
         for x, y in places:
             canvas[y : y + frame.shape[0], x : x + frame.shape[1]] = frame
+        out.write(canvas)
+    out.release()
+    return path
+
+
+def _far_clip(media_dir, path, scale=1 / 3, frames=90):
+    """woman2 shrunk to ``scale`` (her face about 40 px) in a 640x360 scene made from
+    no-faces.jpg, as a person a few metres from a small camera."""
+    scene = cv2.resize(cv2.imread(str(media_dir / "no-faces.jpg")), (640, 360))
+    cap = cv2.VideoCapture(str(media_dir / "woman2.mp4"))
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (640, 360))
+    for _ in range(frames):
+        ok, frame = cap.read()
+        assert ok
+        small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        canvas = scene.copy()
+        canvas[200 : 200 + small.shape[0], 400 : 400 + small.shape[1]] = small
         out.write(canvas)
     out.release()
     return path
@@ -265,6 +293,21 @@ def test_a_small_face_in_an_hd_video_is_found_by_the_sweep(media_dir, tmp_path):
     assert len(with_face) == len(results) - with_face[0]  # kept from then on
     boxes = [f.box for r in results for f in r.faces]
     assert all(1200 <= x <= 1796 and 600 <= y <= 936 for x, y, _, _ in boxes)  # her, no other
+    assert {f.track_id for r in results for f in r.faces} == {1}
+    without = _run_clip(clip, tiling="none")
+    assert not any(r.faces for r in without)  # the whole frame alone does not see her
+
+
+@needs_blazeface
+def test_a_small_face_in_a_small_video_is_found_by_the_sweep(media_dir, tmp_path):
+    clip = _far_clip(media_dir, tmp_path / "far-640.mp4")
+    results = _run_clip(clip)
+    with_face = [i for i, r in enumerate(results) if r.faces]
+    # 6 tiles of 320 px, one per full search, 5 searches a second: found within 1.2 s
+    assert with_face and with_face[0] <= 1.2 * 30 + 1
+    assert len(with_face) >= 0.9 * (len(results) - with_face[0])
+    boxes = [f.box for r in results for f in r.faces]
+    assert all(400 <= x <= 600 and 200 <= y <= 312 for x, y, _, _ in boxes)  # her, no other
     assert {f.track_id for r in results for f in r.faces} == {1}
     without = _run_clip(clip, tiling="none")
     assert not any(r.faces for r in without)  # the whole frame alone does not see her
