@@ -15,6 +15,10 @@ FER2013 recipes as TensorFlow ops on ``tf.data`` batches:
   smaller with something around it; this teaches it to answer the same.
 - :func:`random_erasing` (``--erase P``): with probability P per face, one rectangle of 2-25% of
   the area (aspect 0.3-3.3) is filled with uniform noise in 0..255 (Zhong et al., 2017).
+- :func:`random_gamma` (``--gamma G``): each face's pixels ``p -> 255 (p / 255) ** g``, ``ln g``
+  uniform in ``[-G, G]``: the lighting curve of another camera, exposure or backlight.
+- :func:`random_noise` (``--noise S``): Gaussian noise of a standard deviation drawn in ``[0,
+  S]`` grey levels per face: a camera's sensor noise in dim light (FER2013's faces are clean).
 - :func:`mixup` (``--mixup A``): faces and one-hot labels mixed with a partner from the same
   batch, weight drawn from Beta(A, A) per face (Zhang et al., 2018).
 
@@ -155,6 +159,24 @@ def random_erasing(x, probability: float, area=ERASE_AREA, aspect=ERASE_ASPECT):
     return tf.where(mask, noise, x)
 
 
+def random_gamma(x, spread: float):
+    """Per face, ``p -> 255 * (p / 255) ** g`` with ``ln g`` uniform in ``[-spread, spread]``."""
+    import tensorflow as tf
+
+    n = tf.shape(x)[0]
+    g = tf.exp(tf.random.uniform([n, 1, 1, 1], -spread, spread))
+    return 255.0 * tf.pow(tf.clip_by_value(x, 0.0, 255.0) / 255.0, g)
+
+
+def random_noise(x, sigma: float):
+    """Gaussian pixel noise, its standard deviation uniform in ``[0, sigma]`` per face."""
+    import tensorflow as tf
+
+    n = tf.shape(x)[0]
+    s = tf.random.uniform([n, 1, 1, 1], 0.0, sigma)
+    return x + s * tf.random.normal(tf.shape(x))
+
+
 def mixup(x, y, alpha: float):
     """Mix each face and label with a random partner of the batch, weight ~ Beta(alpha, alpha)."""
     import tensorflow as tf
@@ -173,15 +195,17 @@ def mixup(x, y, alpha: float):
 
 
 def make_batch_augment(cfg) -> Callable | None:
-    """``fn(x, y) -> (x, y)`` applying the zoom-out, crop, erasing and mixup ``cfg`` asks for,
-    or None."""
+    """``fn(x, y) -> (x, y)`` applying the zoom-out, crop, erasing, gamma, noise and mixup
+    ``cfg`` asks for (in that order), or None."""
     zoom_out = float(getattr(cfg, "zoom_out", 0.0) or 0.0)
     crop = int(getattr(cfg, "crop", 0) or 0)
     erase = float(getattr(cfg, "erase", 0.0) or 0.0)
+    gamma = float(getattr(cfg, "gamma", 0.0) or 0.0)
+    noise = float(getattr(cfg, "noise", 0.0) or 0.0)
     alpha = float(getattr(cfg, "mixup", 0.0) or 0.0)
     if crop >= cfg.input_size:
         crop = 0
-    if not (zoom_out or crop or erase or alpha):
+    if not (zoom_out or crop or erase or gamma or noise or alpha):
         return None
 
     def augment(x, y):
@@ -193,6 +217,10 @@ def make_batch_augment(cfg) -> Callable | None:
             x = random_crop(x, crop)
         if erase:
             x = random_erasing(x, erase)
+        if gamma:
+            x = random_gamma(x, gamma)
+        if noise:
+            x = random_noise(x, noise)
         if alpha:
             x, y = mixup(x, y, alpha)
         return tf.clip_by_value(x, 0.0, 255.0), y

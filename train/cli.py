@@ -99,6 +99,20 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         "or flat grey: a detector's looser framing (e.g. 0.3; 0: off)",
     )
     p.add_argument(
+        "--gamma",
+        type=float,
+        default=d.gamma,
+        metavar="G",
+        help="random gamma per face, ln gamma uniform in [-G, G] (e.g. 0.5; 0: off)",
+    )
+    p.add_argument(
+        "--noise",
+        type=float,
+        default=d.noise,
+        metavar="S",
+        help="Gaussian pixel noise, sigma uniform in [0, S] grey levels per face (e.g. 10; 0: off)",
+    )
+    p.add_argument(
         "--mixup", type=float, default=d.mixup, metavar="ALPHA", help="mixup Beta alpha (0: off)"
     )
     p.add_argument(

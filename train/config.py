@@ -48,6 +48,12 @@ class TrainConfig:
     #: random zoom-out: half the faces shrink to 1/s of the side, s in [1, 1 + zoom_out],
     #: the surround mirrored or flat grey (a detector framing looser than FER2013; 0: off)
     zoom_out: float = 0.0
+    #: random gamma: pixels p -> 255 * (p / 255) ** g per face, ln g uniform in [-gamma, gamma]
+    #: (lighting a camera sees that FER2013's faces rarely show; 0: off)
+    gamma: float = 0.0
+    #: Gaussian pixel noise, sigma uniform in [0, noise] grey levels per face (a camera's
+    #: sensor noise in dim light; 0: off)
+    noise: float = 0.0
     mixup: float = 0.0  # mixup Beta(alpha, alpha) (0: off)
     val_split: float = 0.1
     patience: int = 0  # early stopping patience in epochs (0: off)
@@ -150,6 +156,10 @@ class TrainConfig:
             bad("erase", "must be a probability in [0, 1]")
         if not 0.0 <= self.zoom_out <= 0.9:
             bad("zoom_out", "must be in [0, 0.9] (0.3: faces shrink to 77-100% of the side)")
+        if not 0.0 <= self.gamma <= 1.5:
+            bad("gamma", "must be in [0, 1.5] (0.5: gamma between 0.61 and 1.65)")
+        if not 0.0 <= self.noise <= 64.0:
+            bad("noise", "must be in [0, 64] grey levels")
         if self.teacher:
             if Path(self.teacher).suffix.lower() != ".keras" or not Path(self.teacher).is_file():
                 bad("teacher", "expected an existing .keras model (one, or a deepfer ensemble)")

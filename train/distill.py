@@ -43,7 +43,7 @@ def teacher_key(cfg, teacher: Path) -> dict:
         "val_split",
     )
     keys += ("flip", "shift", "rotation", "zoom", "brightness", "contrast", "crop", "erase")
-    keys += ("zoom_out", "teacher_target")
+    keys += ("zoom_out", "gamma", "noise", "teacher_target")
     return {"teacher_sha256": digest, **{k: getattr(cfg, k) for k in keys}}
 
 

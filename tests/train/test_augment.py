@@ -96,10 +96,31 @@ def test_mixup_mixes_faces_and_labels_alike():
     assert mx.shape == (8, 4, 4, 1)
 
 
+def test_random_gamma_keeps_black_white_and_order_and_brightens_or_darkens_per_face():
+    ramp = tf.constant(np.tile(np.linspace(0, 255, 48, dtype=np.float32), (64, 48, 1))[..., None])
+    out = np.asarray(augment.random_gamma(ramp, 0.5))
+    assert np.allclose(out[:, :, 0], 0, atol=1e-3) and np.allclose(out[:, :, -1], 255, atol=1e-2)
+    assert (np.diff(out[0, 0, :, 0]) >= 0).all()  # monotone: the face's shading keeps its order
+    mid = out[:, 0, 24, 0]
+    assert (mid < 124).any() and (mid > 136).any()  # some faces brighter, some darker
+    assert np.allclose(np.asarray(augment.random_gamma(ramp, 0.0)), ramp, atol=1e-3)
+
+
+def test_random_noise_has_a_spread_of_strengths_and_no_bias():
+    flat = tf.fill((64, 48, 48, 1), 128.0)
+    out = np.asarray(augment.random_noise(flat, 10.0)) - 128.0
+    sigmas = out.reshape(64, -1).std(1)
+    assert sigmas.max() < 10.5 and sigmas.min() < 3 and sigmas.max() > 7
+    assert abs(out.mean()) < 0.2
+
+
 def test_make_batch_augment_off_by_default_and_composes():
     assert augment.make_batch_augment(TrainConfig()) is None
     assert augment.make_batch_augment(TrainConfig(zoom_out=0.3)) is not None
-    fn = augment.make_batch_augment(TrainConfig(crop=44, erase=0.5, mixup=0.2, zoom_out=0.3))
+    assert augment.make_batch_augment(TrainConfig(noise=5.0)) is not None
+    fn = augment.make_batch_augment(
+        TrainConfig(crop=44, erase=0.5, mixup=0.2, zoom_out=0.3, gamma=0.5, noise=10.0)
+    )
     x, y = fn(batch(8), tf.one_hot(np.arange(8) % 7, 7))
     assert x.shape == (8, 48, 48, 1) and y.shape == (8, 7)
     assert float(tf.reduce_min(x)) >= 0 and float(tf.reduce_max(x)) <= 255
@@ -112,6 +133,8 @@ def test_make_batch_augment_off_by_default_and_composes():
         ({"erase": 1.5}, "train.erase = 1.5: must be a probability"),
         ({"mixup": -1.0}, "train.mixup = -1.0: must not be negative"),
         ({"zoom_out": 1.5}, "train.zoom_out = 1.5: must be in"),
+        ({"gamma": 2.0}, "train.gamma = 2.0: must be in"),
+        ({"noise": -1.0}, "train.noise = -1.0: must be in"),
     ],
 )
 def test_recipe_options_are_checked(tmp_path, change, message):
