@@ -232,36 +232,22 @@ def test_tiles_come_in_levels_only_where_the_picture_needs_them():
     assert len(big) == 9 + len(tile_grid((3024, 4032)))
 
 
-def _hd_clip(media_dir, path, places, frames=90):
-    """woman2's 596x336 frames pasted at ``places`` (top-left corners) into a 1920x1080
-    scene made from no-faces.jpg: her face (about 120 px) is under what a whole-frame search
-    can see at this size (about 180 px)."""
-    scene = cv2.resize(cv2.imread(str(media_dir / "no-faces.jpg")), (1920, 1080))
+def _scene_clip(media_dir, path, places, size=(1920, 1080), scale=1.0, frames=90):
+    """woman2's 596x336 frames (shrunk to ``scale``) pasted at ``places`` (top-left corners)
+    into a scene of ``size`` made from no-faces.jpg. In 1080p her face (about 120 px) is under
+    what a whole-frame search can see (about 180 px); at a third in 640x360 it is about 40 px,
+    as a few metres from a small camera."""
+    scene = cv2.resize(cv2.imread(str(media_dir / "no-faces.jpg")), size)
     cap = cv2.VideoCapture(str(media_dir / "woman2.mp4"))
-    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (1920, 1080))
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, size)
     for _ in range(frames):
         ok, frame = cap.read()
         assert ok
+        if scale != 1.0:
+            frame = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         canvas = scene.copy()
         for x, y in places:
             canvas[y : y + frame.shape[0], x : x + frame.shape[1]] = frame
-        out.write(canvas)
-    out.release()
-    return path
-
-
-def _far_clip(media_dir, path, scale=1 / 3, frames=90):
-    """woman2 shrunk to ``scale`` (her face about 40 px) in a 640x360 scene made from
-    no-faces.jpg, as a person a few metres from a small camera."""
-    scene = cv2.resize(cv2.imread(str(media_dir / "no-faces.jpg")), (640, 360))
-    cap = cv2.VideoCapture(str(media_dir / "woman2.mp4"))
-    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (640, 360))
-    for _ in range(frames):
-        ok, frame = cap.read()
-        assert ok
-        small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        canvas = scene.copy()
-        canvas[200 : 200 + small.shape[0], 400 : 400 + small.shape[1]] = small
         out.write(canvas)
     out.release()
     return path
@@ -285,7 +271,7 @@ def _run_clip(clip, tiling="sweep"):
 
 @needs_blazeface
 def test_a_small_face_in_an_hd_video_is_found_by_the_sweep(media_dir, tmp_path):
-    clip = _hd_clip(media_dir, tmp_path / "small-in-1080p.mp4", [(1200, 600)])
+    clip = _scene_clip(media_dir, tmp_path / "small-in-1080p.mp4", [(1200, 600)])
     results = _run_clip(clip)
     with_face = [i for i, r in enumerate(results) if r.faces]
     # 8 tiles, one per full search, 5 searches a second: found within 1.6 s of stream time
@@ -300,7 +286,7 @@ def test_a_small_face_in_an_hd_video_is_found_by_the_sweep(media_dir, tmp_path):
 
 @needs_blazeface
 def test_a_small_face_in_a_small_video_is_found_by_the_sweep(media_dir, tmp_path):
-    clip = _far_clip(media_dir, tmp_path / "far-640.mp4")
+    clip = _scene_clip(media_dir, tmp_path / "far-640.mp4", [(400, 200)], (640, 360), 1 / 3)
     results = _run_clip(clip)
     with_face = [i for i, r in enumerate(results) if r.faces]
     # 6 tiles of 320 px, one per full search, 5 searches a second: found within 1.2 s
@@ -321,7 +307,7 @@ def test_three_small_faces_in_an_hd_video_are_all_kept_once_found(media_dir, tmp
     tile covers it: the tracked faces it missed are looked for near where they were, so none
     flickers."""
     places = [(50, 100), (1250, 80), (660, 700)]
-    results = _run_clip(_hd_clip(media_dir, tmp_path / "three.mp4", places, frames=270))
+    results = _run_clip(_scene_clip(media_dir, tmp_path / "three.mp4", places, frames=270))
     counts = [len(r.faces) for r in results]
     assert 3 in counts
     first_all = counts.index(3)
