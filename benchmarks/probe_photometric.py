@@ -19,25 +19,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from measure_crop_mapping import faces
 from results_file import write_json
 
 from deepfer.edge.config import Config
-from deepfer.edge.labels import LABELS
 from deepfer.edge.model.classifier import load_classifier
 
 #: FER2013's mean grey level and mean per-face standard deviation (Training split).
 FER_MEAN, FER_STD = 129.4, 53.8
-
-
-def load(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    xs, ys = [], []
-    for k, label in enumerate(LABELS):
-        for p in sorted((folder / label).glob("*")):
-            img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
-            if img is not None:
-                xs.append(img)
-                ys.append(k)
-    return np.stack(xs).astype(np.float32), np.asarray(ys)
 
 
 def camera_noise(x: np.ndarray, sigma: float, rng) -> np.ndarray:
@@ -69,7 +58,8 @@ def main(argv=None) -> int:
     if args.model:
         config.model.path = args.model
     classifier = load_classifier(config.model)
-    x, y = load(args.faces)
+    images, y = faces(args.faces, None)
+    x = np.stack(images).astype(np.float32)
     rng = np.random.default_rng(0)
     variants = {
         "plain": x,
@@ -86,8 +76,8 @@ def main(argv=None) -> int:
     for prep, fn in (("none", lambda a: a), ("standardise", standardise)):
         rows = {}
         plain = None
-        for name, faces in variants.items():
-            pred = classifier.infer(u8(fn(u8(faces).astype(np.float32)))[..., None]).argmax(1)
+        for name, copies in variants.items():
+            pred = classifier.infer(u8(fn(u8(copies).astype(np.float32)))[..., None]).argmax(1)
             plain = pred if plain is None else plain
             rows[name] = {
                 "accuracy": round(float((pred == y).mean()), 4),
