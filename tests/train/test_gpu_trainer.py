@@ -1,4 +1,4 @@
-"""The JAX trainer (train/jax_vgg.py) against the Keras model and recipe it re-states."""
+"""The JAX trainer (train/gpu/) against the Keras model and recipe it re-states."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ pytest.importorskip("keras", reason="the weights go into the Keras model")
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from deepfer.train import jax_bridge, jax_vgg  # noqa: E402
 from deepfer.train.config import TrainConfig, learning_rate  # noqa: E402
+from deepfer.train.gpu import augment, files, run, steps  # noqa: E402
+from deepfer.train.gpu import bridge as jax_bridge  # noqa: E402
+from deepfer.train.gpu import model as vgg  # noqa: E402
 
 
 def _faces(n=16, seed=0):
@@ -23,7 +25,7 @@ def _faces(n=16, seed=0):
 
 def _perturbed_weights(seed=3):
     """Initial weights with batch-norm statistics and biases moved off their defaults."""
-    w = jax_vgg.init_weights(jax.random.key(seed))
+    w = vgg.init_weights(jax.random.key(seed))
     rng = np.random.default_rng(seed)
     for k in w:
         if k.endswith(("/mean", "/beta", "/bias")):
@@ -35,15 +37,15 @@ def _perturbed_weights(seed=3):
 
 def test_the_weights_load_into_keras_deepfer_vgg_and_give_its_scores(tmp_path):
     w = _perturbed_weights()
-    params, state = jax_vgg.split_state(w)
-    stacked = jax_vgg.stack([params]), jax_vgg.stack([state])
+    params, state = vgg.split_state(w)
+    stacked = steps.stack([params]), steps.stack([state])
     path = tmp_path / "teachers-0.npz"
-    jax_vgg.save_models(path, *stacked, [0])
+    files.save_models(path, *stacked, [0])
     assert jax_bridge.model_indices(path) == [0]
     model = jax_bridge.to_keras(path, 0)
     x = _faces()
     keras_scores = model.predict(x[..., None], verbose=0)
-    logits, _ = jax_vgg.forward(params, state, jnp.asarray(x), None, "eval", jnp.float32)
+    logits, _ = vgg.forward(params, state, jnp.asarray(x), None, "eval", jnp.float32)
     jax_scores = np.asarray(jax.nn.softmax(logits))
     np.testing.assert_allclose(jax_scores, keras_scores, atol=2e-4)
     assert (jax_scores.argmax(1) == keras_scores.argmax(1)).all()
@@ -53,23 +55,23 @@ def test_every_keras_weight_is_mapped():
     from deepfer.train.models import make_model
 
     model = make_model("deepfer-vgg", (48, 48, 1))
-    mapped = jax_vgg.layer_weights()
+    mapped = vgg.layer_weights()
     with_weights = {layer.name for layer in model.layers if layer.get_weights()}
     assert with_weights == set(mapped)
     for name, names in mapped.items():
         assert len(model.get_layer(name).get_weights()) == len(names)
-    w = jax_vgg.init_weights(jax.random.key(0))
+    w = vgg.init_weights(jax.random.key(0))
     assert sum(int(np.prod(v.shape)) for v in w.values()) == model.count_params()
 
 
 def test_the_learning_rate_follows_the_desktop_schedule():
     cfg = TrainConfig(epochs=50, lr=0.01, warmup_epochs=3, schedule="cosine")
     for epoch in range(50):
-        assert jax_vgg.lr_at(epoch, 50, 0.01, 3) == pytest.approx(learning_rate(cfg, epoch))
+        assert steps.lr_at(epoch, 50, 0.01, 3) == pytest.approx(learning_rate(cfg, epoch))
 
 
 def _still(**changes):
-    recipe = {**jax_vgg.RECIPE, "rotation": 0.0, "brightness": 0.0, "contrast": 0.0}
+    recipe = {**augment.RECIPE, "rotation": 0.0, "brightness": 0.0, "contrast": 0.0}
     return {**recipe, "crop": 48, "erase": 0.0, **changes}
 
 
@@ -77,7 +79,7 @@ def test_with_nothing_random_left_a_view_is_the_face_or_its_mirror():
     face = jnp.asarray(_faces(1)[0])
     seen = set()
     for i in range(12):
-        out = np.asarray(jax_vgg.augment_face(face, jax.random.key(i), _still()))
+        out = np.asarray(augment.augment_face(face, jax.random.key(i), _still()))
         if np.allclose(out, face, atol=1e-3):
             seen.add("face")
         else:
@@ -89,7 +91,7 @@ def test_with_nothing_random_left_a_view_is_the_face_or_its_mirror():
 def test_views_vary_stay_in_range_and_erase_patches():
     face = jnp.asarray(np.tile(np.linspace(0, 255, 48, dtype=np.float32), (48, 1)))
     outs = [
-        np.asarray(jax_vgg.augment_face(face, jax.random.key(i), jax_vgg.RECIPE)) for i in range(20)
+        np.asarray(augment.augment_face(face, jax.random.key(i), augment.RECIPE)) for i in range(20)
     ]
     assert all(o.min() >= 0 and o.max() <= 255 for o in outs)
     assert len({o.tobytes() for o in outs}) == 20
@@ -101,7 +103,7 @@ def test_views_vary_stay_in_range_and_erase_patches():
 def test_a_degraded_view_is_darker_or_brighter_and_noisy():
     face = jnp.full((48, 48), 128.0)
     outs = [
-        np.asarray(jax_vgg.degrade_face(face, jax.random.key(i), jax_vgg.PHOTOMETRIC))
+        np.asarray(augment.degrade_face(face, jax.random.key(i), augment.PHOTOMETRIC))
         for i in range(20)
     ]
     assert np.std([o.mean() for o in outs]) > 10
@@ -121,14 +123,14 @@ def test_packed_faces_round_trip_with_the_desktop_pixels(tmp_path):
             cv2.imwrite(str(root / "train" / label / f"Training_{label}{i}.jpg"), face)
     counts = jax_bridge.pack_faces(str(root), tmp_path / "faces.npz", val_split=0.2)
     assert counts == {"train": 48, "val": 12}
-    data = jax_vgg.load_faces(tmp_path / "faces.npz")
+    data = files.load_faces(tmp_path / "faces.npz")
     assert data["train_same_pixels"] and data["val_same_pixels"]
     assert data["train"][0].shape == (48, 48, 48)
     assert sorted(np.bincount(data["val"][1], minlength=7)) == [0, 0, 0, 0, 4, 4, 4]
 
 
 def _pack_random(path, rng, faces=None):
-    """A faces file as ``jax_bridge pack`` writes it, of random faces (128 train, 32 val)."""
+    """A faces file as ``bridge pack`` writes it, of random faces (128 train, 32 val)."""
     import hashlib
 
     import cv2
@@ -159,7 +161,7 @@ def test_a_short_run_trains_teachers_and_students_and_writes_loadable_weights(tm
     argv = ["--data", str(tmp_path / "faces.npz"), "--out", str(out), "--models", "2"]
     argv += ["--students", "2", "--min-epochs", "3", "--max-epochs", "3", "--eval-every", "1"]
     argv += ["--dtype", "fp32", "--budget", "900", "--probe-steps", "1"]
-    assert jax_vgg.main(argv) == 0
+    assert run.main(argv) == 0
     log = json.loads((out / "log.json").read_text())
     assert log["same_pixels"] == {"train": True, "val": True}
     assert log["teacher_epochs"] == 3 and len(log["teacher_history"]) == 3
@@ -188,10 +190,10 @@ def test_a_checkpoint_goes_on_to_the_end_of_its_schedule_and_students_learn_give
     out = tmp_path / "resumed"
     argv = common + ["--out", str(out), "--models", "2", "--students", "0"]
     argv += ["--resume", str(tmp_path / "start.npz"), "--resume-epochs", "8", "10"]
-    assert jax_vgg.main(argv) == 0
+    assert run.main(argv) == 0
     log = json.loads((out / "log.json").read_text())
     assert [row["epoch"] for row in log["teacher_history"]] == [9, 10]
-    assert log["teacher_history"][0]["lr"] == pytest.approx(jax_vgg.lr_at(8, 10, 0.01, 3), abs=1e-6)
+    assert log["teacher_history"][0]["lr"] == pytest.approx(steps.lr_at(8, 10, 0.01, 3), abs=1e-6)
     assert "teachers_cut_short" not in log
     out2 = tmp_path / "students"
     argv = common + ["--out", str(out2), "--students", "1", "--max-epochs", "3"]
@@ -201,9 +203,9 @@ def test_a_checkpoint_goes_on_to_the_end_of_its_schedule_and_students_learn_give
         "--student-init",
         str(tmp_path / "start.npz"),
     ]
-    assert jax_vgg.main(argv) == 0
+    assert run.main(argv) == 0
     log = json.loads((out2 / "log.json").read_text())
     assert len(log["teachers"]["val"]["flip"]) == 2
     assert log["student_init"].endswith("start.npz") and log["student_epochs"] == 3
     assert jax_bridge.model_indices(out2 / "students.npz") == [0]
-    assert jax_bridge.model_indices(out2 / "students-swa.npz") == [0]
+    assert log["students"]["saved"] in ("final", "swa")

@@ -1,4 +1,4 @@
-"""Between the desktop and ``train/jax_vgg.py`` (the GPU trainer): the faces out, the weights back.
+"""Between the desktop and the GPU trainer (this package): the faces out, the weights back.
 
 - :func:`pack_faces`: the training faces and the validation slice exactly as ``deepfer train``
   splits them (``prepare_data``: FER2013 Training, ``val_split`` stratified with
@@ -9,7 +9,7 @@
 
 - :func:`from_keras`: a ``.keras`` ``deepfer-vgg`` as a weights file (a teacher or a start).
 
-``python -m deepfer.train.jax_bridge pack DATA OUT.npz``, ``... import WEIGHTS.npz OUT_DIR``,
+``python -m deepfer.train.gpu.bridge pack DATA OUT.npz``, ``... import WEIGHTS.npz OUT_DIR``,
 ``... export MODEL.keras OUT.npz``.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfer.train.jax_vgg import layer_weights
+from .model import layer_weights
 
 
 def pack_faces(data: str, out: str | Path, val_split: float = 0.1, split_seed: int = 1337) -> dict:
