@@ -12,7 +12,6 @@ FC_DROPOUT = 0.3
 L2 = 1e-5
 BN_EPSILON = 1e-3
 BN_MOMENTUM = 0.99
-MOMENTUM = 0.9
 
 
 def conv_names() -> list[str]:

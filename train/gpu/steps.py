@@ -8,7 +8,10 @@ import operator
 import numpy as np
 
 from .augment import PHOTOMETRIC, augment_face, degrade_face
-from .model import L2, MOMENTUM, NUM_CLASSES, conv_names, forward
+from .model import L2, NUM_CLASSES, conv_names, forward
+
+#: SGD with Nesterov momentum, as `deepfer train --optimizer sgd`
+MOMENTUM = 0.9
 
 
 def lr_at(epoch: int, epochs: int, peak: float, warmup: int) -> float:
