@@ -22,20 +22,24 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import model_indices
 from .model import layer_weights
 
 
 def pack_faces(data: str, out: str | Path, val_split: float = 0.1, split_seed: int = 1337) -> dict:
     """Write the training faces and validation slice for the GPU trainer; return the counts."""
+    from deepfer.data.splits import find_split_dir
     from deepfer.train.config import TrainConfig
     from deepfer.train.training import prepare_data
 
     cfg = TrainConfig(data=data, val_split=val_split, split_seed=split_seed, progress=False)
     splits = prepare_data(cfg.validate())
-    root = Path(data)
+    folder = find_split_dir(Path(data), "train")
+    if folder is None or not splits["train"].files:
+        raise ValueError(f"{data}: pack needs the FER2013 folder layout (train/<class>/*.jpg)")
     arrays = {}
     for name, ds in splits.items():
-        blobs = [_original_file(root, f).read_bytes() for f in ds.files]
+        blobs = [(folder / f).read_bytes() for f in ds.files]
         offsets = np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64)
         arrays[f"{name}_jpeg"] = np.frombuffer(b"".join(blobs), np.uint8)
         arrays[f"{name}_offsets"] = offsets
@@ -43,20 +47,6 @@ def pack_faces(data: str, out: str | Path, val_split: float = 0.1, split_seed: i
         arrays[f"{name}_sha256"] = np.array(hashlib.sha256(ds.x[..., 0].tobytes()).hexdigest())
     np.savez(out, **arrays)
     return {name: len(ds) for name, ds in splits.items()}
-
-
-def _original_file(root: Path, relative: str) -> Path:
-    """A face's file: ``relative`` is to its split folder (``train/<class>/<name>``)."""
-    for split in ("train", "Training", "training"):
-        path = root / split / relative
-        if path.is_file():
-            return path
-    raise FileNotFoundError(f"{root}: no training split file {relative}")
-
-
-def model_indices(path: str | Path) -> list[int]:
-    with np.load(path) as d:
-        return sorted({int(k.split("/")[0][1:]) for k in d.files})
 
 
 def to_keras(path: str | Path, index: int):

@@ -35,6 +35,12 @@ def load_faces(path: Path) -> dict:
     return out
 
 
+def model_indices(path) -> list[int]:
+    """The model numbers ``i`` of a weight file (arrays named ``m<i>/<weight name>``)."""
+    with np.load(path) as d:
+        return sorted({int(k.split("/")[0][1:]) for k in d.files})
+
+
 def load_models(paths) -> tuple[dict, dict]:
     """Every model of the weight files ``paths`` (``m<i>/<name>``), stacked, as float32."""
     import jax.numpy as jnp
@@ -42,7 +48,7 @@ def load_models(paths) -> tuple[dict, dict]:
     models = []
     for path in paths:
         with np.load(path) as d:
-            for i in sorted({int(k.split("/")[0][1:]) for k in d.files}):
+            for i in model_indices(path):
                 models.append(
                     {
                         k.split("/", 1)[1]: d[k].astype(np.float32)
