@@ -208,10 +208,15 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--crop-jitter", type=float, default=None, help="model.crop_jitter (default: the config's)"
     )
+    ap.add_argument(
+        "--model", type=Path, default=None, help="a .tflite with its sidecar (default: shipped)"
+    )
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
 
     config = Config()
+    if args.model is not None:
+        config.model.path = str(args.model)
     if args.crop_jitter is not None:
         config.model.crop_jitter = args.crop_jitter
     classifier = load_classifier(config.model)

@@ -196,16 +196,13 @@ def test_a_checkpoint_goes_on_to_the_end_of_its_schedule_and_students_learn_give
     assert log["teacher_history"][0]["lr"] == pytest.approx(steps.lr_at(8, 10, 0.01, 3), abs=1e-6)
     assert "teachers_cut_short" not in log
     out2 = tmp_path / "students"
-    argv = common + ["--out", str(out2), "--students", "1", "--max-epochs", "3"]
-    argv += [
-        "--teachers",
-        str(out / "teachers-0.npz"),
-        "--student-init",
-        str(tmp_path / "start.npz"),
-    ]
+    argv = common + ["--out", str(out2), "--students", "2", "--max-epochs", "3"]
+    argv += ["--teachers", str(tmp_path / "start.npz"), "--student-init"]
+    argv += [str(out / "teachers-0.npz")]  # two models: student i starts from model i
     assert run.main(argv) == 0
     log = json.loads((out2 / "log.json").read_text())
-    assert len(log["teachers"]["val"]["flip"]) == 2
-    assert log["student_init"].endswith("start.npz") and log["student_epochs"] == 3
-    assert jax_bridge.model_indices(out2 / "students.npz") == [0]
+    assert len(log["teachers"]["val"]["flip"]) == 1
+    assert log["student_init"]["weights"].endswith("teachers-0.npz")
+    assert log["student_init"]["models"] == [0, 1] and log["student_epochs"] == 3
+    assert jax_bridge.model_indices(out2 / "students.npz") == [0, 1]
     assert log["students"]["saved"] in ("final", "swa")

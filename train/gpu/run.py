@@ -49,8 +49,9 @@ def run(args) -> dict:
     data = load_faces(Path(args.data))
     x_train, y_train = data["train"]
     x_val, y_val = data["val"]
-    if args.max_faces:
-        x_train, y_train = x_train[: args.max_faces], y_train[: args.max_faces]
+    if args.max_faces:  # a random subset: the packed faces are sorted by class
+        pick = np.random.default_rng(args.seed).permutation(len(y_train))[: args.max_faces]
+        x_train, y_train = x_train[np.sort(pick)], y_train[np.sort(pick)]
     log["faces"] = {"train": len(y_train), "val": len(y_val)}
     log["same_pixels"] = {s: bool(data[f"{s}_same_pixels"]) for s in ("train", "val")}
     say(
@@ -84,7 +85,7 @@ def run(args) -> dict:
     if len(layouts) > 1:  # time a few steps of each on copies of the models; keep the faster
         probe, index, timing = {}, epoch_index(m), {}
         for layout in layouts:
-            f = make_functions(RECIPE, args.dtype, args.teacher_weight, layout)
+            f = make_functions(RECIPE, args.dtype, args.teacher_weight, layout, args.student_views)
             c = jax.tree.map(jnp.copy, start)
             t = time.time()
             c, loss, _ = f["teacher_step"](
@@ -109,7 +110,7 @@ def run(args) -> dict:
         fns = probe[layout]
     else:
         layout = layouts[0]
-        fns = make_functions(RECIPE, args.dtype, args.teacher_weight, layout)
+        fns = make_functions(RECIPE, args.dtype, args.teacher_weight, layout, args.student_views)
     log["layout"] = layout
 
     def phase(name, step, carry, batches, extra, peak, first, epochs, ends_at, margin):
@@ -199,16 +200,18 @@ def run(args) -> dict:
 
     # ---- phase 2: students learning the teachers' ensemble on the same views
     s = args.students
-    if args.student_init:
+    if args.student_init:  # student i starts from model i (mod n) of the file
         i_params, i_state = load_models([args.student_init])
-        best = 0
-        log["student_init"] = args.student_init
+        n = len(jax.tree.leaves(i_params)[0])
+        inits = [i % n for i in range(s)]
+        log["student_init"] = {"weights": args.student_init, "models": inits}
     else:  # the best teacher
         i_params, i_state = t_params, t_state
-        best = int(np.argmax(evaluate(fns, t_params, t_state, x_val, y_val)["flip"]))
-        log["student_init"] = f"teacher {best}"
-    params = jax.tree.map(lambda a: jnp.stack([a[best]] * s), i_params)
-    state = jax.tree.map(lambda a: jnp.stack([a[best]] * s), i_state)
+        inits = [int(np.argmax(evaluate(fns, t_params, t_state, x_val, y_val)["flip"]))] * s
+        log["student_init"] = f"teacher {inits[0]}"
+    pick = jnp.asarray(inits)
+    params = jax.tree.map(lambda a: a[pick], i_params)
+    state = jax.tree.map(lambda a: a[pick], i_state)
 
     def shared_batches():
         return jnp.asarray(rng.permutation(len(y_train))[: steps * batch].reshape(steps, batch))
@@ -263,7 +266,18 @@ def main(argv=None) -> int:
         metavar=("DONE", "TOTAL"),
         help="epochs the checkpoint has run, and its schedule's total",
     )
-    ap.add_argument("--student-init", default="", help="weight file (m0) the students start from")
+    ap.add_argument(
+        "--student-init",
+        default="",
+        help="weight file the students start from (student i from its model i mod n; "
+        "default: the best teacher)",
+    )
+    ap.add_argument(
+        "--student-views",
+        choices=("clean", "mixed"),
+        default="clean",
+        help="mixed: student 1 sees photometrically degraded views",
+    )
     ap.add_argument("--dtype", choices=("bf16", "fp32"), default="bf16")
     ap.add_argument(
         "--layout",
@@ -274,7 +288,7 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--probe-steps", type=int, default=10)
     ap.add_argument("--seed", type=int, default=31)
-    ap.add_argument("--max-faces", type=int, default=0, help="first N training faces (trials)")
+    ap.add_argument("--max-faces", type=int, default=0, help="N random training faces (trials)")
     args = ap.parse_args(argv)
     try:
         run(args)

@@ -51,9 +51,15 @@ def over_models(fn, layout: str, in_axes):
 
 
 def make_functions(
-    recipe: dict, dtype_name: str, teacher_weight: float = 0.7, layout: str = "vmap"
+    recipe: dict,
+    dtype_name: str,
+    teacher_weight: float = 0.7,
+    layout: str = "vmap",
+    student_views: str = "clean",
 ):
-    """The jitted step, evaluation and statistics functions (closures over the recipe)."""
+    """The jitted step, evaluation and statistics functions (closures over the recipe).
+    ``student_views``: "clean" (every student sees the recipe's views) or "mixed" (student 1
+    sees them photometrically degraded, as in run 1 of benchmarks/results/j12-gpu)."""
     import jax
     import jax.numpy as jnp
 
@@ -122,8 +128,8 @@ def make_functions(
         return over_models(one, layout, (0, 0))(t_params, t_state).mean(0)
 
     def student_step(carry, teachers, faces, labels, idx, key, lr):
-        """One step of S students on a shared batch ``idx`` (batch,); student 0 sees the
-        clean views, student 1 (if any) the photometrically degraded ones."""
+        """One step of S students on a shared batch ``idx`` (batch,), each with its own
+        dropout; with ``student_views`` "mixed", student 1 sees photometrically degraded views."""
         t_params, t_state = teachers
         params, state, momenta = carry
         s = jax.tree.leaves(params)[0].shape[0]
@@ -132,8 +138,10 @@ def make_functions(
         scores = ensemble_scores(t_params, t_state, clean)
         onehot = jax.nn.one_hot(labels[idx], NUM_CLASSES)
         target = teacher_weight * scores + (1.0 - teacher_weight) * onehot
-        degraded = views_photometric(clean, k2)
-        x = jnp.stack([clean, degraded][:s]) if s <= 2 else jnp.stack([clean] * s)
+        x = [clean] * s
+        if student_views == "mixed" and s > 1:
+            x[1] = views_photometric(clean, k2)
+        x = jnp.stack(x)
         targets = jnp.broadcast_to(target, (s, *target.shape))
         ks = jax.random.split(k3, s)
         params, state, momenta, loss, hit = over_models(model_step, layout, (0,) * 6 + (None,))(
