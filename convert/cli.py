@@ -92,6 +92,13 @@ def add_convert(sub: argparse._SubParsersAction) -> None:
         help="what the model was trained on, for the sidecar (default: read from the "
         "`deepfer train` run folder, else 'unknown')",
     )
+    p.add_argument(
+        "--training-from",
+        default=None,
+        metavar="SIDECAR",
+        help="take trained_on and training from this sidecar (.json): re-converting a "
+        "model whose run folder is gone, e.g. a shipped one",
+    )
     p.add_argument("--progress", action="store_true", help="show data loading progress")
     p.set_defaults(handler=_run_convert)
 
@@ -118,6 +125,7 @@ def _run_convert(args: argparse.Namespace) -> int:
             max_drop=args.max_drop,
             force=args.force,
             trained_on=args.trained_on,
+            training_from=args.training_from,
             progress=args.progress,
             echo=lambda line: print(line, flush=True),
         )

@@ -29,10 +29,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from deepfer.convert import sidecar
 from deepfer.convert.errors import ConvertError
+from deepfer.convert.exact_input import exact_input
 from deepfer.convert.inspect import check_full_integer, inspect_tflite
-from deepfer.convert.source import SourceModel, load_source_model, short
+from deepfer.convert.source import SourceModel, load_source_model, short, training_record
 from deepfer.data.sampling import (
     DEFAULT_CALIBRATION_SIZE,
     DEFAULT_SEED,
@@ -237,6 +240,7 @@ def convert_model(
     trained_on: str | None = None,
     progress: bool = False,
     echo=None,
+    training_from: str | Path | None = None,
 ) -> ConvertResult:
     """Convert ``keras_path`` to the ``formats`` as ``<out_stem>_<format>.tflite`` + ``.json``.
 
@@ -258,6 +262,8 @@ def convert_model(
             f"{calibration_dir}: calibration data not found (no such file or folder)"
         )
     source = load_source_model(keras_path, trained_on)
+    if training_from is not None:
+        source.trained_on, source.training = training_record(training_from)
     say(
         f"model: {source.path} ({source.model.name}, {source.model.count_params():,} parameters, "
         f"input {source.input_size[0]}x{source.input_size[1]}x{source.channels}); "
@@ -269,6 +275,19 @@ def convert_model(
         f"calibration: {len(calib)} real faces from {calibration_dir} ({calib.split} split, seed "
         f"{seed}): " + ", ".join(f"{k} {v}" for k, v in calib.per_class().items())
     )
+
+    faces = (
+        calib.x if source.channels == calib.x.shape[3] else np.repeat(calib.x, source.channels, 3)
+    )
+    source.model, source.pixels = exact_input(source.model, faces[:64])
+    if source.pixels["rewritten"]:
+        say(
+            f"pixels: p / 127.5 - 1 rewritten as {source.pixels['pixels']}, exact in int8 "
+            f"(largest score change {source.pixels['largest_score_change']:.1e} on "
+            f"{source.pixels['checked_on_faces']} calibration faces)"
+        )
+    else:
+        say(f"pixels: {source.pixels['pixels']}")
 
     paths = output_paths(out_stem, formats)
     next(iter(paths.values())).parent.mkdir(parents=True, exist_ok=True)

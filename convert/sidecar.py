@@ -64,6 +64,7 @@ def compose(
             "sha256": source.sha256,
             "name": source.model.name,
             "parameters": int(source.model.count_params()),
+            "pixels": source.pixels,
         },
         "calibration": calibration.describe() if calibration is not None else None,
         "ops": sorted({op["op"] for op in details["ops"]}),

@@ -26,6 +26,8 @@ class SourceModel:
     sha256: str
     trained_on: str
     training: dict = field(default_factory=dict)
+    #: how the model turns pixels into its input (:func:`deepfer.convert.exact_input`)
+    pixels: dict = field(default_factory=dict)
 
     @property
     def labels(self) -> list[str]:
@@ -103,6 +105,22 @@ def load_source_model(path: str | Path, trained_on: str | None = None) -> Source
         trained_on=trained_on or found or "unknown",
         training=training,
     )
+
+
+def training_record(sidecar: str | Path) -> tuple[str, dict]:
+    """``trained_on`` and ``training`` of an existing sidecar (``--training-from``)."""
+    import json
+
+    path = Path(sidecar)
+    try:
+        info = json.loads(path.read_text())
+        return str(info["trained_on"]), dict(info.get("training") or {})
+    except FileNotFoundError:
+        raise ConvertError(f"{path}: sidecar not found") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConvertError(
+            f"{path}: not a model sidecar with 'trained_on' ({type(exc).__name__}: {short(exc)})"
+        ) from None
 
 
 def _model_in_run_folder(folder: Path) -> Path:

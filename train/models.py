@@ -23,10 +23,18 @@ def _keras():
     return keras
 
 
+#: Raw pixels p (0..255) become (p - 128) / 128, in [-1, 1). The int8 graph's input holds
+#: p - 128 exactly, so the subtraction is exact in int8 and the division folds into the
+#: first convolution. ``p / 127.5 - 1`` (models before 2026-12-04) cannot be exact: its
+#: 256 values sit half a step off any int8 grid, and the converter quantised it through
+#: a 1.5-grey-level step (``deepfer.convert.exact_input`` rewrites such models).
+PIXEL_CENTRE, PIXEL_SCALE = 128.0, 128.0
+
+
 def _scale(x):
-    """Raw 0..255 pixels -> [-1, 1]; the only normalisation, inside the model."""
+    """Raw 0..255 pixels -> [-1, 1); the only normalisation, inside the model."""
     layers = _keras().layers
-    return layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(x)
+    return layers.Normalization(mean=PIXEL_CENTRE, variance=PIXEL_SCALE**2, name="rescale")(x)
 
 
 def _conv_bn_relu(x, filters, name, kernel=3, separable=False, l2=0.0):

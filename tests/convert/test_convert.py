@@ -48,6 +48,8 @@ def test_sidecar_is_complete(tiny_tflite_model, tiny_keras_model):
     assert side["quantization"] == "int8"
     assert side["trained_on"] == "synthetic test faces (tests/conftest.py)"
     assert side["source_model"]["sha256"] == file_sha256(tiny_keras_model)
+    # built with (p - 128) / 128: nothing to rewrite (tests/convert/test_exact_input.py)
+    assert side["source_model"]["pixels"] == {"pixels": "(p - 128) / 128", "rewritten": False}
     calib = side["calibration"]
     assert calib["split"] == "train" and calib["n"] == 140 and calib["seed"] == 0
     assert calib["per_class"] == dict.fromkeys(LABELS, 20)
@@ -185,3 +187,24 @@ def test_accuracy_drop_over_the_limit_exits_non_zero(tmp_path, tiny_keras_model,
     assert side["metrics"]["float_reference"] == tiny_keras_model.name
     assert side["metrics"]["agreement_with_float"] >= 0.9
     assert not (tmp_path / "m_float32.tflite").exists()
+
+
+def test_training_from_copies_the_record_of_an_existing_sidecar(
+    tmp_path, tiny_keras_model, tiny_tflite_model, tiny_fer, capsys
+):
+    """Re-converting a shipped model whose run folder is gone keeps what it was trained on."""
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"trained_on": "FER2013 (shipped)", "training": {"epochs": 10}}))
+    out = tmp_path / "again"
+    code, err = _convert(
+        capsys, tiny_keras_model, "--calibration-data", tiny_fer, "--out", out,
+        "--no-check", "--no-float32", "--training-from", old,
+    )  # fmt: skip
+    assert code == 0, err
+    side = json.loads(out.with_name("again_int8.json").read_text())
+    assert side["trained_on"] == "FER2013 (shipped)" and side["training"] == {"epochs": 10}
+    code, err = _convert(
+        capsys, tiny_keras_model, "--calibration-data", tiny_fer, "--out", out,
+        "--no-check", "--training-from", tmp_path / "missing.json",
+    )  # fmt: skip
+    assert code == 2 and "missing.json: sidecar not found" in err

@@ -25,7 +25,12 @@ def test_make_model_builds_every_name(name):
         assert any(isinstance(la, keras.layers.Rescaling) for la in backbone.layers)
     else:
         assert names[1] == "rescale"
-        assert isinstance(model.layers[1], keras.layers.Rescaling)
+        assert isinstance(model.layers[1], keras.layers.Normalization)
+        # (p - 128) / 128: exact in int8 (deepfer.convert.exact_input)
+        pixels = np.zeros((1, 48, 48, 1), "float32")
+        pixels[0, 0, :3, 0] = (0.0, 128.0, 255.0)
+        scaled = np.asarray(keras.Model(model.input, model.layers[1].output)(pixels))
+        np.testing.assert_allclose(scaled[0, 0, :3, 0], [-1.0, 0.0, 127 / 128], atol=1e-6)
 
 
 def test_parameter_counts():

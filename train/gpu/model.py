@@ -12,6 +12,8 @@ FC_DROPOUT = 0.3
 L2 = 1e-5
 BN_EPSILON = 1e-3
 BN_MOMENTUM = 0.99
+#: pixels p become (p - 128) / 128, as deepfer.train.models does (the parity test checks)
+PIXEL_CENTRE = PIXEL_SCALE = 128.0
 
 
 def conv_names() -> list[str]:
@@ -81,7 +83,7 @@ def forward(params, state, x, key, mode: str, dtype):
     import jax.numpy as jnp
     from jax import lax
 
-    h = (x[..., None] / 127.5 - 1.0).astype(jnp.float32)
+    h = ((x[..., None] - PIXEL_CENTRE) / PIXEL_SCALE).astype(jnp.float32)  # the Keras model's
     new_state = {}
     keys = iter(jax.random.split(key, 8)) if key is not None else None
 
