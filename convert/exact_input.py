@@ -2,7 +2,7 @@
 
 A DeepFER model normalises raw pixels p (0..255) itself (its first layer). The int8 graph's
 input holds p - 128 exactly (scale 1, zero point -128). Models built since 2026-12-04 normalise
-as (p - 128) / 128 (a ``Normalization`` layer, :data:`deepfer.train.models.PIXEL_CENTRE`): the
+as (p - 128) / 128 (a ``Normalization`` layer, :data:`deepfer.edge.preprocess.PIXEL_CENTRE`): the
 converter makes that one exact subtraction and folds the division into the first convolution.
 
 Older models use ``Rescaling(1/127.5, offset=-1)``. Its 256 values, p / 127.5 - 1, sit half a
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from deepfer.train.models import PIXEL_CENTRE, PIXEL_SCALE
+from deepfer.edge.preprocess import PIXEL_CENTRE, PIXEL_SCALE
 
 #: ``Rescaling`` of the models before 2026-12-04: p / 127.5 - 1
 OLD_SCALE, OLD_OFFSET = 1.0 / 127.5, -1.0

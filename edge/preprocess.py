@@ -13,6 +13,10 @@ import numpy as np
 DEFAULT_SIZE = 48
 #: Extra border around a detected face box, as a fraction of its side.
 DEFAULT_MARGIN = 0.1
+#: Crops go to a model as raw pixels p (0..255); the model's first layer computes
+#: (p - PIXEL_CENTRE) / PIXEL_SCALE (deepfer.train.models), exact in an int8 graph whose
+#: input holds p - 128 (deepfer.convert.exact_input).
+PIXEL_CENTRE = PIXEL_SCALE = 128.0
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from deepfer.edge.labels import NUM_CLASSES
+from deepfer.edge.preprocess import PIXEL_CENTRE, PIXEL_SCALE
 
 
 def _keras():
@@ -23,12 +24,11 @@ def _keras():
     return keras
 
 
-#: Raw pixels p (0..255) become (p - 128) / 128, in [-1, 1). The int8 graph's input holds
-#: p - 128 exactly, so the subtraction is exact in int8 and the division folds into the
-#: first convolution. ``p / 127.5 - 1`` (models before 2026-12-04) cannot be exact: its
-#: 256 values sit half a step off any int8 grid, and the converter quantised it through
-#: a 1.5-grey-level step (``deepfer.convert.exact_input`` rewrites such models).
-PIXEL_CENTRE, PIXEL_SCALE = 128.0, 128.0
+# Raw pixels p (0..255) become (p - 128) / 128, in [-1, 1). The int8 graph's input holds
+# p - 128 exactly, so the subtraction is exact in int8 and the division folds into the
+# first convolution. ``p / 127.5 - 1`` (models before 2026-12-04) cannot be exact: its
+# 256 values sit half a step off any int8 grid, and the converter quantised it through
+# a 1.5-grey-level step (``deepfer.convert.exact_input`` rewrites such models).
 
 
 def _scale(x):

@@ -12,7 +12,7 @@ FC_DROPOUT = 0.3
 L2 = 1e-5
 BN_EPSILON = 1e-3
 BN_MOMENTUM = 0.99
-#: pixels p become (p - 128) / 128, as deepfer.train.models does (the parity test checks)
+#: pixels p become (p - 128) / 128, as deepfer.edge.preprocess says (the parity test checks)
 PIXEL_CENTRE = PIXEL_SCALE = 128.0
 
 
