@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from deepfer.edge.preprocess import PIXEL_CENTRE, PIXEL_SCALE
+from deepfer.evaluate.keras_model import all_layers
 
 #: ``Rescaling`` of the models before 2026-12-04: p / 127.5 - 1
 OLD_SCALE, OLD_OFFSET = 1.0 / 127.5, -1.0
@@ -137,14 +138,7 @@ def _inputs_of(nodes: Any) -> set[str]:
 
 
 def _find_model(model, name: str):
-    if model.name == name:
-        return model
-    for layer in getattr(model, "layers", []):
-        if hasattr(layer, "layers"):
-            found = _find_model(layer, name)
-            if found is not None:
-                return found
-    return None
+    return next(m for m in (model, *all_layers(model)) if m.name == name and hasattr(m, "layers"))
 
 
 def _fold(model, reader: str) -> None:
@@ -185,16 +179,9 @@ def _predict(model, x: np.ndarray) -> np.ndarray:
 
 def _described(model) -> str:
     """The normalisation a model already has, for the sidecar."""
-    for layer in _all_layers(model):
+    for layer in all_layers(model):
         if type(layer).__name__ == "Normalization" and layer.name == "rescale":
             return NEW
         if type(layer).__name__ == "Rescaling" and layer.name == "rescale":
             return f"p * {layer.scale:g} + {layer.offset:g}"
     return "not a DeepFER layer (left as built)"
-
-
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if hasattr(layer, "layers"):
-            yield from _all_layers(layer)

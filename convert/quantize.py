@@ -29,8 +29,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from deepfer.convert import sidecar
 from deepfer.convert.errors import ConvertError
 from deepfer.convert.exact_input import exact_input
@@ -276,10 +274,7 @@ def convert_model(
         f"{seed}): " + ", ".join(f"{k} {v}" for k, v in calib.per_class().items())
     )
 
-    faces = (
-        calib.x if source.channels == calib.x.shape[3] else np.repeat(calib.x, source.channels, 3)
-    )
-    source.model, source.pixels = exact_input(source.model, faces[:64])
+    source.model, source.pixels = exact_input(source.model, calib.faces(source.channels)[:64])
     if source.pixels["rewritten"]:
         say(
             f"pixels: p / 127.5 - 1 rewritten as {source.pixels['pixels']}, exact in int8 "

@@ -63,11 +63,14 @@ class CalibrationSet:
             "selection": "balanced across classes, seeded random order, real faces",
         }
 
+    def faces(self, channels: int = 1) -> np.ndarray:
+        """The faces as float32 pixels with ``channels`` channels (grey repeated)."""
+        x = self.x.astype(np.float32)
+        return x if channels == x.shape[3] else np.repeat(x[..., :1], channels, axis=3)
+
     def batches(self, channels: int = 1):
         """Representative-dataset generator for ``TFLiteConverter``: one float32 face per step."""
-        x = self.x.astype(np.float32)
-        if channels != x.shape[3]:
-            x = np.repeat(x[..., :1], channels, axis=3)
+        x = self.faces(channels)
         for i in range(len(x)):
             yield [x[i : i + 1]]
 

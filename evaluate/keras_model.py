@@ -25,7 +25,7 @@ def with_dtype_policy(model, policy: str = "float32"):
 
     if all(
         getattr(layer.dtype_policy, "name", "float32") == wanted(layer)
-        for layer in _all_layers(model)
+        for layer in all_layers(model)
         if layer.__class__.__name__ != "InputLayer"
     ):
         return model
@@ -36,11 +36,12 @@ def with_dtype_policy(model, policy: str = "float32"):
     return rebuilt
 
 
-def _all_layers(model):
+def all_layers(model):
+    """Every layer of ``model``, those of nested models included (depth first)."""
     for layer in model.layers:
         yield layer
         if hasattr(layer, "layers"):
-            yield from _all_layers(layer)
+            yield from all_layers(layer)
 
 
 def _set_policy(config, policy: str) -> None:

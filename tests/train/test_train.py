@@ -183,11 +183,11 @@ def test_split_seed_keeps_the_validation_slice_when_the_seed_changes(tiny_fer):
 
 
 def _policies(model) -> set[str]:
-    from deepfer.evaluate.keras_model import _all_layers
+    from deepfer.evaluate.keras_model import all_layers
 
     return {
         layer.dtype_policy.name
-        for layer in _all_layers(model)
+        for layer in all_layers(model)
         if layer.__class__.__name__ != "InputLayer"
     }
 
