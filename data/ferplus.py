@@ -79,3 +79,25 @@ def ferplus_majority(ds: FaceDataset, votes: dict[str, np.ndarray]) -> tuple[Fac
     changed = int((ds.y[keep] != kept.y).sum()) if keep else 0
     info = {"faces": len(ds), "kept": len(keep), "left_out": left_out, "label_changed": changed}
     return kept, info
+
+
+def ferplus_distributions(ds: FaceDataset, votes: dict[str, np.ndarray]) -> np.ndarray:
+    """``(n, 7)`` float32: each face's FER+ votes over the seven DeepFER classes (in
+    :data:`deepfer.edge.labels.LABELS` order), normalised to sum to 1; a row of zeros
+    for a face the votes file does not list or whose votes all went to contempt,
+    unknown or not-a-face (such a face has no FER+ opinion to learn from)."""
+    if not ds.files:
+        raise DataError(f"{ds.name}: FER+ votes need image files (the Kaggle folder layout)")
+    index = {label: i for i, label in enumerate(LABELS)}
+    columns = [(j, index[label]) for j, label in enumerate(FERPLUS_COLUMNS.values()) if label]
+    out = np.zeros((len(ds), len(LABELS)), np.float32)
+    for i, name in enumerate(ds.files):
+        v = votes.get(name.replace("\\", "/"))
+        if v is None:
+            continue
+        for j, k in columns:
+            out[i, k] = v[j]
+        total = out[i].sum()
+        if total > 0:
+            out[i] /= total
+    return out

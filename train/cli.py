@@ -199,6 +199,20 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         "views: the student learns to answer for a reframed view what the teacher says of "
         "the face",
     )
+    p.add_argument(
+        "--soft-labels",
+        default=d.soft_labels,
+        metavar="ferplus|FILE",
+        help="FER+ votes as a soft prior on the labels: 'ferplus' (DATA/ferplus_train.csv) "
+        "or a votes file; validation stays on the FER2013 labels (docs/training.md)",
+    )
+    p.add_argument(
+        "--soft-weight",
+        type=float,
+        default=d.soft_weight,
+        metavar="W",
+        help="label target = (1 - W) * one-hot + W * FER+ vote shares (default %(default)s)",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(handler=_run_train)
 

@@ -79,6 +79,19 @@ class TrainConfig:
     #: view: each view's target is the teacher's scores on that view; face: on the face itself
     #: (every view of a face learns what the teacher says of the face as FER2013 framed it)
     teacher_target: str = "view"
+    #: FER+ votes as a soft prior (train/distill.py ``label_targets``): "" (off), "ferplus"
+    #: (``<data>/ferplus_train.csv``) or a votes file; the label side of every target becomes
+    #: ``(1 - soft_weight) * one-hot + soft_weight * the face's FER+ vote shares``
+    soft_labels: str = ""
+    soft_weight: float = 0.3
+
+    def soft_labels_file(self) -> Path | None:
+        """The FER+ votes file ``soft_labels`` names, or None when off."""
+        if not self.soft_labels:
+            return None
+        if self.soft_labels == "ferplus":
+            return Path(self.data) / "ferplus_train.csv"
+        return Path(self.soft_labels)
 
     @property
     def data_seed(self) -> int:
@@ -171,6 +184,14 @@ class TrainConfig:
                 bad("mixup", "cannot go with --teacher (the views are scored once)")
             if self.teacher_target not in ("view", "face"):
                 bad("teacher_target", "choose view or face")
+        if self.soft_labels:
+            votes = self.soft_labels_file()
+            if not votes.is_file():
+                bad("soft_labels", f"no FER+ votes file at {votes} (give --soft-labels FILE)")
+            if not 0.0 <= self.soft_weight <= 1.0:
+                bad("soft_weight", "must be in [0, 1] (0: the FER2013 label only)")
+            if self.mixup:
+                bad("mixup", "cannot go with --soft-labels (a mixed face has no votes)")
         if self.distribute not in ("", "none", "mirrored", "multiworker"):
             bad("distribute", "choose mirrored or multiworker")
         if self.distribute == "multiworker" and os.environ.get("TF_CONFIG"):

@@ -123,16 +123,44 @@ def teacher_targets(cfg, run, ds: FaceDataset, augmenter) -> tuple[np.ndarray, n
     return views, scores
 
 
-def distilled_dataset(cfg, run, ds: FaceDataset, augmenter, batch_size: int, seed: int):
+def label_targets(cfg, ds: FaceDataset) -> np.ndarray:
+    """``(n, 7)`` float32: the label side of each face's target. One-hot FER2013 labels, or
+    with ``cfg.soft_labels`` ``(1 - soft_weight) * one-hot + soft_weight * FER+ vote
+    shares`` (faces without usable votes keep their one-hot label). Only for training:
+    validation always scores the FER2013 labels."""
+    from deepfer.data.ferplus import ferplus_distributions, load_ferplus_votes
+
+    onehot = np.eye(NUM_CLASSES, dtype=np.float32)[ds.y]
+    votes_file = cfg.soft_labels_file()
+    if votes_file is None:
+        return onehot
+    shares = ferplus_distributions(ds, load_ferplus_votes(votes_file))
+    has = shares.sum(1) > 0
+    w = float(cfg.soft_weight)
+    out = onehot.copy()
+    out[has] = (1.0 - w) * onehot[has] + w * shares[has]
+    differ = float((shares[has].argmax(1) != ds.y[has]).mean()) if has.any() else 0.0
+    print(
+        f"soft labels: FER+ votes ({votes_file.name}) on {int(has.sum()):,} of {len(ds):,} "
+        f"faces, weight {w:g}; their majority differs from the FER2013 label on {differ:.1%}",
+        flush=True,
+    )
+    return out
+
+
+def distilled_dataset(
+    cfg, run, ds: FaceDataset, augmenter, batch_size: int, seed: int, labels=None
+):
     """The student's training batches: a random view of every face per epoch, with the
-    target mixing the teacher's scores and the label (``teacher_weight``). The views and
+    target mixing the teacher's scores and the label (``teacher_weight``; ``labels``: the
+    label side, :func:`label_targets`, one-hot when None). The views and
     the cache key follow ``cfg`` (the run's options); ``batch_size`` and ``seed`` are the
     fit's (per replica count; a resumed run's seed moves on with its epochs)."""
     import tensorflow as tf
 
     views, scores = teacher_targets(cfg, run, ds, augmenter)
     tf.random.set_seed(seed)  # making the views reseeded: the fit goes on from its own seed
-    onehot = np.eye(NUM_CLASSES, dtype=np.float32)[ds.y]
+    onehot = np.eye(NUM_CLASSES, dtype=np.float32)[ds.y] if labels is None else labels
     w = float(cfg.teacher_weight)
     targets = w * scores + (1.0 - w) * onehot[None]
     x_all, y_all = tf.constant(views), tf.constant(targets)

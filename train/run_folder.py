@@ -254,6 +254,12 @@ class RunFolder:
         if config.get("teacher"):
             training["distilled_from"] = _teacher_info(config)
             text += f"; distilled from {Path(config['teacher']).name}"
+        if config.get("soft_labels"):
+            training["soft_labels"] = {
+                "votes": str(config["soft_labels"]),
+                "weight": config.get("soft_weight"),
+            }
+            text += f"; FER+ votes as a soft prior (weight {config.get('soft_weight')})"
         training.update(self._averaging_info(Path(model_path)))
         if "averaged_epochs" in training:  # not one epoch's weights
             training.pop("best_epoch", None)

@@ -27,7 +27,7 @@ from deepfer.evaluate.keras_model import with_dtype_policy
 from deepfer.train.augment import make_augmenter, make_batch_augment
 from deepfer.train.callbacks import make_callbacks
 from deepfer.train.config import ConfigError, TrainConfig, learning_rate
-from deepfer.train.distill import distilled_dataset
+from deepfer.train.distill import distilled_dataset, label_targets
 from deepfer.train.distribute import (
     make_strategy,
     prepare_model,
@@ -64,13 +64,13 @@ def make_optimizer(cfg: TrainConfig):
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose adam, adamw or sgd")
 
 
-def make_dataset(ds: FaceDataset, cfg: TrainConfig, training: bool, augmenter=None):
-    """A batched, prefetched ``tf.data`` pipeline of one-hot labels; shuffled and augmented
-    when ``training``."""
+def make_dataset(ds: FaceDataset, cfg: TrainConfig, training: bool, augmenter=None, labels=None):
+    """A batched, prefetched ``tf.data`` pipeline of one-hot labels (or ``labels``, ``(n, 7)``
+    targets); shuffled and augmented when ``training``."""
     import tensorflow as tf
 
     x = ds.x.astype(np.float32)
-    y = np.eye(NUM_CLASSES, dtype=np.float32)[ds.y]
+    y = np.eye(NUM_CLASSES, dtype=np.float32)[ds.y] if labels is None else labels
     data = tf.data.Dataset.from_tensor_slices((x, y))
     if training:
         data = data.shuffle(len(ds), seed=cfg.seed, reshuffle_each_iteration=True)
@@ -322,12 +322,13 @@ def _train(cfg, run, ran, resume, strategy, scope, replicas, policy) -> dict:
     augmenter = make_augmenter(fit_cfg)
     keras.mixed_precision.set_global_policy(policy)
     started = time.time()
+    labels = label_targets(cfg, train_ds)  # one-hot, or with FER+ votes as a soft prior
     if cfg.teacher:  # distillation: fixed views, the teacher's scores in the targets
         train_data = distilled_dataset(
-            cfg, run, train_ds, augmenter, fit_cfg.batch_size, fit_cfg.seed
+            cfg, run, train_ds, augmenter, fit_cfg.batch_size, fit_cfg.seed, labels
         )
     else:
-        train_data = make_dataset(train_ds, fit_cfg, True, augmenter)
+        train_data = make_dataset(train_ds, fit_cfg, True, augmenter, labels)
     model.fit(
         train_data,
         validation_data=make_dataset(val_ds, fit_cfg, False),

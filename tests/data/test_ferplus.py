@@ -36,3 +36,24 @@ def test_ferplus_majority_relabels_and_counts_what_it_leaves_out(tmp_path):
         "left_out": {"contempt": 1, "unknown": 1, "NF": 1, "tie": 1, "not in the votes file": 1},
         "label_changed": 1,
     }
+
+
+def test_ferplus_distributions_are_vote_shares_over_the_seven_classes(tmp_path):
+    from deepfer.data.ferplus import ferplus_distributions
+
+    votes = tmp_path / "ferplus_train.csv"
+    votes.write_text(
+        FERPLUS_HEADER
+        + "angry/a.png,1,6,0,0,3,0,0,0,0,0\n"  # neutral 1, happy 6, angry 3
+        + "fear/b.png,0,0,2,0,0,0,2,4,2,0\n"  # contempt and unknown votes dropped
+        + "sad/c.png,0,0,0,0,0,0,0,0,0,10\n"  # not a face: no opinion
+    )
+    names = ["angry/a.png", "fear/b.png", "sad/c.png", "sad/not-listed.png"]
+    y = np.array([LABELS.index(n.split("/")[0]) for n in names])
+    ds = FaceDataset(np.zeros((4, 1, 1, 1), np.uint8), y, "train", names)
+    shares = ferplus_distributions(ds, load_ferplus_votes(votes))
+    assert shares.shape == (4, 7) and shares.dtype == np.float32
+    expect = {"neutral": 0.1, "happy": 0.6, "angry": 0.3}
+    assert np.allclose(shares[0], [expect.get(label, 0.0) for label in LABELS])
+    assert np.allclose(shares[1], [0.5 if label in ("surprise", "fear") else 0 for label in LABELS])
+    assert not shares[2].any() and not shares[3].any()

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from deepfer.cli import main
+from deepfer.edge.labels import LABELS
 from deepfer.train.config import ConfigError, TrainConfig
 
 TINY = ["--model", "deepfer-edge", "--batch-size", "32", "--threads", "2", "--no-progress"]
@@ -150,3 +151,58 @@ def test_a_teacher_that_cannot_score_the_faces_is_refused(tmp_path, tiny_fer, ca
     assert main([*argv, "--teacher", str(wrong)]) == 2
     err = capsys.readouterr().err
     assert "train.teacher" in err and "(None, 48, 48, 1) faces in" in err
+
+
+def test_ferplus_votes_soften_the_training_labels_only(tiny_fer, tmp_path, capsys):
+    """--soft-labels: the label side of each training target mixes in the face's FER+ vote
+    shares; validation keeps the FER2013 labels; the converter's record says so."""
+    from deepfer.data.ferplus import FERPLUS_COLUMNS
+    from deepfer.train.distill import label_targets
+    from deepfer.train.run_folder import RunFolder
+    from deepfer.train.training import prepare_data
+
+    cfg = TrainConfig(data=str(tiny_fer), split_seed=9, progress=False)
+    train = prepare_data(cfg)["train"]
+    votes = tmp_path / "votes.csv"
+    rows = []
+    for name in train.files[::2]:  # every other face has votes: all for 'happy'
+        counts = {c: 0 for c in FERPLUS_COLUMNS}
+        counts["happiness"] = 10
+        rows.append(name + "," + ",".join(str(v) for v in counts.values()))
+    votes.write_text("file," + ",".join(FERPLUS_COLUMNS) + "\n" + "\n".join(rows) + "\n")
+    soft = replace(cfg, soft_labels=str(votes), soft_weight=0.25).validate()
+    targets = label_targets(soft, train)
+    onehot = np.eye(7, dtype=np.float32)[train.y]
+    happy = np.eye(7, dtype=np.float32)[LABELS.index("happy")]
+    assert np.allclose(targets[::2], 0.75 * onehot[::2] + 0.25 * happy)
+    assert np.array_equal(targets[1::2], onehot[1::2])
+    assert np.allclose(label_targets(cfg, train), onehot)  # off: one-hot as before
+
+    run = tmp_path / "soft"
+    argv = ["train", "--data", str(tiny_fer), "--out", str(run), "--epochs", "1", *TINY]
+    assert main([*argv, "--split-seed", "9", "--soft-labels", str(votes)]) == 0
+    assert re.search(
+        r"soft labels: FER\+ votes \(votes.csv\) on \d+ of \d+ faces", capsys.readouterr().out
+    )
+    text, info = RunFolder(run).training_info(run / "deepfer-edge.keras")
+    assert info["soft_labels"] == {"votes": str(votes), "weight": 0.3}
+    assert "FER+ votes as a soft prior (weight 0.3)" in text
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"soft_labels": "ferplus"}, "no FER+ votes file at"),
+        ({"soft_labels": "/no/votes.csv"}, "train.soft_labels = '/no/votes.csv': no FER+ votes"),
+        ({"soft_weight": 1.5, "soft_labels": "VOTES"}, "train.soft_weight = 1.5: must be in"),
+        ({"mixup": 0.2, "soft_labels": "VOTES"}, "cannot go with --soft-labels"),
+    ],
+)
+def test_bad_soft_label_options_name_the_option(tmp_path, change, message):
+    votes = tmp_path / "votes.csv"
+    votes.write_text("file\n")
+    if change.get("soft_labels") == "VOTES":
+        change = {**change, "soft_labels": str(votes)}
+    cfg = replace(TrainConfig(data=str(tmp_path)), **change)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        cfg.validate()
