@@ -117,13 +117,29 @@ def reframe(boxes: np.ndarray, framing: tuple[float, float, float]) -> np.ndarra
     scale, dx, dy = framing
     if (scale, dx, dy) == (1.0, 0.0, 0.0) or len(boxes) == 0:
         return boxes
-    boxes = boxes.astype(np.float32).copy()
+    boxes = boxes.astype(np.float64 if boxes.dtype == np.float64 else np.float32)
     cx = boxes[:, 0] + boxes[:, 2] / 2.0 + dx * boxes[:, 2]
     cy = boxes[:, 1] + boxes[:, 3] / 2.0 + dy * boxes[:, 3]
     boxes[:, 2:] *= scale
     boxes[:, 0] = cx - boxes[:, 2] / 2.0
     boxes[:, 1] = cy - boxes[:, 3] / 2.0
     return boxes
+
+
+def crop_box(box, framing: tuple[float, float, float]) -> tuple[int, int, int, int]:
+    """The square a classifier crops for ``box`` ``(x, y, w, h)``: :func:`reframe` by
+    ``(scale, dx, dy)``, then the square of its longer side on the same centre (int pixels;
+    the identity framing returns ``box`` as it is)."""
+    if tuple(framing) == (1.0, 0.0, 0.0):
+        return tuple(int(v) for v in box[:4])
+    x, y, w, h = reframe(np.asarray([box[:4]], np.float64), framing)[0]
+    side, cx, cy = max(w, h), x + w / 2.0, y + h / 2.0
+    return (
+        int(round(cx - side / 2.0)),
+        int(round(cy - side / 2.0)),
+        max(1, int(round(side))),
+        max(1, int(round(side))),
+    )
 
 
 def box_offset(ref: Sequence[float], box: Sequence[float]) -> np.ndarray:

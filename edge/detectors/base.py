@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from deepfer.edge.boxes import scale_boxes
+from deepfer.edge.boxes import crop_box, scale_boxes
 from deepfer.edge.capture.frame import Frame
 from deepfer.edge.preprocess import to_gray
 
@@ -87,22 +87,6 @@ class Detector:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}>"
-
-
-def crop_box(box, mapping) -> tuple[int, int, int, int]:
-    """Apply a ``(scale, dx, dy)`` framing to ``box`` ``(x, y, w, h)``: a square box."""
-    scale, dx, dy = mapping
-    x, y, w, h = (float(v) for v in box[:4])
-    if (scale, dx, dy) == (1.0, 0.0, 0.0):
-        return int(x), int(y), int(w), int(h)
-    side = scale * max(w, h)
-    cx, cy = x + w / 2.0 + dx * w, y + h / 2.0 + dy * h
-    return (
-        int(round(cx - side / 2.0)),
-        int(round(cy - side / 2.0)),
-        max(1, int(round(side))),
-        max(1, int(round(side))),
-    )
 
 
 def _plane(frame: Frame | np.ndarray) -> tuple[np.ndarray, float, float]:

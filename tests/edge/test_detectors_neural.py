@@ -391,7 +391,7 @@ def test_detectors_command_lists_the_files():
 
 
 def test_crop_box_applies_a_measured_framing():
-    from deepfer.edge.detectors.base import crop_box
+    from deepfer.edge.boxes import crop_box
 
     assert crop_box((10, 20, 100, 100), (1.0, 0.0, 0.0)) == (10, 20, 100, 100)
     # tighter by 0.8, centre moved up by 5% of the height

@@ -292,8 +292,8 @@ def test_nms_keeps_faces_that_only_touch():
 def test_each_face_is_classified_on_two_framings_averaged(media_dir, classifier):
     """model.crop_jitter: the crops at (1 - j) and (1 + j) times the framed side, one
     classifier call, scores averaged; 0 gives the one crop of before."""
+    from deepfer.edge.boxes import crop_box
     from deepfer.edge.capture.frame import frame_from_image
-    from deepfer.edge.detectors.base import crop_box
     from deepfer.edge.preprocess import crop_face
 
     photo = cv2.imread(str(media_dir / "justin.jpg"))
