@@ -142,7 +142,7 @@ def label_targets(cfg, ds: FaceDataset) -> np.ndarray:
     differ = float((shares[has].argmax(1) != ds.y[has]).mean()) if has.any() else 0.0
     print(
         f"soft labels: FER+ votes ({votes_file.name}) on {int(has.sum()):,} of {len(ds):,} "
-        f"faces, weight {w:g}; their majority differs from the FER2013 label on {differ:.1%}",
+        f"faces, weight {w:g}; their top vote differs from the FER2013 label on {differ:.1%}",
         flush=True,
     )
     return out
@@ -160,9 +160,10 @@ def distilled_dataset(
 
     views, scores = teacher_targets(cfg, run, ds, augmenter)
     tf.random.set_seed(seed)  # making the views reseeded: the fit goes on from its own seed
-    onehot = np.eye(NUM_CLASSES, dtype=np.float32)[ds.y] if labels is None else labels
+    if labels is None:
+        labels = np.eye(NUM_CLASSES, dtype=np.float32)[ds.y]
     w = float(cfg.teacher_weight)
-    targets = w * scores + (1.0 - w) * onehot[None]
+    targets = w * scores + (1.0 - w) * labels[None]
     x_all, y_all = tf.constant(views), tf.constant(targets)
     n, v = len(ds), views.shape[0]
 

@@ -255,10 +255,10 @@ class RunFolder:
             training["distilled_from"] = _teacher_info(config)
             text += f"; distilled from {Path(config['teacher']).name}"
         if config.get("soft_labels"):
-            training["soft_labels"] = {
-                "votes": str(config["soft_labels"]),
-                "weight": config.get("soft_weight"),
-            }
+            from deepfer.train.config import TrainConfig
+
+            votes = TrainConfig.from_json(config).soft_labels_file()
+            training["soft_labels"] = {"votes": str(votes), "weight": config.get("soft_weight")}
             text += f"; FER+ votes as a soft prior (weight {config.get('soft_weight')})"
         training.update(self._averaging_info(Path(model_path)))
         if "averaged_epochs" in training:  # not one epoch's weights
