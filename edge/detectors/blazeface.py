@@ -13,6 +13,8 @@ grayscale (picamera2's lores Y plane), and no colour conversion runs per frame.
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -232,7 +234,7 @@ class BlazeFaceDetector(Detector):
         if self.tiling == "photo" and not coarse:
             parts += [self._raw_tile(gray, tile) for tile in photo_tiles(gray.shape)]
         elif self.tiling == "sweep":
-            grid = tile_grid(gray.shape)
+            grid = _sweep_tiles(gray.shape[:2])
             if grid:
                 parts.append(self._raw_tile(gray, grid[self.swept % len(grid)]))
                 self.swept += 1
@@ -304,6 +306,13 @@ def tile_grid(shape, side: int | None = None) -> list[tuple[int, int, int, int]]
         grid += sweep_grid(shape, int(side))
         side *= TILE_STEP
     return grid
+
+
+@functools.lru_cache(maxsize=8)
+def _sweep_tiles(shape: tuple[int, int]) -> tuple[tuple[int, int, int, int], ...]:
+    """:func:`tile_grid` of a video frame's shape, worked out once per shape (video frames
+    keep theirs; the sweep takes one tile per full search)."""
+    return tuple(tile_grid(shape))
 
 
 def sweep_grid(shape, side: int, overlap: float = TILE_OVERLAP) -> list[tuple[int, int, int, int]]:
