@@ -1,0 +1,52 @@
+"""edge/preprocess.crop_face: the square crop keeps a face centred at its size, padding with
+the frame's border where the square leaves the frame (a face at the edge of the view)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from deepfer.edge.preprocess import crop_face, prepare_face, square_box
+
+
+def _frame(h=120, w=160):
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (h, w), dtype=np.uint8)
+
+
+def test_a_crop_inside_the_frame_is_the_square_resized():
+    frame = _frame()
+    x, y, w, h = square_box((40, 30, 50, 40), margin=0.1)
+    assert (w, h) == (60, 60) and (x, y) == (35, 20)  # the longer side, grown by 2 x 10%
+    expected = cv2.resize(frame[y : y + h, x : x + w], (48, 48), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(crop_face(frame, (40, 30, 50, 40)), expected)
+
+
+def test_a_face_cut_by_the_frame_stays_centred_with_the_border_repeated():
+    frame = _frame()
+    box = (-20, -10, 60, 60)  # a third of the face beyond the left edge, a sixth above
+    crop = crop_face(frame, box, size=60, margin=0.0)
+    padded = cv2.copyMakeBorder(frame, 10, 0, 20, 0, cv2.BORDER_REPLICATE)
+    assert np.array_equal(crop, padded[0:60, 0:60])  # not the frame's corner moved inwards
+    assert np.array_equal(crop[10:, 20:], frame[0:50, 0:40])
+
+
+def test_a_face_larger_than_the_frame_keeps_its_size():
+    frame = _frame(40, 60)
+    crop = crop_face(frame, (-10, -20, 80, 80), size=80, margin=0.0)
+    assert crop.shape == (80, 80)
+    assert np.array_equal(crop[20:60, 10:70], frame)  # the whole frame, where the face put it
+
+
+def test_a_box_outside_the_frame_gives_a_crop_not_an_error():
+    frame = _frame()
+    for box in ((500, 20, 30, 30), (-100, -100, 20, 20), (10, 200, 30, 30)):
+        assert crop_face(frame, box).shape == (48, 48)
+
+
+def test_colour_frames_are_cropped_to_grey():
+    frame = cv2.cvtColor(_frame(), cv2.COLOR_GRAY2BGR)
+    assert np.array_equal(
+        crop_face(frame, (-5, 0, 50, 50)), crop_face(frame[..., 0], (-5, 0, 50, 50))
+    )
+    assert prepare_face(frame).shape == (48, 48)
