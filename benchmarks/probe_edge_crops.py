@@ -62,12 +62,17 @@ def crop_shifted(frame: np.ndarray, square, size: int) -> np.ndarray:
     return prepare_face(frame[y0 : y0 + side, x0 : x0 + side], size)
 
 
-def crop_padded(frame: np.ndarray, square, size: int, border: int) -> np.ndarray:
-    """The exact square, the frame padded where the square leaves it (by ``border``)."""
+def crop_grey(frame: np.ndarray, square, size: int) -> np.ndarray:
+    """The exact square, the frame padded with flat grey where the square leaves it."""
     x, y, w, h = square
     pad = max(0, -x, -y, x + w - frame.shape[1], y + h - frame.shape[0])
-    padded = cv2.copyMakeBorder(frame, pad, pad, pad, pad, border, value=128)
+    padded = cv2.copyMakeBorder(frame, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=128)
     return prepare_face(padded[y + pad : y + pad + h, x + pad : x + pad + w], size)
+
+
+def predict(classifier, crops: list[np.ndarray]) -> np.ndarray:
+    """The classifier's top class for each crop, in one call."""
+    return classifier.infer(np.stack(crops)[..., None]).argmax(1)
 
 
 def video_agreement(path: Path, classifier, size: int, config) -> dict:
@@ -96,14 +101,11 @@ def video_agreement(path: Path, classifier, size: int, config) -> dict:
                 row["shift"].append(crop_shifted(frame, square, size))
                 row["replicate"].append(crop_face(frame, square, size, margin=0.0))
     capture.release()
-    truth = classifier.infer(np.stack(reference)[..., None]).argmax(1)
+    truth = predict(classifier, reference)
     out = {"clip": path.name, "frames": len(reference)}
     for key, row in cut_crops.items():
         out[key] = {
-            how: round(
-                float((classifier.infer(np.stack(b)[..., None]).argmax(1) == truth).mean()), 4
-            )
-            for how, b in row.items()
+            how: round(float((predict(classifier, b) == truth).mean()), 4) for how, b in row.items()
         }
         print(f"{path.name} {key}: " + "  ".join(f"{k} {v:.2%}" for k, v in out[key].items()))
     return out
@@ -133,11 +135,11 @@ def main(argv=None) -> int:
                 frame, square = frame_with_cut(img, args.face, cut, where)
                 crops["shift"].append(crop_shifted(frame, square, size))
                 crops["replicate"].append(crop_face(frame, square, size, margin=0.0))
-                crops["grey"].append(crop_padded(frame, square, size, cv2.BORDER_CONSTANT))
-            row = {}
-            for how, batch in crops.items():
-                pred = classifier.infer(np.stack(batch)[..., None]).argmax(1)
-                row[how] = round(float((pred == labels).mean()), 4)
+                crops["grey"].append(crop_grey(frame, square, size))
+            row = {
+                how: round(float((predict(classifier, batch) == labels).mean()), 4)
+                for how, batch in crops.items()
+            }
             results[f"{where} {cut:.1f}"] = row
             print(f"{where:>8} cut {cut:.1f}: " + "  ".join(f"{k} {v:.2%}" for k, v in row.items()))
     if args.video:
