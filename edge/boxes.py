@@ -1,4 +1,5 @@
-"""Face boxes ``x, y, w, h``: overlap, scaling between image sizes, non-maximum suppression.
+"""Face boxes ``x, y, w, h``: overlap, scaling between image sizes, non-maximum suppression;
+the lean of a face from its eye keypoints.
 
 Boxes are ``(n, 4)`` int32 arrays (``(0, 4)`` for none) or any 4-sequence for one box.
 """
@@ -150,3 +151,10 @@ def box_offset(ref: Sequence[float], box: Sequence[float]) -> np.ndarray:
     return np.array(
         [np.log(rw / bw), (rx + rw / 2 - bx - bw / 2) / bw, (ry + rh / 2 - by - bh / 2) / bh]
     )
+
+
+def eye_roll(a, b) -> float:
+    """Degrees of the line between two eye points (either order), image coordinates (y down):
+    0 for level eyes, positive when the eye on the right of the picture is lower."""
+    (x0, y0), (x1, y1) = sorted((tuple(map(float, a)), tuple(map(float, b))))
+    return float(np.degrees(np.arctan2(y1 - y0, x1 - x0)))

@@ -111,6 +111,7 @@ class FacePipeline:
         crop_jitter: float = 0.0,
         detect_fps: float = 0.0,
         near_search: bool = True,
+        level_above: float = 90.0,
     ):
         self.detector = detector
         self.classifier = classifier
@@ -118,6 +119,9 @@ class FacePipeline:
         self.margin = margin
         #: Two crops per face, side x (1 -+ crop_jitter), scores averaged (0: one crop).
         self.crop_jitter = crop_jitter
+        #: A face whose eyes lean more than this (degrees) is turned until they lean this
+        #: much before it is classified (detectors with eye keypoints; 90: never).
+        self.level_above = level_above
         self.min_face = min_face
         #: Seconds of stream time between full searches while faces are tracked (0: always).
         self.rescan_s = max(0.0, rescan_s)
@@ -161,6 +165,7 @@ class FacePipeline:
             tracker,
             margin=config.model.margin,
             crop_jitter=config.model.crop_jitter,
+            level_above=config.model.level_above,
             min_face=config.detector.min_face,
             rescan_s=config.detector.rescan_s,
             detect_fps=0.0 if every_frame else config.detector.fps,
@@ -169,8 +174,9 @@ class FacePipeline:
 
     # -- stages ---------------------------------------------------------------------------
 
-    def detect(self, frame: Frame) -> np.ndarray:
-        """Face boxes in frame pixels, ``(n, 4)`` int32."""
+    def detect(self, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
+        """Face boxes in frame pixels, ``(n, 4)`` int32, and each face's lean ``(n,)`` in
+        degrees (:attr:`Detection.roll`; 0 where the detector gives no eyes)."""
         tried: set[int] = set()  # tracks already searched near on this frame
         if self._near_possible():
             tracks = self.tracker.tracks
@@ -247,27 +253,32 @@ class FacePipeline:
         elapsed = frame.t - self._last_full_t
         return elapsed < 0 or elapsed >= self.rescan_s - 1e-3
 
-    def crops(self, frame: Frame, boxes: np.ndarray, scales=(1.0,)) -> np.ndarray:
+    def crops(self, frame: Frame, boxes: np.ndarray, scales=(1.0,), rolls=None) -> np.ndarray:
         """``(len(scales) * n, h, w)`` uint8 face crops for the boxes, framed as the detector's
         ``crop`` says (what the classifier sees), their side times each of ``scales`` in turn
-        (all boxes at the first scale, then at the next); the crop plane is made once."""
+        (all boxes at the first scale, then at the next); the crop plane is made once. A face
+        whose eyes lean (``rolls``, degrees) more than :attr:`level_above` is cropped turned back
+        to lean that much."""
         plane = frame.crop_plane()
+        rolls = np.zeros(len(boxes)) if rolls is None else np.asarray(rolls, float)
+        angles = np.sign(rolls) * np.maximum(np.abs(rolls) - self.level_above, 0.0)
         return np.stack(
             [
-                crop_face(plane, self.detector.crop_box(box, k), self.size[0], self.margin)
+                crop_face(plane, self.detector.crop_box(box, k), self.size[0], self.margin, a)
                 for k in scales
-                for box in boxes
+                for box, a in zip(boxes, angles)
             ]
         )
 
-    def classify(self, frame: Frame, boxes: np.ndarray) -> np.ndarray:
-        """``(n, k)`` probabilities for the boxes, all faces (and both crops) in one call."""
+    def classify(self, frame: Frame, boxes: np.ndarray, rolls=None) -> np.ndarray:
+        """``(n, k)`` probabilities for the boxes (their faces' ``rolls``, see :meth:`crops`),
+        all faces (and both crops) in one call."""
         if len(boxes) == 0:
             return np.zeros((0, len(self.labels)), np.float32)
         if not self.crop_jitter:
-            return self.classifier.infer(self.crops(frame, boxes))
+            return self.classifier.infer(self.crops(frame, boxes, rolls=rolls))
         j, n = self.crop_jitter, len(boxes)
-        scores = self.classifier.infer(self.crops(frame, boxes, (1 - j, 1 + j)))
+        scores = self.classifier.infer(self.crops(frame, boxes, (1 - j, 1 + j), rolls))
         return ((scores[:n] + scores[n:]) / 2).astype(np.float32)
 
     def process(self, frame: Frame | np.ndarray) -> FrameResult:
@@ -278,9 +289,9 @@ class FacePipeline:
             return self._carry(frame)
         self._detections.mark(frame.t)
         t0 = time.perf_counter()
-        boxes = self.detect(frame)
+        boxes, rolls = self.detect(frame)
         t1 = time.perf_counter()
-        scores = self.classify(frame, boxes)
+        scores = self.classify(frame, boxes, rolls)
         t2 = time.perf_counter()
         events: list[TrackEvent] = []
         if self.tracker is None:
@@ -350,13 +361,16 @@ def _match(box, found: list[Detection], threshold: float) -> Detection | None:
     return best
 
 
-def _boxes(found: list[Detection], merge: bool = False) -> np.ndarray:
-    """Detections as ``(n, 4)`` int32 boxes; ``merge``: one box per face (several searches)."""
+def _boxes(found: list[Detection], merge: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Detections as ``(n, 4)`` int32 boxes and ``(n,)`` rolls; ``merge``: one per face
+    (several searches)."""
     if not found:
-        return NO_BOXES
+        return NO_BOXES, np.zeros(0)
     boxes = np.array([d.box for d in found], np.int32).reshape(-1, 4)
+    rolls = np.array([d.roll for d in found], float)
     if merge and len(boxes) > 1:
         scores = np.array([d.score for d in found], np.float32)
         scores = None if np.all(scores == scores[0]) else scores
-        boxes = boxes[np.sort(nms(boxes, scores))]
-    return boxes
+        keep = np.sort(nms(boxes, scores))
+        boxes, rolls = boxes[keep], rolls[keep]
+    return boxes, rolls

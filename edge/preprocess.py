@@ -66,6 +66,7 @@ def crop_face(
     box: tuple[int, int, int, int] | np.ndarray,
     size: int = DEFAULT_SIZE,
     margin: float = DEFAULT_MARGIN,
+    angle: float = 0.0,
 ) -> np.ndarray:
     """Square crop of a face box from a frame, grayscale, resized to ``size``.
 
@@ -73,14 +74,37 @@ def crop_face(
     reaches beyond the frame (a face at the edge of the view, or closer to the camera than
     the frame is wide), the frame's border pixels are repeated outwards to fill it: moving
     the square inwards instead puts the face off-centre, which cost 3-30 points of accuracy
-    on faces cut by 20-30% (``benchmarks/probe_edge_crops.py``)."""
+    on faces cut by 20-30% (``benchmarks/probe_edge_crops.py``).
+
+    ``angle`` (degrees, image coordinates with y down, as ``atan2(dy, dx)`` of the line
+    between the eyes): the square is turned by it about its centre, so a tilted face comes
+    out level; 0 crops the square as it stands."""
     x, y, w, h = square_box(box, margin)
+    if not angle:
+        return prepare_face(_square(frame, x, y, w), size)
+    # a square around the crop large enough to hold it turned, turned about its centre at
+    # the frame's own scale (the resize to ``size`` stays prepare_face's), then cut out
+    r = int(np.ceil(w * (abs(np.cos(np.radians(angle))) + abs(np.sin(np.radians(angle)))))) + 2
+    rx, ry = x + (w - r) // 2, y + (w - r) // 2
+    region = _square(frame, rx, ry, r)
+    c = (x + w / 2.0 - rx, y + w / 2.0 - ry)
+    turn = cv2.getRotationMatrix2D(c, float(angle), 1.0)
+    turn[:, 2] += (w / 2.0 - c[0], w / 2.0 - c[1])
+    level = cv2.warpAffine(
+        region, turn, (w, w), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    return prepare_face(level, size)
+
+
+def _square(frame: np.ndarray, x: int, y: int, side: int) -> np.ndarray:
+    """The ``side`` square at ``(x, y)`` of ``frame``, its parts beyond the frame filled by
+    repeating the frame's border (at least one pixel of the frame, so a stray box never
+    fails)."""
     height, width = frame.shape[:2]
-    # the part inside the frame (at least one pixel, so a stray box never fails)
     x0, y0 = min(max(x, 0), width - 1), min(max(y, 0), height - 1)
-    x1, y1 = max(min(x + w, width), x0 + 1), max(min(y + h, height), y0 + 1)
+    x1, y1 = max(min(x + side, width), x0 + 1), max(min(y + side, height), y0 + 1)
     part = frame[y0:y1, x0:x1]
-    pads = (max(0, y0 - y), max(0, y + h - y1), max(0, x0 - x), max(0, x + w - x1))
+    pads = (max(0, y0 - y), max(0, y + side - y1), max(0, x0 - x), max(0, x + side - x1))
     if any(pads):
         part = cv2.copyMakeBorder(part, *pads, cv2.BORDER_REPLICATE)
-    return prepare_face(part, size)
+    return part

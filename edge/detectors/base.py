@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from deepfer.edge.boxes import crop_box, scale_boxes
+from deepfer.edge.boxes import crop_box, eye_roll, scale_boxes
 from deepfer.edge.capture.frame import Frame
 from deepfer.edge.preprocess import to_gray
 
@@ -22,11 +22,14 @@ from deepfer.edge.preprocess import to_gray
 class Detection:
     """One face: ``box`` ``(x, y, w, h)`` in frame pixels, ``score`` (1.0 when the backend
     gives none), ``keypoints`` an ``(n, 2)`` float array in frame pixels (YuNet: eyes, nose
-    tip, mouth corners) or None."""
+    tip, mouth corners) or None; ``roll`` the angle of the line between the eyes in degrees
+    (image coordinates, y down: positive when the face leans clockwise on screen), 0 when the
+    backend gives no eyes."""
 
     box: tuple[int, int, int, int]
     score: float = 1.0
     keypoints: np.ndarray | None = None
+    roll: float = 0.0
 
 
 @dataclass
@@ -53,6 +56,8 @@ class Detector:
     #: width and ``dy`` of its height). Measured per backend by
     #: ``benchmarks/measure_crop_mapping.py`` on Training faces; (1, 0, 0) leaves a box as is.
     crop = (1.0, 0.0, 0.0)
+    #: Which two of the backend's keypoints are the eyes (either order), or None.
+    eyes: tuple[int, int] | None = None
 
     def find(self, gray: np.ndarray, min_size: int = 0, coarse: bool = False) -> Found:
         """Faces in ``gray`` at least ``min_size`` of its pixels wide.
@@ -71,13 +76,14 @@ class Detector:
         """Faces of a frame (or a BGR/gray image), at least ``min_size`` frame pixels wide."""
         gray, sx, sy = _plane(frame)
         min_gray = int(round(min_size / sx)) if min_size else 0
-        return _detections(self.find(gray, min_gray, coarse), sx, sy)
+        return _detections(self.find(gray, min_gray, coarse), sx, sy, self.eyes)
 
     def detect_near(self, frame: Frame | np.ndarray, box) -> list[Detection]:
         """Faces about the size of ``box`` (frame pixels) around it."""
         gray, sx, sy = _plane(frame)
         x, y, w, h = (float(v) for v in box[:4])
-        return _detections(self.find_near(gray, (x / sx, y / sy, w / sx, h / sy)), sx, sy)
+        found = self.find_near(gray, (x / sx, y / sy, w / sx, h / sy))
+        return _detections(found, sx, sy, self.eyes)
 
     def crop_box(self, box, scale: float = 1.0) -> tuple[int, int, int, int]:
         """``box`` (frame pixels) -> the square to crop for the classifier (see :attr:`crop`),
@@ -96,15 +102,17 @@ def _plane(frame: Frame | np.ndarray) -> tuple[np.ndarray, float, float]:
     return to_gray(np.asarray(frame)), 1.0, 1.0
 
 
-def _detections(found: Found, sx: float, sy: float) -> list[Detection]:
+def _detections(found: Found, sx: float, sy: float, eyes=None) -> list[Detection]:
     boxes = scale_boxes(found.boxes, sx, sy)
     out = []
     for i, box in enumerate(boxes):
         score = 1.0 if found.scores is None else float(found.scores[i])
-        points = None
+        points, roll = None, 0.0
         if found.keypoints is not None:
             points = np.asarray(found.keypoints[i], np.float32).reshape(-1, 2) * (sx, sy)
-        out.append(Detection(tuple(int(v) for v in box), score, points))
+            if eyes is not None:
+                roll = eye_roll(points[eyes[0]], points[eyes[1]])
+        out.append(Detection(tuple(int(v) for v in box), score, points, roll))
     return out
 
 

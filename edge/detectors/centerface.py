@@ -26,6 +26,7 @@ class CenterFaceDetector(Detector):
     name = "centerface"
     # measured by benchmarks/measure_crop_mapping.py (see docs/edge.md)
     crop = (0.842, -0.018, -0.016)
+    eyes = (0, 1)
     default_score = 0.5
 
     def __init__(

@@ -27,6 +27,7 @@ class YuNetDetector(Detector):
     """OpenCV's YuNet CNN (cv2.FaceDetectorYN), from its ONNX file."""
 
     name = "yunet"
+    eyes = (0, 1)
 
     def __init__(
         self,

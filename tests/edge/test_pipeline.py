@@ -300,7 +300,7 @@ def test_each_face_is_classified_on_two_framings_averaged(media_dir, classifier)
     frame = frame_from_image(photo)
     pipeline = make_pipeline(classifier, track=False)
     assert pipeline.crop_jitter == Config().model.crop_jitter == 0.06
-    boxes = pipeline.detect(frame)
+    boxes, _ = pipeline.detect(frame)
     assert len(boxes) == 1
     s, dx, dy = pipeline.detector.crop
     by_hand = []
@@ -317,3 +317,41 @@ def test_each_face_is_classified_on_two_framings_averaged(media_dir, classifier)
     one = classifier.infer(pipeline.crops(frame, boxes))
     np.testing.assert_allclose(pipeline.classify(frame, boxes), one, atol=1e-6)
     assert not np.allclose(one, got, atol=1e-4)  # the two framings do change the scores
+
+
+def test_a_tilted_face_is_classified_level(media_dir, classifier):
+    """model.level_above: a face whose eyes lean beyond it is cropped turned back to lean that
+    much (the detector's eye keypoints); upright faces and level_above = 90 crop as before."""
+    from deepfer.edge.capture.frame import frame_from_image
+    from deepfer.edge.detectors import files
+
+    if not files.available("blazeface-full"):
+        pytest.skip("the neural detectors' files are not installed: `deepfer detectors install`")
+    photo = cv2.imread(str(media_dir / "justin.jpg"))
+    pipeline = make_pipeline(classifier, track=False, backend="blazeface")
+    assert pipeline.level_above == Config().model.level_above == 10.0
+    upright = frame_from_image(photo)
+    boxes, rolls = pipeline.detect(upright)
+    assert len(boxes) == 1 and abs(rolls[0]) < 10
+    x, y, w, h = boxes[0]
+    turn = cv2.getRotationMatrix2D((x + w / 2, y + h / 2), 30, 1.0)  # about the face
+    tilted = frame_from_image(
+        cv2.warpAffine(photo, turn, photo.shape[1::-1], borderMode=cv2.BORDER_REPLICATE)
+    )
+    tilted_boxes, tilted_rolls = pipeline.detect(tilted)
+    assert len(tilted_boxes) == 1 and -40 < tilted_rolls[0] - rolls[0] < -20
+    reference = pipeline.crops(upright, boxes).astype(float)
+    as_is = pipeline.crops(tilted, tilted_boxes).astype(float)
+    level = pipeline.crops(tilted, tilted_boxes, rolls=tilted_rolls).astype(float)
+    assert np.abs(level - reference).mean() < 0.8 * np.abs(as_is - reference).mean()
+    scores = pipeline.classify(tilted, tilted_boxes, tilted_rolls)
+    assert pipeline.process(tilted).faces[0].scores == pytest.approx(
+        dict(zip(classifier.labels, scores[0].tolist())), abs=1e-6
+    )
+    np.testing.assert_array_equal(pipeline.crops(upright, boxes, rolls=rolls), reference)
+    pipeline.level_above = 0.0  # level: closer still
+    flat = pipeline.crops(tilted, tilted_boxes, rolls=tilted_rolls).astype(float)
+    assert np.abs(flat - reference).mean() < 0.6 * np.abs(as_is - reference).mean()
+    assert np.abs(flat - reference).mean() < np.abs(level - reference).mean()
+    pipeline.level_above = 90.0
+    np.testing.assert_array_equal(pipeline.crops(tilted, tilted_boxes, rolls=tilted_rolls), as_is)

@@ -50,3 +50,33 @@ def test_colour_frames_are_cropped_to_grey():
         crop_face(frame, (-5, 0, 50, 50)), crop_face(frame[..., 0], (-5, 0, 50, 50))
     )
     assert prepare_face(frame).shape == (48, 48)
+
+
+def _bar_frame(degrees: float) -> np.ndarray:
+    """A grey frame with a dark horizontal bar through (80, 60), turned by ``degrees``
+    (counter-clockwise on screen) about that point."""
+    frame = np.full((120, 160), 200, np.uint8)
+    frame[56:64, 40:120] = 30
+    m = cv2.getRotationMatrix2D((80, 60), degrees, 1.0)
+    return cv2.warpAffine(frame, m, (160, 120), borderMode=cv2.BORDER_REPLICATE)
+
+
+def test_a_turned_crop_levels_a_tilted_face():
+    box = (55, 35, 50, 50)  # centred on (80, 60)
+    upright = crop_face(_bar_frame(0), box, margin=0.0).astype(float)
+    tilted = _bar_frame(30)  # the bar's line now runs at -30 degrees (y down)
+    assert np.abs(crop_face(tilted, box, margin=0.0) - upright).mean() > 20
+    level = crop_face(tilted, box, margin=0.0, angle=-30).astype(float)
+    assert level.shape == (48, 48)
+    assert np.abs(level - upright).mean() < 6  # the bar is level again (resampling aside)
+    assert level[20:28, 5:43].mean() < 60 and level[:16].mean() > 180
+
+
+def test_a_turned_crop_at_the_frame_edge_repeats_the_border():
+    frame = _frame(60, 80)
+    crop = crop_face(frame, (-20, -20, 40, 40), size=40, margin=0.0, angle=20)
+    assert crop.shape == (40, 40)  # never fails at the edge
+    assert np.array_equal(
+        crop_face(frame, (10, 10, 30, 30), margin=0.0, angle=0.0),
+        crop_face(frame, (10, 10, 30, 30), margin=0.0),
+    )
