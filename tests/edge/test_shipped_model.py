@@ -1,6 +1,9 @@
 """The models in models/: what a fresh clone gets. They load, follow the model contract, run
 `deepfer detect` and `deepfer run` without --model, and reproduce their sidecar's PublicTest
-figures."""
+figures. The default ``deepfer_int8`` is a pair of models in one graph (<= 4 MB, issue #12's
+ensemble budget); ``deepfer-single_int8`` is the one-model option (<= 2 MB, half the time).
+The float32 references come with a checkout, not with the wheel (they are for benchmarking on
+a desktop, and would triple a Pi install); their checks skip where they are absent."""
 
 from __future__ import annotations
 
@@ -17,11 +20,34 @@ from deepfer.models import MODELS_DIR, default_model_path
 
 INT8 = MODELS_DIR / "deepfer_int8.tflite"
 FLOAT32 = MODELS_DIR / "deepfer_float32.tflite"
+SINGLE_INT8 = MODELS_DIR / "deepfer-single_int8.tflite"
+SINGLE_FLOAT32 = MODELS_DIR / "deepfer-single_float32.tflite"
+#: (int8, its float reference, size budget in bytes, stored 1-thread latency budget in ms)
+SHIPPED = [(INT8, FLOAT32, 4_000_000, 3.0), (SINGLE_INT8, SINGLE_FLOAT32, 2_000_000, 2.0)]
+IDS = ["default-pair", "single"]
 
 
-def test_the_shipped_models_follow_the_contract():
+def _reference(path):
+    if not path.is_file():
+        pytest.skip(f"{path.name}: the float32 references ship with a checkout, not the wheel")
+    return path
+
+
+def test_the_default_is_the_pair():
     assert default_model_path() == INT8
-    for path in (INT8, FLOAT32):
+    members = load_model_info(INT8).raw["training"]["ensemble"]
+    assert [m["member"] for m in members] == [
+        "models/deepfer-vgg.keras",
+        "models/deepfer-vgg-long.keras",
+    ]
+    assert [m["weight"] for m in members] == [0.5, 0.5]
+
+
+@pytest.mark.parametrize("int8_path, float_path, max_bytes, max_ms", SHIPPED, ids=IDS)
+def test_the_shipped_models_follow_the_contract(int8_path, float_path, max_bytes, max_ms):
+    for path in (int8_path, float_path):
+        if not path.is_file():
+            continue  # a float reference, in a wheel install
         info = load_model_info(path)
         assert info.labels == list(LABELS)
         assert tuple(info.raw["input"]["size"]) == (48, 48)
@@ -30,21 +56,30 @@ def test_the_shipped_models_follow_the_contract():
         metrics = info.raw["metrics"]
         assert metrics["evaluated_on"]["split"] == "test" and metrics["evaluated_on"]["n"] == 3589
         assert info.raw["file"]["bytes"] == path.stat().st_size
-    int8 = load_model_info(INT8).raw
+    int8 = load_model_info(int8_path).raw
     assert int8["input"]["dtype"] == "int8" and int8["output"]["dtype"] == "int8"
-    assert INT8.stat().st_size < 2_000_000
+    assert int8_path.stat().st_size < max_bytes
     # the issue's targets, as measured and stored by `deepfer convert` / `deepfer benchmark`
     m = int8["metrics"]
     assert m["accuracy"] >= 0.665
-    assert m["float_accuracy"] - m["accuracy"] <= 0.005 and m["agreement_with_float"] >= 0.98
-    assert m["benchmark"]["latency_ms"]["1"]["median"] < 2.0
+    assert m["float_accuracy"] - m["accuracy"] <= 0.005 and m["agreement_with_float"] >= 0.99
+    assert m["benchmark"]["latency_ms"]["1"]["median"] < max_ms
     assert int8["training"]["selected_on"].startswith("validation slice")
 
 
-def test_the_int8_model_classifies_with_the_edge_runtime():
+def test_the_default_scores_above_the_single_model():
+    pair = load_model_info(INT8).raw["metrics"]
+    single = load_model_info(SINGLE_INT8).raw["metrics"]
+    assert pair["evaluated_on"] == single["evaluated_on"]  # the same PublicTest faces
+    assert pair["accuracy"] > single["accuracy"] + 0.01
+    assert pair["macro_f1"] > single["macro_f1"]
+
+
+@pytest.mark.parametrize("int8_path, float_path, max_bytes, max_ms", SHIPPED, ids=IDS)
+def test_the_int8_model_classifies_with_the_edge_runtime(int8_path, float_path, max_bytes, max_ms):
     from deepfer.edge.model.classifier import EmotionClassifier
 
-    clf = EmotionClassifier(INT8, num_threads=1)
+    clf = EmotionClassifier(int8_path, num_threads=1)
     faces = np.random.default_rng(0).integers(0, 256, (3, 48, 48), dtype=np.uint8)
     scores = clf.infer(faces)
     assert scores.shape == (3, 7) and scores.dtype == np.float32
@@ -53,10 +88,10 @@ def test_the_int8_model_classifies_with_the_edge_runtime():
     # scores exactly; int8 rounds the two passes apart by a few steps of its output scale
     # (1/255; the model replaced on 2026-12-03 was 1 step apart here, this one 3)
     mirrored = clf.infer(faces[:, :, ::-1])
-    step = load_model_info(INT8).raw["output"]["quantization"]["scale"]
+    step = load_model_info(int8_path).raw["output"]["quantization"]["scale"]
     np.testing.assert_allclose(scores, mirrored, atol=4 * step + 1e-6)
     assert (scores.argmax(1) == mirrored.argmax(1)).all()
-    ref = EmotionClassifier(FLOAT32, num_threads=1)
+    ref = EmotionClassifier(_reference(float_path), num_threads=1)
     np.testing.assert_allclose(ref.infer(faces), ref.infer(faces[:, :, ::-1]), atol=1e-5)
 
 
@@ -88,7 +123,10 @@ def test_run_with_the_default_model(media_dir):
 
 
 @pytest.mark.slow
-def test_publictest_figures_in_the_sidecars_reproduce(data_dir):
+@pytest.mark.parametrize("int8_path, float_path, max_bytes, max_ms", SHIPPED, ids=IDS)
+def test_publictest_figures_in_the_sidecars_reproduce(
+    data_dir, int8_path, float_path, max_bytes, max_ms
+):
     """What `deepfer benchmark` stored, recomputed here: same faces, same runtime, same numbers."""
     from deepfer.data.fer2013 import load_fer2013
     from deepfer.evaluate.metrics import evaluate_predictions
@@ -96,13 +134,16 @@ def test_publictest_figures_in_the_sidecars_reproduce(data_dir):
 
     test = load_fer2013(data_dir / "fer2013", ("test",), progress=False)["test"]
     assert len(test) == 3589
-    p_int8 = predict_probs(INT8, test.x)
-    p_float = predict_probs(FLOAT32, test.x)
-    stored = load_model_info(INT8).raw["metrics"]
+    p_int8 = predict_probs(int8_path, test.x)
+    p_float = predict_probs(_reference(float_path), test.x)
+    stored = load_model_info(int8_path).raw["metrics"]
     m = evaluate_predictions(test.y, p_int8, LABELS)
     assert m["accuracy"] == pytest.approx(stored["accuracy"], abs=1e-9)
     assert m["macro_f1"] == pytest.approx(stored["macro_f1"], abs=1e-9)
     agreement = float((p_int8.argmax(1) == p_float.argmax(1)).mean())
     assert agreement == pytest.approx(stored["agreement_with_float"], abs=1e-9)
     float_acc = float((p_float.argmax(1) == test.y).mean())
-    assert float_acc == pytest.approx(load_model_info(FLOAT32).raw["metrics"]["accuracy"], abs=1e-9)
+    assert float_acc == pytest.approx(
+        load_model_info(float_path).raw["metrics"]["accuracy"], abs=1e-9
+    )
+    assert float_acc == pytest.approx(stored["float_accuracy"], abs=1e-9)
