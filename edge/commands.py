@@ -54,7 +54,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
         "--model",
         default=None,
         metavar="FILE.tflite",
-        help="emotion model with its .json sidecar (default: the shipped models/deepfer_int8.tflite)",
+        help="emotion model with its .json sidecar, or a shipped model's name such as "
+        "deepfer-single_int8 (default: the shipped models/deepfer_int8.tflite)",
     )
     p.add_argument(
         "--yunet",

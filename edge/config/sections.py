@@ -14,11 +14,14 @@ from typing import Any, get_type_hints
 
 from deepfer.edge.config.mqtt import MqttConfig
 from deepfer.edge.paths import user_path
+from deepfer.models import shipped_model, shipped_names
 
 
 @dataclass
 class ModelConfig:
-    #: The .tflite file (with its .json sidecar); "" = the shipped models/deepfer_int8.tflite.
+    #: The .tflite file (with its .json sidecar), or a shipped model's name
+    #: (``deepfer-single_int8``: one model, half the time); "" = the shipped default,
+    #: models/deepfer_int8.tflite.
     path: str = ""
     #: TFLite interpreter threads.
     threads: int = 1
@@ -41,8 +44,9 @@ class ModelConfig:
             yield "crop_jitter", "must be in 0..0.3 (0 = one crop)"
         if not 0.0 <= self.level_above <= 90.0:
             yield "level_above", "must be in 0..90 degrees (90 = never level)"
-        if self.path and not user_path(self.path).is_file():
-            yield "path", "no such model file"
+        if self.path and not user_path(self.path).is_file() and not shipped_model(self.path):
+            names = ", ".join(shipped_names())
+            yield "path", f"no such model file (or shipped model name: {names})"
         if self.threads < 1:
             yield "threads", "must be >= 1"
         runtimes = ("auto", "ai-edge-litert", "tflite-runtime", "tensorflow")

@@ -108,10 +108,15 @@ def as_probabilities(scores: np.ndarray) -> np.ndarray:
 
 
 def resolve_model_path(path: str | Path | None) -> Path:
-    """``model.path``, or the shipped default model when empty (clear error if absent)."""
+    """``model.path`` (a file, or a shipped model's name such as ``deepfer-single_int8``), or
+    the shipped default model when empty (clear error if absent)."""
+    from deepfer.models import default_model_path, shipped_model
+
     if path:
-        return user_path(path)
-    from deepfer.models import default_model_path
+        given = user_path(path)
+        if given.exists():
+            return given
+        return shipped_model(str(path)) or given  # a missing file is reported by its name
 
     default = default_model_path()
     if not default.is_file():

@@ -189,3 +189,19 @@ def test_a_tilde_path_of_an_unknown_user_is_reported_not_raised(tmp_path):
     path = write(tmp_path, '[model]\npath = "~no-such-user-0/m.tflite"\n')
     with pytest.raises(ConfigError, match="~no-such-user-0/m.tflite"):
         load_config(path, environ={})
+
+
+def test_model_path_may_name_a_shipped_model(tmp_path):
+    """`model.path = "deepfer-single_int8"` finds the shipped file wherever the package is
+    installed; an unknown name fails at start and lists the shipped names."""
+    from deepfer.edge.model.classifier import resolve_model_path
+    from deepfer.models import MODELS_DIR
+
+    config = load_config(write(tmp_path, '[model]\npath = "deepfer-single_int8"\n'), environ={})
+    assert resolve_model_path(config.model.path) == MODELS_DIR / "deepfer-single_int8.tflite"
+    assert resolve_model_path("deepfer-single_int8.tflite") == resolve_model_path(config.model.path)
+    assert resolve_model_path("") == MODELS_DIR / "deepfer_int8.tflite"
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, '[model]\npath = "deepfer-tiny"\n'), environ={})
+    assert "model.path = 'deepfer-tiny'" in str(err.value)
+    assert "deepfer-single_int8" in str(err.value) and "deepfer_int8" in str(err.value)

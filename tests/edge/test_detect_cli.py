@@ -30,6 +30,16 @@ def test_detect_json_on_justin(media_dir, tiny_tflite_model, tmp_path):
     assert drawn.shape == original.shape and (drawn != original).any()
 
 
+def test_detect_with_a_shipped_model_by_name(media_dir):
+    """The single model by its name, as a Pi Zero 2 W would run it (real file, real image)."""
+    proc = deepfer(
+        "-v", "detect", media_dir / "justin.jpg", "--json", "--model", "deepfer-single_int8"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(json.loads(proc.stdout)) == 1
+    assert "deepfer-single_int8" in proc.stderr  # the model it loaded is logged
+
+
 def test_detect_text_several_inputs_and_video(media_dir, tiny_tflite_model, tmp_path):
     clip = tmp_path / "clip.mp4"
     cap = cv2.VideoCapture(str(media_dir / "woman2.mp4"))
