@@ -30,6 +30,7 @@ RUN_FLAGS: dict[str, str] = {
     "detector": "detector.backend",
     "realtime": "source.realtime",
     "loop": "source.loop",
+    "rotate": "source.rotate",
     "mqtt": "mqtt.url",
     "ha_discovery": "mqtt.ha_discovery",
 }
@@ -61,7 +62,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
         "--yunet",
         default=None,
         metavar="FILE.onnx",
-        help="detect faces with YuNet (cv2.FaceDetectorYN) from this ONNX file instead of Haar",
+        help="detect faces with YuNet (cv2.FaceDetectorYN) from this ONNX file",
     )
     p.add_argument(
         "--detector",
@@ -71,6 +72,17 @@ def _model_args(p: argparse.ArgumentParser) -> None:
         "`deepfer detectors`)",
     )
     p.add_argument("--config", default=None, metavar="FILE.toml", help="settings file (TOML)")
+
+
+def _rotate_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--rotate",
+        type=int,
+        default=None,
+        metavar="DEG",
+        help=f"turn {what} 0, 90, 180 or 270 degrees clockwise before looking for faces "
+        "(source.rotate; e.g. 180 for a camera mounted upside down)",
+    )
 
 
 def add_detect(sub: argparse._SubParsersAction) -> None:
@@ -98,6 +110,7 @@ def add_detect(sub: argparse._SubParsersAction) -> None:
         help="scale frames to this width before looking for faces (default: 640 for images, "
         "detector.detect_width for videos; 0 = full size)",
     )
+    _rotate_arg(p, "images and video frames (after the file's own orientation tag)")
     rec = p.add_argument_group(
         "recordings to data",
         "Faces stream to these files as they are found (constant memory on long videos); "
@@ -195,6 +208,7 @@ def add_run(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="play files at their own frame rate (default: as fast as possible)",
     )
     p.add_argument("--loop", action="store_true", default=None, help="repeat files")
+    _rotate_arg(p, "every frame")
     p.add_argument(
         "--preview",
         default=None,
@@ -242,6 +256,7 @@ def add_view(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--source", default=None, metavar="SRC", help="as for `deepfer run`")
     p.add_argument("--port", type=int, default=8080, help="preview port (default %(default)s)")
     p.add_argument("--loop", action="store_true", default=None, help="repeat files")
+    _rotate_arg(p, "every frame")
     p.add_argument(
         "--no-browser", action="store_true", help="print the address instead of opening it"
     )
@@ -354,6 +369,7 @@ def cmd_view(args: argparse.Namespace) -> int:
         "detector": "detector.backend",
     }
     flags["loop"] = "source.loop"
+    flags["rotate"] = "source.rotate"
     extra = {
         "preview.enabled": True,
         "preview.host": "127.0.0.1",
@@ -407,7 +423,12 @@ def cmd_detectors(args: argparse.Namespace) -> int:
 def cmd_detect(args: argparse.Namespace) -> int:
     config = _load_config(
         args,
-        {"model": "model.path", "yunet": "detector.yunet_model", "detector": "detector.backend"},
+        {
+            "model": "model.path",
+            "yunet": "detector.yunet_model",
+            "detector": "detector.backend",
+            "rotate": "source.rotate",
+        },
     )
     from deepfer.edge.detect_files import Recording, detect_files
     from deepfer.edge.errors import ConfigError

@@ -27,8 +27,9 @@ from typing import IO, Any
 
 import cv2
 
+from deepfer.edge.capture.frame import rotate_image
 from deepfer.edge.capture.reader import FrameReader
-from deepfer.edge.capture.sources import IMAGE_EXTS, OpenCVSource
+from deepfer.edge.capture.sources import IMAGE_EXTS, OpenCVSource, RotatedSource, Source
 from deepfer.edge.config import Config
 from deepfer.edge.detectors import Detector, make_detector
 from deepfer.edge.drawing import draw_faces
@@ -74,6 +75,7 @@ class FileDetector:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             raise InputError(f"{path}: cannot read this image (missing, corrupt or not an image)")
+        image = rotate_image(image, self.config.source.rotate)
         width = IMAGE_DETECT_WIDTH if detect_width is None else detect_width
         faces = self.pipeline(width, track=False).process(image).faces
         if target is not None:
@@ -82,19 +84,25 @@ class FileDetector:
             log.info("wrote %s", target)
         return [{"input": str(path), **face_message(face)} for face in faces]
 
+    def video_source(self, path: Path) -> Source:
+        """A video file, its frames turned by ``source.rotate``."""
+        source = OpenCVSource(str(path), live=False)
+        rotate = self.config.source.rotate
+        return RotatedSource(source, rotate) if rotate else source
+
     def video_frames(
         self,
         path: Path,
         detect_width: int | None,
         target: Path | None,
         every: int = 1,
-        source: OpenCVSource | None = None,
+        source: Source | None = None,
     ) -> Iterator[tuple[int, list[dict[str, Any]]]]:
         """``(frame index, faces)`` for every ``every``-th frame of a video, as they are found
         (nothing kept); ``--out`` gets the sampled frames with boxes drawn."""
         width = self.config.detector.detect_width if detect_width is None else detect_width
         pipeline = self.pipeline(width, track=True)
-        source = source or OpenCVSource(str(path), live=False)
+        source = source or self.video_source(path)
         every = max(1, every)
         # the frames --every skips are grabbed, not decoded
         reader = FrameReader(source, pixels=None if every == 1 else _nth(every))
@@ -205,7 +213,7 @@ def _process_input(
             frames = iter([(0, files.image(path, detect_width, target))])
             gap_s = 1.0
         else:
-            source = OpenCVSource(str(path), live=False)
+            source = files.video_source(path)
             frames = files.video_frames(path, detect_width, target, every, source)
             gap_s = 0.0  # set once the source is open (it knows its fps)
         book = TrackBook(str(path))

@@ -16,8 +16,22 @@ import time
 import cv2
 import numpy as np
 
+from deepfer.edge.config.sections import ROTATIONS
 from deepfer.edge.errors import SourceError
 from deepfer.edge.preprocess import to_gray
+
+_ROTATE_CODES = {
+    90: cv2.ROTATE_90_CLOCKWISE,
+    180: cv2.ROTATE_180,
+    270: cv2.ROTATE_90_COUNTERCLOCKWISE,
+}
+
+
+def rotate_image(image: np.ndarray, degrees: int) -> np.ndarray:
+    """``image`` turned ``degrees`` clockwise (one of :data:`ROTATIONS`); 0: the same array."""
+    if degrees not in ROTATIONS:
+        raise ValueError(f"rotation {degrees!r}: must be one of {', '.join(map(str, ROTATIONS))}")
+    return image if degrees == 0 else cv2.rotate(image, _ROTATE_CODES[degrees])
 
 
 class Frame:
@@ -96,6 +110,22 @@ class Frame:
         if (gray.shape[1], gray.shape[0]) == self.size:
             return gray
         return to_gray(self.bgr())
+
+    def rotated(self, degrees: int) -> Frame:
+        """This frame turned ``degrees`` clockwise: both planes, and the size (a quarter turn
+        swaps width and height); a frame without pixels stays without them."""
+        if degrees == 0:
+            return self
+        w, h = self.size
+        size = (h, w) if degrees in (90, 270) else (w, h)
+        if not self.has_pixels:
+            frame = Frame.skipped(size)
+        else:
+            gray = None if self._gray is None else rotate_image(self._gray, degrees)
+            image = None if self.image is None else rotate_image(self.image, degrees)
+            frame = Frame(gray=gray, size=size, image=image)
+        frame.index, frame.t, frame.ts = self.index, self.t, self.ts
+        return frame
 
     def __repr__(self) -> str:
         return f"<Frame {self.index} t={self.t:.3f} {self.size[0]}x{self.size[1]}>"

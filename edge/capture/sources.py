@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from deepfer.edge.capture.frame import Frame, frame_from_image
+from deepfer.edge.config.sections import ROTATIONS
 from deepfer.edge.errors import SourceError
 from deepfer.edge.paths import user_path
 
@@ -291,6 +292,57 @@ class Picamera2Source(Source):
             quietly(cam.close)
 
 
+class RotatedSource(Source):
+    """Another source's frames turned upright (``source.rotate``): a camera mounted upside
+    down (180) or on its side (90, 270; degrees clockwise). Faces are looked for, cropped,
+    drawn and reported in the turned picture."""
+
+    def __init__(self, inner: Source, degrees: int):
+        if degrees not in ROTATIONS or degrees == 0:
+            raise ValueError(f"rotation {degrees!r}: must be 90, 180 or 270")
+        self.inner, self.degrees = inner, degrees
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"{self.inner.name} turned {self.degrees}"
+
+    @property
+    def live(self) -> bool:  # type: ignore[override]
+        return self.inner.live
+
+    @property
+    def stills(self) -> bool:  # type: ignore[override]
+        return self.inner.stills
+
+    @property
+    def fps(self) -> float | None:  # type: ignore[override]
+        return self.inner.fps  # known once the inner source is open
+
+    def _turn(self, frame: Frame | None) -> Frame | None:
+        return None if frame is None else frame.rotated(self.degrees)
+
+    def open(self) -> None:
+        self.inner.open()
+
+    def read(self) -> Frame | None:
+        return self._turn(self.inner.read())
+
+    def grab(self) -> bool:
+        return self.inner.grab()
+
+    def retrieve(self, pixels: bool = True) -> Frame | None:
+        return self._turn(self.inner.retrieve(pixels))
+
+    def rewind(self) -> None:
+        self.inner.rewind()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __repr__(self) -> str:
+        return f"<RotatedSource {self.degrees} of {self.inner!r}>"
+
+
 def quietly(fn: Callable[[], object]) -> None:
     try:
         fn()
@@ -309,9 +361,15 @@ def picamera2_available() -> bool:
 def make_source(spec: str, config=None) -> Source:
     """A source from ``--source`` (``auto``, ``picamera2``, ``0``, a file, folder or URL).
 
-    ``config`` is a :class:`deepfer.edge.config.SourceConfig` (camera sizes); raises
-    SourceError for something that is none of these.
+    ``config`` is a :class:`deepfer.edge.config.SourceConfig` (camera sizes, ``rotate``);
+    raises SourceError for something that is none of these.
     """
+    source = _make_source(spec, config)
+    degrees = getattr(config, "rotate", 0) if config is not None else 0
+    return RotatedSource(source, degrees) if degrees else source
+
+
+def _make_source(spec: str, config=None) -> Source:
     if config is None:
         from deepfer.edge.config import SourceConfig
 

@@ -56,6 +56,10 @@ class ModelConfig:
             yield "margin", "must be in 0..1"
 
 
+#: ``source.rotate``: turns that set a camera's picture upright, degrees clockwise.
+ROTATIONS = (0, 90, 180, 270)
+
+
 @dataclass
 class SourceConfig:
     #: auto | picamera2 | a camera index (0) | a video file | an rtsp:// or http(s):// URL |
@@ -73,6 +77,9 @@ class SourceConfig:
     lores_height: int = 240
     #: Frame rate asked of a camera; 0 = camera default.
     fps: float = 0.0
+    #: Turn every frame this many degrees clockwise (0, 90, 180, 270) before faces are looked
+    #: for: a camera mounted upside down (180) or on its side. Boxes are in the turned picture.
+    rotate: int = 0
     #: A camera that fails is reopened after reopen_min_s, doubling up to reopen_max_s.
     reopen_min_s: float = 0.5
     reopen_max_s: float = 30.0
@@ -85,6 +92,8 @@ class SourceConfig:
                 yield key, "must be >= 0"
         if self.fps < 0:
             yield "fps", "must be >= 0"
+        if self.rotate not in ROTATIONS:
+            yield "rotate", f"must be one of {', '.join(map(str, ROTATIONS))} (degrees clockwise)"
         if self.reopen_min_s <= 0:
             yield "reopen_min_s", "must be > 0"
         if self.reopen_max_s < self.reopen_min_s:

@@ -7,6 +7,7 @@ import sys
 import textwrap
 import threading
 import time
+from itertools import islice
 
 import cv2
 import numpy as np
@@ -18,6 +19,7 @@ from deepfer.edge.capture.sources import (
     ImageFolderSource,
     OpenCVSource,
     Picamera2Source,
+    RotatedSource,
     Source,
     make_source,
 )
@@ -177,6 +179,48 @@ def test_picamera2_frames_nobody_looks_at_copy_nothing_out(fake_picamera2):
     assert calls.count("capture_request") == calls.count("release") == 6
     assert calls.count(("make_array", "main")) == calls.count(("make_array", "lores")) == 2
     assert square_left(frames[3].gray) != square_left(frames[0].gray)  # still a new picture
+
+
+def test_a_camera_on_its_side_turns_both_planes_of_each_frame(fake_picamera2):
+    """source.rotate = 90: the Pi camera's lores plane and main image are turned together, so
+    the face search (lores) and the crops (main) still see the same picture."""
+    cfg = SourceConfig(rotate=90)
+    source = make_source("picamera2", cfg)
+    assert isinstance(source, RotatedSource) and source.live
+    counter = iter(range(100))
+    reader = FrameReader(source, pixels=lambda t: next(counter) % 2 == 0)
+    frames = []
+    for frame in reader:
+        frames.append(frame)
+        if len(frames) == 4:
+            break
+    reader.stop()
+    assert "close" in fake_picamera2.CALLS  # closing goes through to the camera
+    assert [f.index for f in frames] == [0, 1, 2, 3] and frames[1].t >= frames[0].t
+    assert all(f.size == (480, 640) for f in frames)  # width and height swapped
+    assert [f.has_pixels for f in frames] == [True, False, True, False]
+    tops = []
+    for f in frames[::2]:
+        assert f.gray.shape == (320, 240) and f.scale == (2.0, 2.0)
+        assert f.bgr().shape == (640, 480, 3) and f.crop_plane().shape == (640, 480)
+        # the square moves along x in the camera: down the turned picture's rows
+        top = int(np.flatnonzero((f.gray > 150).any(axis=1))[0])
+        assert int(np.flatnonzero((f.bgr()[..., 0] > 150).any(axis=1))[0]) == 2 * top
+        tops.append(top)
+    assert tops[0] != tops[1]  # still a new picture every frame
+
+
+@pytest.mark.parametrize("degrees", [90, 180, 270])
+def test_a_turned_video_is_the_same_pictures_turned(media_dir, degrees):
+    video = str(media_dir / "woman2.mp4")
+    turned = list(islice(FrameReader(make_source(video, SourceConfig(rotate=degrees))), 5))
+    plain = list(islice(FrameReader(make_source(video)), 5))
+    code = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
+    for a, b in zip(turned, plain, strict=True):
+        assert np.array_equal(a.bgr(), cv2.rotate(b.bgr(), code[degrees]))
+        assert a.size == (a.bgr().shape[1], a.bgr().shape[0]) and (a.index, a.t) == (b.index, b.t)
+    with pytest.raises(ValueError, match="90, 180 or 270"):
+        RotatedSource(make_source(video), 45)
 
 
 def test_video_frames_nobody_looks_at_are_grabbed_not_decoded(media_dir):

@@ -142,6 +142,18 @@ def test_rescan_s_is_checked(tmp_path):
     )
 
 
+def test_source_rotate_takes_quarter_turns_from_file_env_and_flag(tmp_path):
+    path = write(tmp_path, "[source]\nrotate = 180\n")
+    assert load_config(path, environ={}).source.rotate == 180
+    env = {"DEEPFER_SOURCE_ROTATE": "270"}
+    assert load_config(path, environ=env).source.rotate == 270
+    assert load_config(path, environ=env, overrides={"source.rotate": 90}).source.rotate == 90
+    assert load_config(None, environ={}).source.rotate == 0
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "[source]\nrotate = 45\n"), environ={})
+    assert "source.rotate = 45" in str(err.value) and "0, 90, 180, 270" in str(err.value)
+
+
 def test_unreadable_and_invalid_files(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.toml", environ={})

@@ -93,3 +93,44 @@ def test_bad_models_are_clear_errors(media_dir, tiny_tflite_model, tmp_path):
     proc = deepfer("detect", image, "--model", corrupt)
     assert proc.returncode == 2 and "not a valid TFLite model" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def _box_centre(face):
+    x, y, w, h = face["box"]
+    return x + w / 2, y + h / 2
+
+
+def test_rotate_turns_an_upside_down_camera_upright(media_dir, tiny_tflite_model, tmp_path):
+    """--rotate 180, a camera mounted upside down: its photo and clip give the faces, boxes and
+    single track of the upright ones (boxes in the turned picture)."""
+    photo = cv2.imread(str(media_dir / "justin.jpg"))
+    cv2.imwrite(str(tmp_path / "upright.png"), photo)
+    cv2.imwrite(str(tmp_path / "upside_down.png"), cv2.rotate(photo, cv2.ROTATE_180))
+    cap = cv2.VideoCapture(str(media_dir / "woman2.mp4"))
+    size = (596, 336)
+    fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+    upright = cv2.VideoWriter(str(tmp_path / "upright.mp4"), fourcc, 30, size)
+    upside_down = cv2.VideoWriter(str(tmp_path / "upside_down.mp4"), fourcc, 30, size)
+    for _ in range(30):
+        ok, frame = cap.read()
+        upright.write(frame)
+        upside_down.write(cv2.rotate(frame, cv2.ROTATE_180))
+    upright.release()
+    upside_down.release()
+
+    def faces(name, *flags):
+        proc = deepfer("detect", tmp_path / name, "--json", "--model", tiny_tflite_model, *flags)
+        assert proc.returncode == 0, proc.stderr
+        return [{k: v for k, v in face.items() if k != "input"} for face in json.loads(proc.stdout)]
+
+    assert faces("upside_down.png", "--rotate", "180") == faces("upright.png")
+    want = faces("upright.mp4")
+    got = faces("upside_down.mp4", "--rotate", "180")
+    assert len(want) == 30 and [f["frame"] for f in got] == [f["frame"] for f in want]
+    assert {f["track_id"] for f in got} == {1}
+    for a, b in zip(got, want, strict=True):  # the two clips were encoded apart: a few px
+        (ax, ay), (bx, by) = _box_centre(a), _box_centre(b)
+        assert abs(ax - bx) <= 6 and abs(ay - by) <= 6
+
+    proc = deepfer("detect", tmp_path / "upright.png", "--rotate", "45")
+    assert proc.returncode == 2 and "source.rotate = 45 (from flag --rotate)" in proc.stderr

@@ -42,6 +42,23 @@ def test_run_on_a_video_writes_events_and_stats(media_dir, tiny_tflite_model, tm
     assert f"runtime {stats['runtime']}" in proc.stderr  # logged at start
 
 
+def test_run_turns_a_camera_on_its_side(media_dir, tiny_tflite_model, tmp_path):
+    """--rotate 90: faces are found and reported in the turned (portrait) picture."""
+    stats_file = tmp_path / "stats.json"
+    proc = deepfer(
+        "run", "--source", media_dir / "woman2.mp4", "--model", tiny_tflite_model,
+        "--rotate", 90, "--max-frames", 30, "--stats-json", stats_file,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert events and {e["track_id"] for e in events} == {1}
+    for ev in events:
+        x, y, w, h = ev["box"]
+        assert x >= 0 and x + w <= 336 and y >= 0 and y + h <= 596  # woman2 is 596x336
+    assert json.loads(stats_file.read_text())["frames_with_face"] >= 28
+    assert "woman2.mp4 turned 90" in proc.stderr  # the source is logged as turned
+
+
 def test_config_file_env_and_print_config(media_dir, tiny_tflite_model, tmp_path):
     conf = tmp_path / "deepfer.toml"
     conf.write_text(f'device_id = "from-file"\n[model]\npath = "{tiny_tflite_model}"\n')
