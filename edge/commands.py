@@ -67,9 +67,10 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--detector",
         default=None,
-        choices=("auto", "blazeface", "blazeface-short", "centerface", "haar", "yunet"),
+        choices=("auto", "blazeface", "blazeface-short", "centerface", "haar", "yunet", "none"),
         help="face detector (detector.backend; default auto: the best installed, see "
-        "`deepfer detectors`)",
+        "`deepfer detectors`); none: each whole picture is one face (pictures already "
+        "cropped to a face)",
     )
     p.add_argument("--config", default=None, metavar="FILE.toml", help="settings file (TOML)")
 

@@ -49,6 +49,10 @@ VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", 
 #: Images are scaled to this width before the face search unless --detect-width says otherwise.
 IMAGE_DETECT_WIDTH = 640
 
+#: A picture this small (longer side, pixels) where no face is found may be a face crop
+#: already: the printout says how to classify it whole.
+CROP_HINT_SIDE = 256
+
 
 class FileDetector:
     """Detects in files with one config: one classifier, one detector per search width."""
@@ -77,7 +81,20 @@ class FileDetector:
             raise InputError(f"{path}: cannot read this image (missing, corrupt or not an image)")
         image = rotate_image(image, self.config.source.rotate)
         width = IMAGE_DETECT_WIDTH if detect_width is None else detect_width
-        faces = self.pipeline(width, track=False).process(image).faces
+        pipeline = self.pipeline(width, track=False)
+        faces = pipeline.process(image).faces
+        if (
+            not faces
+            and max(image.shape[:2]) <= CROP_HINT_SIDE
+            and not pipeline.detector.boxes_are_crops
+        ):
+            log.warning(
+                "%s: no face found in this %dx%d picture; if it is already a face crop, "
+                "--detector none classifies it whole",
+                path,
+                image.shape[1],
+                image.shape[0],
+            )
         if target is not None:
             if not cv2.imwrite(str(target), draw_faces(image, faces)):
                 raise OutputError(f"{target}: could not write the image (unknown extension?)")

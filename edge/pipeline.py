@@ -260,11 +260,12 @@ class FacePipeline:
         whose eyes lean (``rolls``, degrees) more than :attr:`level_above` is cropped turned back
         to lean that much."""
         plane = frame.crop_plane()
+        margin = 0.0 if self.detector.boxes_are_crops else self.margin
         rolls = np.zeros(len(boxes)) if rolls is None else np.asarray(rolls, float)
         angles = np.sign(rolls) * np.maximum(np.abs(rolls) - self.level_above, 0.0)
         return np.stack(
             [
-                crop_face(plane, self.detector.crop_box(box, k), self.size[0], self.margin, a)
+                crop_face(plane, self.detector.crop_box(box, k), self.size[0], margin, a)
                 for k in scales
                 for box, a in zip(boxes, angles)
             ]
@@ -275,7 +276,7 @@ class FacePipeline:
         all faces (and both crops) in one call."""
         if len(boxes) == 0:
             return np.zeros((0, len(self.labels)), np.float32)
-        if not self.crop_jitter:
+        if not self.crop_jitter or self.detector.boxes_are_crops:
             return self.classifier.infer(self.crops(frame, boxes, rolls=rolls))
         j, n = self.crop_jitter, len(boxes)
         scores = self.classifier.infer(self.crops(frame, boxes, (1 - j, 1 + j), rolls))

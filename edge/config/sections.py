@@ -100,14 +100,15 @@ class SourceConfig:
             yield "reopen_max_s", f"must be >= source.reopen_min_s ({self.reopen_min_s})"
 
 
-BACKENDS = ("auto", "blazeface", "blazeface-short", "centerface", "haar", "yunet")
+BACKENDS = ("auto", "blazeface", "blazeface-short", "centerface", "haar", "yunet", "none")
 
 
 @dataclass
 class DetectorConfig:
     #: auto (the best installed: BlazeFace, over tiles on photos; else CenterFace; else Haar) |
     #: blazeface (full-range) | blazeface-short | centerface | haar (OpenCV's cascade) |
-    #: yunet (cv2.FaceDetectorYN, needs yunet_model). `deepfer detectors` lists what is there.
+    #: yunet (cv2.FaceDetectorYN, needs yunet_model) | none (no search: each whole picture is
+    #: one face, for pictures already cropped to a face). `deepfer detectors` lists them.
     backend: str = "auto"
     #: Haar cascade: a file name in cv2.data.haarcascades, or a path.
     cascade: str = "haarcascade_frontalface_default.xml"

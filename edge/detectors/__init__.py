@@ -1,6 +1,7 @@
 """Face detectors behind one tiny base class (Frigate style): ``base.py`` (``Detection``,
 ``Detector``), ``blazeface.py`` (MediaPipe BlazeFace on the TFLite runtime),
-``centerface.py`` (CenterFace on cv2.dnn), ``haar.py``, ``yunet.py``; ``files.py`` finds and
+``centerface.py`` (CenterFace on cv2.dnn), ``haar.py``, ``yunet.py``, ``whole.py`` (no
+search: the whole picture is the face); ``files.py`` finds and
 checks the neural detectors' model files; :func:`make_detector` builds the one the [detector]
 settings ask for. A new backend is a ``Detector`` subclass with ``find()``.
 """
@@ -66,6 +67,10 @@ def make_detector(config, photos: bool = False) -> Detector:
             tiling="photo" if photos else "sweep" if full else "none",
             near=near,
         )
+    elif backend == "none":
+        from deepfer.edge.detectors.whole import WholeImageDetector
+
+        detector = WholeImageDetector()
     elif backend == "centerface":
         from deepfer.edge.detectors.centerface import CenterFaceDetector
 

@@ -58,6 +58,9 @@ class Detector:
     crop = (1.0, 0.0, 0.0)
     #: Which two of the backend's keypoints are the eyes (either order), or None.
     eyes: tuple[int, int] | None = None
+    #: True where a box already is the crop the classifier sees (``whole.py``): no margin,
+    #: no second framing (``model.crop_jitter``).
+    boxes_are_crops = False
 
     def find(self, gray: np.ndarray, min_size: int = 0, coarse: bool = False) -> Found:
         """Faces in ``gray`` at least ``min_size`` of its pixels wide.

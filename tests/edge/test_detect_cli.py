@@ -134,3 +134,35 @@ def test_rotate_turns_an_upside_down_camera_upright(media_dir, tiny_tflite_model
 
     proc = deepfer("detect", tmp_path / "upright.png", "--rotate", "45")
     assert proc.returncode == 2 and "source.rotate = 45 (from flag --rotate)" in proc.stderr
+
+
+def test_detector_none_classifies_face_crops_whole(data_dir, tmp_path):
+    """A folder of pictures already cropped to a face (FER2013's): the default detector finds
+    nothing in a 48x48 crop and says how to classify it whole; `--detector none` gives each
+    picture exactly the scores the shipped model gives the crop's own pixels."""
+    import numpy as np
+
+    from deepfer.edge.model.classifier import EmotionClassifier, resolve_model_path
+
+    test_dir = data_dir / "fer2013" / "test"
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    for label in sorted(p.name for p in test_dir.iterdir()):
+        for src in sorted((test_dir / label).iterdir())[:2]:
+            shutil.copy(src, crops / f"{label}_{src.name}")
+    names = sorted(p.name for p in crops.iterdir())
+
+    proc = deepfer("detect", crops / names[0])
+    assert proc.returncode == 0, proc.stderr
+    assert "no faces" in proc.stdout and "--detector none" in proc.stderr
+
+    proc = deepfer("detect", crops, "--json", "--detector", "none")
+    assert proc.returncode == 0, proc.stderr
+    faces = json.loads(proc.stdout)
+    assert [os.path.basename(f["input"]) for f in faces] == names  # one face per picture
+    assert all(f["box"] == [0, 0, 48, 48] for f in faces)
+    classifier = EmotionClassifier(resolve_model_path(""))
+    pixels = np.stack([cv2.imread(str(crops / n), cv2.IMREAD_GRAYSCALE) for n in names])
+    want = classifier.infer(pixels)
+    got = np.array([[f["scores"][k] for k in classifier.labels] for f in faces])
+    assert np.abs(got - want).max() < 1e-3  # (JSON rounds the scores)
