@@ -28,8 +28,9 @@ from typing import IO, Any
 import cv2
 
 from deepfer.edge.capture.frame import rotate_image
+from deepfer.edge.capture.imagefile import IMAGE_EXTS, read_image
 from deepfer.edge.capture.reader import FrameReader
-from deepfer.edge.capture.sources import IMAGE_EXTS, OpenCVSource, RotatedSource, Source
+from deepfer.edge.capture.sources import OpenCVSource, RotatedSource, Source
 from deepfer.edge.config import Config
 from deepfer.edge.detectors import Detector, make_detector
 from deepfer.edge.drawing import draw_faces
@@ -76,7 +77,7 @@ class FileDetector:
         )
 
     def image(self, path: Path, detect_width: int | None, target: Path | None) -> list[dict]:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        image = read_image(path)
         if image is None:
             raise InputError(f"{path}: cannot read this image (missing, corrupt or not an image)")
         image = rotate_image(image, self.config.source.rotate)

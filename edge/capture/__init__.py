@@ -1,2 +1,3 @@
 """Getting frames: ``frame.py`` (one camera frame), ``sources.py`` (cameras, files, folders,
-streams), ``reader.py`` (the capture loop: reopen, loop, pace)."""
+streams), ``reader.py`` (the capture loop: reopen, loop, pace), ``imagefile.py`` (reading one image
+file)."""

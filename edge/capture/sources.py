@@ -20,13 +20,13 @@ import cv2
 import numpy as np
 
 from deepfer.edge.capture.frame import Frame, frame_from_image
+from deepfer.edge.capture.imagefile import IMAGE_EXTS, read_image
 from deepfer.edge.config.sections import ROTATIONS
 from deepfer.edge.errors import SourceError
 from deepfer.edge.paths import user_path
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
 
@@ -184,7 +184,7 @@ class ImageFolderSource(Source):
         while self._next < len(self.paths):
             path = self.paths[self._next]
             self._next += 1
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            image = read_image(path)
             if image is None:
                 log.warning("%s: cannot read this image, skipped", path)
                 continue

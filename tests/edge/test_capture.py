@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from deepfer.edge.capture.frame import Frame, frame_from_image
+from deepfer.edge.capture.imagefile import cut_short
 from deepfer.edge.capture.reader import FrameReader
 from deepfer.edge.capture.sources import (
     ImageFolderSource,
@@ -375,6 +376,30 @@ def test_image_folder_skips_unreadable_images(tmp_path, caplog):
         make_source(str(empty))
 
 
+def test_image_folder_reads_a_photo_cut_short_and_says_so(tmp_path, media_dir, caplog):
+    """A JPEG cut short is still read (its faces above the cut count), with a warning naming
+    the file; whole files, padded ones and ones with a trailer (a phone's "motion photo") give
+    none. OpenCV cannot decode a PNG cut short: it is skipped, as an unreadable image."""
+    photo = cv2.imread(str(media_dir / "justin.jpg"))
+    jpeg = cv2.imencode(".jpg", photo)[1].tobytes()
+    png = cv2.imencode(".png", photo)[1].tobytes()
+    (tmp_path / "a_whole.jpg").write_bytes(jpeg)
+    (tmp_path / "b_padded.jpg").write_bytes(jpeg + b"\x00" * 100 + b"\r\n")
+    (tmp_path / "c_trailer.jpg").write_bytes(jpeg + b"\x00\x00\x00\x18ftypmp42" + bytes(5000))
+    (tmp_path / "d_cut.jpg").write_bytes(jpeg[: len(jpeg) * 2 // 3])
+    (tmp_path / "e_whole.png").write_bytes(png)
+    (tmp_path / "f_cut.png").write_bytes(png[: len(png) * 2 // 3])
+    frames = list(FrameReader(make_source(str(tmp_path))))
+    assert len(frames) == 5 and all(f.size == (photo.shape[1], photo.shape[0]) for f in frames)
+    warned = {r.getMessage().split(": ")[0] for r in caplog.records if "cut short" in r.message}
+    assert warned == {str(tmp_path / "d_cut.jpg")}
+    assert "f_cut.png: cannot read this image, skipped" in caplog.text
+    # above the cut the picture is the whole file's; at the bottom it is not
+    top = slice(0, photo.shape[0] // 3)
+    assert (frames[3].bgr()[top] == frames[0].bgr()[top]).all()
+    assert (frames[3].bgr()[-10:] != frames[0].bgr()[-10:]).any()
+
+
 @pytest.mark.parametrize("spec", ["nonsense", "/no/such/clip.mp4", "cam0"])
 def test_unknown_sources_are_clear_errors(spec):
     with pytest.raises(SourceError, match="unknown source"):
@@ -567,3 +592,23 @@ def test_live_sources_are_read_on_the_calling_thread():
         if frame.index == 2:
             break
     assert not capture_threads()
+
+
+def test_cut_short_knows_a_truncated_jpeg_from_one_with_a_thumbnail_or_trailer(media_dir):
+    """A progressive JPEG with a thumbnail in its header (the thumbnail's own end marker sits
+    there) is whole; cut anywhere it is not; padding or a motion photo's video after the end
+    is fine. PNG: its IEND chunk."""
+    photo = cv2.imread(str(media_dir / "justin.jpg"))
+    main = cv2.imencode(".jpg", photo, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    thumb = cv2.imencode(".jpg", cv2.resize(photo, (96, 96)))[1].tobytes()
+    app1 = b"Exif\x00\x00" + thumb  # (not a valid EXIF block: the walker only needs its length)
+    data = main[:2] + b"\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1 + main[2:]
+    assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR).shape == photo.shape
+    assert data.count(b"\xff\xd9") >= 2  # the thumbnail's end marker, then the image's
+    assert not cut_short(data)
+    assert all(cut_short(data[: int(len(data) * f)]) for f in (0.001, 0.05, 0.3, 0.7, 0.999))
+    assert not cut_short(data + b"\x00" * 5000)
+    assert not cut_short(data + b"\x00\x00\x00\x18ftypmp42" + bytes(5000))
+    png = cv2.imencode(".png", photo)[1].tobytes()
+    assert not cut_short(png) and cut_short(png[:-20])
+    assert not cut_short(b"BM" + bytes(100))  # other formats: the decoder decides

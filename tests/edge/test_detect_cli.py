@@ -166,3 +166,21 @@ def test_detector_none_classifies_face_crops_whole(data_dir, tmp_path):
     want = classifier.infer(pixels)
     got = np.array([[f["scores"][k] for k in classifier.labels] for f in faces])
     assert np.abs(got - want).max() < 1e-3  # (JSON rounds the scores)
+
+
+def test_detect_finds_the_faces_above_the_cut_of_a_photo_cut_short(media_dir, tmp_path):
+    """An interrupted download: the face in the top part is found, and stderr says the file is
+    cut short (the whole photo says nothing of the kind)."""
+    photo = cv2.imread(str(media_dir / "justin.jpg"))
+    whole, cut = tmp_path / "whole.jpg", tmp_path / "cut.jpg"
+    cv2.imwrite(str(whole), photo)
+    data = whole.read_bytes()
+    cut.write_bytes(data[: int(len(data) * 0.9)])
+    got = {}
+    for path in (whole, cut):
+        proc = deepfer("detect", path, "--json")
+        assert proc.returncode == 0, proc.stderr
+        got[path.name] = (json.loads(proc.stdout), proc.stderr)
+    assert "cut short" not in got["whole.jpg"][1]
+    assert f"{cut}: the file is cut short" in got["cut.jpg"][1]
+    assert len(got["cut.jpg"][0]) == len(got["whole.jpg"][0]) == 1

@@ -1,0 +1,71 @@
+"""Reading one image file: OpenCV's decoding (the file's orientation tag applied), and a
+warning when the file is cut short.
+
+OpenCV decodes a JPEG without its end marker or a PNG without its IEND chunk anyway (grey
+below the cut, libjpeg's "Premature end of JPEG file" on stderr): the faces above the cut are
+still worth finding, but the user should know why none are found below it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
+
+_JPEG = b"\xff\xd8"
+_PNG = b"\x89PNG\r\n\x1a\n"
+#: JPEG markers that stand alone (no length field): TEM, RST0-7, SOI, EOI.
+_STANDALONE = {0x01, *range(0xD0, 0xDA)}
+
+
+def cut_short(data: bytes) -> bool:
+    """Whether ``data`` is a JPEG whose image data never reaches its end marker, or a PNG
+    without its IEND chunk. Anything after the end (padding, a phone's trailer, the video of
+    a "motion photo") is fine, and so is a file of another kind or one too broken to walk."""
+    if data[:8] == _PNG:
+        return b"IEND" not in data[-4096:] and b"IEND" not in data
+    if data[:2] != _JPEG:
+        return False
+    # walk the header segments (an EXIF thumbnail's own end marker lies inside one) to the
+    # first scan; in scan data every 0xFF byte is escaped, so the next FFD9 is the image's end
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return False  # not a marker where one must be: leave it to the decoder
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+        elif marker in _STANDALONE:
+            pos += 2
+        elif marker == 0xDA:  # start of scan
+            return data.find(b"\xff\xd9", pos) < 0
+        else:
+            pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return True  # the file ends inside its header
+
+
+def file_cut_short(path: str | Path) -> bool:
+    """:func:`cut_short` for a file (False when it cannot be read: decoding reports that)."""
+    try:
+        return cut_short(Path(path).read_bytes())
+    except OSError:
+        return False
+
+
+def read_image(path: str | Path) -> np.ndarray | None:
+    """A BGR image as ``cv2.imread`` decodes it (orientation tag applied), or None when it
+    cannot be read; a file cut short is decoded (grey below the cut) with a warning."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is not None and file_cut_short(path):
+        log.warning(
+            "%s: the file is cut short (an interrupted download or copy?): the picture "
+            "below the cut is grey and no face is found there",
+            path,
+        )
+    return image
