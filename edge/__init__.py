@@ -8,3 +8,15 @@ wire format in ``messages.py``, every error in ``errors.py`` (README has the ful
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["EmotionRecognizer"]
+
+
+def __getattr__(name: str):
+    # ``from deepfer.edge import EmotionRecognizer`` without making every import of the
+    # package (the ``deepfer`` command's start) load OpenCV and the runtime
+    if name == "EmotionRecognizer":
+        from deepfer.edge.recognizer import EmotionRecognizer
+
+        return EmotionRecognizer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

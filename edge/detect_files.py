@@ -32,7 +32,7 @@ from deepfer.edge.capture.imagefile import IMAGE_EXTS, read_image
 from deepfer.edge.capture.reader import FrameReader
 from deepfer.edge.capture.sources import OpenCVSource, RotatedSource, Source
 from deepfer.edge.config import Config
-from deepfer.edge.detectors import Detector, make_detector
+from deepfer.edge.detectors import PHOTO_DETECT_WIDTH, Detector, make_detector
 from deepfer.edge.drawing import draw_faces
 from deepfer.edge.errors import DeepFERError, InputError, OutputError
 from deepfer.edge.messages import face_message
@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 
 #: Images are scaled to this width before the face search unless --detect-width says otherwise.
-IMAGE_DETECT_WIDTH = 640
+IMAGE_DETECT_WIDTH = PHOTO_DETECT_WIDTH
 
 #: A picture this small (longer side, pixels) where no face is found may be a face crop
 #: already: the printout says how to classify it whole.

@@ -61,6 +61,8 @@ def file_cut_short(path: str | Path) -> bool:
 def read_image(path: str | Path) -> np.ndarray | None:
     """A BGR image as ``cv2.imread`` decodes it (orientation tag applied), or None when it
     cannot be read; a file cut short is decoded (grey below the cut) with a warning."""
+    if not Path(path).is_file():
+        return None  # (cv2.imread would print its own warning too)
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is not None and file_cut_short(path):
         log.warning(

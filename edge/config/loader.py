@@ -196,6 +196,12 @@ def build_config(
     for where, values, from_text in layers:
         for dotted, raw in values.items():
             section, _, key = dotted.rpartition(".")
+            if section and section not in sections():
+                problems.append(
+                    f"{dotted}{_origin(where)}: unknown section {section!r}"
+                    + _suggest(section, list(sections()))
+                )
+                continue
             target = getattr(config, section) if section else config
             typ = key_types(section or None).get(key)
             if typ is None:
@@ -243,11 +249,13 @@ def load_config(
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
     flag_names: Mapping[str, str] | None = None,
+    origin: str = "flag",
 ) -> Config:
     """Defaults < TOML file < ``DEEPFER_*`` env vars < ``overrides`` (flags, ``section.key``).
 
     ``flag_names`` maps a key to the flag that set it (``{"mqtt.url": "--mqtt"}``) so an
-    error names the flag the user typed; by default ``--<last part of the key>``.
+    error names the flag the user typed; by default ``--<last part of the key>``. ``origin``
+    names what ``overrides`` are in errors (``flag``; ``argument`` from Python).
     """
     environ = os.environ if environ is None else environ
     layers: list[tuple[str, Mapping[str, Any], bool]] = []
@@ -265,7 +273,7 @@ def load_config(
     for dotted, value in (overrides or {}).items():
         if value is not None:
             flag = flag_names.get(dotted) or "--" + dotted.rpartition(".")[2].replace("_", "-")
-            layers.append((f"flag {flag}", {dotted: value}, isinstance(value, str)))
+            layers.append((f"{origin} {flag}", {dotted: value}, isinstance(value, str)))
     try:
         config = build_config(layers)
     except ConfigError as exc:

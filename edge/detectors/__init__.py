@@ -16,9 +16,21 @@ from deepfer.edge.detectors.haar import HaarDetector
 from deepfer.edge.detectors.yunet import YUNET_HINT, YuNetDetector
 from deepfer.edge.errors import DetectorError
 
-__all__ = ["Detection", "Detector", "HaarDetector", "YuNetDetector", "make_detector", "choose"]
+__all__ = [
+    "PHOTO_DETECT_WIDTH",
+    "Detection",
+    "Detector",
+    "HaarDetector",
+    "YuNetDetector",
+    "make_detector",
+    "choose",
+]
 
 log = logging.getLogger(__name__)
+
+#: Photos are scaled to this width before the face search (``deepfer detect``, the demo,
+#: ``EmotionRecognizer``) unless told otherwise.
+PHOTO_DETECT_WIDTH = 640
 
 #: CenterFace searches photos at up to this width (small faces in group photos).
 PHOTO_CENTERFACE_WIDTH = 960

@@ -17,7 +17,7 @@ LAYERS = [
     {"capture"},
     {"model", "detectors", "tracker", "near_framing", "drawing"},
     {"pipeline"},
-    {"outputs", "timeline"},
+    {"outputs", "timeline", "recognizer"},
     {"daemon", "detect_files", "demo"},
     {"commands"},
 ]

@@ -1,0 +1,182 @@
+"""DeepFER from Python in two lines: :class:`EmotionRecognizer`.
+
+    from deepfer.edge import EmotionRecognizer
+
+    faces = EmotionRecognizer().detect("photo.jpg")  # [Face(box, emotion, score, scores)]
+
+It composes what ``deepfer detect`` and ``deepfer run`` use (the shipped model, the best
+installed face detector, the same crops), so a script, the command and the daemon see the
+same pixels and find the same faces. Photos are searched as ``deepfer detect`` searches them
+(small faces too); ``video=True`` treats the pictures given as the frames of one stream, in
+order, as ``deepfer run`` does: faces tracked under ids, emotions smoothed over time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepfer.edge.capture.frame import Frame, frame_from_image
+from deepfer.edge.capture.imagefile import read_image
+from deepfer.edge.config import Config, load_config
+from deepfer.edge.detectors import PHOTO_DETECT_WIDTH, Detector, make_detector
+from deepfer.edge.errors import InputError
+from deepfer.edge.model.classifier import EmotionClassifier, load_classifier
+from deepfer.edge.pipeline import Face, FacePipeline, FrameResult
+from deepfer.edge.preprocess import prepare_face
+
+__all__ = ["EmotionRecognizer", "Face"]
+
+Picture = str | Path | np.ndarray | Frame
+
+
+class EmotionRecognizer:
+    """Faces and their emotions in pictures (paths, BGR/gray/BGRA arrays or frames).
+
+    ``model``: a ``.tflite`` with its sidecar, or a shipped model's name (default: the shipped
+    default model). ``detector``: a ``detector.backend`` name (``auto``: the best installed;
+    ``none``: each picture is a face crop already). ``video``: pictures are the frames of one
+    stream, in order: faces are tracked (``Face.track_id``) and their emotions smoothed, and
+    faces are detected ``detector.fps`` times a second of stream time (``fps``: the frames'
+    rate; default: the time of each call). ``config``: a :class:`Config` or a TOML file (the
+    ``[model]``, ``[detector]`` and ``[tracker]`` sections apply); ``settings``: more of them by
+    ``"section.key"``, e.g. ``{"model.level_above": 90}``. Photos are searched at 640 px wide
+    as ``deepfer detect`` searches them (``settings={"detector.detect_width": ...}`` to
+    change it). ``DEEPFER_*`` variables are not read: a script says what it wants. Bad settings raise :class:`ConfigError`, a bad model
+    :class:`ModelLoadError`.
+
+    One recognizer is not shared between threads (one TFLite interpreter); make one per
+    thread.
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        detector: str | None = None,
+        *,
+        video: bool = False,
+        fps: float | None = None,
+        config: Config | str | Path | None = None,
+        settings: Mapping[str, Any] | None = None,
+    ):
+        overrides = dict(settings or {})
+        if model is not None:
+            overrides["model.path"] = str(model)
+        if detector is not None:
+            overrides["detector.backend"] = detector
+        names = {key: f"settings[{key!r}]" for key in overrides}
+        names.update({"model.path": "model=", "detector.backend": "detector="})
+        if isinstance(config, Config):
+            overrides = {**_flat(config), **overrides}
+            config = None
+        config = load_config(
+            config, environ={}, overrides=overrides, flag_names=names, origin="argument"
+        )
+        self.config: Config = config
+        self.video = video
+        self.fps = fps
+        self.classifier: EmotionClassifier = load_classifier(config.model)
+        detector_config = config.detector
+        if not video and "detector.detect_width" not in (settings or {}):
+            # photos are searched as `deepfer detect` searches them (small faces matter);
+            # [detector] detect_width is the daemon's, for video
+            detector_config = dataclasses.replace(detector_config, detect_width=PHOTO_DETECT_WIDTH)
+        self.detector: Detector = make_detector(detector_config, photos=not video)
+        self.pipeline = FacePipeline.from_config(
+            config, self.classifier, self.detector, track=video, stills=not video
+        )
+        self._index = 0
+        self._t0: float | None = None
+
+    @property
+    def labels(self) -> list[str]:
+        """The model's emotions, in the order of its scores."""
+        return list(self.classifier.labels)
+
+    def detect(self, picture: Picture, t: float | None = None) -> list[Face]:
+        """The faces in one picture: box ``(x, y, w, h)`` in its pixels, emotion, score and
+        the scores of every emotion (and ``track_id`` with ``video``)."""
+        return self.process(picture, t).faces
+
+    def process(self, picture: Picture, t: float | None = None) -> FrameResult:
+        """:meth:`detect`'s faces with the rest of the frame's result: track events
+        (``video``), per-stage milliseconds, whether faces were detected on this frame.
+        ``t``: the frame's time in seconds of stream time (``video``; default: from ``fps``,
+        else the time since the first frame)."""
+        frame = self._frame(picture, t)
+        self._index += 1
+        return self.pipeline.process(frame)
+
+    def classify(self, crops: Iterable[np.ndarray] | np.ndarray) -> np.ndarray:
+        """Scores ``(n, len(labels))`` for pictures that are face crops already (any size,
+        grayscale or BGR, 0..255): each is scaled to the model's input as the training data
+        was."""
+        size = self.classifier.input_size[0]
+        if isinstance(crops, np.ndarray) and crops.ndim == 2:
+            crops = [crops]
+        faces = [prepare_face(np.asarray(c), size) for c in crops]
+        if not faces:
+            return np.zeros((0, len(self.labels)), np.float32)
+        return self.classifier.infer(np.stack(faces))
+
+    def close(self) -> list:
+        """End the open tracks (``video``): their ``end`` events."""
+        return self.pipeline.close()
+
+    def __enter__(self) -> EmotionRecognizer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = "video" if self.video else "photos"
+        return (
+            f"<EmotionRecognizer {self.classifier.info.name} on {self.classifier.runtime}, "
+            f"detector {self.detector.name}, {mode}>"
+        )
+
+    def _frame(self, picture: Picture, t: float | None) -> Frame:
+        if isinstance(picture, Frame):
+            return picture
+        if isinstance(picture, (str, Path)):
+            image = read_image(picture)
+            if image is None:
+                what = "not an image, or corrupt" if Path(picture).is_file() else "no such file"
+                raise InputError(f"{picture}: cannot read this image ({what})")
+        else:
+            image = np.asarray(picture)
+            if image.dtype != np.uint8 or image.ndim not in (2, 3) or image.size == 0:
+                raise InputError(
+                    "a picture must be a file path or a uint8 image array (h, w), (h, w, 3) "
+                    f"BGR or (h, w, 4) BGRA; got {image.dtype} {image.shape}"
+                )
+        if t is None:
+            t = self._stream_time()
+        return frame_from_image(image, index=self._index, t=t)
+
+    def _stream_time(self) -> float:
+        if not self.video:
+            return 0.0
+        if self.fps:
+            return self._index / self.fps
+        now = time.monotonic()
+        if self._t0 is None:
+            self._t0 = now
+        return now - self._t0
+
+
+def _flat(config: Config) -> dict[str, Any]:
+    """A config's every setting by ``"section.key"`` (``device_id`` as it is)."""
+    out: dict[str, Any] = {}
+    for name, value in config.to_dict().items():
+        if isinstance(value, dict):
+            out.update({f"{name}.{key}": v for key, v in value.items()})
+        else:
+            out[name] = value
+    return out
