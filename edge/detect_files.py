@@ -28,7 +28,12 @@ from typing import IO, Any
 import cv2
 
 from deepfer.edge.capture.frame import rotate_image
-from deepfer.edge.capture.imagefile import IMAGE_EXTS, read_image
+from deepfer.edge.capture.imagefile import (
+    IMAGE_EXTS,
+    UNREADABLE_PHOTOS,
+    read_image,
+    unreadable_photo,
+)
 from deepfer.edge.capture.reader import FrameReader
 from deepfer.edge.capture.sources import OpenCVSource, RotatedSource, Source
 from deepfer.edge.config import Config
@@ -183,14 +188,16 @@ class InputResult:
 
 
 def expand_inputs(inputs: list[str]) -> list[Path]:
-    """Files as given; a folder becomes its images and videos (sorted, not recursive)."""
+    """Files as given; a folder becomes its images and videos (sorted, not recursive; photos
+    OpenCV cannot decode too, so that each is reported with what to do)."""
     paths: list[Path] = []
     for name in inputs:
         path = Path(name)
         if path.is_dir():
             found = sorted(
                 p for p in path.iterdir()
-                if p.is_file() and p.suffix.lower() in (*IMAGE_EXTS, *VIDEO_EXTS)
+                if p.is_file()
+                and p.suffix.lower() in (*IMAGE_EXTS, *VIDEO_EXTS, *UNREADABLE_PHOTOS)
             )  # fmt: skip
             if not found:
                 log.warning("%s: no images or videos in this folder", path)
@@ -202,7 +209,7 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
 
 def frame_count(path: Path) -> int:
     """Frames in a video as its container says (0 when unknown), 1 for an image."""
-    if path.suffix.lower() in IMAGE_EXTS:
+    if path.suffix.lower() in IMAGE_EXTS or unreadable_photo(path):
         return 1
     cap = cv2.VideoCapture(str(path))
     try:
@@ -227,6 +234,8 @@ def _process_input(
     try:
         if not path.is_file():
             raise InputError(f"{path}: no such file")
+        if unreadable_photo(path):
+            raise InputError(f"{path}: {unreadable_photo(path)}")
         if path.suffix.lower() in IMAGE_EXTS:
             frames = iter([(0, files.image(path, detect_width, target))])
             gap_s = 1.0

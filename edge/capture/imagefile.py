@@ -16,7 +16,15 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".avif", ".tif", ".tiff", ".pgm", ".ppm")
+
+#: Photo formats OpenCV cannot decode: what to do instead.
+UNREADABLE_PHOTOS = {
+    ext: "HEIC/HEIF photos (an iPhone's default) cannot be read by OpenCV: convert them to "
+    "JPEG first (e.g. `heif-convert photo.heic photo.jpg` from libheif), or set the phone's "
+    "camera to Most Compatible"
+    for ext in (".heic", ".heif")
+}
 
 _JPEG = b"\xff\xd8"
 _PNG = b"\x89PNG\r\n\x1a\n"
@@ -56,6 +64,11 @@ def file_cut_short(path: str | Path) -> bool:
         return cut_short(Path(path).read_bytes())
     except OSError:
         return False
+
+
+def unreadable_photo(path: str | Path) -> str | None:
+    """What to do with a photo of a format OpenCV cannot decode (by its suffix), or None."""
+    return UNREADABLE_PHOTOS.get(Path(path).suffix.lower())
 
 
 def read_image(path: str | Path) -> np.ndarray | None:

@@ -20,7 +20,12 @@ import cv2
 import numpy as np
 
 from deepfer.edge.capture.frame import Frame, frame_from_image
-from deepfer.edge.capture.imagefile import IMAGE_EXTS, read_image
+from deepfer.edge.capture.imagefile import (
+    IMAGE_EXTS,
+    UNREADABLE_PHOTOS,
+    read_image,
+    unreadable_photo,
+)
 from deepfer.edge.config.sections import ROTATIONS
 from deepfer.edge.errors import SourceError
 from deepfer.edge.paths import user_path
@@ -170,7 +175,9 @@ class ImageFolderSource(Source):
 
     @classmethod
     def from_folder(cls, folder: Path, fps: float = 0.0) -> ImageFolderSource:
-        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+        paths = sorted(
+            p for p in folder.iterdir() if p.suffix.lower() in (*IMAGE_EXTS, *UNREADABLE_PHOTOS)
+        )
         if not paths:
             raise SourceError(
                 f"{folder}: no images in this folder (looked for {', '.join(IMAGE_EXTS)})"
@@ -186,7 +193,9 @@ class ImageFolderSource(Source):
             self._next += 1
             image = read_image(path)
             if image is None:
-                log.warning("%s: cannot read this image, skipped", path)
+                log.warning(
+                    "%s: %s, skipped", path, unreadable_photo(path) or "cannot read this image"
+                )
                 continue
             return frame_from_image(image)
         return None

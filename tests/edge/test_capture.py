@@ -366,6 +366,10 @@ def test_image_folder_skips_unreadable_images(tmp_path, caplog):
     frames = list(FrameReader(source))
     assert [f.size for f in frames] == [(30, 20), (10, 10)]
     assert "b.jpg: cannot read this image" in caplog.text
+    (tmp_path / "d.heic").write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(100))
+    assert len(list(FrameReader(make_source(str(tmp_path))))) == 2
+    assert "d.heic: HEIC/HEIF photos (an iPhone's default) cannot be read" in caplog.text
+    (tmp_path / "d.heic").unlink()
     # a source that cannot skip decoding gives its frames as they are, pixels and all
     asked = list(FrameReader(make_source(str(tmp_path)), pixels=lambda t: False))
     assert [f.size for f in asked] == [(30, 20), (10, 10)]

@@ -184,3 +184,16 @@ def test_detect_finds_the_faces_above_the_cut_of_a_photo_cut_short(media_dir, tm
     assert "cut short" not in got["whole.jpg"][1]
     assert f"{cut}: the file is cut short" in got["cut.jpg"][1]
     assert len(got["cut.jpg"][0]) == len(got["whole.jpg"][0]) == 1
+
+
+def test_an_iphone_heic_photo_says_how_to_convert_it(media_dir, tmp_path):
+    """OpenCV cannot decode HEIC: a folder's .HEIC photo is reported with what to do (exit 1)
+    and the folder's other photos are still done."""
+    (tmp_path / "IMG_0001.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(2000))
+    shutil.copy(media_dir / "justin.jpg", tmp_path / "justin.jpg")
+    proc = deepfer("detect", tmp_path)
+    assert proc.returncode == 1
+    assert (
+        "IMG_0001.HEIC: HEIC/HEIF photos" in proc.stderr and "convert them to JPEG" in proc.stderr
+    )
+    assert "justin.jpg: 1 face" in proc.stdout
