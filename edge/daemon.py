@@ -18,6 +18,7 @@ written to ``run.stats_json``). A second signal stops at once (KeyboardInterrupt
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import signal
@@ -115,9 +116,11 @@ class Daemon:
         if self.classifier is None:
             self.classifier = load_classifier(cfg.model)
         model_name = self.classifier.info.name
-        detector = make_detector(cfg.detector)
         if self.source is None:
             self.source = make_source(cfg.source.uri, cfg.source)
+        detector = make_detector(
+            _detector_config(cfg.detector, self.source.stills), photos=self.source.stills
+        )
         self.pipeline = FacePipeline.from_config(
             cfg, self.classifier, detector, stills=self.source.stills
         )
@@ -344,3 +347,13 @@ class Daemon:
             out["source_reopens"] = self.reader.reopens
         out["sinks"] = self._sink_stats()
         return out
+
+
+def _detector_config(config, stills: bool):
+    """The [detector] settings for a source: photos (a folder of images) are searched as
+    ``deepfer detect`` searches photos, at least ``PHOTO_DETECT_WIDTH`` wide (0: full size)."""
+    from deepfer.edge.detectors import PHOTO_DETECT_WIDTH
+
+    if not stills or config.detect_width == 0:
+        return config
+    return dataclasses.replace(config, detect_width=max(config.detect_width, PHOTO_DETECT_WIDTH))

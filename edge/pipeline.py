@@ -151,13 +151,16 @@ class FacePipeline:
     ) -> FacePipeline:
         """``every_frame``: detect on every frame given, whatever ``detector.fps`` says
         (``deepfer detect``, which samples frames with ``--every``). ``stills``: each frame is
-        a separate picture (a folder of photos): each is searched whole, and each face's
-        emotion is its own, not smoothed or debounced with the photo before."""
+        a separate picture (a folder of photos): each is searched whole, each face's emotion
+        is its own, not smoothed or debounced with the photo before, and a face in one photo
+        is a track (``min_hits`` 1: a photo is evidence on its own, as ``deepfer detect``
+        reports it; two sightings are asked of video to drop one-frame false faces)."""
         tracker = None
         if track:
             tracker = Tracker.from_config(classifier.labels, config.tracker)
             if stills:
                 tracker.smoothing_s = tracker.debounce_s = 0.0
+                tracker.min_hits = 1
         every_frame = every_frame or stills
         return cls(
             detector,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -175,3 +176,25 @@ def test_view_serves_the_preview_and_prints_its_address(media_dir, tiny_tflite_m
     assert re.search(r"preview: http://127\.0\.0\.1:\d+/", proc.stderr)
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [e["type"] for e in events] == ["start", "end"]
+
+
+def test_run_on_a_folder_of_photos_reports_the_faces_deepfer_detect_finds(media_dir, tmp_path):
+    """Each photo is a picture on its own: a face seen in one photo is a track with a start
+    event (two sightings are asked only of video), found as `deepfer detect` finds it (small
+    faces of a group photo too), with the same emotion."""
+    folder = tmp_path / "snapshots"
+    folder.mkdir()
+    for name in ("12_angry_men.jpg", "justin.jpg", "no-faces.jpg"):
+        shutil.copy(media_dir / name, folder / name)
+    detect = deepfer("detect", folder, "--json")
+    assert detect.returncode == 0, detect.stderr
+    want = json.loads(detect.stdout)
+    assert len(want) >= 10  # 12_angry_men's 9 and justin
+    proc = deepfer("run", "--source", folder)
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    starts = [e for e in events if e["type"] == "start"]
+    assert [(e["box"], e["emotion"]) for e in starts] == [(f["box"], f["emotion"]) for f in want]
+    assert len({e["track_id"] for e in starts}) == len(starts)
+    ends = [e for e in events if e["type"] == "end"]
+    assert sorted(e["track_id"] for e in ends) == sorted(e["track_id"] for e in starts)
