@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
+import soak_run
 from synthetic import make_tiny_fer, train_tiny_keras_model
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -29,6 +30,17 @@ def pytest_collection_modifyitems(config, items):
             continue
         if folder in FOLDER_MARKERS:
             item.add_marker(getattr(pytest.mark, folder))
+    # the soak runs in the background from the end of collection (soak_run.py): its test,
+    # which waits for the result, goes last
+    items.sort(key=lambda item: item.name == soak_run.SOAK_TEST)
+
+
+def pytest_collection_finish(session):
+    soak_run.start_early(session.config, session.items)
+
+
+def pytest_sessionfinish(session):
+    soak_run.finish(session.config)
 
 
 @pytest.fixture(autouse=True)
