@@ -3,8 +3,8 @@
 Upload a photo or take one with the browser's webcam; the page shows the photo with boxes
 and labels (``drawing.py``), the seven scores of each face as bars, a table of the faces,
 and which model, runtime and detector ran. It uses the edge runtime (TFLite, no
-TensorFlow) through the same :class:`~deepfer.edge.detect_files.FileDetector` as
-``deepfer detect`` on images, so the page and the command find the same faces.
+TensorFlow) through :class:`~deepfer.edge.recognizer.EmotionRecognizer`, which searches photos
+as ``deepfer detect`` does, so the page and the command find the same faces.
 
 Nothing is stored: photos are analysed in memory. The server binds to 127.0.0.1 unless
 ``--host`` says otherwise (a photo of a face is personal data).
@@ -22,10 +22,11 @@ import cv2
 import numpy as np
 
 from deepfer.edge.config import Config
-from deepfer.edge.detect_files import IMAGE_DETECT_WIDTH, FileDetector
+from deepfer.edge.detectors import PHOTO_DETECT_WIDTH
 from deepfer.edge.drawing import PALETTE, draw_faces
 from deepfer.edge.errors import DeepFERError
 from deepfer.edge.pipeline import Face
+from deepfer.edge.recognizer import EmotionRecognizer
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +52,16 @@ class DemoAnalyser:
     """Photo in, everything the page shows out. One classifier; calls are serialised (one
     TFLite interpreter is not shared between threads)."""
 
-    def __init__(self, config: Config, detect_width: int = IMAGE_DETECT_WIDTH):
-        self.files = FileDetector(config)
-        self.detect_width = detect_width
-        self.pipeline = self.files.pipeline(detect_width, track=False)
+    def __init__(self, config: Config, detect_width: int = PHOTO_DETECT_WIDTH):
+        self.recognizer = EmotionRecognizer(
+            config=config, settings={"detector.detect_width": detect_width}
+        )
         self._lock = threading.Lock()
 
     def describe(self) -> str:
-        c = self.files.classifier
+        c = self.recognizer.classifier
         h, w = c.input_size
-        detector = self.pipeline.detector
+        detector = self.recognizer.detector
         return (
             f"model **{c.info.name}** ({c.input_dtype} input {w}x{h}, {len(c.labels)} labels, "
             f"trained on {c.info.trained_on}) · runtime **{c.runtime}** · detector "
@@ -72,7 +73,7 @@ class DemoAnalyser:
         bgr = cv2.cvtColor(np.asarray(rgb, np.uint8), cv2.COLOR_RGB2BGR)
         t0 = time.perf_counter()
         with self._lock:
-            faces = self.pipeline.process(bgr).faces
+            faces = self.recognizer.detect(bgr)
         faces.sort(key=lambda f: (f.box[0], f.box[1]))  # numbered left to right
         return faces, (time.perf_counter() - t0) * 1e3
 
@@ -95,7 +96,7 @@ class DemoAnalyser:
             f"**{n} face{'s' if n != 1 else ''}** in {ms:.0f} ms "
             f"({rgb.shape[1]}x{rgb.shape[0]} photo). {self.describe()}"
         )
-        return annotated, score_chart(faces, self.files.classifier.labels), rows, text
+        return annotated, score_chart(faces, self.recognizer.labels), rows, text
 
 
 def score_chart(faces: list[Face], labels: list[str], max_faces: int = 12) -> np.ndarray | None:
