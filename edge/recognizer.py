@@ -64,16 +64,19 @@ class EmotionRecognizer:
         config: Config | str | Path | None = None,
         settings: Mapping[str, Any] | None = None,
     ):
-        overrides = dict(settings or {})
-        if model is not None:
-            overrides["model.path"] = str(model)
-        if detector is not None:
-            overrides["detector.backend"] = detector
-        names = {key: f"settings[{key!r}]" for key in overrides}
-        names.update({"model.path": "model=", "detector.backend": "detector="})
+        # each value's origin, for error messages: "(from argument model=)"
+        overrides: dict[str, Any] = {}
+        names: dict[str, str] = {}
         if isinstance(config, Config):
-            overrides = {**_flat(config), **overrides}
+            overrides = _flat(config)
+            names = dict.fromkeys(overrides, "config=")
             config = None
+        for key, value in (settings or {}).items():
+            overrides[key], names[key] = value, f"settings[{key!r}]"
+        if model is not None:
+            overrides["model.path"], names["model.path"] = str(model), "model="
+        if detector is not None:
+            overrides["detector.backend"], names["detector.backend"] = detector, "detector="
         config = load_config(
             config, environ={}, overrides=overrides, flag_names=names, origin="argument"
         )

@@ -92,6 +92,10 @@ def test_settings_and_config_files(media_dir, tmp_path):
     assert "deepfer-single_int8" in repr(rec) and "haar" in repr(rec)
     again = EmotionRecognizer(config=rec.config, detector="auto")  # a Config, changed
     assert again.detector.name != "haar" and again.config.model.level_above == 90
+    bad = rec.config
+    bad.model.margin = 5.0  # a Config changed by hand is checked too, and named
+    with pytest.raises(ConfigError, match=r"model.margin = 5.0 \(from argument config=\)"):
+        EmotionRecognizer(config=bad)
 
 
 @pytest.mark.parametrize(
