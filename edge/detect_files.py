@@ -449,7 +449,9 @@ def _report(result: InputResult, as_json: bool, streaming: bool) -> None:
         return
     if as_json:
         return
-    if streaming:
+    if streaming and Path(result.path).suffix.lower() in IMAGE_EXTS:
+        print(f"{result.path}: {result.rows} face{'s' if result.rows != 1 else ''}")
+    elif streaming:
         n = len(result.tracks)
         print(
             f"{result.path}: {result.frames} frame{'s' if result.frames != 1 else ''}, "

@@ -133,9 +133,7 @@ def test_folder_in_parallel_equals_one_by_one(video, tmp_path):
     proc = deepfer("detect", folder, "--csv", out, "--summary", summary, "--jobs", "2")
     assert proc.returncode == 1  # c.mp4 failed
     assert "c.mp4: cannot open it as a video file" in proc.stderr
-    assert (
-        f"{folder / 'a.mp4'}: 60 frames" in proc.stdout and "d.jpg: 1 frame, 1 face" in proc.stdout
-    )
+    assert f"{folder / 'a.mp4'}: 60 frames" in proc.stdout and "d.jpg: 1 face\n" in proc.stdout
     rows = read_csv(out)
     expected = []
     for name in ("a.mp4", "b.mp4", "d.jpg"):
