@@ -18,7 +18,6 @@ written to ``run.stats_json``). A second signal stops at once (KeyboardInterrupt
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import signal
@@ -107,7 +106,7 @@ class Daemon:
         if self._started:
             return self
         self._started = True
-        from deepfer.edge.detectors import make_detector
+        from deepfer.edge.detectors import make_detector, make_photo_detector
         from deepfer.edge.messages import EventBuilder
         from deepfer.edge.model.classifier import load_classifier
         from deepfer.edge.pipeline import FacePipeline
@@ -118,9 +117,10 @@ class Daemon:
         model_name = self.classifier.info.name
         if self.source is None:
             self.source = make_source(cfg.source.uri, cfg.source)
-        detector = make_detector(
-            _detector_config(cfg.detector, self.source.stills), photos=self.source.stills
-        )
+        if self.source.stills:  # photos are searched as `deepfer detect` searches them
+            detector = make_photo_detector(cfg.detector)
+        else:
+            detector = make_detector(cfg.detector)
         self.pipeline = FacePipeline.from_config(
             cfg, self.classifier, detector, stills=self.source.stills
         )
@@ -347,13 +347,3 @@ class Daemon:
             out["source_reopens"] = self.reader.reopens
         out["sinks"] = self._sink_stats()
         return out
-
-
-def _detector_config(config, stills: bool):
-    """The [detector] settings for a source: photos (a folder of images) are searched as
-    ``deepfer detect`` searches photos, at least ``PHOTO_DETECT_WIDTH`` wide (0: full size)."""
-    from deepfer.edge.detectors import PHOTO_DETECT_WIDTH
-
-    if not stills or config.detect_width == 0:
-        return config
-    return dataclasses.replace(config, detect_width=max(config.detect_width, PHOTO_DETECT_WIDTH))

@@ -15,7 +15,7 @@ a progress bar with ETA is drawn on stderr when it is a terminal (``progress.py`
 from __future__ import annotations
 
 import contextlib
-import copy
+import dataclasses
 import itertools
 import json
 import logging
@@ -28,16 +28,11 @@ from typing import IO, Any
 import cv2
 
 from deepfer.edge.capture.frame import rotate_image
-from deepfer.edge.capture.imagefile import (
-    IMAGE_EXTS,
-    UNREADABLE_PHOTOS,
-    read_image,
-    unreadable_photo,
-)
+from deepfer.edge.capture.imagefile import is_photo, load_image
 from deepfer.edge.capture.reader import FrameReader
 from deepfer.edge.capture.sources import OpenCVSource, RotatedSource, Source
 from deepfer.edge.config import Config
-from deepfer.edge.detectors import PHOTO_DETECT_WIDTH, Detector, make_detector
+from deepfer.edge.detectors import Detector, make_detector, make_photo_detector
 from deepfer.edge.drawing import draw_faces
 from deepfer.edge.errors import DeepFERError, InputError, OutputError
 from deepfer.edge.messages import face_message
@@ -49,11 +44,8 @@ from deepfer.edge.timeline import import_figure, plot_timeline
 
 log = logging.getLogger(__name__)
 
-#: Files a folder given as input contributes besides its images (IMAGE_EXTS).
+#: Files a folder given as input contributes besides its photos (``PHOTO_EXTS``).
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
-
-#: Images are scaled to this width before the face search unless --detect-width says otherwise.
-IMAGE_DETECT_WIDTH = PHOTO_DETECT_WIDTH
 
 #: A picture this small (longer side, pixels) where no face is found may be a face crop
 #: already: the printout says how to classify it whole.
@@ -68,13 +60,16 @@ class FileDetector:
         self.classifier = classifier or load_classifier(config.model)
         self._detectors: dict[tuple[int, bool], Detector] = {}
 
-    def pipeline(self, detect_width: int, track: bool) -> FacePipeline:
-        """Photos (``track`` False) get the detector that finds small faces (``auto``)."""
+    def pipeline(self, detect_width: int | None, track: bool) -> FacePipeline:
+        """Photos (``track`` False) get the detector that finds small faces, ``detect_width``
+        None: the photo default; videos the daemon's [detector] at ``detect_width``."""
         key = (detect_width, not track)
         if key not in self._detectors:
-            detector_cfg = copy.copy(self.config.detector)
-            detector_cfg.detect_width = detect_width
-            self._detectors[key] = make_detector(detector_cfg, photos=not track)
+            if track:
+                video = dataclasses.replace(self.config.detector, detect_width=detect_width)
+                self._detectors[key] = make_detector(video)
+            else:
+                self._detectors[key] = make_photo_detector(self.config.detector, detect_width)
         detector = self._detectors[key]
         # recordings: every frame looked at (``--every``) is detected, not ``detector.fps``
         return FacePipeline.from_config(
@@ -82,12 +77,8 @@ class FileDetector:
         )
 
     def image(self, path: Path, detect_width: int | None, target: Path | None) -> list[dict]:
-        image = read_image(path)
-        if image is None:
-            raise InputError(f"{path}: cannot read this image (missing, corrupt or not an image)")
-        image = rotate_image(image, self.config.source.rotate)
-        width = IMAGE_DETECT_WIDTH if detect_width is None else detect_width
-        pipeline = self.pipeline(width, track=False)
+        image = rotate_image(load_image(path), self.config.source.rotate)
+        pipeline = self.pipeline(detect_width, track=False)
         faces = pipeline.process(image).faces
         if (
             not faces
@@ -196,8 +187,7 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
         if path.is_dir():
             found = sorted(
                 p for p in path.iterdir()
-                if p.is_file()
-                and p.suffix.lower() in (*IMAGE_EXTS, *VIDEO_EXTS, *UNREADABLE_PHOTOS)
+                if p.is_file() and (is_photo(p) or p.suffix.lower() in VIDEO_EXTS)
             )  # fmt: skip
             if not found:
                 log.warning("%s: no images or videos in this folder", path)
@@ -209,7 +199,7 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
 
 def frame_count(path: Path) -> int:
     """Frames in a video as its container says (0 when unknown), 1 for an image."""
-    if path.suffix.lower() in IMAGE_EXTS or unreadable_photo(path):
+    if is_photo(path):
         return 1
     cap = cv2.VideoCapture(str(path))
     try:
@@ -234,9 +224,7 @@ def _process_input(
     try:
         if not path.is_file():
             raise InputError(f"{path}: no such file")
-        if unreadable_photo(path):
-            raise InputError(f"{path}: {unreadable_photo(path)}")
-        if path.suffix.lower() in IMAGE_EXTS:
+        if is_photo(path):
             frames = iter([(0, files.image(path, detect_width, target))])
             gap_s = 1.0
         else:
@@ -449,7 +437,7 @@ def _report(result: InputResult, as_json: bool, streaming: bool) -> None:
         return
     if as_json:
         return
-    if streaming and Path(result.path).suffix.lower() in IMAGE_EXTS:
+    if streaming and is_photo(result.path):
         print(f"{result.path}: {result.rows} face{'s' if result.rows != 1 else ''}")
     elif streaming:
         n = len(result.tracks)

@@ -13,7 +13,6 @@ order, as ``deepfer run`` does: faces tracked under ids, emotions smoothed over 
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -22,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from deepfer.edge.capture.frame import Frame, frame_from_image
-from deepfer.edge.capture.imagefile import read_image
+from deepfer.edge.capture.imagefile import load_image
 from deepfer.edge.config import Config, load_config
-from deepfer.edge.detectors import PHOTO_DETECT_WIDTH, Detector, make_detector
+from deepfer.edge.detectors import Detector, make_detector, make_photo_detector
 from deepfer.edge.errors import InputError
 from deepfer.edge.model.classifier import EmotionClassifier, load_classifier
 from deepfer.edge.pipeline import Face, FacePipeline, FrameResult
@@ -84,12 +83,12 @@ class EmotionRecognizer:
         self.video = video
         self.fps = fps
         self.classifier: EmotionClassifier = load_classifier(config.model)
-        detector_config = config.detector
-        if not video and "detector.detect_width" not in (settings or {}):
-            # photos are searched as `deepfer detect` searches them (small faces matter);
-            # [detector] detect_width is the daemon's, for video
-            detector_config = dataclasses.replace(detector_config, detect_width=PHOTO_DETECT_WIDTH)
-        self.detector: Detector = make_detector(detector_config, photos=not video)
+        if video:
+            self.detector: Detector = make_detector(config.detector)
+        else:  # photos are searched as `deepfer detect` searches them
+            asked = "detector.detect_width" in (settings or {})
+            width = config.detector.detect_width if asked else None
+            self.detector = make_photo_detector(config.detector, width)
         self.pipeline = FacePipeline.from_config(
             config, self.classifier, self.detector, track=video, stills=not video
         )
@@ -148,10 +147,7 @@ class EmotionRecognizer:
         if isinstance(picture, Frame):
             return picture
         if isinstance(picture, (str, Path)):
-            image = read_image(picture)
-            if image is None:
-                what = "not an image, or corrupt" if Path(picture).is_file() else "no such file"
-                raise InputError(f"{picture}: cannot read this image ({what})")
+            image = load_image(picture)
         else:
             image = np.asarray(picture)
             if image.dtype != np.uint8 or image.ndim not in (2, 3) or image.size == 0:

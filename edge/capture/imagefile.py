@@ -14,6 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from deepfer.edge.errors import InputError
+
 log = logging.getLogger(__name__)
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".avif", ".tif", ".tiff", ".pgm", ".ppm")
@@ -26,6 +28,10 @@ UNREADABLE_PHOTOS = {
     for ext in (".heic", ".heif")
 }
 
+#: Every suffix taken as a photo: the ones OpenCV reads, and the ones it cannot (so that each
+#: such file is reported with what to do, not taken for a video or left out of a folder).
+PHOTO_EXTS = (*IMAGE_EXTS, *UNREADABLE_PHOTOS)
+
 _JPEG = b"\xff\xd8"
 _PNG = b"\x89PNG\r\n\x1a\n"
 #: JPEG markers that stand alone (no length field): TEM, RST0-7, SOI, EOI.
@@ -37,7 +43,7 @@ def cut_short(data: bytes) -> bool:
     without its IEND chunk. Anything after the end (padding, a phone's trailer, the video of
     a "motion photo") is fine, and so is a file of another kind or one too broken to walk."""
     if data[:8] == _PNG:
-        return b"IEND" not in data[-4096:] and b"IEND" not in data
+        return b"IEND" not in data
     if data[:2] != _JPEG:
         return False
     # walk the header segments (an EXIF thumbnail's own end marker lies inside one) to the
@@ -58,12 +64,9 @@ def cut_short(data: bytes) -> bool:
     return True  # the file ends inside its header
 
 
-def file_cut_short(path: str | Path) -> bool:
-    """:func:`cut_short` for a file (False when it cannot be read: decoding reports that)."""
-    try:
-        return cut_short(Path(path).read_bytes())
-    except OSError:
-        return False
+def is_photo(path: str | Path) -> bool:
+    """A photo by its suffix (:data:`PHOTO_EXTS`)."""
+    return Path(path).suffix.lower() in PHOTO_EXTS
 
 
 def unreadable_photo(path: str | Path) -> str | None:
@@ -73,14 +76,37 @@ def unreadable_photo(path: str | Path) -> str | None:
 
 def read_image(path: str | Path) -> np.ndarray | None:
     """A BGR image as ``cv2.imread`` decodes it (orientation tag applied), or None when it
-    cannot be read; a file cut short is decoded (grey below the cut) with a warning."""
-    if not Path(path).is_file():
+    cannot be read; a file cut short is decoded (grey below the cut) with a warning.
+    (``cv2.imdecode`` on the bytes read for the check would save a read, but it refuses a
+    JPEG cut short that ``imread`` decodes down to the cut.)"""
+    path = Path(path)
+    if not path.is_file():
         return None  # (cv2.imread would print its own warning too)
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is not None and file_cut_short(path):
+    if image is not None and _file_cut_short(path):
         log.warning(
             "%s: the file is cut short (an interrupted download or copy?): the picture "
             "below the cut is grey and no face is found there",
             path,
         )
     return image
+
+
+def _file_cut_short(path: Path) -> bool:
+    try:
+        return cut_short(path.read_bytes())
+    except OSError:
+        return False  # decoding reports it
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """:func:`read_image`, or an :class:`InputError` saying why not (no such file, a format
+    OpenCV cannot decode and what to do, not an image or corrupt)."""
+    image = read_image(path)
+    if image is not None:
+        return image
+    hint = unreadable_photo(path)
+    if hint and Path(path).is_file():
+        raise InputError(f"{path}: {hint}")
+    why = "not an image, or corrupt" if Path(path).is_file() else "no such file"
+    raise InputError(f"{path}: cannot read this image ({why})")

@@ -20,12 +20,7 @@ import cv2
 import numpy as np
 
 from deepfer.edge.capture.frame import Frame, frame_from_image
-from deepfer.edge.capture.imagefile import (
-    IMAGE_EXTS,
-    UNREADABLE_PHOTOS,
-    read_image,
-    unreadable_photo,
-)
+from deepfer.edge.capture.imagefile import IMAGE_EXTS, is_photo, read_image, unreadable_photo
 from deepfer.edge.config.sections import ROTATIONS
 from deepfer.edge.errors import SourceError
 from deepfer.edge.paths import user_path
@@ -175,9 +170,7 @@ class ImageFolderSource(Source):
 
     @classmethod
     def from_folder(cls, folder: Path, fps: float = 0.0) -> ImageFolderSource:
-        paths = sorted(
-            p for p in folder.iterdir() if p.suffix.lower() in (*IMAGE_EXTS, *UNREADABLE_PHOTOS)
-        )
+        paths = sorted(p for p in folder.iterdir() if is_photo(p))
         if not paths:
             raise SourceError(
                 f"{folder}: no images in this folder (looked for {', '.join(IMAGE_EXTS)})"
@@ -403,7 +396,7 @@ def _make_source(spec: str, config=None) -> Source:
     if path.is_dir():
         return ImageFolderSource.from_folder(path, cfg.fps)
     if path.is_file():
-        if path.suffix.lower() in IMAGE_EXTS:
+        if is_photo(path):
             return ImageFolderSource([path], str(path), cfg.fps)
         return OpenCVSource(str(path), live=False)
     raise SourceError(

@@ -8,6 +8,7 @@ settings ask for. A new backend is a ``Detector`` subclass with ``find()``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from deepfer.edge.detectors import files
@@ -23,6 +24,7 @@ __all__ = [
     "HaarDetector",
     "YuNetDetector",
     "make_detector",
+    "make_photo_detector",
     "choose",
 ]
 
@@ -103,3 +105,12 @@ def make_detector(config, photos: bool = False) -> Detector:
     else:
         log.info("face detector: %s (%r)", detector.name, detector)
     return detector
+
+
+def make_photo_detector(config, width: int | None = None) -> Detector:
+    """The detector for photos (``deepfer detect``, a folder of photos in ``deepfer run``,
+    ``EmotionRecognizer``, the demo): the [detector] backend as it searches photos (small
+    faces matter: BlazeFace over tiles), each photo scaled to ``width`` before the search
+    (default :data:`PHOTO_DETECT_WIDTH`, 0 = full size; ``detector.detect_width`` is video's)."""
+    width = PHOTO_DETECT_WIDTH if width is None else width
+    return make_detector(dataclasses.replace(config, detect_width=width), photos=True)
