@@ -11,9 +11,17 @@ is found (a box centred inside the reference box), false faces (boxes centred ou
 reference face), and the median detection time per picture (a ratio to BlazeFace without
 the shrunk search, same run).
 
+Video (``--video``): the same squares as the middle 480x480 of a 640x480 frame, searched 8
+times by the video detector (``detector.backend = "blazeface"`` as ``deepfer run`` builds it:
+one swept tile per search, then the frame shrunk once per sweep), with and without the
+shrunk search: the share of faces found at least once, and false faces; and ``--clips``:
+woman2.mp4 and variants of ``bench_detectors.py`` through the whole pipeline (Haar, BlazeFace,
+BlazeFace without the shrunk search; median of 3 runs): frames with a face, with a false
+face, tracks, fps per CPU-second as a ratio to Haar in the same run.
+
     python benchmarks/registry_photos.py /tmp/registry-photos
     python benchmarks/bench_face_fill.py --media $DEEPFER_DATA/media --photos /tmp/registry-photos \\
-        --json benchmarks/results/detectors/bench_face_fill.json
+        --video --clips original,far-640,rot15 --json benchmarks/results/detectors/bench_face_fill.json
 """
 
 from __future__ import annotations
@@ -68,6 +76,108 @@ def pictures(paths: list[Path], min_face: int):
                 yield f"{path.name}#{k}", fill, crop, moved, k
 
 
+def video_frames(cases) -> dict:
+    """Each square as the middle of a 640x480 frame, 8 searches of the video detector."""
+    from deepfer.edge.detectors import make_detector
+
+    out = {}
+    for name, zoom in (("blazeface", None), ("blazeface-no-zoom", 0.0)):
+        found: dict[float, list[bool]] = {}
+        false = 0
+        for _, fill, crop, refs, k in cases:
+            if crop.shape[0] != crop.shape[1]:
+                continue  # clipped by the photo's edge: not a square
+            frame = np.zeros((480, 640, 3), np.uint8)
+            frame[:, 80:560] = cv2.resize(crop, (480, 480), interpolation=cv2.INTER_AREA)
+            moved = [[r[0] * 0.75 + 80, r[1] * 0.75, r[2] * 0.75, r[3] * 0.75] for r in refs]
+            config = Config()
+            config.detector.backend = "blazeface"
+            detector = make_detector(config.detector)
+            if zoom is not None:
+                detector.zoom_out = zoom
+            hit = False
+            for _ in range(8):
+                boxes = [f.box for f in detector.detect(frame)]
+                hit |= any(centre_in(b, moved[k]) for b in boxes)
+                false += sum(not any(centre_in(b, r) for r in moved) for b in boxes)
+            found.setdefault(fill, []).append(hit)
+        out[name] = {
+            "found": {str(f): round(float(np.mean(v)), 3) for f, v in sorted(found.items())},
+            "frames": {str(f): len(v) for f, v in sorted(found.items())},
+            "false_faces_in_8_searches": false,
+        }
+    return out
+
+
+def clips(media: Path, variants: list[str], repeats: int = 3) -> dict:
+    """woman2 and its variants through the pipeline: Haar, BlazeFace, BlazeFace unshrunk."""
+    import tempfile
+
+    import bench_detectors as bd
+
+    from deepfer.edge.capture.reader import FrameReader
+    from deepfer.edge.capture.sources import OpenCVSource
+    from deepfer.edge.detectors import make_detector
+    from deepfer.edge.model.classifier import load_classifier
+    from deepfer.edge.pipeline import FacePipeline
+
+    config = Config()
+    config.model.threads = 1
+    classifier = load_classifier(config.model)
+
+    def run(path: Path, backend: str, zoom: float | None) -> dict:
+        config = Config()
+        config.detector.backend = backend
+        detector = make_detector(config.detector)
+        if zoom is not None:
+            detector.zoom_out = zoom
+        pipeline = FacePipeline.from_config(config, classifier, detector)
+        frames = with_face = multi = 0
+        tracks: set[int] = set()
+        cpu0 = time.process_time()
+        for frame in FrameReader(OpenCVSource(str(path), live=False)):
+            faces = pipeline.process(frame).faces
+            frames += 1
+            with_face += bool(faces)
+            multi += len(faces) > 1
+            tracks.update(f.track_id for f in faces if f.track_id is not None)
+        cpu = time.process_time() - cpu0
+        pipeline.close()
+        return {
+            "with_face": with_face / frames,
+            "false_face_frames": multi / frames,
+            "tracks": len(tracks),
+            "fps_per_cpu_s": frames / max(cpu, 1e-9),
+        }
+
+    out = {}
+    runs = {"haar": ("haar", None), "blazeface": ("blazeface", None)}
+    runs["blazeface-no-zoom"] = ("blazeface", 0.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        made = bd.video_variants(media)
+        for variant in variants:
+            path = (
+                media / "woman2.mp4"
+                if variant == "original"
+                else bd.make_video_variant(media / "woman2.mp4", variant, Path(tmp), made[variant])
+            )
+            rows: dict[str, list[dict]] = {n: [] for n in runs}
+            for _ in range(repeats):  # interleaved, so the machine's load falls on all alike
+                for n, (backend, zoom) in runs.items():
+                    rows[n].append(run(path, backend, zoom))
+            med = {
+                n: {k: round(statistics.median(r[k] for r in rs), 4) for k in rs[0]}
+                for n, rs in rows.items()
+            }
+            for row in med.values():
+                row["fps_per_cpu_s_vs_haar"] = round(
+                    row["fps_per_cpu_s"] / med["haar"]["fps_per_cpu_s"], 3
+                )
+            out[variant] = med
+            print(f"clip {variant}: {json.dumps(med)}", flush=True)
+    return out
+
+
 def centre_in(box, ref) -> bool:
     cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
     return ref[0] <= cx <= ref[0] + ref[2] and ref[1] <= cy <= ref[1] + ref[3]
@@ -78,6 +188,10 @@ def main(argv=None) -> int:
     ap.add_argument("--media", type=Path, required=True)
     ap.add_argument("--photos", type=Path, default=None, help="folder from registry_photos.py")
     ap.add_argument("--min-face", type=int, default=60, help="reference faces of this px or more")
+    ap.add_argument("--video", action="store_true", help="also the squares as video frames")
+    ap.add_argument(
+        "--clips", default="", help="woman2 variants through the pipeline, e.g. original"
+    )
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -122,6 +236,14 @@ def main(argv=None) -> int:
             + f"  {sum(row['false_faces'].values()):5}  {row['median_ms']:.1f}"
             f" ({row['time_vs_blazeface_no_zoom']:.2f}x)"
         )
+    if args.video:
+        report["video_frames"] = video_frames(cases)
+        print(
+            "video frames (found at least once in 8 searches): "
+            + json.dumps(report["video_frames"])
+        )
+    if args.clips:
+        report["clips"] = clips(args.media, args.clips.split(","))
     write_json(args.json, report)
     return 0
 

@@ -18,7 +18,7 @@ import functools
 import cv2
 import numpy as np
 
-from deepfer.edge.boxes import reframe, weighted_nms
+from deepfer.edge.boxes import iou, reframe, weighted_nms
 from deepfer.edge.detectors import files
 from deepfer.edge.detectors.base import Detector, Found
 from deepfer.edge.errors import DetectorError
@@ -50,11 +50,12 @@ TILINGS = ("none", "photo", "sweep")
 #: photo; measured best on group photos: the faces of 12_angry_men upright and rotated).
 PHOTO_TILES = 3
 PHOTO_TILE_SIDE = 480
-#: Photos are also searched shrunk to this share of the model's input (the rest black, as
-#: letterboxing pads): full-range BlazeFace misses a face that fills the picture (a headshot,
-#: a selfie at arm's length, a picture already cropped to a face: from about 85% of the
-#: picture's larger side), and shrunk to half it is well inside the sizes the model finds.
-PHOTO_ZOOM_OUT = 0.5
+#: Photos (at every search) and video frames (once per sweep) are also searched shrunk to
+#: this share of the model's input (the rest black, as letterboxing pads): full-range
+#: BlazeFace misses a face that fills the picture (a headshot, a selfie at arm's length, a
+#: picture already cropped to a face, someone leaning into a robot's camera: from about 70-85%
+#: of the picture's larger side), and shrunk to half it is well inside the sizes it finds.
+ZOOM_OUT = 0.5
 #: ... and only its faces of at least this share of the picture's larger side are kept (the
 #: plain search finds the smaller ones; in a view that coarse, smaller "faces" are mostly
 #: texture: one in a 12-megapixel scene, one beside a face turned 35 degrees).
@@ -133,8 +134,9 @@ class _Net:
 class BlazeFaceDetector(Detector):
     """BlazeFace full-range or short-range, searching the whole picture and, on larger pictures,
     overlapping tiles: ``tiling = "photo"`` every tile of :func:`photo_tiles` at every search
-    (small faces in photos) and the whole picture shrunk (:data:`PHOTO_ZOOM_OUT`: a face that
-    fills it); ``"sweep"`` one tile of :func:`tile_grid` per search, in turn
+    (small faces in photos) and the whole picture shrunk (:data:`ZOOM_OUT`: a face that
+    fills it); ``"sweep"`` one tile of :func:`tile_grid` per search, in turn, then the whole
+    picture shrunk
     (video: faces of 30 px or more found in frames up to 1,280 px, of 60 px or more at any
     resolution, within one sweep, for one more model run per search); ``"none"`` the whole picture only.
 
@@ -184,10 +186,10 @@ class BlazeFaceDetector(Detector):
         self.score_threshold = score_threshold or self.default_score
         self.nms_threshold = nms_threshold
         self.tiling = tiling
-        #: Photos: the whole picture is also searched shrunk to this share of the input
-        #: (0: not; see :data:`PHOTO_ZOOM_OUT`).
-        self.zoom_out = PHOTO_ZOOM_OUT if tiling == "photo" else 0.0
-        #: How many swept tiles have been searched (the next one is this, modulo the grid).
+        #: The whole picture is also searched shrunk to this share of the input (photos: at
+        #: every search; video: once per sweep; 0: never; see :data:`ZOOM_OUT`).
+        self.zoom_out = ZOOM_OUT if tiling in ("photo", "sweep") else 0.0
+        #: How many swept searches have run (the next is this, modulo :meth:`_sweep_turns`).
         self.swept = 0
 
     # -- one square ------------------------------------------------------------------------
@@ -249,21 +251,33 @@ class BlazeFaceDetector(Detector):
     def find(self, gray: np.ndarray, min_size: int = 0, coarse: bool = False) -> Found:
         parts = [self._raw(gray)]
         if self.tiling == "photo" and not coarse:
-            if self.zoom_out:
-                parts.append(self._raw_zoomed(gray))
             parts += [self._raw_tile(gray, tile) for tile in photo_tiles(gray.shape)]
+            if self.zoom_out:
+                parts.append(self._raw_zoomed(gray, parts))
         elif self.tiling == "sweep":
             grid = _sweep_tiles(gray.shape[:2])
-            if grid:
-                parts.append(self._raw_tile(gray, grid[self.swept % len(grid)]))
+            # the tiles in turn, then the shrunk picture (every other search where no tiles)
+            zoom = 1 if self.zoom_out else 0
+            turns = len(grid) + zoom if grid else 2 * zoom
+            if turns:
+                turn = self.swept % turns
                 self.swept += 1
+                if turn < len(grid):
+                    parts.append(self._raw_tile(gray, grid[turn]))
+                elif turn == turns - 1 and self.zoom_out:
+                    parts.append(self._raw_zoomed(gray, parts))
         return self._merge(parts, min_size)
 
-    def _raw_zoomed(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _raw_zoomed(self, gray: np.ndarray, others) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`_raw` on the whole picture shrunk to ``zoom_out`` of the input, keeping the
-        faces of at least :data:`ZOOM_MIN_SHARE` of its larger side."""
+        faces of at least :data:`ZOOM_MIN_SHARE` of its larger side that none of the
+        ``others`` candidates overlaps (it adds faces; it does not move the boxes of faces the
+        plain search found, so their framing stays the one measured)."""
         boxes, scores, points = self._raw(gray, self.zoom_out)
         keep = np.maximum(boxes[:, 2], boxes[:, 3]) >= ZOOM_MIN_SHARE * max(gray.shape[:2])
+        found = np.concatenate([p[0] for p in others])
+        for i in np.flatnonzero(keep):
+            keep[i] = not any(iou(boxes[i], b) > self.nms_threshold for b in found)
         return boxes[keep], scores[keep], points[keep]
 
     def _raw_tile(self, gray: np.ndarray, tile) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

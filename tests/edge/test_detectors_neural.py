@@ -13,7 +13,7 @@ import pytest
 
 from deepfer.edge.boxes import weighted_nms
 from deepfer.edge.config import Config
-from deepfer.edge.detectors import choose, files, make_detector
+from deepfer.edge.detectors import blazeface, choose, files, make_detector
 from deepfer.edge.errors import DetectorError
 
 HINT = "the neural detectors' files are not installed: run `deepfer detectors install`"
@@ -193,6 +193,31 @@ def test_blazeface_on_photos_finds_a_face_that_fills_the_picture(photos, fill):
     if fill == 1.5:
         detector.zoom_out = 0.0
         assert detector.detect(crop) == []  # what the shrunk search is for
+
+
+@needs_blazeface
+def test_blazeface_on_video_finds_a_face_leaning_into_the_camera_within_a_sweep(photos):
+    """Someone leaning into a robot's camera: Justin's face cut 1.4 times tighter than its box
+    (forehead and chin out of view), the full height of a 640x480 frame. Video searches the
+    frame shrunk once per sweep (after the tiles), so the face is found within one sweep;
+    without it, never."""
+    image = photos["justin.jpg"]
+    (ref,) = make_detector(_config("centerface").detector, photos=True).detect(image)
+    x, y, w, h = ref.box
+    side = int(max(w, h) / 1.4)
+    x0, y0 = x + w // 2 - side // 2, y + h // 2 - side // 2
+    frame = np.zeros((480, 640, 3), np.uint8)
+    frame[:, 80:560] = cv2.resize(image[y0 : y0 + side, x0 : x0 + side], (480, 480))
+    detector = make_detector(_config("blazeface").detector)
+    assert detector.tiling == "sweep" and detector.zoom_out > 0
+    turns = len(blazeface.tile_grid(frame.shape)) + 1
+    found = [detector.detect(frame) for _ in range(turns)]
+    assert len(found[-1]) == 1  # the sweep's last turn: the frame shrunk
+    assert all(len(f) <= 1 for f in found)
+    (face,) = found[-1]
+    assert abs(face.box[0] + face.box[2] / 2 - 320) < 80 and face.box[2] > 300
+    detector.zoom_out = 0.0
+    assert not any(detector.detect(frame) for _ in range(2 * turns))
 
 
 @needs_blazeface
