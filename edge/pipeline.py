@@ -227,10 +227,15 @@ class FacePipeline:
         return _boxes(found, merge=bool(missed))
 
     def _near(self, frame: Frame, track) -> list[Detection]:
-        """The track's face searched for near where it was, boxes in the full search's
-        framing (the track's own near framing applied)."""
+        """The track's face searched for near where it was: the one box that the tracker
+        would give the track (IoU >= its threshold), in the full search's framing (the track's
+        own near framing applied), or none. Anything else the near square shows (an ear, a
+        hand, a face passing by) is left to the next full search: a box kept from it would
+        start a track that near searches then keep alive."""
         near = self.detector.detect_near(frame, track.box)
-        return [replace(d, box=self.near_framing.apply(track.id, d.box)) for d in near]
+        boxes = [replace(d, box=self.near_framing.apply(track.id, d.box)) for d in near]
+        own = _match(track.box, boxes, self.tracker.iou_threshold)
+        return [] if own is None else [own]
 
     def _learn_near_framing(self, frame: Frame, track, full: Detection) -> None:
         """The full search found the track's face: search near it on the same frame too, and

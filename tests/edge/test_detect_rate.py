@@ -148,6 +148,35 @@ def test_a_face_that_moved_away_is_found_by_a_full_search_on_the_same_frame(medi
 
 
 @needs_blazeface
+def test_a_near_search_gives_a_track_its_own_face_and_nothing_else(media_dir, classifier):
+    """An ear, a hand or a face-like patch the short-range model also reports inside the
+    square around a tracked face (a multi-face pan over a group photo showed ears) must not
+    start a track that near searches then keep alive: the real detector, its near search
+    also reporting such a box beside the face; only the tracked face comes back, and the
+    extra box never becomes a track."""
+    from deepfer.edge.detectors.base import Detection
+
+    photo = cv2.imread(str(media_dir / "justin.jpg"))
+    pipeline = pipeline_at(classifier, fps=4)
+    real = type(pipeline.detector)
+
+    class EarToo(real):
+        def detect_near(self, frame, box):
+            found = super().detect_near(frame, box)
+            x, y, w, h = (int(v) for v in box)
+            ear = Detection(box=(x + w, y + h // 3, w // 3, w // 3), score=0.51)
+            return found + [ear]
+
+    pipeline.detector.__class__ = EarToo
+    ids = set()
+    for i in range(60):  # two seconds: full searches at 0 and 1 s, near searches between
+        result = pipeline.process(frame_from_image(photo, i, i / 30))
+        ids.update(f.track_id for f in result.faces)
+    assert len(ids) == 1 and len(pipeline.tracker.tracks) == 1
+    assert pipeline.near_scans >= 4
+
+
+@needs_blazeface
 def test_near_search_is_off_with_rescan_zero_or_many_faces(media_dir, classifier):
     photo = cv2.imread(str(media_dir / "justin.jpg"))
     config = Config()
