@@ -1,8 +1,10 @@
 """How the classifier holds up when the light and the camera change: accuracy on copies of
 held-out faces (the validation slice from ``val_slice.py``, never PublicTest) that are dimmed,
-lower in contrast, gamma-curved or noisy, with and without stretching each face to FER2013's
-mean and spread first (``standardise``: what a photometric normalisation inside the model
-would buy without retraining).
+lower in contrast, gamma-curved or noisy, as they are (``none``), with each face stretched
+to FER2013's mean and spread first (``standardise``: what a photometric normalisation inside
+the model would buy without retraining), and with only the faces outside the range of nine
+in ten training faces brought just inside it (``light``: ``model.normalise_light``, what the
+device does, :func:`deepfer.edge.preprocess.normalise_light`).
 
 Noise is added either to the 48-px face itself or, as a camera would, to the face at three
 times that size before the area-resize down to 48 px (the crop path's own resize).
@@ -24,6 +26,7 @@ from results_file import write_json
 
 from deepfer.edge.config import Config
 from deepfer.edge.model.classifier import load_classifier
+from deepfer.edge.preprocess import normalise_light
 
 #: FER2013's mean grey level and mean per-face standard deviation (Training split).
 FER_MEAN, FER_STD = 129.4, 53.8
@@ -42,6 +45,10 @@ def standardise(x: np.ndarray) -> np.ndarray:
     flat = x.reshape(len(x), -1)
     m, s = flat.mean(1)[:, None, None], flat.std(1)[:, None, None]
     return (x - m) / np.maximum(s, 1.0) * FER_STD + FER_MEAN
+
+
+def light(x: np.ndarray) -> np.ndarray:
+    return np.stack([normalise_light(u8(face)) for face in x]).astype(np.float32)
 
 
 def u8(x: np.ndarray) -> np.ndarray:
@@ -64,6 +71,8 @@ def main(argv=None) -> int:
     variants = {
         "plain": x,
         "dimmed x0.4": x * 0.4,
+        "dimmed x0.1": x * 0.1,
+        "dimmed x0.04": x * 0.04,
         "contrast x0.5": 0.5 * x + 64,
         "bright, contrast x0.5": 0.5 * x + 120,
         "gamma 2": 255 * (x / 255) ** 2,
@@ -71,9 +80,11 @@ def main(argv=None) -> int:
         "noise 8 (48 px)": x + rng.normal(0, 8, x.shape),
         "noise 8 (camera)": camera_noise(x, 8, rng),
         "dimmed x0.4, noise 8 (camera)": camera_noise(x * 0.4, 8, rng),
+        "dimmed x0.1, noise 3 (camera)": camera_noise(x * 0.1, 3, rng),
     }
     report = {"model": str(config.model.path or "shipped deepfer_int8"), "faces": len(y)}
-    for prep, fn in (("none", lambda a: a), ("standardise", standardise)):
+    preps = {"none": lambda a: a, "standardise": standardise, "light": light}
+    for prep, fn in preps.items():
         rows = {}
         plain = None
         for name, copies in variants.items():

@@ -40,7 +40,7 @@ from deepfer.edge.boxes import NO_BOXES, iou, nms
 from deepfer.edge.capture.frame import Frame, frame_from_image
 from deepfer.edge.detectors.base import Detection, Detector
 from deepfer.edge.near_framing import NearFraming
-from deepfer.edge.preprocess import crop_face
+from deepfer.edge.preprocess import crop_face, normalise_light
 from deepfer.edge.tracker import Tracker, TrackEvent
 
 
@@ -112,6 +112,7 @@ class FacePipeline:
         detect_fps: float = 0.0,
         near_search: bool = True,
         level_above: float = 90.0,
+        normalise_light: bool = False,
     ):
         self.detector = detector
         self.classifier = classifier
@@ -122,6 +123,9 @@ class FacePipeline:
         #: A face whose eyes lean more than this (degrees) is turned until they lean this
         #: much before it is classified (detectors with eye keypoints; 90: never).
         self.level_above = level_above
+        #: crops lit far outside the training faces' range are brought into it
+        #: (:func:`deepfer.edge.preprocess.normalise_light`)
+        self.normalise_light = normalise_light
         self.min_face = min_face
         #: Seconds of stream time between full searches while faces are tracked (0: always).
         self.rescan_s = max(0.0, rescan_s)
@@ -169,6 +173,7 @@ class FacePipeline:
             margin=config.model.margin,
             crop_jitter=config.model.crop_jitter,
             level_above=config.model.level_above,
+            normalise_light=config.model.normalise_light,
             min_face=config.detector.min_face,
             rescan_s=config.detector.rescan_s,
             detect_fps=0.0 if every_frame else config.detector.fps,
@@ -266,14 +271,16 @@ class FacePipeline:
         ``crop`` says (what the classifier sees), their side times each of ``scales`` in turn
         (all boxes at the first scale, then at the next); the crop plane is made once. A face
         whose eyes lean (``rolls``, degrees) more than :attr:`level_above` is cropped turned back
-        to lean that much."""
+        to lean that much; one lit far outside the training faces' range is brought into it
+        (:attr:`normalise_light`)."""
         plane = frame.crop_plane()
         margin = 0.0 if self.detector.boxes_are_crops else self.margin
         rolls = np.zeros(len(boxes)) if rolls is None else np.asarray(rolls, float)
         angles = np.sign(rolls) * np.maximum(np.abs(rolls) - self.level_above, 0.0)
+        light = normalise_light if self.normalise_light else _as_is
         return np.stack(
             [
-                crop_face(plane, self.detector.crop_box(box, k), self.size[0], margin, a)
+                light(crop_face(plane, self.detector.crop_box(box, k), self.size[0], margin, a))
                 for k in scales
                 for box, a in zip(boxes, angles)
             ]
@@ -360,6 +367,10 @@ class FacePipeline:
     def close(self) -> list[TrackEvent]:
         """``end`` events for every open track (at shutdown, or when the camera fails)."""
         return self.tracker.close() if self.tracker is not None else []
+
+
+def _as_is(face: np.ndarray) -> np.ndarray:
+    return face
 
 
 def _match(box, found: list[Detection], threshold: float) -> Detection | None:

@@ -38,6 +38,10 @@ class ModelConfig:
     #: FER2013's faces lean a little, a head tilted 20-35 degrees scores 3-12 points better
     #: turned (benchmarks/probe_roll.py). 90 = never.
     level_above: float = 10.0
+    #: A face far darker, brighter or flatter than nine in ten training faces is brought
+    #: just inside their range of brightness and contrast before it is classified (a dim
+    #: room, an underexposed camera; faces inside the range are untouched).
+    normalise_light: bool = True
 
     def check(self) -> Iterator[tuple[str, str]]:
         if not 0.0 <= self.crop_jitter <= 0.3:

@@ -80,3 +80,40 @@ def test_a_turned_crop_at_the_frame_edge_repeats_the_border():
         crop_face(frame, (10, 10, 30, 30), margin=0.0, angle=0.0),
         crop_face(frame, (10, 10, 30, 30), margin=0.0),
     )
+
+
+def test_normalise_light_leaves_faces_lit_like_the_training_faces_alone(data_dir):
+    """model.normalise_light: a face inside FER2013's range of brightness and contrast comes
+    back as the very same array; a dim, bright or flat one is brought just inside the range,
+    its grey levels changed by one linear map (their order kept)."""
+    from deepfer.edge.preprocess import (
+        TRAINING_MEAN_RANGE,
+        TRAINING_STD_RANGE,
+        normalise_light,
+    )
+
+    faces = [
+        cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+        for p in sorted((data_dir / "fer2013" / "test" / "happy").iterdir())[:40]
+    ]
+    inside = [
+        f
+        for f in faces
+        if TRAINING_MEAN_RANGE[0] <= f.mean() <= TRAINING_MEAN_RANGE[1]
+        and TRAINING_STD_RANGE[0] <= f.std() <= TRAINING_STD_RANGE[1]
+    ]
+    assert len(inside) >= 25
+    assert all(normalise_light(f) is f for f in inside)
+    face = inside[0].astype(np.float32)
+    for name, changed in {
+        "dim": face * 0.04,
+        "bright": 0.3 * face + 175,
+        "flat": 0.3 * face + 90,
+    }.items():
+        changed = np.clip(np.rint(changed), 0, 255).astype(np.uint8)
+        out = normalise_light(changed).astype(np.float32)
+        assert TRAINING_MEAN_RANGE[0] - 1 <= out.mean() <= TRAINING_MEAN_RANGE[1] + 1, name
+        assert TRAINING_STD_RANGE[0] - 1 <= out.std() <= TRAINING_STD_RANGE[1] + 1, name
+        order = np.argsort(changed.ravel(), kind="stable")
+        assert (np.diff(out.ravel()[order]) >= 0).all(), name  # a monotone map
+        assert np.corrcoef(out.ravel(), face.ravel())[0, 1] > 0.95, name
