@@ -176,10 +176,14 @@ def make_video_variant(src: Path, variant: str, folder: Path, change=None) -> Pa
     return path
 
 
-def run_video(path: Path, backend: str, classifier) -> dict:
+def run_video(path: Path, backend: str, classifier, zoom_out: float | None = None) -> dict:
+    """The pipeline on a video file; ``zoom_out``: BlazeFace's shrunk search (None: as
+    built)."""
     config = Config()
     config.detector.backend = backend
     detector = make_detector(config.detector)
+    if zoom_out is not None:
+        detector.zoom_out = zoom_out
     pipeline = FacePipeline.from_config(config, classifier, detector)
     frames = with_face = multi = 0
     tracks: set[int] = set()

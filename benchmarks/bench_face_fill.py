@@ -115,40 +115,16 @@ def clips(media: Path, variants: list[str], repeats: int = 3) -> dict:
 
     import bench_detectors as bd
 
-    from deepfer.edge.capture.reader import FrameReader
-    from deepfer.edge.capture.sources import OpenCVSource
-    from deepfer.edge.detectors import make_detector
     from deepfer.edge.model.classifier import load_classifier
-    from deepfer.edge.pipeline import FacePipeline
 
     config = Config()
     config.model.threads = 1
     classifier = load_classifier(config.model)
+    keys = ("with_face", "false_face_frames", "tracks", "fps_per_cpu_s")
 
     def run(path: Path, backend: str, zoom: float | None) -> dict:
-        config = Config()
-        config.detector.backend = backend
-        detector = make_detector(config.detector)
-        if zoom is not None:
-            detector.zoom_out = zoom
-        pipeline = FacePipeline.from_config(config, classifier, detector)
-        frames = with_face = multi = 0
-        tracks: set[int] = set()
-        cpu0 = time.process_time()
-        for frame in FrameReader(OpenCVSource(str(path), live=False)):
-            faces = pipeline.process(frame).faces
-            frames += 1
-            with_face += bool(faces)
-            multi += len(faces) > 1
-            tracks.update(f.track_id for f in faces if f.track_id is not None)
-        cpu = time.process_time() - cpu0
-        pipeline.close()
-        return {
-            "with_face": with_face / frames,
-            "false_face_frames": multi / frames,
-            "tracks": len(tracks),
-            "fps_per_cpu_s": frames / max(cpu, 1e-9),
-        }
+        row = bd.run_video(path, backend, classifier, zoom)
+        return {k: row[k] for k in keys}
 
     out = {}
     runs = {"haar": ("haar", None), "blazeface": ("blazeface", None)}
