@@ -189,7 +189,8 @@ class BlazeFaceDetector(Detector):
         #: The whole picture is also searched shrunk to this share of the input (photos: at
         #: every search; video: once per sweep; 0: never; see :data:`ZOOM_OUT`).
         self.zoom_out = ZOOM_OUT if tiling in ("photo", "sweep") else 0.0
-        #: How many swept searches have run (the next is this, modulo :meth:`_sweep_turns`).
+        #: How many swept searches have run (the next turn is this modulo the sweep's turns:
+        #: each tile of the grid, then the shrunk picture).
         self.swept = 0
 
     # -- one square ------------------------------------------------------------------------
