@@ -82,6 +82,11 @@ def video_frames(cases) -> dict:
 
     out = {}
     for name, zoom in (("blazeface", None), ("blazeface-no-zoom", 0.0)):
+        config = Config()
+        config.detector.backend = "blazeface"
+        detector = make_detector(config.detector)
+        if zoom is not None:
+            detector.zoom_out = zoom
         found: dict[float, list[bool]] = {}
         false = 0
         for _, fill, crop, refs, k in cases:
@@ -90,11 +95,7 @@ def video_frames(cases) -> dict:
             frame = np.zeros((480, 640, 3), np.uint8)
             frame[:, 80:560] = cv2.resize(crop, (480, 480), interpolation=cv2.INTER_AREA)
             moved = [[r[0] * 0.75 + 80, r[1] * 0.75, r[2] * 0.75, r[3] * 0.75] for r in refs]
-            config = Config()
-            config.detector.backend = "blazeface"
-            detector = make_detector(config.detector)
-            if zoom is not None:
-                detector.zoom_out = zoom
+            detector.swept = 0  # each picture from the start of a sweep, as a new stream
             hit = False
             for _ in range(8):
                 boxes = [f.box for f in detector.detect(frame)]

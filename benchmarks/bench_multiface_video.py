@@ -64,6 +64,7 @@ import cv2
 import numpy as np
 from results_file import write_json
 
+from deepfer.edge.boxes import iou
 from deepfer.edge.capture.reader import FrameReader
 from deepfer.edge.capture.sources import OpenCVSource
 from deepfer.edge.config import Config
@@ -247,14 +248,6 @@ def run(video: Video, backend: str, mode: str, classifier) -> tuple[list[list], 
 
 
 # -- scoring ------------------------------------------------------------------------------
-
-
-def iou(a, b) -> float:
-    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
 
 
 def cut(box, size):

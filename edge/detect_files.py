@@ -30,7 +30,7 @@ import cv2
 from deepfer.edge.capture.frame import rotate_image
 from deepfer.edge.capture.imagefile import is_photo, load_image
 from deepfer.edge.capture.reader import FrameReader
-from deepfer.edge.capture.sources import OpenCVSource, RotatedSource, Source
+from deepfer.edge.capture.sources import OpenCVSource, Source, turned
 from deepfer.edge.config import Config
 from deepfer.edge.detectors import Detector, make_detector, make_photo_detector
 from deepfer.edge.drawing import draw_faces
@@ -124,9 +124,7 @@ class FileDetector:
 
     def video_source(self, path: Path) -> Source:
         """A video file, its frames turned by ``source.rotate``."""
-        source = OpenCVSource(str(path), live=False)
-        rotate = self.config.source.rotate
-        return RotatedSource(source, rotate) if rotate else source
+        return turned(OpenCVSource(str(path), live=False), self.config.source.rotate)
 
     def video_frames(
         self,

@@ -277,14 +277,18 @@ class FacePipeline:
         margin = 0.0 if self.detector.boxes_are_crops else self.margin
         rolls = np.zeros(len(boxes)) if rolls is None else np.asarray(rolls, float)
         angles = np.sign(rolls) * np.maximum(np.abs(rolls) - self.level_above, 0.0)
-        light = normalise_light if self.normalise_light else _as_is
         return np.stack(
             [
-                light(crop_face(plane, self.detector.crop_box(box, k), self.size[0], margin, a))
+                self.lit(crop_face(plane, self.detector.crop_box(box, k), self.size[0], margin, a))
                 for k in scales
                 for box, a in zip(boxes, angles)
             ]
         )
+
+    def lit(self, face: np.ndarray) -> np.ndarray:
+        """A uint8 face crop as the classifier gets it: with :attr:`normalise_light`, one lit
+        far outside the training faces' range brought into it (:func:`normalise_light`)."""
+        return normalise_light(face) if self.normalise_light else face
 
     def classify(self, frame: Frame, boxes: np.ndarray, rolls=None) -> np.ndarray:
         """``(n, k)`` probabilities for the boxes (their faces' ``rolls``, see :meth:`crops`),
@@ -367,10 +371,6 @@ class FacePipeline:
     def close(self) -> list[TrackEvent]:
         """``end`` events for every open track (at shutdown, or when the camera fails)."""
         return self.tracker.close() if self.tracker is not None else []
-
-
-def _as_is(face: np.ndarray) -> np.ndarray:
-    return face
 
 
 def _match(box, found: list[Detection], threshold: float) -> Detection | None:

@@ -27,7 +27,7 @@ from deepfer.edge.detectors import Detector, make_detector, make_photo_detector
 from deepfer.edge.errors import InputError
 from deepfer.edge.model.classifier import EmotionClassifier, load_classifier
 from deepfer.edge.pipeline import Face, FacePipeline, FrameResult
-from deepfer.edge.preprocess import normalise_light, prepare_face
+from deepfer.edge.preprocess import prepare_face
 
 __all__ = ["EmotionRecognizer", "Face"]
 
@@ -122,9 +122,7 @@ class EmotionRecognizer:
         size = self.classifier.input_size[0]
         if isinstance(crops, np.ndarray) and crops.ndim == 2:
             crops = [crops]
-        faces = [prepare_face(np.asarray(c), size) for c in crops]
-        if self.pipeline.normalise_light:
-            faces = [normalise_light(f) for f in faces]
+        faces = [self.pipeline.lit(prepare_face(np.asarray(c), size)) for c in crops]
         if not faces:
             return np.zeros((0, len(self.labels)), np.float32)
         return self.classifier.infer(np.stack(faces))

@@ -367,7 +367,11 @@ def make_source(spec: str, config=None) -> Source:
     raises SourceError for something that is none of these.
     """
     source = _make_source(spec, config)
-    degrees = getattr(config, "rotate", 0) if config is not None else 0
+    return turned(source, getattr(config, "rotate", 0) if config is not None else 0)
+
+
+def turned(source: Source, degrees: int) -> Source:
+    """``source``, its frames turned ``degrees`` clockwise (``source.rotate``); 0: as it is."""
     return RotatedSource(source, degrees) if degrees else source
 
 

@@ -1,8 +1,9 @@
 """No face search: each whole picture is one face (``detector.backend = "none"``).
 
 For pictures that already are face crops (a folder of FER2013-style faces, the output of
-another detector): a face detector finds nothing in a 48x48 crop, and the classifier should
-see the crop as it is, not a square grown around it.
+another detector): a face detector frames a face that fills its picture its own way (or not
+at all), and the classifier should see the crop as it was trained to, not a square grown
+around a detector's box.
 """
 
 from __future__ import annotations
