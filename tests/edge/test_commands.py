@@ -172,3 +172,22 @@ def test_no_registered_subcommands_is_a_clear_error(monkeypatch, capsys):
     with pytest.raises(SystemExit) as err:
         cli.main(["run"])
     assert err.value.code == 2 and "reinstall DeepFER" in capsys.readouterr().err
+
+
+def test_every_commands_detector_choices_are_the_configs_backends():
+    """The flags list the backends by hand (argparse only at import time); they must stay the
+    ones `detector.backend` accepts."""
+    import argparse
+
+    from deepfer.cli import build_parser
+    from deepfer.edge.config.sections import BACKENDS
+
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    seen = 0
+    for name, sub in subs.choices.items():
+        for action in sub._actions:
+            if "--detector" in action.option_strings:
+                assert tuple(action.choices) == BACKENDS, name
+                seen += 1
+    assert seen >= 3  # detect, run, view
