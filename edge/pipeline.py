@@ -165,6 +165,7 @@ class FacePipeline:
             if stills:
                 tracker.smoothing_s = tracker.debounce_s = 0.0
                 tracker.min_hits = 1
+                tracker.max_speed = 0.0  # photos do not move: a face continues by overlap
         every_frame = every_frame or stills
         return cls(
             detector,
@@ -199,7 +200,9 @@ class FacePipeline:
                 self.near_framing.keep(t.id for t in tracks)
                 missed = []
                 for track in tracks:
-                    full = _match(track.box, found, self.tracker.iou_threshold)
+                    full = _match(
+                        track.predict(frame.t, frame.size), found, self.tracker.iou_threshold
+                    )
                     if full is None:
                         missed.append(track)
                     elif self.rescan_s > 0:  # (0: only full searches, nothing to learn for)
@@ -225,27 +228,31 @@ class FacePipeline:
             track
             for track in self.tracker.tracks
             if track.id not in tried
-            and _match(track.box, found, self.tracker.iou_threshold) is None
+            and _match(track.predict(frame.t, frame.size), found, self.tracker.iou_threshold)
+            is None
         ]
         for track in missed:
             found += self._near(frame, track)
         return _boxes(found, merge=bool(missed))
 
     def _near(self, frame: Frame, track) -> list[Detection]:
-        """The track's face searched for near where it was: the one box that the tracker
-        would give the track (IoU >= its threshold), in the full search's framing (the track's
-        own near framing applied), or none. Anything else the near square shows (an ear, a
-        hand, a face passing by) is left to the next full search: a box kept from it would
-        start a track that near searches then keep alive."""
-        near = self.detector.detect_near(frame, track.box)
+        """The track's face searched for near where it is expected (its last box moved on at
+        its velocity, :meth:`Track.predict`): the one box there that the tracker would give
+        the track (IoU >= its threshold), in the full search's framing (the track's own near
+        framing applied), or none. Anything else the near square shows (an ear, a hand, a
+        face passing by) is left to the next full search: a box kept from it would start a
+        track that near searches then keep alive."""
+        expected = track.predict(frame.t, frame.size)
+        near = self.detector.detect_near(frame, expected)
         boxes = [replace(d, box=self.near_framing.apply(track.id, d.box)) for d in near]
-        own = _match(track.box, boxes, self.tracker.iou_threshold)
+        own = _match(expected, boxes, self.tracker.iou_threshold)
         return [] if own is None else [own]
 
     def _learn_near_framing(self, frame: Frame, track, full: Detection) -> None:
         """The full search found the track's face: search near it on the same frame too, and
         learn how the two boxes differ (``near_framing.py``)."""
-        near = _match(full.box, self.detector.detect_near(frame, track.box), 0.5)
+        expected = track.predict(frame.t, frame.size)
+        near = _match(full.box, self.detector.detect_near(frame, expected), 0.5)
         if near is not None:
             self.near_framing.learn(track.id, near.box, full.box)
 

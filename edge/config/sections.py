@@ -179,10 +179,16 @@ class TrackerConfig:
     min_hits: int = 2
     #: A track ends when its face has not been seen for longer than this.
     max_missed_s: float = 2.0
+    #: A face that moved off its track's box (someone walking past, seen a few times a
+    #: second) still continues the track when it is within this many face sides per second
+    #: of where the track was heading, at 2/3 to 3/2 its size (0 = box overlap only).
+    max_speed: float = 12.0
 
     def check(self) -> Iterator[tuple[str, str]]:
         if not 0.0 < self.iou_threshold <= 1.0:
             yield "iou_threshold", "must be in (0, 1]"
+        if not 0.0 <= self.max_speed <= 100.0:
+            yield "max_speed", "must be in [0, 100] face sides per second"
         for key in ("smoothing_s", "debounce_s", "max_missed_s"):
             if not 0.0 <= getattr(self, key) <= 3600.0:
                 yield key, "must be in [0, 3600] seconds"

@@ -48,10 +48,12 @@ def run_env(**extra: str) -> dict[str, str]:
     env = {
         k: v for k, v in os.environ.items() if not k.startswith("DEEPFER_") or k == "DEEPFER_DATA"
     }
-    # a jumpy tracker (a track ends when its box moves a little) so that the one face of a
-    # short clip gives a steady stream of start/end events: about 2 per 3 frames
+    # a jumpy tracker (a track ends when its box moves a little: joined by overlap only) so
+    # that the one face of a short clip gives a steady stream of start/end events: about 2
+    # per 3 frames
     env.update(
         DEEPFER_TRACKER_IOU_THRESHOLD="0.9",
+        DEEPFER_TRACKER_MAX_SPEED="0",
         DEEPFER_TRACKER_MIN_HITS="1",
         DEEPFER_TRACKER_MAX_MISSED_S="0",
         DEEPFER_RUN_STATS_INTERVAL_S="0",

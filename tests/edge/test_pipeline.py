@@ -45,6 +45,43 @@ def test_tracker_matches_by_iou_and_keeps_ids():
     assert iou(a, a) == 1.0 and iou(a, b) == 0.0
 
 
+def walk(tracker: Tracker, step: float, n: int = 10, dt: float = 0.2) -> tuple[set, int]:
+    """A 50-px face moving ``step`` px to the right between detections ``dt`` s apart:
+    (track ids it got, start events)."""
+    ids, starts = set(), 0
+    for i in range(n):
+        box = np.array([[10 + step * i, 100, 50, 50]])
+        tracks, events = tracker.update(box, onehot("happy")[None], i * dt)
+        ids.add(tracks[0].id)
+        starts += sum(e.type == "start" for e in events)
+    return ids, starts
+
+
+def test_a_face_walking_past_keeps_its_track():
+    # 60 px (1.2 face sides) between detections 0.2 s apart: no overlap with its last box
+    assert walk(Tracker(LABELS), 60) == ({1}, 1)
+    # overlap alone: a new track, a new "person", at every detection, none ever started
+    assert walk(Tracker(LABELS, max_speed=0), 60) == (set(range(1, 11)), 0)
+    # 3 sides a step (15 a second) is too far for the default's first step; with a larger
+    # reach the second detection gives the velocity, and the face is expected where it heads
+    assert walk(Tracker(LABELS), 150, n=3)[0] != {1}
+    assert walk(Tracker(LABELS, max_speed=16), 150) == ({1}, 1)
+
+
+def test_distance_joins_only_a_face_of_the_tracks_size_within_reach():
+    def second(box, dt=0.2, **kwargs) -> int:
+        tr = Tracker(LABELS, min_hits=1, **kwargs)
+        tr.update(np.array([[100, 100, 50, 50]]), onehot("happy")[None], 0.0)
+        return tr.update(np.array([box]), onehot("happy")[None], dt)[0][0].id
+
+    assert second([210, 100, 50, 50]) == 1  # 2.2 sides away in 0.2 s (reach: 12 x 0.2 = 2.4)
+    assert second([230, 100, 50, 50]) == 2  # 2.6 sides: too far for 0.2 s
+    assert second([230, 100, 50, 50], dt=0.4) == 1  # ... not for 0.4 s (a missed detection)
+    assert second([450, 100, 50, 50], dt=2.0) == 2  # 7 sides: reach stops growing at 0.5 s
+    assert second([165, 80, 100, 100]) == 2  # twice the size: another face
+    assert second([170, 100, 40, 40]) == 1  # a little smaller: the same face
+
+
 def test_one_detection_flicker_does_not_change_the_emotion():
     tr = Tracker(LABELS, smoothing_s=0.0, debounce_s=0.2, min_hits=1, max_missed_s=0.0)
     box = np.array([[10, 10, 50, 50]])
