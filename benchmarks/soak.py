@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPFER_MQTT")}
     env.update(
         DEEPFER_TRACKER_IOU_THRESHOLD="0.9",  # a jumpy tracker: a steady stream of events
+        DEEPFER_TRACKER_MAX_SPEED="0",  # (joined by overlap only)
         DEEPFER_TRACKER_MIN_HITS="1",
         DEEPFER_TRACKER_MAX_MISSED_S="0",
         DEEPFER_RUN_STATS_INTERVAL_S="60",

@@ -74,12 +74,15 @@ def make_detector(config, photos: bool = False) -> Detector:
         full = backend == "blazeface"
         # between full searches, the short-range model looks around each tracked face (video)
         near = "short" if full and not photos and files.available("blazeface-short") else None
+        # video: with nothing tracked, a sweep of the tiles is done within rescan_s, the time
+        # in which a new face is promised to be found while others are tracked
         detector = BlazeFaceDetector(
             "full" if full else "short",
             threshold,
             config.nms_threshold,
             tiling="photo" if photos else "sweep" if full else "none",
             near=near,
+            sweep_searches=config.fps * config.rescan_s,
         )
     elif backend == "none":
         from deepfer.edge.detectors.whole import WholeImageDetector

@@ -136,7 +136,8 @@ class BlazeFaceDetector(Detector):
     overlapping tiles: ``tiling = "photo"`` every tile of :func:`photo_tiles` at every search
     (small faces in photos) and the whole picture shrunk (:data:`ZOOM_OUT`: a face that
     fills it); ``"sweep"`` one tile of :func:`tile_grid` per search, in turn, then the whole
-    picture shrunk
+    picture shrunk (a search that is not ``coarse`` takes as many turns as needed for the
+    sweep to be done within ``sweep_searches`` of them)
     (video: faces of 30 px or more found in frames up to 1,280 px, of 60 px or more at any
     resolution, within one sweep, for one more model run per search); ``"none"`` the whole picture only.
 
@@ -172,6 +173,7 @@ class BlazeFaceDetector(Detector):
         num_threads: int | None = 1,
         runtime: str = "auto",
         near: str | None = None,
+        sweep_searches: float = 0.0,
     ):
         if tiling not in TILINGS:
             raise DetectorError(f"BlazeFace tiling {tiling!r}: choose {', '.join(TILINGS)}")
@@ -189,9 +191,12 @@ class BlazeFaceDetector(Detector):
         #: The whole picture is also searched shrunk to this share of the input (photos: at
         #: every search; video: once per sweep; 0: never; see :data:`ZOOM_OUT`).
         self.zoom_out = ZOOM_OUT if tiling in ("photo", "sweep") else 0.0
-        #: How many swept searches have run (the next turn is this modulo the sweep's turns:
-        #: each tile of the grid, then the shrunk picture).
+        #: How many turns of the sweep have run (the next turn is this modulo the sweep's
+        #: turns: each tile of the grid, then the shrunk picture).
         self.swept = 0
+        #: Full searches (not coarse: nothing tracked, or a tracked face lost) that one sweep
+        #: should take at most: each takes as many turns as that needs (0: one turn each).
+        self.sweep_searches = max(0.0, sweep_searches)
 
     # -- one square ------------------------------------------------------------------------
 
@@ -260,7 +265,7 @@ class BlazeFaceDetector(Detector):
             # the tiles in turn, then the shrunk picture (every other search where no tiles)
             zoom = 1 if self.zoom_out else 0
             turns = len(grid) + zoom if grid else 2 * zoom
-            if turns:
+            for _ in range(min(1, turns) if coarse else self.turns_per_search(turns)):
                 turn = self.swept % turns
                 self.swept += 1
                 if turn < len(grid):
@@ -268,6 +273,17 @@ class BlazeFaceDetector(Detector):
                 elif turn == turns - 1 and self.zoom_out:
                     parts.append(self._raw_zoomed(gray, parts))
         return self._merge(parts, min_size)
+
+    def turns_per_search(self, turns: int) -> int:
+        """Turns of the sweep (tiles, the shrunk picture) a full search that is not
+        ``coarse`` takes: enough that the sweep is done in :attr:`sweep_searches` searches
+        (one where that is 0 or the sweep has no turns). A coarse search (new faces looked
+        for while others are tracked) takes one."""
+        if not turns:
+            return 0
+        if self.sweep_searches <= 0:
+            return 1
+        return max(1, int(np.ceil(turns / self.sweep_searches - 1e-9)))
 
     def _raw_zoomed(self, gray: np.ndarray, others) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`_raw` on the whole picture shrunk to ``zoom_out`` of the input, keeping the

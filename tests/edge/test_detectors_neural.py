@@ -331,12 +331,32 @@ def _run_clip(clip, tiling="sweep"):
 
 
 @needs_blazeface
+def test_with_nothing_tracked_a_sweep_is_done_within_rescan_s():
+    """The daemon's BlazeFace spreads its sweep (tiles, then the shrunk frame) over the full
+    searches of ``rescan_s`` (5 a second x 1 s); a coarse search (new faces looked for while
+    others are tracked) takes one turn; 0 searches: one turn each, as before 2026-12-06."""
+    detector = make_detector(_config("blazeface").detector)
+    assert detector.sweep_searches == 5.0
+    assert [detector.turns_per_search(n) for n in (0, 2, 5, 7, 9, 11)] == [0, 1, 1, 2, 2, 3]
+    detector.sweep_searches = 0.0
+    assert detector.turns_per_search(7) == 1
+    detector.sweep_searches = 5.0
+    frame = np.full((360, 640), 128, np.uint8)  # 6 tiles and the shrunk frame: 7 turns
+    detector.find(frame)
+    assert detector.swept == 2
+    detector.find(frame, coarse=True)
+    assert detector.swept == 3
+
+
+@needs_blazeface
 def test_a_small_face_in_an_hd_video_is_found_by_the_sweep(media_dir, tmp_path):
     clip = _scene_clip(media_dir, tmp_path / "small-in-1080p.mp4", [(1200, 600)])
     results = _run_clip(clip)
     with_face = [i for i, r in enumerate(results) if r.faces]
-    # 8 tiles, one per full search, 5 searches a second: found within 1.6 s of stream time
-    assert with_face and with_face[0] <= 1.6 * 30 + 1
+    # 8 tiles and the shrunk frame, 5 full searches a second while nothing is tracked, each
+    # taking 2 turns so that a sweep is done within rescan_s (1 s): found within that and
+    # one detection interval (before 2026-12-06 one turn per search: within 1.8 s)
+    assert with_face and with_face[0] <= (1.0 + 0.2) * 30 + 1
     assert len(with_face) == len(results) - with_face[0]  # kept from then on
     boxes = [f.box for r in results for f in r.faces]
     assert all(1200 <= x <= 1796 and 600 <= y <= 936 for x, y, _, _ in boxes)  # her, no other
@@ -350,8 +370,8 @@ def test_a_small_face_in_a_small_video_is_found_by_the_sweep(media_dir, tmp_path
     clip = _scene_clip(media_dir, tmp_path / "far-640.mp4", [(400, 200)], (640, 360), 1 / 3)
     results = _run_clip(clip)
     with_face = [i for i, r in enumerate(results) if r.faces]
-    # 6 tiles of 320 px, one per full search, 5 searches a second: found within 1.2 s
-    assert with_face and with_face[0] <= 1.2 * 30 + 1
+    # 6 tiles of 320 px and the shrunk frame, 2 turns per full search: within 0.8 s
+    assert with_face and with_face[0] <= 0.8 * 30 + 1
     assert len(with_face) >= 0.9 * (len(results) - with_face[0])
     boxes = [f.box for r in results for f in r.faces]
     assert all(400 <= x <= 600 and 200 <= y <= 312 for x, y, _, _ in boxes)  # her, no other
