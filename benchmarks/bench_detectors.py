@@ -80,15 +80,16 @@ VIDEO_VARIANTS = {
 
 
 def pasted(media: Path, size: tuple[int, int], at: tuple[int, int], scale: float = 1.0):
-    """A variant: the picture at its own size (or ``scale`` times it), top-left corner ``at``,
-    in a scene of ``size`` (width, height) made from no-faces.jpg: the same faces, a smaller
-    share of the picture."""
+    """A variant: the picture at its own size (or ``scale`` times it; smaller where it would
+    not fit), top-left corner ``at``, in a scene of ``size`` (width, height) made from
+    no-faces.jpg: the same faces, a smaller share of the picture."""
     scene = cv2.resize(cv2.imread(str(media / "no-faces.jpg")), size)
     x, y = at
 
     def paste(im: np.ndarray) -> np.ndarray:
-        if scale != 1.0:
-            im = cv2.resize(im, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        fit = min(scale, (size[0] - x) / im.shape[1], (size[1] - y) / im.shape[0])
+        if fit != 1.0:
+            im = cv2.resize(im, None, fx=fit, fy=fit, interpolation=cv2.INTER_AREA)
         out = scene.copy()
         out[y : y + im.shape[0], x : x + im.shape[1]] = im
         return out
