@@ -49,7 +49,9 @@ class Face:
     """One face in a frame: box ``(x, y, w, h)`` in frame pixels, emotion and scores.
 
     With a tracker, ``emotion``/``score``/``scores`` are the track's smoothed, debounced
-    values and ``track_id`` is set.
+    values and ``track_id`` is set; ``confirmed`` is False while its track has not started
+    (seen fewer than ``tracker.min_hits`` times, no ``start`` event yet): such a face is drawn
+    but left out of what is published about the faces in view (MQTT state and summary).
     """
 
     box: tuple[int, int, int, int]
@@ -57,6 +59,7 @@ class Face:
     score: float
     scores: dict[str, float] = field(default_factory=dict)
     track_id: int | None = None
+    confirmed: bool = True
 
 
 @dataclass
@@ -364,6 +367,7 @@ class FacePipeline:
             score=float(tr.scores[self.labels.index(tr.emotion)]),
             scores={k: float(v) for k, v in zip(self.labels, tr.scores)},
             track_id=tr.id,
+            confirmed=tr.started,
         )
 
     def _raw_face(self, box, scores) -> Face:

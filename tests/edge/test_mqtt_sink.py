@@ -163,6 +163,37 @@ def test_status_events_state_summary(broker, closing):
     assert retained == [(f"{PREFIX}/status", b"offline")]
 
 
+def test_state_and_summary_hold_only_faces_whose_track_has_started(broker, closing):
+    """A face seen once (its track not started, no start event: perhaps a false face) is drawn
+    but not published as in view: state and summary count the faces the events speak of."""
+    sub = Subscriber(broker, [f"{PREFIX}/#"])
+    closing(sub)
+    sink = MqttSink(
+        mqtt_config(url=broker.url, summary_interval_s=3600, state_hz=100.0), DEVICE, "tiny", **FAST
+    )
+    closing(sink)
+    sink.start()
+    sub.wait_for(lambda s: s.on(f"{PREFIX}/status"), what="status online")
+    wait_until(lambda: sink.stats()["mqtt_connected"], what="the sink connected")
+    new = Face((100, 20, 30, 40), "fear", 0.6, {"fear": 0.6}, 7, confirmed=False)
+    for faces in ([face(1), new], [face(1)], [new]):
+        sink.on_frame(frame_result(faces))
+        time.sleep(0.05)
+    sub.wait_for(lambda s: len(s.on(f"{PREFIX}/state")) >= 3, what="three states")
+    sink.close()
+    sub.wait_for(lambda s: s.on(f"{PREFIX}/summary"), what="the summary at shutdown")
+    states = [m.json() for m in sub.on(f"{PREFIX}/state")]
+    assert [(s["count"], [f["track_id"] for f in s["faces"]]) for s in states] == [
+        (1, [1]),
+        (1, [1]),
+        (0, []),
+    ]
+    assert states[-1]["dominant"] == "none"
+    summary = sub.on(f"{PREFIX}/summary")[-1].json()
+    assert summary["frames"] == 3 and summary["faces_seen"] == 1 and summary["max_faces"] == 1
+    assert summary["emotions"]["fear"] == 0 and summary["emotions"]["happy"] == 2
+
+
 def test_missing_broker_never_blocks_and_queue_goes_out_on_connect(tmp_path, closing):
     broker = Mosquitto(tmp_path / "broker")  # port chosen, not started yet
     sink = MqttSink(mqtt_config(url=broker.url, summary_interval_s=0), DEVICE, "tiny", **FAST)

@@ -201,6 +201,7 @@ def test_woman2_faces_events_and_schema(media_dir, classifier, backend):
     builder = EventBuilder("test-device", classifier.info.name)
     frames = with_face = detected = 0
     events = []
+    started: set[int] = set()
     for frame in FrameReader(make_source(str(media_dir / "woman2.mp4"))):
         result = pipeline.process(frame)
         detected += result.detected
@@ -210,7 +211,10 @@ def test_woman2_faces_events_and_schema(media_dir, classifier, backend):
         frames += 1
         with_face += bool(faces)
         events += [builder.from_track_event(ev, frame.ts) for ev in result.track_events]
+        started.update(ev.track.id for ev in result.track_events if ev.type == "start")
         for face in faces:
+            # confirmed (in MQTT state and summaries) exactly once its start event is out
+            assert face.confirmed == (face.track_id in started)
             assert face.emotion in classifier.labels and 0.0 <= face.score <= 1.0
             x, y, w, h = face.box
             assert x >= 0 and y >= 0 and x + w <= 596 + 2 and y + h <= 336 + 2
@@ -220,6 +224,7 @@ def test_woman2_faces_events_and_schema(media_dir, classifier, backend):
     assert with_face / frames >= 0.98
     tracks = check_event_stream(events, classifier.labels)
     assert len(tracks) <= 3  # one woman, not a new track every few frames
+    assert started == set(tracks)
     end = [e for e in events if e["type"] == "end"][0]
     # detector.fps (5 a second by default): detections on about one frame in five or six,
     # the tracker carrying the face in between; the histogram counts classifications

@@ -230,8 +230,11 @@ class MqttSink(Sink):
         self._enqueue(item)
 
     def on_frame(self, result: Any) -> None:
-        """Counts the frame for the summary; publishes the state at most ``state_hz`` a second."""
-        faces = [face_state(f) for f in result.faces]
+        """Counts the frame for the summary; publishes the state at most ``state_hz`` a second.
+        Both hold the faces whose track has started (those the events speak of): a face seen
+        once, perhaps a false one, is not yet "in view"."""
+        shown = [f for f in result.faces if getattr(f, "confirmed", True)]
+        faces = [face_state(f) for f in shown]
         self._period.add_frame(faces)
         hz = self.cfg.state_hz
         now = time.monotonic()
@@ -243,7 +246,7 @@ class MqttSink(Sink):
         ):
             return
         self._last_state = now
-        payload = state_message(result.frame.ts, self.device_id, result.faces)
+        payload = state_message(result.frame.ts, self.device_id, shown)
         info = self._client.publish(
             self.topics["state"], _json(payload), qos=0, retain=False, properties=self._state_props
         )
