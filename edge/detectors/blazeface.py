@@ -56,10 +56,12 @@ PHOTO_TILE_SIDE = 480
 #: picture already cropped to a face, someone leaning into a robot's camera: from about 70-85%
 #: of the picture's larger side), and shrunk to half it is well inside the sizes it finds.
 ZOOM_OUT = 0.5
-#: ... and only its faces of at least this share of the picture's larger side are kept (the
-#: plain search finds the smaller ones; in a view that coarse, smaller "faces" are mostly
-#: texture: one in a 12-megapixel scene, one beside a face turned 35 degrees).
-ZOOM_MIN_SHARE = 0.4
+#: ... and only its faces of at least this share of the picture's larger side are kept:
+#: shrunk to half, they are at least a tenth of the model's input, about the smallest it
+#: finds reliably; the plain search and the tiles find the smaller ones, and below that size
+#: the shrunk view's "faces" were texture (in a 12-megapixel scene, beside a face turned 20
+#: degrees). 0.4 until 2026-12-06, which missed a face of 24% half hidden by a hand.
+ZOOM_MIN_SHARE = 0.2
 
 
 def ssd_anchors(side: int, strides: tuple[int, ...], per_layer: int) -> np.ndarray:
