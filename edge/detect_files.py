@@ -481,7 +481,8 @@ def _video_writer(target: Path, fps: float, size: tuple[int, int]) -> cv2.VideoW
 
 
 def print_faces(path: Path, faces: list[dict[str, Any]]) -> None:
-    """Faces of one input as text: each face of an image, each track of a video."""
+    """Faces of one input as text: each face of an image, each track of a video that
+    started (as the daemon publishes them)."""
     if not faces:
         print(f"{path}: no faces")
         return
@@ -492,13 +493,17 @@ def print_faces(path: Path, faces: list[dict[str, Any]]) -> None:
             others = ", ".join(f"{k} {v:.0%}" for k, v in top)
             print(f"  {face['emotion']:<8} {face['score']:.0%}  box {face['box']}  ({others})")
         return
-    frames = {f["frame"] for f in faces}
-    print(f"{path}: faces in {len(frames)} frames")
+    n = len({f["frame"] for f in faces})
+    started = {f["track_id"] for f in faces if f.get("confirmed", True)}
+    none = "" if started else "; none seen often enough to start a track (tracker.min_hits)"
+    print(f"{path}: faces in {n} frame{'s' if n != 1 else ''}{none}")
     tracks: dict[int, dict[str, int]] = {}
     for face in faces:
         hist = tracks.setdefault(face["track_id"], {})
         hist[face["emotion"]] = hist.get(face["emotion"], 0) + 1
     for track_id, hist in sorted(tracks.items()):
+        if track_id not in started:  # never started: a face seen once or twice, not listed
+            continue
         total = sum(hist.values())
         parts = ", ".join(
             f"{k} {v / total:.0%}" for k, v in sorted(hist.items(), key=lambda kv: -kv[1])

@@ -117,11 +117,13 @@ class EventBuilder:
 
 
 def face_message(face: FaceLike) -> dict[str, Any]:
-    """A face with its scores (``deepfer detect --json``): ``track_id`` (when tracked),
+    """A face with its scores (``deepfer detect --json``): ``track_id`` and ``confirmed``
+    (when tracked: False while the face's track has not started, as for a face seen once),
     ``box``, ``emotion``, ``score``, ``scores``."""
     out: dict[str, Any] = {}
     if face.track_id is not None:
         out["track_id"] = int(face.track_id)
+        out["confirmed"] = bool(getattr(face, "confirmed", True))
     out.update(
         box=[int(v) for v in face.box],
         emotion=face.emotion,

@@ -5,9 +5,12 @@ frame's faces are written as they are found and never kept, so memory stays flat
 hours-long recording. What is kept is per *track* (a few numbers each) and the track's
 emotion as run-length segments (one entry per debounced change), both small.
 
-One row per face per frame: ``input, frame, t, track_id, x, y, w, h, emotion, score`` and
-one column per label (the model's seven scores), rounded as ``--json`` rounds them, so the
-two agree row by row. Images give rows with frame 0, t 0 and no track id.
+One row per face per frame: ``input, frame, t, track_id, confirmed, x, y, w, h, emotion,
+score`` and one column per label (the model's seven scores), rounded as ``--json`` rounds
+them, so the two agree row by row. ``confirmed`` is False while the face's track has not
+started (the daemon publishes such a face nowhere); a track that never starts, usually a
+false face seen once or twice, is left out of the summaries. Images give rows with frame 0,
+t 0 and no track id.
 """
 
 from __future__ import annotations
@@ -21,7 +24,19 @@ from pathlib import Path
 from typing import IO, Any
 
 #: Columns before the score columns (one per label) of a CSV row.
-BASE_COLUMNS = ("input", "frame", "t", "track_id", "x", "y", "w", "h", "emotion", "score")
+BASE_COLUMNS = (
+    "input",
+    "frame",
+    "t",
+    "track_id",
+    "confirmed",
+    "x",
+    "y",
+    "w",
+    "h",
+    "emotion",
+    "score",
+)
 
 
 def face_row(face: dict[str, Any]) -> dict[str, Any]:
@@ -32,6 +47,7 @@ def face_row(face: dict[str, Any]) -> dict[str, Any]:
         "frame": face.get("frame", 0),
         "t": face.get("t", 0.0),
         "track_id": face.get("track_id"),
+        "confirmed": face.get("confirmed"),
         "x": x,
         "y": y,
         "w": w,
@@ -85,6 +101,8 @@ class TrackSummary:
     score_sums: dict[str, float] = field(default_factory=dict)
     #: The track's emotion over time: ``[emotion, t_start, t_end]`` runs.
     segments: list[list] = field(default_factory=list)
+    #: Whether the track started (a face of it was confirmed); one that never did is left out.
+    confirmed: bool = False
 
     def add(self, t: float, emotion: str, scores: dict[str, float], gap_s: float) -> None:
         self.last_t = t
@@ -130,9 +148,11 @@ class TrackBook:
         if summary is None:
             summary = self.tracks[track_id] = TrackSummary(self.input, track_id, t, t)
         summary.add(t, face["emotion"], face["scores"], self.gap_s)
+        summary.confirmed = summary.confirmed or bool(face.get("confirmed", True))
 
     def summaries(self) -> list[TrackSummary]:
-        return [self.tracks[k] for k in sorted(self.tracks)]
+        """The tracks that started, in id order (with their frames before the start)."""
+        return [self.tracks[k] for k in sorted(self.tracks) if self.tracks[k].confirmed]
 
 
 SUMMARY_COLUMNS = (

@@ -62,6 +62,7 @@ def test_csv_and_jsonl_match_json_row_by_row(video, json_faces, tmp_path):
             "frame": face["frame"],
             "t": face["t"],
             "track_id": face["track_id"],
+            "confirmed": face["confirmed"],
             "x": x,
             "y": y,
             "w": w,
@@ -80,7 +81,8 @@ def test_summary_agrees_with_the_rows(video, json_faces, tmp_path):
         proc = deepfer("detect", video, "--summary", target, "--no-progress")
         assert proc.returncode == 0, proc.stderr
     tracks = json.loads(summary_json.read_text())
-    ids = sorted({f["track_id"] for f in json_faces})
+    ids = sorted({f["track_id"] for f in json_faces if f["confirmed"]})
+    assert ids == [1]
     assert [t["track_id"] for t in tracks] == ids
     for track in tracks:
         faces = [f for f in json_faces if f["track_id"] == track["track_id"]]
@@ -96,6 +98,34 @@ def test_summary_agrees_with_the_rows(video, json_faces, tmp_path):
     assert [int(r["track_id"]) for r in rows] == ids
     assert rows[0]["dominant_emotion"] == tracks[0]["dominant_emotion"]
     assert float(rows[0]["mean_happy"]) == tracks[0]["mean_scores"]["happy"]
+
+
+def test_a_face_seen_once_is_in_the_rows_but_no_track(media_dir, tmp_path):
+    """Justin's photo flashes up for one frame of 30 in an empty room: the frame's row says
+    the face was not confirmed (its track never started), and no summary, timeline or
+    printout lists a track for it, as the daemon would publish none."""
+    room = cv2.resize(cv2.imread(str(media_dir / "no-faces.jpg")), (640, 480))
+    justin = cv2.resize(cv2.imread(str(media_dir / "justin.jpg")), (640, 480))
+    clip = tmp_path / "flash.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 30, (640, 480))
+    for i in range(30):
+        writer.write(justin if i == 15 else room)
+    writer.release()
+    proc = deepfer("detect", clip, "--json")
+    assert proc.returncode == 0, proc.stderr
+    faces = json.loads(proc.stdout)
+    assert [(f["frame"], f["confirmed"]) for f in faces] == [(15, False)]
+    out, summary = tmp_path / "rows.csv", tmp_path / "tracks.json"
+    proc = deepfer("detect", clip, "--csv", out, "--summary", summary)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"{clip}: 30 frames, 1 face, 0 tracks"
+    assert [(r["frame"], r["confirmed"]) for r in read_csv(out)] == [("15", "False")]
+    assert json.loads(summary.read_text()) == []
+    proc = deepfer("detect", clip)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == (
+        f"{clip}: faces in 1 frame; none seen often enough to start a track (tracker.min_hits)"
+    )
 
 
 def test_every_samples_frames(video, tmp_path):
