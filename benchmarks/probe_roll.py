@@ -82,7 +82,7 @@ def media_agreement(config, backend, classifier, folder, every, angles, threshol
     faces = {a: 0 for a in angles}
     for _, image in pictures(folder, every):
         frame = frame_from_image(image)
-        boxes, rolls = pipeline.detect(frame)
+        boxes, rolls, _ = pipeline.detect(frame)
         if not len(boxes):
             continue
         reading = pipeline.classify(frame, boxes, rolls).argmax(1)
@@ -90,7 +90,7 @@ def media_agreement(config, backend, classifier, folder, every, angles, threshol
         for a in agree:
             m = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), a, 1.0)
             turned_frame = frame_from_image(turned(image, a))
-            tb, tr = pipeline.detect(turned_frame)
+            tb, tr, _ = pipeline.detect(turned_frame)
             centres = np.c_[boxes[:, :2] + boxes[:, 2:] / 2.0, np.ones(len(boxes))] @ m.T
             tc = tb[:, :2] + tb[:, 2:] / 2.0
             for i, c in enumerate(centres):

@@ -153,6 +153,16 @@ def box_offset(ref: Sequence[float], box: Sequence[float]) -> np.ndarray:
     )
 
 
+def face_turn(eye_a, eye_b, mouth) -> float:
+    """Degrees a face is turned on screen, from where its mouth lies below its eyes (image
+    coordinates, y down): 0 upright, positive turned clockwise (90: lying on its side, chin to
+    the left of the picture), 180 upside down. ``mouth``: one point, or several (the corners)
+    averaged."""
+    eyes = (np.asarray(eye_a, float) + np.asarray(eye_b, float)) / 2.0
+    dx, dy = np.asarray(mouth, float).reshape(-1, 2).mean(axis=0) - eyes
+    return float(np.degrees(np.arctan2(-dx, dy)))
+
+
 def eye_roll(a, b) -> float:
     """Degrees of the line between two eye points (either order), image coordinates (y down):
     0 for level eyes, positive when the eye on the right of the picture is lower."""

@@ -30,18 +30,23 @@ next one with pixels is.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 
 from deepfer.edge.boxes import NO_BOXES, iou, nms
+from deepfer.edge.camera_turn import TurnHint
 from deepfer.edge.capture.frame import Frame, frame_from_image
 from deepfer.edge.detectors.base import Detection, Detector
 from deepfer.edge.near_framing import NearFraming
 from deepfer.edge.preprocess import crop_face, normalise_light
 from deepfer.edge.tracker import Tracker, TrackEvent
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -60,6 +65,17 @@ class Face:
     scores: dict[str, float] = field(default_factory=dict)
     track_id: int | None = None
     confirmed: bool = True
+
+
+class Detected(NamedTuple):
+    """What :meth:`FacePipeline.detect` found: boxes ``(n, 4)`` int32 in frame pixels, each
+    face's lean ``(n,)`` in degrees (:attr:`Detection.roll`; 0 where the detector gives no
+    eyes) and its turn ``(n,)`` (:attr:`Detection.turn`; NaN where it gives no eyes and
+    mouth)."""
+
+    boxes: np.ndarray
+    rolls: np.ndarray
+    turns: np.ndarray
 
 
 @dataclass
@@ -144,6 +160,9 @@ class FacePipeline:
         #: Seconds of stream time between detections (0: every frame).
         self.detect_interval = 1.0 / detect_fps if detect_fps > 0 else 0.0
         self.carried = 0  # frames served from the tracks, without detection
+        #: Faces leaning a quarter turn, detection after detection: a camera on its side
+        #: (said once in the log; detectors with eye keypoints only).
+        self.turn_hint = TurnHint() if detector.mouth is not None else None
         self._detections = Interval(self.detect_interval if tracker is not None else 0.0)
 
     @classmethod
@@ -186,9 +205,8 @@ class FacePipeline:
 
     # -- stages ---------------------------------------------------------------------------
 
-    def detect(self, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
-        """Face boxes in frame pixels, ``(n, 4)`` int32, and each face's lean ``(n,)`` in
-        degrees (:attr:`Detection.roll`; 0 where the detector gives no eyes)."""
+    def detect(self, frame: Frame) -> Detected:
+        """The faces of a frame: boxes, leans and turns (:class:`Detected`)."""
         tried: set[int] = set()  # tracks already searched near on this frame
         if self._near_possible():
             tracks = self.tracker.tracks
@@ -319,7 +337,16 @@ class FacePipeline:
             return self._carry(frame)
         self._detections.mark(frame.t)
         t0 = time.perf_counter()
-        boxes, rolls = self.detect(frame)
+        boxes, rolls, turns = self.detect(frame)
+        if self.turn_hint is not None and (turn := self.turn_hint.observe(turns)):
+            log.warning(
+                "most faces lie on their side (turned %d degrees or more the same way): if "
+                "the camera is on its side, set source.rotate = %d (--rotate %d) to turn its "
+                "picture upright",
+                self.turn_hint.lean,
+                turn,
+                turn,
+            )
         t1 = time.perf_counter()
         scores = self.classify(frame, boxes, rolls)
         t2 = time.perf_counter()
@@ -392,16 +419,16 @@ def _match(box, found: list[Detection], threshold: float) -> Detection | None:
     return best
 
 
-def _boxes(found: list[Detection], merge: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Detections as ``(n, 4)`` int32 boxes and ``(n,)`` rolls; ``merge``: one per face
-    (several searches)."""
+def _boxes(found: list[Detection], merge: bool = False) -> Detected:
+    """Detections as :class:`Detected`; ``merge``: one per face (several searches)."""
     if not found:
-        return NO_BOXES, np.zeros(0)
+        return Detected(NO_BOXES, np.zeros(0), np.zeros(0))
     boxes = np.array([d.box for d in found], np.int32).reshape(-1, 4)
     rolls = np.array([d.roll for d in found], float)
+    turns = np.array([np.nan if d.turn is None else d.turn for d in found], float)
     if merge and len(boxes) > 1:
         scores = np.array([d.score for d in found], np.float32)
         scores = None if np.all(scores == scores[0]) else scores
         keep = np.sort(nms(boxes, scores))
-        boxes, rolls = boxes[keep], rolls[keep]
-    return boxes, rolls
+        boxes, rolls, turns = boxes[keep], rolls[keep], turns[keep]
+    return Detected(boxes, rolls, turns)

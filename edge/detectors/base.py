@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from deepfer.edge.boxes import crop_box, eye_roll, scale_boxes
+from deepfer.edge.boxes import crop_box, eye_roll, face_turn, scale_boxes
 from deepfer.edge.capture.frame import Frame
 from deepfer.edge.preprocess import to_gray
 
@@ -24,12 +24,15 @@ class Detection:
     gives none), ``keypoints`` an ``(n, 2)`` float array in frame pixels (YuNet: eyes, nose
     tip, mouth corners) or None; ``roll`` the angle of the line between the eyes in degrees
     (image coordinates, y down: positive when the face leans clockwise on screen), 0 when the
-    backend gives no eyes."""
+    backend gives no eyes; ``turn`` how far the face is turned clockwise on screen from where
+    its mouth lies below its eyes (:func:`deepfer.edge.boxes.face_turn`; 90: lying on its
+    side), None when the backend gives no eyes and mouth."""
 
     box: tuple[int, int, int, int]
     score: float = 1.0
     keypoints: np.ndarray | None = None
     roll: float = 0.0
+    turn: float | None = None
 
 
 @dataclass
@@ -58,6 +61,8 @@ class Detector:
     crop = (1.0, 0.0, 0.0)
     #: Which two of the backend's keypoints are the eyes (either order), or None.
     eyes: tuple[int, int] | None = None
+    #: Which of its keypoints mark the mouth (its centre, or the corners), or None.
+    mouth: tuple[int, ...] | None = None
     #: True where a box already is the crop the classifier sees (``whole.py``): no margin,
     #: no second framing (``model.crop_jitter``).
     boxes_are_crops = False
@@ -79,14 +84,14 @@ class Detector:
         """Faces of a frame (or a BGR/gray image), at least ``min_size`` frame pixels wide."""
         gray, sx, sy = _plane(frame)
         min_gray = int(round(min_size / sx)) if min_size else 0
-        return _detections(self.find(gray, min_gray, coarse), sx, sy, self.eyes)
+        return _detections(self.find(gray, min_gray, coarse), sx, sy, self.eyes, self.mouth)
 
     def detect_near(self, frame: Frame | np.ndarray, box) -> list[Detection]:
         """Faces about the size of ``box`` (frame pixels) around it."""
         gray, sx, sy = _plane(frame)
         x, y, w, h = (float(v) for v in box[:4])
         found = self.find_near(gray, (x / sx, y / sy, w / sx, h / sy))
-        return _detections(found, sx, sy, self.eyes)
+        return _detections(found, sx, sy, self.eyes, self.mouth)
 
     def crop_box(self, box, scale: float = 1.0) -> tuple[int, int, int, int]:
         """``box`` (frame pixels) -> the square to crop for the classifier (see :attr:`crop`),
@@ -105,17 +110,19 @@ def _plane(frame: Frame | np.ndarray) -> tuple[np.ndarray, float, float]:
     return to_gray(np.asarray(frame)), 1.0, 1.0
 
 
-def _detections(found: Found, sx: float, sy: float, eyes=None) -> list[Detection]:
+def _detections(found: Found, sx: float, sy: float, eyes=None, mouth=None) -> list[Detection]:
     boxes = scale_boxes(found.boxes, sx, sy)
     out = []
     for i, box in enumerate(boxes):
         score = 1.0 if found.scores is None else float(found.scores[i])
-        points, roll = None, 0.0
+        points, roll, turn = None, 0.0, None
         if found.keypoints is not None:
             points = np.asarray(found.keypoints[i], np.float32).reshape(-1, 2) * (sx, sy)
             if eyes is not None:
                 roll = eye_roll(points[eyes[0]], points[eyes[1]])
-        out.append(Detection(tuple(int(v) for v in box), score, points, roll))
+                if mouth is not None:
+                    turn = face_turn(points[eyes[0]], points[eyes[1]], points[list(mouth)])
+        out.append(Detection(tuple(int(v) for v in box), score, points, roll, turn))
     return out
 
 

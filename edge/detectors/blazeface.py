@@ -155,6 +155,7 @@ class BlazeFaceDetector(Detector):
     # measured by benchmarks/measure_crop_mapping.py (see docs/edge.md)
     crop = (0.976, 0.0, -0.047)
     eyes = (0, 1)
+    mouth = (3,)
     default_score = 0.5
     #: The square searched around a tracked face, in face sides.
     NEAR_SIDE = 2.0

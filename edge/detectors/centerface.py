@@ -27,6 +27,7 @@ class CenterFaceDetector(Detector):
     # measured by benchmarks/measure_crop_mapping.py (see docs/edge.md)
     crop = (0.842, -0.018, -0.016)
     eyes = (0, 1)
+    mouth = (3, 4)
     default_score = 0.5
 
     def __init__(

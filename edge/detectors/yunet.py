@@ -28,6 +28,7 @@ class YuNetDetector(Detector):
 
     name = "yunet"
     eyes = (0, 1)
+    mouth = (3, 4)
 
     def __init__(
         self,

@@ -15,7 +15,7 @@ LAYERS = [
     {"preprocess", "boxes", "netaddr", "messages", "stats", "progress", "recording"},
     {"config"},
     {"capture"},
-    {"model", "detectors", "tracker", "near_framing", "drawing"},
+    {"model", "detectors", "tracker", "near_framing", "camera_turn", "drawing"},
     {"pipeline"},
     {"outputs", "timeline", "recognizer"},
     {"daemon", "detect_files", "demo"},

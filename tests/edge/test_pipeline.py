@@ -342,7 +342,7 @@ def test_each_face_is_classified_on_two_framings_averaged(media_dir, classifier)
     frame = frame_from_image(photo)
     pipeline = make_pipeline(classifier, track=False)
     assert pipeline.crop_jitter == Config().model.crop_jitter == 0.06
-    boxes, _ = pipeline.detect(frame)
+    boxes = pipeline.detect(frame).boxes
     assert len(boxes) == 1
     s, dx, dy = pipeline.detector.crop
     by_hand = []
@@ -373,14 +373,14 @@ def test_a_tilted_face_is_classified_level(media_dir, classifier):
     pipeline = make_pipeline(classifier, track=False, backend="blazeface")
     assert pipeline.level_above == Config().model.level_above == 10.0
     upright = frame_from_image(photo)
-    boxes, rolls = pipeline.detect(upright)
+    boxes, rolls, _ = pipeline.detect(upright)
     assert len(boxes) == 1 and abs(rolls[0]) < 10
     x, y, w, h = boxes[0]
     turn = cv2.getRotationMatrix2D((x + w / 2, y + h / 2), 30, 1.0)  # about the face
     tilted = frame_from_image(
         cv2.warpAffine(photo, turn, photo.shape[1::-1], borderMode=cv2.BORDER_REPLICATE)
     )
-    tilted_boxes, tilted_rolls = pipeline.detect(tilted)
+    tilted_boxes, tilted_rolls, _ = pipeline.detect(tilted)
     assert len(tilted_boxes) == 1 and -40 < tilted_rolls[0] - rolls[0] < -20
     reference = pipeline.crops(upright, boxes).astype(float)
     as_is = pipeline.crops(tilted, tilted_boxes).astype(float)
