@@ -160,8 +160,8 @@ class FacePipeline:
         #: Seconds of stream time between detections (0: every frame).
         self.detect_interval = 1.0 / detect_fps if detect_fps > 0 else 0.0
         self.carried = 0  # frames served from the tracks, without detection
-        #: Faces leaning a quarter turn, detection after detection: a camera on its side
-        #: (said once in the log; detectors with eye keypoints only).
+        #: Faces lying on their side, or found better in the picture turned: a camera on its
+        #: side or upside down (said once in the log; detectors with eye and mouth keypoints).
         self.turn_hint = TurnHint() if detector.mouth is not None else None
         self._detections = Interval(self.detect_interval if tracker is not None else 0.0)
 
@@ -338,15 +338,8 @@ class FacePipeline:
         self._detections.mark(frame.t)
         t0 = time.perf_counter()
         boxes, rolls, turns = self.detect(frame)
-        if self.turn_hint is not None and (turn := self.turn_hint.observe(turns)):
-            log.warning(
-                "most faces lie on their side (turned %d degrees or more the same way): if "
-                "the camera is on its side, set source.rotate = %d (--rotate %d) to turn its "
-                "picture upright",
-                self.turn_hint.lean,
-                turn,
-                turn,
-            )
+        if self.turn_hint is not None:
+            self._watch_turn(frame, turns)
         t1 = time.perf_counter()
         scores = self.classify(frame, boxes, rolls)
         t2 = time.perf_counter()
@@ -359,6 +352,23 @@ class FacePipeline:
         t3 = time.perf_counter()
         timings = {"detect": (t1 - t0) * 1e3, "classify": (t2 - t1) * 1e3, "track": (t3 - t2) * 1e3}
         return FrameResult(frame, faces, events, timings)
+
+    def _watch_turn(self, frame: Frame, turns: np.ndarray) -> None:
+        """Log once when the faces say the camera is turned (``camera_turn.py``)."""
+        hint = self.turn_hint
+        why = "most faces lie on their side"
+        rotate = hint.observe(turns)
+        if rotate is None and hint.probe_due(frame.t):
+            why = "faces are found better in the picture turned so"
+            rotate = hint.probe(frame.gray, self.detector, frame.t)
+        if rotate is not None:
+            log.warning(
+                "the camera looks turned (%s): if it is mounted on its side or upside down, "
+                "set source.rotate = %d (--rotate %d) to turn its picture upright",
+                why,
+                rotate,
+                rotate,
+            )
 
     def _detection_due(self, frame: Frame) -> bool:
         """Detect on this frame? Always without a tracker or an interval; else when the

@@ -78,6 +78,11 @@ class Detector:
         """Faces about the size of ``box`` (``gray`` pixels) around it; default: a full search."""
         return self.find(gray)
 
+    def find_plain(self, gray: np.ndarray) -> Found:
+        """One search of the whole picture that changes nothing in the detector (no turn of
+        a sweep of tiles): a side check such as the camera's turn. Default: :meth:`find`."""
+        return self.find(gray)
+
     def detect(
         self, frame: Frame | np.ndarray, min_size: int = 0, coarse: bool = False
     ) -> list[Detection]:

@@ -307,6 +307,9 @@ class BlazeFaceDetector(Detector):
         boxes[:, :2] += (x0, y0)
         return boxes, scores, points + (x0, y0)
 
+    def find_plain(self, gray: np.ndarray) -> Found:
+        return self._merge([self._raw(gray)], 0)
+
     def find_near(self, gray: np.ndarray, box) -> Found:
         if self.near_net is None:
             return self.find(gray)

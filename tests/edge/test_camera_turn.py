@@ -1,5 +1,6 @@
-"""A camera on its side is hinted (`source.rotate`), from real faces found by the real
-detectors in woman2.mp4 turned a quarter; faces that only lean (35 and 45 degrees) are not."""
+"""A camera on its side or upside down is hinted (`source.rotate`), from real faces found by
+the real detector in woman2.mp4 turned; faces that only lean (35 and 45 degrees), and the
+upright clip, are not."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from cli_subprocess import deepfer
 
 from deepfer.edge.boxes import face_turn
-from deepfer.edge.camera_turn import LEAN, WINDOW, TurnHint
+from deepfer.edge.camera_turn import LEAN, PROBE_S, WINDOW, TurnHint
 from deepfer.edge.capture.frame import frame_from_image
 from deepfer.edge.config import Config
 from deepfer.edge.detectors import files, make_detector
@@ -22,7 +23,7 @@ from deepfer.edge.pipeline import FacePipeline
 needs_blazeface = pytest.mark.skipif(
     not files.available("blazeface-full"), reason="run `deepfer detectors install`"
 )
-HINT = "if the camera is on its side, set source.rotate"
+HINT = "set source.rotate"
 
 
 def test_face_turn_reads_where_the_mouth_lies_from_the_eyes():
@@ -49,12 +50,16 @@ def test_the_hint_waits_for_most_of_a_window_and_speaks_once():
 
 
 def quarter_clip(media_dir, tmp_path, turn, frames=60):
-    """The first frames of woman2.mp4 turned (a cv2.rotate code, or degrees about the centre)."""
+    """woman2.mp4's frames (looped for more than its 464) turned: a cv2.rotate code, or
+    degrees about the centre."""
     cap = cv2.VideoCapture(str(media_dir / "woman2.mp4"))
     path = tmp_path / f"turned-{turn}.mp4"
     writer = None
     for _ in range(frames):
         ok, frame = cap.read()
+        if not ok:
+            cap = cv2.VideoCapture(str(media_dir / "woman2.mp4"))
+            ok, frame = cap.read()
         assert ok
         if isinstance(turn, float):
             h, w = frame.shape[:2]
@@ -100,6 +105,31 @@ def test_the_daemons_pipeline_hints_the_other_way_once(media_dir, tiny_tflite_mo
     hints = [r.getMessage() for r in caplog.records if HINT in r.getMessage()]
     assert len(hints) == 1 and f"{HINT} = 90 (--rotate 90)" in hints[0]
     assert pipeline.turn_hint.given == 90
+
+
+@needs_blazeface
+def test_an_upside_down_camera_is_named_by_the_turned_searches(media_dir, tmp_path):
+    """Upside down, the faces' keypoints read upright; the searches of the picture turned
+    each quarter every PROBE_S seconds find the face best turned 180 degrees (20 s here)."""
+    upside = quarter_clip(media_dir, tmp_path, cv2.ROTATE_180, frames=600)
+    proc = deepfer("detect", upside, "--every", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert "faces are found better in the picture turned so" in proc.stderr
+    assert f"{HINT} = 180 (--rotate 180)" in proc.stderr
+    upright = deepfer("detect", upside, "--every", "3", "--rotate", "180")
+    assert upright.returncode == 0 and HINT not in upright.stderr
+    original = deepfer("detect", media_dir / "woman2.mp4", "--every", "3")  # 15 s upright
+    assert original.returncode == 0 and HINT not in original.stderr
+
+
+def test_probes_are_spaced_in_stream_time():
+    hint = TurnHint()
+    assert hint.probe_due(0.0)
+    hint._last_probe = 0.0
+    assert not hint.probe_due(PROBE_S / 2) and hint.probe_due(PROBE_S)
+    assert hint.probe_due(-1.0)  # time went back: a looped file, a new camera
+    hint.given = 180
+    assert not hint.probe_due(100.0)  # said once: no more searches
 
 
 def test_detectors_without_a_mouth_are_never_hinted(tiny_tflite_model):
