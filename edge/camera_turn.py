@@ -11,15 +11,20 @@ on 16% of frames upside down and 56-70% on its side, ``bench_rotate.json``). Two
   their heads that far over for seconds, so when :data:`SHARE` of the last :data:`WINDOW`
   faces lie :data:`LEAN` degrees or more over the same way, the camera is on its side. It
   costs nothing (the keypoints come with every detection).
-* **Faces found better in a turned picture** (upside down too, where the detectors read the
-  few faces they find as upright). Every :data:`PROBE_S` seconds of stream time the detector
-  searches the whole picture once as it is and once turned each quarter
-  (:meth:`Detector.find_plain`: four searches, about 1% of a core at 5 detections a second).
-  BlazeFace scores woman2's face 0.93 upright and at most 0.61 turned a quarter, nothing
-  upside down; so a turn whose best face scores :data:`FACE_SCORE` or more and
-  :data:`MARGIN` above the picture as it is wins that probe. Upright, no turn won a probe on
-  woman2 or a dim registry clip; turned 180 or 90 degrees, the turn back won every one. When
-  one turn wins :data:`WINS` of the last :data:`PROBES` probes, it is named.
+* **Faces found better upside down** (where the detectors read the few faces they find as
+  upright, so the first sign is blind). Every :data:`PROBE_S` seconds of stream time the
+  detector searches the whole picture once as it is and once turned 180 degrees
+  (:meth:`Detector.find_plain`). BlazeFace scores woman2's face 0.93 upright and nothing
+  upside down, so the turned picture wins a search when its best face scores
+  :data:`FACE_SCORE` or more and :data:`MARGIN` above the picture as it is, and the camera
+  is upside down when it wins :data:`WINS` of the last :data:`PROBES` searches. The picture
+  as it is wins when its best face scores FACE_SCORE or more and more than turned; after
+  :data:`UPRIGHT` such searches the camera is taken to be upright and the searches stop (on
+  woman2: 3 searches, 6 model runs, in all). A search that finds no face either way (an empty
+  room) waits twice as long for the next, up to :data:`PROBE_MAX_S`, so an empty scene
+  costs next to nothing; a face found brings the wait back to PROBE_S. Upright, the turned
+  picture won no search on woman2, the registry clips or small and tiny copies of woman2;
+  upside down (woman2, a dim registry clip) it won every one.
 """
 
 from __future__ import annotations
@@ -37,36 +42,36 @@ WINDOW = 25
 LEAN = 65.0
 #: ... and the camera is on its side when this share of the last WINDOW faces lie one way.
 SHARE = 0.8
-#: Seconds of stream time between probes of the turned picture.
+#: Seconds of stream time between searches of the picture turned upside down ...
 PROBE_S = 2.0
-#: A turn wins a probe when its best face scores at least this ...
+#: ... and at most this long after searches that found no face either way.
+PROBE_MAX_S = 30.0
+#: The turned picture wins a search when its best face scores at least this ...
 FACE_SCORE = 0.7
 #: ... and this much more than the best face of the picture as it is.
 MARGIN = 0.1
-#: The last this many probes decide; a turn is named when it won this many of them.
-PROBES = 10
-WINS = 8
-#: source.rotate (clockwise turns) -> the cv2.rotate code that turns a picture so.
-ROTATIONS = {
-    90: cv2.ROTATE_90_CLOCKWISE,
-    180: cv2.ROTATE_180,
-    270: cv2.ROTATE_90_COUNTERCLOCKWISE,
-}
+#: The last this many searches decide; upside down when the turned picture won this many.
+PROBES = 6
+WINS = 5
+#: After this many searches won by the picture as it is, it is taken to be upright.
+UPRIGHT = 3
 
 
 class TurnHint:
     """Watches a camera's faces for a sign that the camera is turned. :meth:`observe` takes
     each detection's faces' turns (:attr:`Detection.turn`: degrees, positive turned
-    clockwise on screen; NaN, no keypoints, is skipped); :meth:`probe` searches a picture
-    turned each way. Each returns the clockwise turn to suggest (``source.rotate``: 90, 180
-    or 270) the first time the signs call for it, and None otherwise (and ever after)."""
+    clockwise on screen; NaN, no keypoints, is skipped); :meth:`probe` searches a picture as
+    it is and upside down. Each returns the clockwise turn to suggest (``source.rotate``: 90,
+    180 or 270) the first time the signs call for it, and None otherwise (and ever after)."""
 
     def __init__(self, window: int = WINDOW, lean: float = LEAN, share: float = SHARE):
         self.lean = lean
         self.need = max(1, round(share * window))
         self._signs: deque[int] = deque(maxlen=window)
-        self._wins: deque[int | None] = deque(maxlen=PROBES)
+        self._wins: deque[bool] = deque(maxlen=PROBES)
+        self._upright = 0
         self._last_probe: float | None = None
+        self._wait = PROBE_S
         self.given: int | None = None
 
     def observe(self, turns: Iterable[float]) -> int | None:
@@ -83,31 +88,37 @@ class TurnHint:
                 return self._give(rotate)
         return None
 
+    @property
+    def probing(self) -> bool:
+        """Whether the upside-down searches go on (not once a turn is named, nor once the
+        picture is taken to be upright)."""
+        return self.given is None and self._upright < UPRIGHT
+
     def probe_due(self, t: float) -> bool:
-        """A probe on a frame at stream time ``t``? (Every PROBE_S seconds; again at once
-        when time goes back: a looped file, a new camera.)"""
-        if self.given is not None:
-            return False
+        """A search of the turned picture on a frame at stream time ``t``? (After the wait;
+        at once when time goes back: a looped file, a new camera.)"""
         last = self._last_probe
-        return last is None or t < last or t - last >= PROBE_S - 1e-3
+        return self.probing and (last is None or t < last or t - last >= self._wait - 1e-3)
 
     def probe(self, gray: np.ndarray, detector, t: float) -> int | None:
-        """Search ``gray`` (the detection plane) as it is and turned each quarter with
-        ``detector.find_plain``; the turn that wins (see the module's text), if any, is
-        recorded."""
+        """Search ``gray`` (the detection plane) as it is and upside down with
+        ``detector.find_plain``, and record which won (see the module's text)."""
         self._last_probe = t
 
         def best(image: np.ndarray) -> float:
             scores = detector.find_plain(np.ascontiguousarray(image)).scores
             return float(scores.max()) if scores is not None and len(scores) else 0.0
 
-        as_is = best(gray)
-        turned = {r: best(cv2.rotate(gray, code)) for r, code in ROTATIONS.items()}
-        rotate, score = max(turned.items(), key=lambda kv: kv[1])
-        won = score >= FACE_SCORE and score >= as_is + MARGIN
-        self._wins.append(rotate if won else None)
-        if won and sum(w == rotate for w in self._wins) >= WINS:
-            return self._give(rotate)
+        as_is, turned = best(gray), best(cv2.rotate(gray, cv2.ROTATE_180))
+        if max(as_is, turned) < FACE_SCORE:  # no face either way: wait longer
+            self._wait = min(PROBE_MAX_S, 2 * self._wait)
+            return None
+        self._wait = PROBE_S
+        won = turned >= as_is + MARGIN
+        self._wins.append(won)
+        self._upright += as_is > turned
+        if won and sum(self._wins) >= WINS:
+            return self._give(180)
         return None
 
     def _give(self, rotate: int) -> int:

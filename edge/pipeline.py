@@ -359,7 +359,7 @@ class FacePipeline:
         why = "most faces lie on their side"
         rotate = hint.observe(turns)
         if rotate is None and hint.probe_due(frame.t):
-            why = "faces are found better in the picture turned so"
+            why = "faces are found better in the picture upside down"
             rotate = hint.probe(frame.gray, self.detector, frame.t)
         if rotate is not None:
             log.warning(

@@ -13,7 +13,7 @@ import pytest
 from cli_subprocess import deepfer
 
 from deepfer.edge.boxes import face_turn
-from deepfer.edge.camera_turn import LEAN, PROBE_S, WINDOW, TurnHint
+from deepfer.edge.camera_turn import LEAN, PROBE_S, UPRIGHT, WINDOW, TurnHint
 from deepfer.edge.capture.frame import frame_from_image
 from deepfer.edge.config import Config
 from deepfer.edge.detectors import files, make_detector
@@ -109,12 +109,12 @@ def test_the_daemons_pipeline_hints_the_other_way_once(media_dir, tiny_tflite_mo
 
 @needs_blazeface
 def test_an_upside_down_camera_is_named_by_the_turned_searches(media_dir, tmp_path):
-    """Upside down, the faces' keypoints read upright; the searches of the picture turned
-    each quarter every PROBE_S seconds find the face best turned 180 degrees (20 s here)."""
+    """Upside down, the faces' keypoints read upright; the searches of the picture as it is
+    and upside down every PROBE_S seconds find the face only upside down (20 s here)."""
     upside = quarter_clip(media_dir, tmp_path, cv2.ROTATE_180, frames=600)
     proc = deepfer("detect", upside, "--every", "3")
     assert proc.returncode == 0, proc.stderr
-    assert "faces are found better in the picture turned so" in proc.stderr
+    assert "faces are found better in the picture upside down" in proc.stderr
     assert f"{HINT} = 180 (--rotate 180)" in proc.stderr
     upright = deepfer("detect", upside, "--every", "3", "--rotate", "180")
     assert upright.returncode == 0 and HINT not in upright.stderr
@@ -122,14 +122,29 @@ def test_an_upside_down_camera_is_named_by_the_turned_searches(media_dir, tmp_pa
     assert original.returncode == 0 and HINT not in original.stderr
 
 
-def test_probes_are_spaced_in_stream_time():
+@needs_blazeface
+def test_the_upside_down_searches_stop_once_upright_and_slow_down_in_an_empty_room(media_dir):
+    config = Config()
+    config.detector.backend = "blazeface"
+    detector = make_detector(config.detector)
+    justin = cv2.cvtColor(cv2.imread(str(media_dir / "justin.jpg")), cv2.COLOR_BGR2GRAY)
     hint = TurnHint()
-    assert hint.probe_due(0.0)
-    hint._last_probe = 0.0
-    assert not hint.probe_due(PROBE_S / 2) and hint.probe_due(PROBE_S)
-    assert hint.probe_due(-1.0)  # time went back: a looped file, a new camera
-    hint.given = 180
-    assert not hint.probe_due(100.0)  # said once: no more searches
+    t = 0.0
+    for _ in range(UPRIGHT):  # a face, upright: the picture as it is wins
+        assert hint.probe_due(t)
+        assert hint.probe(justin, detector, t) is None
+        assert not hint.probe_due(t + PROBE_S / 2)
+        t += PROBE_S
+    assert not hint.probing and not hint.probe_due(t + 100)  # taken to be upright: no more
+    room = cv2.cvtColor(cv2.imread(str(media_dir / "no-faces.jpg")), cv2.COLOR_BGR2GRAY)
+    empty = TurnHint()
+    due = []
+    for k in range(40):  # 20 s, a frame every 0.5 s
+        if empty.probe_due(k * 0.5):
+            empty.probe(room, detector, k * 0.5)
+            due.append(k * 0.5)
+    assert due == [0.0, 4.0, 12.0]  # no face either way: 2 x the wait each time
+    assert empty.probing and empty.probe_due(-1.0)  # time went back: a looped file
 
 
 def test_detectors_without_a_mouth_are_never_hinted(tiny_tflite_model):
