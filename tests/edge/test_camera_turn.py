@@ -110,16 +110,14 @@ def test_the_daemons_pipeline_hints_the_other_way_once(media_dir, tiny_tflite_mo
 @needs_blazeface
 def test_an_upside_down_camera_is_named_by_the_turned_searches(media_dir, tmp_path):
     """Upside down, the faces' keypoints read upright; the searches of the picture as it is
-    and upside down every PROBE_S seconds find the face only upside down (20 s here)."""
-    upside = quarter_clip(media_dir, tmp_path, cv2.ROTATE_180, frames=600)
+    and upside down every PROBE_S seconds find the face only upside down (12 s here)."""
+    upside = quarter_clip(media_dir, tmp_path, cv2.ROTATE_180, frames=360)
     proc = deepfer("detect", upside, "--every", "3")
     assert proc.returncode == 0, proc.stderr
     assert "faces are found better in the picture upside down" in proc.stderr
     assert f"{HINT} = 180 (--rotate 180)" in proc.stderr
-    upright = deepfer("detect", upside, "--every", "3", "--rotate", "180")
+    upright = deepfer("detect", upside, "--every", "3", "--rotate", "180")  # 12 s upright
     assert upright.returncode == 0 and HINT not in upright.stderr
-    original = deepfer("detect", media_dir / "woman2.mp4", "--every", "3")  # 15 s upright
-    assert original.returncode == 0 and HINT not in original.stderr
 
 
 @needs_blazeface
