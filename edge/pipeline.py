@@ -132,6 +132,7 @@ class FacePipeline:
         near_search: bool = True,
         level_above: float = 90.0,
         normalise_light: bool = False,
+        watch_turn: bool = True,
     ):
         self.detector = detector
         self.classifier = classifier
@@ -161,8 +162,10 @@ class FacePipeline:
         self.detect_interval = 1.0 / detect_fps if detect_fps > 0 else 0.0
         self.carried = 0  # frames served from the tracks, without detection
         #: Faces lying on their side, or found better in the picture turned: a camera on its
-        #: side or upside down (said once in the log; detectors with eye and mouth keypoints).
-        self.turn_hint = TurnHint() if detector.mouth is not None else None
+        #: side or upside down (said once in the log; one camera's stream of frames, with a
+        #: detector that gives eye and mouth keypoints; not photos, each a picture of its own).
+        stream = watch_turn and tracker is not None and detector.mouth is not None
+        self.turn_hint = TurnHint() if stream else None
         self._detections = Interval(self.detect_interval if tracker is not None else 0.0)
 
     @classmethod
@@ -201,6 +204,7 @@ class FacePipeline:
             rescan_s=config.detector.rescan_s,
             detect_fps=0.0 if every_frame else config.detector.fps,
             near_search=not stills,
+            watch_turn=not stills,
         )
 
     # -- stages ---------------------------------------------------------------------------

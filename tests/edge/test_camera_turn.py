@@ -153,3 +153,15 @@ def test_detectors_without_a_mouth_are_never_hinted(tiny_tflite_model):
     )
     assert pipeline.turn_hint is None
     pipeline.process(np.zeros((120, 160, 3), np.uint8))  # runs as before
+
+
+@needs_blazeface
+def test_photos_are_not_watched(tiny_tflite_model):
+    """A photo is a picture of its own, not a camera's stream: no hint, no extra searches."""
+    config = Config()
+    config.detector.backend = "blazeface"
+    detector, classifier = make_detector(config.detector), EmotionClassifier(tiny_tflite_model)
+    for track, stills in ((False, False), (True, True)):
+        pipeline = FacePipeline.from_config(config, classifier, detector, track, stills=stills)
+        assert pipeline.turn_hint is None
+    assert FacePipeline.from_config(config, classifier, detector).turn_hint is not None
