@@ -8,7 +8,9 @@ Keras fixtures here skip when Keras is not installed."""
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -37,6 +39,18 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_collection_finish(session):
     soak_run.start_early(session.config, session.items)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """(pytest-xdist controller) Tell each worker where the controller's soak run writes."""
+    node.workerinput[soak_run.WORKER_INPUT] = str(soak_run.worker_folder(node.config))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    """(pytest-xdist controller) Start the soak when a worker collected its test."""
+    soak_run.start_for_workers(node.config, ids)
 
 
 def pytest_sessionfinish(session):
@@ -73,18 +87,41 @@ def media_dir(data_dir: Path) -> Path:
     return path
 
 
+def made_once(tmp_path_factory, name: str, make) -> Path:
+    """``make(folder)``'s result for a session fixture, made once per test run. Under
+    pytest-xdist (``pytest -n auto``) each worker is a session of its own: there the first
+    worker that needs it makes it in a folder the run's workers share, and the others wait for
+    it (a lock) instead of training or converting the same model again."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return make(tmp_path_factory.mktemp(name))
+    root = tmp_path_factory.getbasetemp().parent  # the run's folder, above each worker's
+    folder, made = root / name, root / f"{name}.made"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if made.is_file():
+            return Path(made.read_text())
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        result = make(folder)
+        made.write_text(str(result))
+        return result
+
+
 @pytest.fixture(scope="session")
 def tiny_fer(tmp_path_factory) -> Path:
     """A tiny FER2013-like folder with train/ and test/."""
-    return make_tiny_fer(tmp_path_factory.mktemp("tiny_fer"))
+    return made_once(tmp_path_factory, "tiny_fer", make_tiny_fer)
 
 
 @pytest.fixture(scope="session")
 def tiny_keras_model(tmp_path_factory, tiny_fer) -> Path:
     """A deepfer-edge model trained a few epochs on the tiny set (seconds; needs Keras)."""
     pytest.importorskip("keras")
-    out = tmp_path_factory.mktemp("tiny_model") / "tiny.keras"
-    return train_tiny_keras_model(tiny_fer, out)
+    return made_once(
+        tmp_path_factory,
+        "tiny_model",
+        lambda folder: train_tiny_keras_model(tiny_fer, folder / "tiny.keras"),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -94,12 +131,15 @@ def tiny_tflite_model(tmp_path_factory, tiny_keras_model, tiny_fer) -> Path:
     (tests/edge uses the committed copy of such a model instead: no TensorFlow there.)"""
     from deepfer.convert.quantize import convert_model
 
-    result = convert_model(
-        tiny_keras_model,
-        tiny_fer,
-        tmp_path_factory.mktemp("tiny_tflite") / "tiny",
-        n_calibration=140,
-        formats=("int8", "float32"),
-        trained_on="synthetic test faces (tests/conftest.py)",
-    )
-    return result.path("int8")
+    def convert(folder: Path) -> Path:
+        result = convert_model(
+            tiny_keras_model,
+            tiny_fer,
+            folder / "tiny",
+            n_calibration=140,
+            formats=("int8", "float32"),
+            trained_on="synthetic test faces (tests/conftest.py)",
+        )
+        return result.path("int8")
+
+    return made_once(tmp_path_factory, "tiny_tflite", convert)

@@ -29,8 +29,8 @@ def test_walkthrough_executes_on_a_subset(data_dir, tmp_path, monkeypatch):
     if not (data_dir / "fer2013").is_dir() or not (data_dir / "media" / "woman2.mp4").is_file():
         pytest.skip(f"{data_dir} lacks fer2013/ or media/woman2.mp4")
     monkeypatch.setenv("DEEPFER_DATA", str(data_dir))
-    monkeypatch.setenv("DEEPFER_NB_SIZE", "1400")
-    monkeypatch.setenv("DEEPFER_NB_EPOCHS", "4")
+    monkeypatch.setenv("DEEPFER_NB_SIZE", "700")
+    monkeypatch.setenv("DEEPFER_NB_EPOCHS", "3")
     monkeypatch.setenv("DEEPFER_NB_OUT", str(tmp_path / "out"))
     nb = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(
@@ -44,7 +44,7 @@ def test_walkthrough_executes_on_a_subset(data_dir, tmp_path, monkeypatch):
         "image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code"
         for o in c.get("outputs", [])
     )  # fmt: skip
-    assert "1400 training faces" in text
+    assert "700 training faces" in text
     assert "macro-F1" in text  # the per-class table
     assert "walkthrough_int8.tflite" in text and "walkthrough_float32.tflite" in text
     assert "model: deepfer_int8" in text and "track #1:" in text

@@ -31,12 +31,34 @@ def video(media_dir):
 
 
 @pytest.fixture(scope="module")
-def json_faces(video):
-    proc = deepfer("detect", video, "--json")
+def json_run(video, tmp_path_factory):
+    """One `--json` run of the video that also writes the CSV summary (the video takes seconds
+    per run on a slow CPU: the module runs it twice, this and `recorded`)."""
+    summary = tmp_path_factory.mktemp("json_run") / "tracks.csv"
+    proc = deepfer("detect", video, "--json", "--summary", summary, "--no-progress")
     assert proc.returncode == 0, proc.stderr
     faces = json.loads(proc.stdout)
     assert len(faces) > 400  # one face in (nearly) every one of the 464 frames
-    return faces
+    return faces, summary
+
+
+@pytest.fixture(scope="module")
+def json_faces(json_run):
+    return json_run[0]
+
+
+@pytest.fixture(scope="module")
+def recorded(video, tmp_path_factory):
+    """One run of the video writing the rows (CSV, JSON lines) and the JSON summary, as a user
+    records a video to data: its process, and the three files."""
+    folder = tmp_path_factory.mktemp("recorded")
+    out_csv, out_jsonl, summary = (
+        folder / "faces.csv",
+        folder / "faces.jsonl",
+        folder / "tracks.json",
+    )
+    proc = deepfer("detect", video, "--csv", out_csv, "--jsonl", out_jsonl, "--summary", summary)
+    return proc, out_csv, out_jsonl, summary
 
 
 def read_csv(path):
@@ -44,9 +66,8 @@ def read_csv(path):
         return list(csv.DictReader(f))
 
 
-def test_csv_and_jsonl_match_json_row_by_row(video, json_faces, tmp_path):
-    out_csv, out_jsonl = tmp_path / "faces.csv", tmp_path / "faces.jsonl"
-    proc = deepfer("detect", video, "--csv", out_csv, "--jsonl", out_jsonl)
+def test_csv_and_jsonl_match_json_row_by_row(video, json_faces, recorded):
+    proc, out_csv, out_jsonl, _ = recorded
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"{video}: 464 frames, {len(json_faces)} faces, 1 track"
     assert "\r" not in proc.stderr and "ETA" not in proc.stderr  # no bar off a terminal
@@ -75,11 +96,12 @@ def test_csv_and_jsonl_match_json_row_by_row(video, json_faces, tmp_path):
         assert row == {k: str(v) for k, v in expected.items()}
 
 
-def test_summary_agrees_with_the_rows(video, json_faces, tmp_path):
-    summary_csv, summary_json = tmp_path / "tracks.csv", tmp_path / "tracks.json"
-    for target in (summary_csv, summary_json):
-        proc = deepfer("detect", video, "--summary", target, "--no-progress")
-        assert proc.returncode == 0, proc.stderr
+def test_summary_agrees_with_the_rows(json_run, recorded):
+    """The JSON summary (written beside the CSV rows) and the CSV summary (beside --json) hold
+    what the rows say of each started track."""
+    json_faces, summary_csv = json_run
+    proc, _, _, summary_json = recorded
+    assert proc.returncode == 0, proc.stderr
     tracks = json.loads(summary_json.read_text())
     ids = sorted({f["track_id"] for f in json_faces if f["confirmed"]})
     assert ids == [1]

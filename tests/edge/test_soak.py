@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.soak, requires_mosquitto]
 
 
 def test_soak_three_minutes_loses_nothing(request, tmp_path, media_dir):
-    run = soak_run.started(request.config) or soak_run.SoakRun(media_dir, tmp_path)
+    run = soak_run.started(request.config) or soak_run.SoakRun.start(media_dir, tmp_path)
     result, code, log = run.wait(timeout=420)
     assert result is not None, log
     assert result["produced"] > 100, result
