@@ -24,6 +24,8 @@ needs_blazeface = pytest.mark.skipif(
     not files.available("blazeface-full"), reason="run `deepfer detectors install`"
 )
 HINT = "set source.rotate"
+#: `deepfer detect` with the single model: the hint is the detector's alone, the model costs time
+SINGLE = ("--model", "deepfer-single_int8")
 
 
 def test_face_turn_reads_where_the_mouth_lies_from_the_eyes():
@@ -78,14 +80,14 @@ def quarter_clip(media_dir, tmp_path, turn, frames=60):
 @needs_blazeface
 def test_deepfer_detect_names_the_turn_for_a_camera_on_its_side(media_dir, tmp_path):
     side = quarter_clip(media_dir, tmp_path, cv2.ROTATE_90_CLOCKWISE)
-    proc = deepfer("detect", side)
+    proc = deepfer("detect", side, *SINGLE)
     assert proc.returncode == 0, proc.stderr
     assert f"{HINT} = 270 (--rotate 270)" in proc.stderr
-    upright = deepfer("detect", side, "--rotate", "270")  # as the hint says
+    upright = deepfer("detect", side, *SINGLE, "--rotate", "270")  # as the hint says
     assert upright.returncode == 0 and HINT not in upright.stderr
     assert upright.stdout.count("track #") == 1
     for degrees in (35.0, -45.0):  # a face leaning far, not a camera on its side
-        leaning = deepfer("detect", quarter_clip(media_dir, tmp_path, degrees))
+        leaning = deepfer("detect", quarter_clip(media_dir, tmp_path, degrees), *SINGLE)
         assert leaning.returncode == 0 and HINT not in leaning.stderr, degrees
 
 
@@ -112,11 +114,11 @@ def test_an_upside_down_camera_is_named_by_the_turned_searches(media_dir, tmp_pa
     """Upside down, the faces' keypoints read upright; the searches of the picture as it is
     and upside down every PROBE_S seconds find the face only upside down (12 s here)."""
     upside = quarter_clip(media_dir, tmp_path, cv2.ROTATE_180, frames=360)
-    proc = deepfer("detect", upside, "--every", "3")
+    proc = deepfer("detect", upside, *SINGLE, "--every", "3")
     assert proc.returncode == 0, proc.stderr
     assert "faces are found better in the picture upside down" in proc.stderr
     assert f"{HINT} = 180 (--rotate 180)" in proc.stderr
-    upright = deepfer("detect", upside, "--every", "3", "--rotate", "180")  # 12 s upright
+    upright = deepfer("detect", upside, *SINGLE, "--every", "3", "--rotate", "180")  # 12 s upright
     assert upright.returncode == 0 and HINT not in upright.stderr
 
 

@@ -1,7 +1,8 @@
 """Recordings to data: `deepfer detect VIDEO --csv/--jsonl/--summary/--plot/--every/--jobs`.
 
-The CSV is checked row by row against `--json` on the real video (woman2.mp4), with the
-shipped model, in subprocesses as a user runs them."""
+The CSV is checked row by row against `--json` on the real video (woman2.mp4), with a
+shipped model, in subprocesses as a user runs them. What is checked here is the files, not the
+readings: the runs of the whole video use the single model (half the pair's cost a frame)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ from deepfer.edge.labels import LABELS
 from deepfer.edge.progress import Progress, format_seconds
 from deepfer.edge.recording import BASE_COLUMNS
 
+#: the shipped single model: the recordings' checks do not depend on the model
+SINGLE = ("--model", "deepfer-single_int8")
+
 
 @pytest.fixture(scope="module")
 def video(media_dir):
@@ -35,7 +39,7 @@ def json_run(video, tmp_path_factory):
     """One `--json` run of the video that also writes the CSV summary (the video takes seconds
     per run on a slow CPU: the module runs it twice, this and `recorded`)."""
     summary = tmp_path_factory.mktemp("json_run") / "tracks.csv"
-    proc = deepfer("detect", video, "--json", "--summary", summary, "--no-progress")
+    proc = deepfer("detect", video, *SINGLE, "--json", "--summary", summary, "--no-progress")
     assert proc.returncode == 0, proc.stderr
     faces = json.loads(proc.stdout)
     assert len(faces) > 400  # one face in (nearly) every one of the 464 frames
@@ -57,7 +61,9 @@ def recorded(video, tmp_path_factory):
         folder / "faces.jsonl",
         folder / "tracks.json",
     )
-    proc = deepfer("detect", video, "--csv", out_csv, "--jsonl", out_jsonl, "--summary", summary)
+    proc = deepfer(
+        "detect", video, *SINGLE, "--csv", out_csv, "--jsonl", out_jsonl, "--summary", summary
+    )
     return proc, out_csv, out_jsonl, summary
 
 
@@ -152,7 +158,7 @@ def test_a_face_seen_once_is_in_the_rows_but_no_track(media_dir, tmp_path):
 
 def test_every_samples_frames(video, tmp_path):
     out = tmp_path / "every3.csv"
-    proc = deepfer("detect", video, "--csv", out, "--every", "3")
+    proc = deepfer("detect", video, *SINGLE, "--csv", out, "--every", "3")
     assert proc.returncode == 0, proc.stderr
     frames = [int(r["frame"]) for r in read_csv(out)]
     assert frames and all(i % 3 == 0 for i in frames)
@@ -182,7 +188,7 @@ def test_folder_in_parallel_equals_one_by_one(video, tmp_path):
     (folder / "c.mp4").write_bytes(b"not a video")
     shutil.copy(video.parent / "justin.jpg", folder / "d.jpg")
     out, summary = tmp_path / "all.csv", tmp_path / "all.json"
-    proc = deepfer("detect", folder, "--csv", out, "--summary", summary, "--jobs", "2")
+    proc = deepfer("detect", folder, *SINGLE, "--csv", out, "--summary", summary, "--jobs", "2")
     assert proc.returncode == 1  # c.mp4 failed
     assert "c.mp4: cannot open it as a video file" in proc.stderr
     assert f"{folder / 'a.mp4'}: 60 frames" in proc.stdout and "d.jpg: 1 face\n" in proc.stdout
@@ -190,7 +196,7 @@ def test_folder_in_parallel_equals_one_by_one(video, tmp_path):
     expected = []
     for name in ("a.mp4", "b.mp4", "d.jpg"):
         single = tmp_path / f"{name}.csv"
-        assert deepfer("detect", folder / name, "--csv", single).returncode == 0
+        assert deepfer("detect", folder / name, *SINGLE, "--csv", single).returncode == 0
         expected += read_csv(single)
     assert rows == expected
     assert [r["input"].rsplit("/", 1)[1] for r in rows][::60][:2] == ["a.mp4", "b.mp4"]
