@@ -10,7 +10,10 @@ With a tracker and ``detect_fps`` (``detector.fps``), faces are detected and cla
 a few times a second of stream time; the frames in between are served from the tracks: each
 face tracked at the last detection at its predicted box (:meth:`Track.predict`), with the
 scores it had (``FrameResult.detected`` is False there). A face in an empty scene is found
-within ``1 / detect_fps`` seconds; a track misses only on detection frames.
+within ``(1 + detect_jitter) / detect_fps`` seconds; a track misses only on detection frames.
+The intervals between detections are spread by ``detect_jitter`` (``detector.jitter``) around
+``1 / detect_fps`` with the same mean (:class:`Interval`), so that a detection every n-th
+frame does not always fall on the same phase of something periodic in the scene.
 
 With a tracker and a detector that can search near a known face (Haar in a narrow band of
 sizes; BlazeFace with its short-range model on a square around the face), tracked faces are
@@ -31,6 +34,7 @@ next one with pixels is.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -93,23 +97,70 @@ class FrameResult:
 
 
 class Interval:
-    """Due once per ``interval`` seconds of stream time: at the first time asked, when the
-    interval has passed since the last :meth:`mark`, or when time went back (a looped file,
-    a new camera); always with ``interval`` 0. Called with ``take`` it marks as it says yes
-    (the capture loop's copy of the pipeline's detection schedule)."""
+    """A schedule of stream times, asked about every frame in order (:meth:`due`, then
+    :meth:`mark` when acted on; :meth:`take` does both): once per ``interval`` seconds on
+    average; always with ``interval`` 0.
 
-    def __init__(self, interval: float):
+    The schedule keeps a grid of ideal times one interval apart, from the first frame asked
+    about, and is due at the frame nearest each (the first frame from half a frame before it),
+    so its rate is the interval's whatever the stream's frame rate, and a stream no faster than
+    the schedule is taken frame by frame. It starts anew when time goes back (a looped file, a
+    new camera) or the stream falls more than an interval behind (no burst to catch up).
+
+    With ``jitter`` j each ideal time is moved off its grid time by an offset that wanders
+    within half an interval either way, by up to ``j`` intervals a step (a random walk folded
+    back at the edges, drawn by a generator seeded with ``seed``): the gaps stay within (1 -+
+    j) intervals, give or take a frame, the count in any stretch of time stays within one of
+    the interval's, and over time every phase of the grid is visited, so that a stream taken
+    about every n-th frame is not always seen at the same phase of something periodic at that
+    rate (a light beating with the frame rate, a fan, a blinking sign). Two copies made alike
+    (the capture loop's, :meth:`FacePipeline.pixel_clock`) give the same times, and a run the
+    same detections each time."""
+
+    def __init__(self, interval: float, jitter: float = 0.0, seed: int = 0):
         self.interval = max(0.0, interval)
-        self.last: float | None = None
+        self.jitter = min(max(jitter, 0.0), 0.9)
+        self.seed = seed
+        self._draws = random.Random(seed)
+        self.last: float | None = None  # the time marked last
+        self.next = 0.0  # the ideal time the next is due
+        self._grid = 0.0  # the grid time of the last mark
+        self._offset = 0.0  # the next ideal time's offset from its grid time
+        self._seen: float | None = None  # the last frame's time asked about
+        self._frame = 0.0  # seconds between the last two frames asked about
+
+    def _wander(self) -> float:
+        """The next offset: the last one moved by up to ``jitter`` intervals, folded back
+        within half an interval either way."""
+        if not self.jitter:
+            return 0.0
+        half = self.interval / 2
+        x = self._offset + self.interval * self.jitter * (2.0 * self._draws.random() - 1.0)
+        if x > half:
+            x = 2 * half - x
+        elif x < -half:
+            x = -2 * half - x
+        return x
 
     def due(self, t: float) -> bool:
-        if self.interval <= 0 or self.last is None:
+        if self._seen is not None and t > self._seen:
+            self._frame = min(t - self._seen, self.interval)
+        self._seen = t
+        if self.interval <= 0 or self.last is None or t < self.last:
             return True
-        elapsed = t - self.last
-        return elapsed < 0 or elapsed >= self.interval - 1e-3
+        return t >= self.next - max(self._frame / 2, 1e-3)
 
     def mark(self, t: float) -> None:
+        restart = self.last is None or t < self.last or t > self.next + self.interval
+        self._grid = t if restart else self._grid + self.interval
+        self._offset = 0.0 if restart else self._offset
+        self._offset = self._wander()
+        self.next = self._grid + self.interval + self._offset
         self.last = t
+
+    def copy(self) -> Interval:
+        """A new schedule like this one, from its start."""
+        return Interval(self.interval, self.jitter, self.seed)
 
     def take(self, t: float) -> bool:
         due = self.due(t)
@@ -129,6 +180,7 @@ class FacePipeline:
         rescan_s: float = 1.0,
         crop_jitter: float = 0.0,
         detect_fps: float = 0.0,
+        detect_jitter: float = 0.0,
         near_search: bool = True,
         level_above: float = 90.0,
         normalise_light: bool = False,
@@ -166,7 +218,9 @@ class FacePipeline:
         #: detector that gives eye and mouth keypoints; not photos, each a picture of its own).
         stream = watch_turn and tracker is not None and detector.mouth is not None
         self.turn_hint = TurnHint() if stream else None
-        self._detections = Interval(self.detect_interval if tracker is not None else 0.0)
+        self._detections = Interval(
+            self.detect_interval if tracker is not None else 0.0, detect_jitter
+        )
 
     @classmethod
     def from_config(
@@ -203,6 +257,7 @@ class FacePipeline:
             min_face=config.detector.min_face,
             rescan_s=config.detector.rescan_s,
             detect_fps=0.0 if every_frame else config.detector.fps,
+            detect_jitter=config.detector.jitter,
             near_search=not stills,
             watch_turn=not stills,
         )
@@ -386,7 +441,7 @@ class FacePipeline:
         so need decoding); None when every frame is (no tracker, no ``detect_fps``)."""
         if self._detections.interval <= 0:
             return None
-        return Interval(self._detections.interval).take
+        return self._detections.copy().take
 
     def _carry(self, frame: Frame) -> FrameResult:
         """A frame between detections: the faces found at the last detection, at their

@@ -134,6 +134,11 @@ class DetectorConfig:
     #: Detections (and classifications) per second of stream time; the frames in between are
     #: served from the tracker (boxes predicted, scores held). 0 = every frame.
     fps: float = 5.0
+    #: Spread of the intervals between detections: each is 1/fps times 1 -+ up to this, evenly
+    #: spread in a fixed order with the same mean rate, so that a detection every n-th frame is
+    #: not always at the same phase of something periodic in the scene (mains light beating
+    #: with the frame rate, a fan, a blinking sign). 0 = evenly spaced.
+    jitter: float = 0.3
     #: Neural detectors: minimum face score (0 = the backend's own default: BlazeFace 0.5,
     #: CenterFace 0.5, YuNet 0.7) and overlap for non-maximum suppression.
     score_threshold: float = 0.0
@@ -158,6 +163,8 @@ class DetectorConfig:
             yield "rescan_s", "must be between 0 (a full search at every detection) and 60 seconds"
         if not (self.fps == 0 or 0.5 <= self.fps <= 120):
             yield "fps", "must be 0 (every frame) or between 0.5 and 120 detections per second"
+        if not 0.0 <= self.jitter <= 0.9:
+            yield "jitter", "must be between 0 (evenly spaced detections) and 0.9"
         if not 0.0 <= self.score_threshold < 1.0:
             yield "score_threshold", "must be in 0..1"
         if not 0.0 < self.nms_threshold < 1.0:
