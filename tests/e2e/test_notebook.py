@@ -30,7 +30,8 @@ def test_walkthrough_executes_on_a_subset(data_dir, tmp_path, monkeypatch):
         pytest.skip(f"{data_dir} lacks fer2013/ or media/woman2.mp4")
     monkeypatch.setenv("DEEPFER_DATA", str(data_dir))
     monkeypatch.setenv("DEEPFER_NB_SIZE", "700")
-    monkeypatch.setenv("DEEPFER_NB_EPOCHS", "3")
+    monkeypatch.setenv("DEEPFER_NB_EPOCHS", "2")
+    monkeypatch.setenv("DEEPFER_NB_EVERY", "3")
     monkeypatch.setenv("DEEPFER_NB_OUT", str(tmp_path / "out"))
     nb = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(
