@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import soak_run
-from synthetic import make_tiny_fer, train_tiny_keras_model
+from synthetic import convert_tiny_model, make_tiny_fer, train_tiny_keras_model
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -129,17 +129,10 @@ def tiny_tflite_model(tmp_path_factory, tiny_keras_model, tiny_fer) -> Path:
     """The tiny model converted by ``deepfer convert``'s API: ``tiny_int8.tflite`` (full int8)
     with its complete sidecar, and ``tiny_float32.tflite`` beside it; both checked on tiny_fer's test split.
     (tests/edge uses the committed copy of such a model instead: no TensorFlow there.)"""
-    from deepfer.convert.quantize import convert_model
 
     def convert(folder: Path) -> Path:
-        result = convert_model(
-            tiny_keras_model,
-            tiny_fer,
-            folder / "tiny",
-            n_calibration=140,
-            formats=("int8", "float32"),
-            trained_on="synthetic test faces (tests/conftest.py)",
-        )
+        trained_on = "synthetic test faces (tests/conftest.py)"
+        result = convert_tiny_model(tiny_keras_model, tiny_fer, folder / "tiny", trained_on)
         return result.path("int8")
 
     return made_once(tmp_path_factory, "tiny_tflite", convert)

@@ -61,6 +61,22 @@ def train_tiny_keras_model(data_root: Path, out: Path) -> Path:
     return out
 
 
+def convert_tiny_model(keras_model: Path, data_root: Path, out: Path, trained_on: str):
+    """The tiny model converted by ``deepfer convert``'s API to ``out``'s ``_int8`` (full int8,
+    calibrated on ``data_root``) and ``_float32`` .tflite files with their sidecars: the
+    :class:`ConversionResult` (needs TensorFlow)."""
+    from deepfer.convert.quantize import convert_model
+
+    return convert_model(
+        keras_model,
+        data_root,
+        out,
+        n_calibration=140,
+        formats=("int8", "float32"),
+        trained_on=trained_on,
+    )
+
+
 def make_tiny_fer(root: Path) -> Path:
     """A tiny FER2013-like folder with train/ and test/."""
     write_folder_layout(root, "train", 24, seed=1)

@@ -20,9 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # tests/synthetic.py
 
-from synthetic import make_tiny_fer, train_tiny_keras_model  # noqa: E402
-
-from deepfer.convert.quantize import convert_model  # noqa: E402
+from synthetic import convert_tiny_model, make_tiny_fer, train_tiny_keras_model  # noqa: E402
 
 
 def main() -> int:
@@ -30,14 +28,8 @@ def main() -> int:
         work = Path(tmp)
         fer = make_tiny_fer(work / "tiny_fer")
         keras_model = train_tiny_keras_model(fer, work / "tiny.keras")
-        result = convert_model(
-            keras_model,
-            fer,
-            work / "tiny",
-            n_calibration=140,
-            formats=("int8", "float32"),
-            trained_on="synthetic test faces (tests/synthetic.py)",
-        )
+        trained_on = "synthetic test faces (tests/synthetic.py)"
+        result = convert_tiny_model(keras_model, fer, work / "tiny", trained_on)
         for fmt in ("int8", "float32"):
             model = result.path(fmt)
             shutil.copy(model, HERE / model.name)
