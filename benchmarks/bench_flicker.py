@@ -1,5 +1,5 @@
 """Something periodic at the detection rate: the daemon's schedule evenly spaced
-(``detector.jitter = 0``) against spread (the default, 0.3).
+(``detector.jitter = 0``, the default) against spread (0.3).
 
 The daemon detects about ``detector.fps`` times a second of stream time, on about every n-th
 frame. Evenly spaced, every detection falls on the same phase of anything periodic at that
@@ -41,7 +41,7 @@ from deepfer.edge.pipeline import FacePipeline
 #: one frame in k at this share of its light
 DARK = 0.03
 PERIODS = (0, 3, 5, 6)  # 0: no dark frames
-SCHEDULES = {"even": 0.0, "spread (default)": 0.3}
+SCHEDULES = {"even": 0.0, "spread 0.3": 0.3}
 
 
 def darkened(src: Path, k: int, folder: Path) -> Path:
@@ -136,11 +136,11 @@ def main(argv=None) -> int:
                     row[schedule] = out
                 ratios = [
                     s["fps_per_cpu_s"] / e["fps_per_cpu_s"]
-                    for s, e in zip(runs["spread (default)"], runs["even"])
+                    for s, e in zip(runs["spread 0.3"], runs["even"])
                 ]
                 row["spread_vs_even_fps_per_cpu_s"] = round(statistics.median(ratios), 3)
                 results[name] = row
-                e, s = row["even"], row["spread (default)"]
+                e, s = row["even"], row["spread 0.3"]
                 print(
                     f"{name:<28} even: {e['lit_with_face']:6.1%} {e['tracks']} tr "
                     f"{e['detections_per_s']:.2f}/s | spread: {s['lit_with_face']:6.1%} "

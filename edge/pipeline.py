@@ -11,9 +11,10 @@ a few times a second of stream time; the frames in between are served from the t
 face tracked at the last detection at its predicted box (:meth:`Track.predict`), with the
 scores it had (``FrameResult.detected`` is False there). A face in an empty scene is found
 within ``(1 + detect_jitter) / detect_fps`` seconds; a track misses only on detection frames.
-The intervals between detections are spread by ``detect_jitter`` (``detector.jitter``) around
-``1 / detect_fps`` with the same mean (:class:`Interval`), so that a detection every n-th
-frame does not always fall on the same phase of something periodic in the scene.
+With ``detect_jitter`` (``detector.jitter``; 0 by default) the intervals between detections
+are spread around ``1 / detect_fps`` with the same mean (:class:`Interval`), so that a
+detection every n-th frame does not always fall on the same phase of something periodic in
+the scene.
 
 With a tracker and a detector that can search near a known face (Haar in a narrow band of
 sizes; BlazeFace with its short-range model on a square around the face), tracked faces are

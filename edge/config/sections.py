@@ -134,11 +134,12 @@ class DetectorConfig:
     #: Detections (and classifications) per second of stream time; the frames in between are
     #: served from the tracker (boxes predicted, scores held). 0 = every frame.
     fps: float = 5.0
-    #: Spread of the intervals between detections: each is 1/fps times 1 -+ up to this, evenly
-    #: spread in a fixed order with the same mean rate, so that a detection every n-th frame is
-    #: not always at the same phase of something periodic in the scene (mains light beating
-    #: with the frame rate, a fan, a blinking sign). 0 = evenly spaced.
-    jitter: float = 0.3
+    #: Spread of the intervals between detections: each is 1/fps times 1 -+ up to this, with
+    #: the same mean rate, so that a detection every n-th frame is not always at the same phase
+    #: of something periodic in the scene (mains light beating with the frame rate, a fan, a
+    #: blinking sign). 0 = evenly spaced (the default: spread, the emotion shown on each frame
+    #: agreed less often with detecting every frame, 0.82 against 0.89 over five clips).
+    jitter: float = 0.0
     #: Neural detectors: minimum face score (0 = the backend's own default: BlazeFace 0.5,
     #: CenterFace 0.5, YuNet 0.7) and overlap for non-maximum suppression.
     score_threshold: float = 0.0
