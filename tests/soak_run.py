@@ -14,9 +14,11 @@ worker spends the three minutes waiting while the others work.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -56,7 +58,7 @@ class SoakRun:
                 [sys.executable, str(ROOT / "benchmarks" / "soak.py"), "--minutes", str(MINUTES),
                  "--video", str(Path(media_dir) / "woman2.mp4"),
                  "--json", str(folder / "soak.json")],
-                stdout=log, stderr=subprocess.STDOUT,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         run = cls(folder, proc)
         # the exit status as a file, for a worker process that cannot wait() on this child
@@ -95,8 +97,11 @@ class SoakRun:
         return result, code, tail
 
     def stop(self) -> None:
+        """Kill the run and what it started (its daemon and broker: a session of their own, so
+        that none is left running, as a looping daemon once was, eating a third of a core)."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
 

@@ -207,11 +207,12 @@ def test_run_tiny_queue_drops_oldest_and_reports(tmp_path, tiny_tflite_model, vi
     assert stats["mqtt_connected"] is False and stats["mqtt_sent"] == 0
     assert stats["mqtt_dropped"] >= 1 and stats["mqtt_undelivered"] == 2, stats
     # the first drop is logged: by the queue, or by the outbox where the sender thread had
-    # already committed the oldest (which comes first is up to the threads' timing)
+    # already committed the oldest; which, and so the oldest's seq (1 or 2 in CI under load),
+    # is up to the threads' timing
     mqtt_log = "\n".join(line for line in err.splitlines() if "MQTT" in line)
-    assert re.search(r"(queue|outbox) full \(2, .*\): dropped the oldest event seq=1;", mqtt_log), (
-        mqtt_log
-    )
+    assert re.search(
+        r"(queue|outbox) full \(2, .*\): dropped the oldest event seq=\d+;", mqtt_log
+    ), mqtt_log
     assert "not delivered" in err and "cannot connect" in err
     # the periodic stats line carries the sinks' figures too
     assert re.search(r"stats: fps .* \| mqtt connected=False queue=\d+ dropped=", err)
