@@ -23,20 +23,16 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
+from bench_detect_rate import run as detect_rate_run
 from bench_detectors import make_video_variant, video_variants
 from results_file import write_json
 
-from deepfer.edge.capture.reader import FrameReader
-from deepfer.edge.capture.sources import OpenCVSource
 from deepfer.edge.config import load_config
-from deepfer.edge.detectors import make_detector
 from deepfer.edge.model.classifier import load_classifier
-from deepfer.edge.pipeline import FacePipeline
 
 #: one frame in k at this share of its light
 DARK = 0.03
@@ -71,32 +67,24 @@ def darkened(src: Path, k: int, folder: Path) -> Path:
 
 
 def run(path: Path, k: int, jitter: float, classifier) -> dict:
+    """The daemon's default pipeline (BlazeFace, 5 a second, near searches) with ``jitter``,
+    as ``bench_detect_rate.run`` reads a clip; the lit frames are those not dark (1 in k)."""
     config = load_config(None, environ={})
-    config.detector.jitter = jitter
-    pipeline = FacePipeline.from_config(config, classifier, make_detector(config.detector))
-    frames = lit = lit_with_face = detected = 0
-    tracks: set[int] = set()
-    last_t = 0.0
-    cpu0 = time.process_time()
-    reader = FrameReader(OpenCVSource(str(path), live=False), pixels=pipeline.pixel_clock())
-    for frame in reader:
-        result = pipeline.process(frame)
-        confirmed = [f for f in result.faces if f.confirmed]
-        is_lit = k == 0 or frame.index % k != 0
-        lit += is_lit
-        lit_with_face += is_lit and bool(confirmed)
-        detected += result.detected
-        tracks.update(f.track_id for f in confirmed)
-        frames += 1
-        last_t = frame.t
-    cpu = time.process_time() - cpu0
-    pipeline.close()
+    row, per_frame = detect_rate_run(
+        path, "blazeface", config.detector.fps, config.detector.rescan_s, classifier,
+        {"detector.jitter": str(jitter)},
+    )  # fmt: skip
+    confirmed = [[f for f in faces if f.confirmed] for faces in per_frame]
+    lit = [i for i in range(len(per_frame)) if k == 0 or i % k != 0]
+    cap = cv2.VideoCapture(str(path))
+    seconds = (len(per_frame) - 1) / (cap.get(cv2.CAP_PROP_FPS) or 30.0)
+    cap.release()
     return {
-        "frames": frames,
-        "lit_with_face": round(lit_with_face / max(lit, 1), 4),
-        "tracks": len(tracks),
-        "detections_per_s": round(detected / max(last_t, 1e-9), 3),
-        "fps_per_cpu_s": frames / max(cpu, 1e-9),
+        "frames": row["frames"],
+        "lit_with_face": round(sum(bool(confirmed[i]) for i in lit) / max(len(lit), 1), 4),
+        "tracks": len({f.track_id for faces in confirmed for f in faces}),
+        "detections_per_s": round(row["detection_frames"] / max(seconds, 1e-9), 3),
+        "fps_per_cpu_s": row["fps_per_cpu_s"],
     }
 
 

@@ -35,6 +35,7 @@ next one with pixels is.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -137,11 +138,7 @@ class Interval:
             return 0.0
         half = self.interval / 2
         x = self._offset + self.interval * self.jitter * (2.0 * self._draws.random() - 1.0)
-        if x > half:
-            x = 2 * half - x
-        elif x < -half:
-            x = -2 * half - x
-        return x
+        return x if abs(x) <= half else math.copysign(self.interval, x) - x
 
     def due(self, t: float) -> bool:
         if self._seen is not None and t > self._seen:
@@ -153,8 +150,10 @@ class Interval:
 
     def mark(self, t: float) -> None:
         restart = self.last is None or t < self.last or t > self.next + self.interval
-        self._grid = t if restart else self._grid + self.interval
-        self._offset = 0.0 if restart else self._offset
+        if restart:
+            self._grid, self._offset = t, 0.0
+        else:
+            self._grid += self.interval
         self._offset = self._wander()
         self.next = self._grid + self.interval + self._offset
         self.last = t

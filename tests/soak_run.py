@@ -85,8 +85,8 @@ class SoakRun:
             try:
                 code = self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                code = self.proc.wait()
+                self.stop()
+                code = self.proc.returncode
         else:
             deadline = time.monotonic() + timeout
             while not self.exit.is_file() and time.monotonic() < deadline:
