@@ -343,7 +343,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             daemon.run()
         except DeepFERError as exc:  # the source failed mid-run: the run happened, exit 1
-            exc.exit_code = 1
+            if daemon.stats.frames:  # (before its first frame it is a setup error, exit 2)
+                exc.exit_code = 1
             raise
     return 0
 
@@ -437,6 +438,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
     for flag in ("every", "jobs"):
         if getattr(args, flag) < 1:
             raise ConfigError([f"--{flag} {getattr(args, flag)}: must be 1 or more"])
+    width = args.detect_width
+    if width is not None and not (width == 0 or width >= 48):  # as detector.detect_width
+        raise ConfigError([f"--detect-width {width}: must be 0 (no scaling) or >= 48"])
     rec = Recording(
         csv=args.csv,
         jsonl=args.jsonl,

@@ -28,6 +28,7 @@ from typing import Any
 from deepfer.edge.capture.reader import FrameReader
 from deepfer.edge.capture.sources import Source, make_source
 from deepfer.edge.config import Config
+from deepfer.edge.errors import OutputError
 from deepfer.edge.outputs.base import OutputClosed, Sink
 from deepfer.edge.paths import user_path
 from deepfer.edge.stats import RunStats
@@ -229,8 +230,11 @@ class Daemon:
         log.info("stopped (%s): %s", self.stop_reason or "end", json.dumps(summary))
         if self.config.run.stats_json:
             path = user_path(self.config.run.stats_json)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(summary, indent=2) + "\n")
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(summary, indent=2) + "\n")
+            except OSError as exc:  # checked at start; the disk may still fill up
+                raise OutputError(f"run.stats_json {path}: cannot write it ({exc})") from None
         return summary
 
     def _publish(self, track_events, ts: float | None = None) -> None:

@@ -19,6 +19,7 @@ import dataclasses
 import itertools
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -45,7 +46,12 @@ from deepfer.edge.timeline import import_figure, plot_timeline
 log = logging.getLogger(__name__)
 
 #: Files a folder given as input contributes besides its photos (``PHOTO_EXTS``).
-VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
+VIDEO_EXTS = (
+    ".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp",
+    ".ts", ".mts", ".m2ts", ".gif",
+)  # fmt: skip
+#: Suffixes ``--out`` writes videos as (others get ``.mp4`` in an output folder).
+VIDEO_OUT_EXTS = (".mp4", ".avi")
 
 #: A picture this small (longer side, pixels) where no face is found, or one face filling
 #: most of it, may be a face crop already: the log says how to classify it whole.
@@ -81,14 +87,22 @@ class FileDetector:
             self.config, self.classifier, detector, track=track, every_frame=True
         )
 
-    def image(self, path: Path, detect_width: int | None, target: Path | None) -> list[dict]:
-        image = rotate_image(load_image(path), self.config.source.rotate)
+    def image(
+        self, path: Path, detect_width: int | None, target: Path | None, picture=None
+    ) -> list[dict]:
+        """Faces in a photo (``picture``: already decoded, e.g. a one-frame video's)."""
+        image = load_image(path) if picture is None else picture
+        image = rotate_image(image, self.config.source.rotate)
         pipeline = self.pipeline(detect_width, track=False)
         faces = pipeline.process(image).faces
         self._crop_hint(path, image, faces, pipeline.detector)
         if target is not None:
-            if not cv2.imwrite(str(target), draw_faces(image, faces)):
-                raise OutputError(f"{target}: could not write the image (unknown extension?)")
+            try:
+                written = cv2.imwrite(str(target), draw_faces(image, faces))
+            except cv2.error as exc:
+                raise OutputError(f"--out {target}: cannot write the image ({exc.err})") from None
+            if not written:
+                raise OutputError(f"--out {target}: cannot write the image there")
             log.info("wrote %s", target)
         return [{"input": str(path), **face_message(face)} for face in faces]
 
@@ -230,6 +244,106 @@ def frame_count(path: Path) -> int:
         cap.release()
 
 
+def single_picture(path: Path):
+    """The one picture of a file that is not a photo by its suffix but holds one frame (a
+    still GIF, a JPEG without a suffix, a one-frame clip), or None: such a file is searched
+    as a photo (a tracker would never see its face twice)."""
+    if is_photo(path) or not path.is_file():
+        return None
+    if path.suffix.lower() not in VIDEO_EXTS:  # no suffix, or one not known: a photo?
+        with contextlib.suppress(cv2.error):
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is not None:
+                return image
+    if frame_count(path) != 1:
+        return None
+    cap = cv2.VideoCapture(str(path))
+    try:
+        ok, image = cap.read()
+        if not ok or image is None or cap.read()[0]:
+            return None
+        return image
+    finally:
+        cap.release()
+
+
+def plan_outputs(inputs: list[str], paths: list[Path], out: str | None) -> list[Path | None]:
+    """Where ``--out`` writes each input's annotated copy, checked before any work.
+
+    ``out`` is a folder when there are several inputs, an input is a folder, ``out`` is an
+    existing folder or ends with ``/``: each copy keeps its input's name (a photo whose type
+    OpenCV cannot write becomes ``.png``, a video ``.mp4`` unless it is ``.avi``; the same
+    name twice gets ``-2``, ``-3``). Otherwise ``out`` is the one input's file, and must be of
+    its kind (an image type OpenCV writes; a video ``.mp4`` or ``.avi``). Nothing may
+    overwrite an input.
+    """
+    if not out:
+        return [None] * len(paths)
+    target = Path(out)
+    folder = (
+        len(paths) > 1
+        or any(Path(name).is_dir() for name in inputs)
+        or target.is_dir()
+        or out.endswith(("/", os.sep))
+    )
+    if folder:
+        _make_folder(target, out)
+        targets, used = [], set()
+        for path in paths:
+            name = Path(path.name)
+            if _is_video(path) and name.suffix.lower() not in VIDEO_OUT_EXTS:
+                name = name.with_suffix(".mp4")
+            elif not _is_video(path) and not cv2.haveImageWriter(str(name)):
+                name = name.with_suffix(".png")
+            stem, n = name.stem, 1
+            while name.name.lower() in used:
+                n += 1
+                name = name.with_name(f"{stem}-{n}{name.suffix}")
+            if n > 1:
+                log.info("--out: %s is written as %s (the name is taken)", path, name)
+            used.add(name.name.lower())
+            targets.append(target / name)
+    else:
+        (path,) = paths
+        if _is_video(path) and target.suffix.lower() not in VIDEO_OUT_EXTS:
+            raise OutputError(f"--out {out}: {path} is a video; write it as .mp4 or .avi")
+        if not _is_video(path) and not cv2.haveImageWriter(out):
+            raise OutputError(
+                f"--out {out}: OpenCV cannot write images of this type; use .jpg or .png "
+                "(or a folder, ending with /)"
+            )
+        _make_folder(target.parent, out)
+        targets = [target]
+    inputs_at = {_resolved(p) for p in paths}
+    for where in targets:
+        if _resolved(where) in inputs_at:
+            raise OutputError(
+                f"--out {out}: would write over the input {where}; choose another "
+                f"{'folder' if folder else 'file'}"
+            )
+    return targets
+
+
+def _is_video(path: Path) -> bool:
+    return not is_photo(path) and single_picture(path) is None
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except OSError:
+        return path.absolute()
+
+
+def _make_folder(folder: Path, out: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(
+            f"--out {out}: cannot make the folder {folder} ({exc.strerror})"
+        ) from None
+
+
 def _process_input(
     files: FileDetector,
     path: Path,
@@ -246,14 +360,15 @@ def _process_input(
     try:
         if not path.is_file():
             raise InputError(f"{path}: no such file")
-        if is_photo(path):
-            frames = iter([(0, files.image(path, detect_width, target))])
+        picture = single_picture(path)
+        if is_photo(path) or picture is not None:
+            frames = iter([(0, files.image(path, detect_width, target, picture))])
             gap_s = 1.0
         else:
             source = files.video_source(path)
             frames = files.video_frames(path, detect_width, target, every, source)
             gap_s = 0.0  # set once the source is open (it knows its fps)
-        book = TrackBook(str(path))
+        book = TrackBook(str(path), frame_gap=3 * every)
         for _, faces in frames:
             if not gap_s:
                 gap_s = book.gap_s = 3.0 * every / (source.fps or 30.0)
@@ -342,15 +457,7 @@ def detect_files(
         raise InputError(f"{', '.join(inputs)}: no images or videos to look at")
     if rec.plot:
         import_figure()  # fail before hours of work, not after
-    target_dir = Path(out) if out else None
-    several = len(paths) > 1
-    if target_dir is not None and several:
-        target_dir.mkdir(parents=True, exist_ok=True)
-
-    def target_of(path: Path) -> Path | None:
-        if target_dir is None:
-            return None
-        return target_dir / path.name if several else target_dir
+    targets = plan_outputs(inputs, paths, out)
 
     keep_faces = as_json or not rec.streaming
     csv_file = _open_output(rec.csv, "--csv")
@@ -371,15 +478,15 @@ def detect_files(
                 done += n
                 progress.update(done)
 
-            for path in paths:
+            for path, target in zip(paths, targets, strict=True):
                 result = _process_input(
-                    files, path, target_of(path), detect_width, rec, writer, keep_faces, on_frame
+                    files, path, target, detect_width, rec, writer, keep_faces, on_frame
                 )
                 _report(result, as_json, rec.streaming)
                 results.append(result)
         else:
             results = _run_parallel(
-                config, paths, target_of, detect_width, rec, jobs, keep_faces, writer,
+                config, paths, targets, detect_width, rec, jobs, keep_faces, writer,
                 csv_file, jsonl_file, progress, as_json,
             )  # fmt: skip
     finally:
@@ -402,7 +509,7 @@ def detect_files(
 
 
 def _run_parallel(
-    config, paths, target_of, detect_width, rec, jobs, keep_faces, writer,
+    config, paths, targets, detect_width, rec, jobs, keep_faces, writer,
     csv_file, jsonl_file, progress, as_json,
 ) -> list[InputResult]:  # fmt: skip
     """Inputs in ``jobs`` processes; their rows are appended in input order as each input
@@ -426,7 +533,7 @@ def _run_parallel(
             pool.submit(
                 _worker_run,
                 path,
-                target_of(path),
+                targets[i],
                 detect_width,
                 rec,
                 Path(tmp) / f"part{i:05d}" if writer is not None else None,

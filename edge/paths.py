@@ -1,5 +1,6 @@
-"""Paths from settings and the command line (``~`` expanded without ever raising), and the one
-way a file is hashed (sidecars, detector files, teachers)."""
+"""Paths from settings and the command line (``~`` expanded without ever raising; whether an
+output file can be written), and the one way a file is hashed (sidecars, detector files,
+teachers)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,23 @@ def user_path(path: str | os.PathLike) -> Path:
     as written, so the caller reports the missing file by the name the user gave
     (``Path.expanduser`` raises RuntimeError there)."""
     return Path(os.path.expanduser(os.fspath(path)))
+
+
+def unwritable(path: str | os.PathLike) -> str | None:
+    """Why a file cannot be written at ``path`` (a folder there, or a file where a folder
+    above it would have to be made), or None: checked before a run, so that its output is not
+    lost at the end."""
+    path = user_path(path)
+    if path.is_dir():
+        return "is a folder; give a file name"
+    for above in path.parents:
+        if above.exists():
+            if not above.is_dir():
+                return f"cannot be made: {above} is a file, not a folder"
+            if not os.access(above, os.W_OK | os.X_OK):
+                return f"cannot be made: no permission to write in {above}"
+            return None
+    return None
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -103,15 +103,30 @@ class TrackSummary:
     segments: list[list] = field(default_factory=list)
     #: Whether the track started (a face of it was confirmed); one that never did is left out.
     confirmed: bool = False
+    _last_frame: int | None = field(default=None, repr=False)
 
-    def add(self, t: float, emotion: str, scores: dict[str, float], gap_s: float) -> None:
-        self.last_t = t
+    def add(
+        self,
+        t: float,
+        emotion: str,
+        scores: dict[str, float],
+        gap_s: float,
+        frame: int | None = None,
+        frame_gap: int = 0,
+    ) -> None:
+        """One face of the track at ``t``. It continues the last segment when the emotion is
+        the same and it comes at most ``gap_s`` seconds, or ``frame_gap`` frames of the input,
+        after it (frames: a video whose frame rate varies has gaps longer than its nominal
+        rate says, and they are no break in the track)."""
+        near = frame is not None and self._last_frame is not None
+        near = near and frame - self._last_frame <= frame_gap
+        self.last_t, self._last_frame = t, frame
         self.frames += 1
         self.histogram[emotion] += 1
         for k, v in scores.items():
             self.score_sums[k] = self.score_sums.get(k, 0.0) + float(v)
         last = self.segments[-1] if self.segments else None
-        if last is not None and last[0] == emotion and t - last[2] <= gap_s:
+        if last is not None and last[0] == emotion and (t - last[2] <= gap_s or near):
             last[2] = t
         else:
             self.segments.append([emotion, t, t])
@@ -134,9 +149,11 @@ class TrackSummary:
 class TrackBook:
     """Summaries of the tracks of one input, fed one face at a time."""
 
-    def __init__(self, input_name: str, gap_s: float = 0.5):
+    def __init__(self, input_name: str, gap_s: float = 0.5, frame_gap: int = 0):
         self.input = input_name
         self.gap_s = gap_s
+        #: Frames of the input a segment bridges whatever the time (see TrackSummary.add).
+        self.frame_gap = frame_gap
         self.tracks: dict[int, TrackSummary] = {}
 
     def add(self, face: dict[str, Any]) -> None:
@@ -147,7 +164,8 @@ class TrackBook:
         summary = self.tracks.get(track_id)
         if summary is None:
             summary = self.tracks[track_id] = TrackSummary(self.input, track_id, t, t)
-        summary.add(t, face["emotion"], face["scores"], self.gap_s)
+        frame = face.get("frame")
+        summary.add(t, face["emotion"], face["scores"], self.gap_s, frame, self.frame_gap)
         summary.confirmed = summary.confirmed or bool(face.get("confirmed", True))
 
     def summaries(self) -> list[TrackSummary]:

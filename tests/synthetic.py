@@ -1,8 +1,10 @@
-"""Learnable stand-in faces the tests make themselves (no data set needed), and a tiny
-deepfer-edge model trained on them (tests/assets/make_tiny_model.py, the Keras fixtures)."""
+"""Learnable stand-in faces the tests make themselves (no data set needed), a tiny
+deepfer-edge model trained on them (tests/assets/make_tiny_model.py, the Keras fixtures), and
+small videos, at a constant or a variable frame rate."""
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import cv2
@@ -82,3 +84,127 @@ def make_tiny_fer(root: Path) -> Path:
     write_folder_layout(root, "train", 24, seed=1)
     write_folder_layout(root, "test", 6, seed=2)
     return root
+
+
+def moving_square_frames(n: int, size: tuple[int, int] = (96, 64)) -> list[np.ndarray]:
+    """``n`` BGR frames of a bright square moving across a dark picture (``size``: w, h)."""
+    w, h = size
+    frames = []
+    for i in range(n):
+        frame = np.full((h, w, 3), 40, np.uint8)
+        x = (4 * i) % (w - 16)
+        frame[h // 4 : h // 4 + 16, x : x + 16] = 220
+        frames.append(frame)
+    return frames
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float, fourcc: str = "mp4v") -> Path:
+    """``frames`` (BGR, one size) as a video file at a constant ``fps`` (OpenCV's writer)."""
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
+    assert writer.isOpened(), f"OpenCV cannot write {path} with {fourcc}"
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+# -- a variable frame rate: an mp4's sample durations rewritten --------------------------------
+
+_MP4_TRACK = (b"moov", b"trak")
+_MP4_STBL = (*_MP4_TRACK, b"mdia", b"minf", b"stbl")
+
+
+def _mp4_boxes(data: bytearray, path: tuple[bytes, ...]) -> list[tuple[int, int, int]]:
+    """``(offset, size, header size)`` of each box along ``path`` from the top level (the
+    first of each name: an mp4 with one track, as OpenCV writes)."""
+    chain: list[tuple[int, int, int]] = []
+    start, end = 0, len(data)
+    for name in path:
+        offset = start
+        while offset < end:
+            size, kind = struct.unpack_from(">I4s", data, offset)
+            header = 8
+            if size == 1:
+                size, header = struct.unpack_from(">Q", data, offset + 8)[0], 16
+            elif size == 0:
+                size = end - offset
+            if kind == name:
+                break
+            offset += size
+        else:
+            raise ValueError(f"no {'/'.join(n.decode() for n in path)} box in this mp4")
+        chain.append((offset, size, header))
+        start, end = offset + header, offset + size
+    return chain
+
+
+def _mp4_full_box(data: bytearray, path: tuple[bytes, ...]) -> tuple[int, int]:
+    """The offset of a full box's fields after its version and flags, and its version."""
+    offset, _, header = _mp4_boxes(data, path)[-1]
+    return offset + header + 4, data[offset + header]
+
+
+def _set_duration(data: bytearray, path: tuple[bytes, ...], duration: int) -> None:
+    """The duration field of an mvhd, tkhd or mdhd box (version 0 or 1)."""
+    fields, version = _mp4_full_box(data, path)
+    skip = {b"mvhd": (12, 20), b"mdhd": (12, 20), b"tkhd": (16, 24)}[path[-1]][version]
+    struct.pack_into(">Q" if version else ">I", data, fields + skip, duration)
+
+
+def _timescale(data: bytearray, path: tuple[bytes, ...]) -> int:
+    fields, version = _mp4_full_box(data, path)
+    return struct.unpack_from(">I", data, fields + (16 if version else 8))[0]
+
+
+def retime_mp4(path: Path, durations_s: list[float]) -> Path:
+    """Gives an mp4's video frames these durations (seconds, one per frame, in order), in
+    place: a variable frame rate, as phones record, in a file :func:`write_video` made at a
+    constant one. Frame ``i`` then starts at ``sum(durations_s[:i])`` (rounded to the track's
+    timescale once, not per frame).
+
+    Only the timing tables change: the sample durations (``stts``), the track's, media's and
+    movie's durations, and the edit list, made a ``free`` box (FFmpeg would cut the frames
+    past the old duration by it). The frames' data offsets stay valid because OpenCV's
+    writer puts the ``moov`` box after the ``mdat`` (checked)."""
+    data = bytearray(path.read_bytes())
+    if _mp4_boxes(data, (b"mdat",))[0][0] > _mp4_boxes(data, (b"moov",))[0][0]:
+        raise ValueError(f"{path}: moov before mdat; its chunk offsets would move")
+    stts = (*_MP4_STBL, b"stts")
+    fields, _ = _mp4_full_box(data, stts)
+    entries = struct.unpack_from(">I", data, fields)[0]
+    frames = sum(struct.unpack_from(">I", data, fields + 4 + 8 * i)[0] for i in range(entries))
+    if frames != len(durations_s):
+        raise ValueError(f"{path}: {frames} frames, {len(durations_s)} durations given")
+    scale = _timescale(data, (*_MP4_TRACK, b"mdia", b"mdhd"))
+    ends = np.round(np.cumsum(durations_s) * scale).astype(np.int64)
+    ticks = np.diff(ends, prepend=0)
+    if (ticks <= 0).any():
+        raise ValueError(f"{path}: a duration is under one tick of the timescale {scale}")
+    runs: list[list[int]] = []  # [count, ticks], run-length as stts wants
+    for t in ticks.tolist():
+        if runs and runs[-1][1] == t:
+            runs[-1][0] += 1
+        else:
+            runs.append([1, t])
+    body = struct.pack(">II", 0, len(runs)) + b"".join(struct.pack(">II", *r) for r in runs)
+    offset, size, _ = _mp4_boxes(data, stts)[-1]
+    box = struct.pack(">I4s", 8 + len(body), b"stts") + body
+    grow = len(box) - size
+    for parent, _, parent_header in _mp4_boxes(data, _MP4_STBL):  # the boxes around it
+        field, kind = (parent + 8, ">Q") if parent_header == 16 else (parent, ">I")
+        struct.pack_into(kind, data, field, struct.unpack_from(kind, data, field)[0] + grow)
+    data[offset : offset + size] = box
+    total = int(ends[-1])
+    _set_duration(data, (*_MP4_TRACK, b"mdia", b"mdhd"), total)
+    movie_total = round(total / scale * _timescale(data, (b"moov", b"mvhd")))
+    _set_duration(data, (b"moov", b"mvhd"), movie_total)
+    _set_duration(data, (*_MP4_TRACK, b"tkhd"), movie_total)
+    try:
+        edts = _mp4_boxes(data, (*_MP4_TRACK, b"edts"))[-1][0]
+    except ValueError:
+        pass
+    else:
+        data[edts + 4 : edts + 8] = b"free"
+    path.write_bytes(bytes(data))
+    return path

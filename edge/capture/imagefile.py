@@ -18,7 +18,10 @@ from deepfer.edge.errors import InputError
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".avif", ".tif", ".tiff", ".pgm", ".ppm")
+IMAGE_EXTS = (
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".webp", ".avif", ".tif", ".tiff",
+    ".pgm", ".ppm", ".pbm", ".pnm",
+)  # fmt: skip
 
 #: Photo formats OpenCV cannot decode: what to do instead.
 UNREADABLE_PHOTOS = {
@@ -76,20 +79,65 @@ def unreadable_photo(path: str | Path) -> str | None:
 
 def read_image(path: str | Path) -> np.ndarray | None:
     """A BGR image as ``cv2.imread`` decodes it (orientation tag applied), or None when it
-    cannot be read; a file cut short is decoded (grey below the cut) with a warning.
+    cannot be read (:func:`load_image` says why); a file cut short is decoded (grey below the
+    cut) with a warning."""
+    try:
+        return load_image(path)
+    except InputError:
+        return None
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """A BGR image as ``cv2.imread`` decodes it (orientation tag applied), or an
+    :class:`InputError` naming the file and why not (no such file, empty, a format OpenCV
+    cannot decode and what to do, too large, cut short, not an image or corrupt).
     (``cv2.imdecode`` on the bytes read for the check would save a read, but it refuses a
     JPEG cut short that ``imread`` decodes down to the cut.)"""
     path = Path(path)
-    if not path.is_file():
-        return None  # (cv2.imread would print its own warning too)
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is not None and _file_cut_short(path):
-        log.warning(
-            "%s: the file is cut short (an interrupted download or copy?): the picture "
-            "below the cut is grey and no face is found there",
-            path,
+    if not path.is_file():  # (cv2.imread would print its own warning too)
+        why = "a folder, not an image" if path.is_dir() else "no such file"
+        raise InputError(f"{path}: cannot read this image ({why})")
+    try:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # e.g. over OpenCV's pixel limit: an exception, not None
+        raise InputError(f"{path}: cannot read this image ({_opencv_reason(exc)})") from None
+    cut = _file_cut_short(path)
+    if image is not None:
+        if cut:
+            log.warning(
+                "%s: the file is cut short (an interrupted download or copy?): the picture "
+                "below the cut is grey and no face is found there",
+                path,
+            )
+        return image
+    hint = unreadable_photo(path)
+    if hint:
+        raise InputError(f"{path}: {hint}")
+    if _size(path) == 0:
+        why = "the file is empty"
+    elif cut:
+        why = "the file is cut short (an interrupted download or copy?) and cannot be decoded"
+    else:
+        why = "not an image, or corrupt"
+    raise InputError(f"{path}: cannot read this image ({why})")
+
+
+def _opencv_reason(exc: cv2.error) -> str:
+    text = str(exc)
+    if "CV_IO_MAX_IMAGE_PIXELS" in text:
+        return (
+            "more pixels than OpenCV decodes by default (2^30); if it is a real picture, "
+            "set the environment variable OPENCV_IO_MAX_IMAGE_PIXELS higher"
         )
-    return image
+    detail = (getattr(exc, "err", "") or text.strip().splitlines()[-1]).strip()
+    return f"OpenCV failed to decode it: {detail}"
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
 
 
 def _file_cut_short(path: Path) -> bool:
@@ -97,16 +145,3 @@ def _file_cut_short(path: Path) -> bool:
         return cut_short(path.read_bytes())
     except OSError:
         return False  # decoding reports it
-
-
-def load_image(path: str | Path) -> np.ndarray:
-    """:func:`read_image`, or an :class:`InputError` saying why not (no such file, a format
-    OpenCV cannot decode and what to do, not an image or corrupt)."""
-    image = read_image(path)
-    if image is not None:
-        return image
-    hint = unreadable_photo(path)
-    if hint and Path(path).is_file():
-        raise InputError(f"{path}: {hint}")
-    why = "not an image, or corrupt" if Path(path).is_file() else "no such file"
-    raise InputError(f"{path}: cannot read this image ({why})")

@@ -4,6 +4,19 @@ Cameras and network streams are *live*: when one fails, :class:`FrameReader` clo
 reopens it with exponential backoff while the process stays up. Files end the run at their
 end (or start again with ``loop``), as fast as possible or at their own rate (``realtime``).
 
+Each frame's ``t`` is its *stream time*, in seconds, which the detection schedule, the
+tracker's settings and the times in recordings are counted in. A camera's or stream's is the
+time since the loop started. A file's is where the frame lies in the file, by the container's
+timestamp of it (:meth:`Source.position_s`): a phone's recording at a variable frame rate is
+timed as it was filmed, not as if its frames were evenly spaced. A frame without a usable
+timestamp (none, not finite, negative, or not after the previous frame's: a raw H.264 stream
+has none, an MPEG program stream's last frame none) is counted on from the last frame that had
+one at the file's frame rate (30 when unknown; at the gap between the last two timestamped
+frames where that is shorter, so a fast part of the file does not fall behind), so times
+always increase and a file with no timestamps at all is timed ``index / fps``
+(:class:`FileClock`). Each pass of a looped file goes on from the last: it starts one frame
+gap (that between the pass's last two frames) after the last frame.
+
 Files and photo folders are decoded ahead on a capture thread (``prefetch`` frames, nothing
 dropped, order kept), so decoding overlaps the detector and classifier on a multi-core
 device; once open, the source is read and closed on that thread only, and a read error reaches
@@ -20,6 +33,7 @@ The pipeline gives one that says yes at its detections (:meth:`FacePipeline.pixe
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -27,13 +41,75 @@ from collections.abc import Callable, Iterator
 
 from deepfer.edge.capture.frame import Frame
 from deepfer.edge.capture.sources import Source, quietly
-from deepfer.edge.errors import SourceError
+from deepfer.edge.errors import DeepFERError, SourceError
 
 log = logging.getLogger(__name__)
 
 #: Frames a file or photo folder is decoded ahead (a few frames of memory).
 PREFETCH_FRAMES = 4
+#: The frame rate a file's frames without timestamps are counted at when it says none.
+DEFAULT_FPS = 30.0
 _END = object()  # the capture thread's last item: the source has no more frames
+
+
+class FileClock:
+    """The stream times of a file's frames, pass after pass of a looped file.
+
+    :meth:`time` is called for each frame in order, with the container's timestamp of it
+    (None when there is none); :meth:`next_pass` when a looped file starts again. The rules
+    are the module docstring's.
+    """
+
+    def __init__(self) -> None:
+        #: Stream time at which the current pass starts.
+        self.offset = 0.0
+        self._start_pass()
+
+    def _start_pass(self) -> None:
+        self.frames = 0  # frames timed in this pass
+        self._last: float | None = None  # the previous frame's position in the file, seconds
+        self._last_stamped = False  # ... was the container's timestamp
+        self._gap: float | None = None  # between the previous two frames' positions
+        self._stamped_gap: float | None = None  # between the last two timestamped in a row
+        self._base = (0.0, 0)  # (position, frame in the pass) that frames are counted from
+
+    def time(self, position: float | None, fps: float | None) -> float:
+        """The stream time of the pass's next frame, whose timestamp is ``position`` seconds
+        from the file's start (None: it has none); ``fps``: the file's frame rate."""
+        rate = fps if fps and fps > 0 else DEFAULT_FPS
+        n = self.frames
+        stamped = (
+            position is not None
+            and math.isfinite(position)
+            and position >= 0.0
+            and (self._last is None or position > self._last)
+        )
+        if stamped:
+            if self._last_stamped:
+                self._stamped_gap = position - self._last
+            self._base = (position, n)
+        else:  # counted on from the last timestamped frame (or the pass's start)
+            base, at = self._base
+            gap = self._stamped_gap
+            if gap is not None and gap < 1.0 / rate:
+                position = base + (n - at) * gap
+            else:
+                position = base + (n - at) / rate
+        if self._last is not None:
+            self._gap = position - self._last
+        self._last, self._last_stamped = position, stamped
+        self.frames += 1
+        return self.offset + position
+
+    def next_pass(self, fps: float | None) -> None:
+        """The file starts again: the next pass begins one frame gap (the last two frames'
+        gap; ``1 / fps`` after a pass of one frame) after this pass's last frame."""
+        if self._last is not None:
+            gap = self._gap
+            if gap is None:
+                gap = 1.0 / (fps if fps and fps > 0 else DEFAULT_FPS)
+            self.offset += self._last + gap
+        self._start_pass()
 
 
 class FrameReader:
@@ -114,6 +190,8 @@ class FrameReader:
             if frame is not None:
                 frame.t = t
             return frame
+        except DeepFERError:
+            raise  # says what and where already (a photo that cannot be read)
         except Exception as exc:
             if not self.source.live:
                 raise SourceError(f"{self.source.name}: read failed ({exc})") from exc
@@ -174,14 +252,14 @@ class FrameReader:
         self.open()
         src = self.source
         index = 0
-        offset = 0.0  # stream time of the current pass through a looped file
+        clock = FileClock()  # a file's stream times, pass by pass
         in_pass = 0  # frames read in the current pass
         start_wall = time.monotonic()
 
         def when() -> float:  # stream time of the frame just grabbed
             if src.live:
                 return time.monotonic() - start_wall
-            return offset + in_pass / (src.fps or 30.0)
+            return clock.time(src.position_s(), src.fps)
 
         try:
             while not self.stop_event.is_set():
@@ -192,7 +270,7 @@ class FrameReader:
                             return
                         continue
                     if self.loop and in_pass > 0:
-                        offset += in_pass / (src.fps or 30.0)
+                        clock.next_pass(src.fps)
                         in_pass = 0
                         src.rewind()
                         continue

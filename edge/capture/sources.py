@@ -20,9 +20,9 @@ import cv2
 import numpy as np
 
 from deepfer.edge.capture.frame import Frame, frame_from_image
-from deepfer.edge.capture.imagefile import IMAGE_EXTS, is_photo, read_image, unreadable_photo
+from deepfer.edge.capture.imagefile import IMAGE_EXTS, is_photo, load_image
 from deepfer.edge.config.sections import ROTATIONS
-from deepfer.edge.errors import SourceError
+from deepfer.edge.errors import InputError, SourceError
 from deepfer.edge.paths import user_path
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,8 @@ class Source:
     live = False
     #: Each frame a separate picture (a folder of photos), not a moving scene.
     stills = False
-    #: The source's own frame rate (files), for --realtime; None when unknown.
+    #: The source's own frame rate (files), for --realtime and for timing frames that have no
+    #: timestamp of their own; None when unknown.
     fps: float | None = None
     _held: Frame | None = None  # what grab() took, for retrieve()
 
@@ -62,6 +63,12 @@ class Source:
         (:meth:`Frame.skipped`) where the source can skip decoding, as is where it cannot."""
         frame, self._held = self._held, None
         return frame
+
+    def position_s(self) -> float | None:
+        """Where the frame :meth:`grab` took lies in its file, in seconds from the file's
+        start, by the file's own timestamps (a video's container); None where the source has
+        none (the capture loop then counts frames at :attr:`fps`). Files only."""
+        return None
 
     def rewind(self) -> None:
         """Start a file again (for ``loop``)."""
@@ -130,6 +137,14 @@ class OpenCVSource(Source):
     def grab(self) -> bool:
         return self.cap is not None and bool(self.cap.grab())
 
+    def position_s(self) -> float | None:
+        """The grabbed frame's presentation timestamp (FFmpeg: 0 for the first frame, then
+        the container's time of each frame, so a variable frame rate is followed; 0 again
+        for a frame that has none). The capture loop checks it (reader.py)."""
+        if self.live or self.cap is None:
+            return None
+        return self.cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+
     def retrieve(self, pixels: bool = True) -> Frame | None:
         """Decoding (FFmpeg's colour conversion; a USB camera's MJPEG) happens here, so a
         frame taken without its pixels costs only the grab."""
@@ -143,10 +158,9 @@ class OpenCVSource(Source):
         self._size = (image.shape[1], image.shape[0])
         return frame_from_image(image)
 
-    def rewind(self) -> None:
-        if self.cap is not None and self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0):
-            return
-        super().rewind()
+    # rewind: the file is opened again (Source.rewind). Seeking to frame 0 says it worked on
+    # an MPEG-TS or raw H.264 file and then gives no frame (a looped run would end), and on
+    # an MPEG program stream lands a dozen frames in.
 
     def close(self) -> None:
         if self.cap is not None:
@@ -167,6 +181,7 @@ class ImageFolderSource(Source):
         self.name = name
         self.fps = fps or None
         self._next = 0
+        self._read_any = False
 
     @classmethod
     def from_folder(cls, folder: Path, fps: float = 0.0) -> ImageFolderSource:
@@ -179,18 +194,23 @@ class ImageFolderSource(Source):
 
     def open(self) -> None:
         self._next = 0
+        self._read_any = False
 
     def read(self) -> Frame | None:
         while self._next < len(self.paths):
             path = self.paths[self._next]
             self._next += 1
-            image = read_image(path)
-            if image is None:
-                log.warning(
-                    "%s: %s, skipped", path, unreadable_photo(path) or "cannot read this image"
-                )
+            try:
+                image = load_image(path)
+            except InputError as exc:
+                if len(self.paths) == 1:
+                    raise SourceError(str(exc)) from None
+                log.warning("%s; skipped", exc)
                 continue
+            self._read_any = True
             return frame_from_image(image)
+        if not self._read_any:
+            raise SourceError(f"{self.name}: none of its {len(self.paths)} images can be read")
         return None
 
 
@@ -335,6 +355,9 @@ class RotatedSource(Source):
     def retrieve(self, pixels: bool = True) -> Frame | None:
         return self._turn(self.inner.retrieve(pixels))
 
+    def position_s(self) -> float | None:
+        return self.inner.position_s()
+
     def rewind(self) -> None:
         self.inner.rewind()
 
@@ -403,6 +426,8 @@ def _make_source(spec: str, config=None) -> Source:
         if is_photo(path):
             return ImageFolderSource([path], str(path), cfg.fps)
         return OpenCVSource(str(path), live=False)
+    if "/" in spec or path.suffix:
+        raise SourceError(f"{spec}: no such file or folder")
     raise SourceError(
         f"unknown source {spec!r}: not auto, picamera2, a camera index (0, 1...), an "
         "rtsp:// or http(s):// URL, or an existing video file, image or folder"

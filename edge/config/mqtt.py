@@ -64,10 +64,11 @@ class MqttConfig:
     ha_prefix: str = "homeassistant"
 
     def check(self, device_id: str) -> Iterator[tuple[str, str]]:
-        """``(key, problem)`` for every bad [mqtt] key (device_id is checked by the caller)."""
-        if not self.url:
-            return
+        """``(key, problem)`` for every bad [mqtt] key (device_id is checked by the caller);
+        without a URL (MQTT off) every other key is checked all the same."""
         for key, _value, problem in mqtt_problems(self, device_id):
+            if key == "mqtt.url" and not self.url:
+                continue
             if key.startswith("mqtt."):
                 yield key.split(".", 1)[1], problem
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, get_type_hints
 
 from deepfer.edge.config.mqtt import MqttConfig
-from deepfer.edge.paths import user_path
+from deepfer.edge.paths import unwritable, user_path
 from deepfer.models import shipped_model, shipped_names
 
 
@@ -60,6 +60,9 @@ class ModelConfig:
             yield "margin", "must be in 0..1"
 
 
+#: The largest picture side a camera is asked for (8K is 7680).
+MAX_SIDE = 16384
+
 #: ``source.rotate``: turns that set a camera's picture upright, degrees clockwise.
 ROTATIONS = (0, 90, 180, 270)
 
@@ -92,8 +95,8 @@ class SourceConfig:
         if not self.uri.strip():
             yield "uri", "must not be empty (auto, picamera2, 0, a file, a folder or a URL)"
         for key in ("width", "height", "lores_width", "lores_height"):
-            if getattr(self, key) < 0:
-                yield key, "must be >= 0"
+            if not (getattr(self, key) == 0 or 32 <= getattr(self, key) <= MAX_SIDE):
+                yield key, f"must be 0 (the camera's default) or 32..{MAX_SIDE} pixels"
         if self.fps < 0:
             yield "fps", "must be >= 0"
         if self.rotate not in ROTATIONS:
@@ -158,8 +161,8 @@ class DetectorConfig:
             yield "scale_factor", "must be > 1 and <= 2"
         if self.min_neighbors < 0:
             yield "min_neighbors", "must be >= 0"
-        if self.min_face < 0:
-            yield "min_face", "must be >= 0"
+        if not 0 <= self.min_face <= MAX_SIDE:
+            yield "min_face", f"must be 0..{MAX_SIDE} pixels"
         if not 0.0 <= self.rescan_s <= 60.0:
             yield "rescan_s", "must be between 0 (a full search at every detection) and 60 seconds"
         if not (self.fps == 0 or 0.5 <= self.fps <= 120):
@@ -226,6 +229,8 @@ class RunConfig:
             yield "duration_s", "must be >= 0"
         if self.stats_interval_s < 0:
             yield "stats_interval_s", "must be >= 0"
+        if self.stats_json and (why := unwritable(self.stats_json)):
+            yield "stats_json", why
 
 
 @dataclass

@@ -3,6 +3,7 @@ reopening a failed camera with backoff, and clear errors for unknown sources."""
 
 from __future__ import annotations
 
+import re
 import sys
 import textwrap
 import threading
@@ -12,6 +13,7 @@ from itertools import islice
 import cv2
 import numpy as np
 import pytest
+from synthetic import moving_square_frames, retime_mp4, write_video
 
 from deepfer.edge.capture.frame import Frame, frame_from_image
 from deepfer.edge.capture.imagefile import cut_short
@@ -356,6 +358,131 @@ def test_realtime_paces_files(media_dir):
     assert time.monotonic() - t0 >= 9 / 29.97 * 0.9
 
 
+# -- stream time: a file's frames timed by its container ----------------------------------------
+
+FAST, SLOW = 120, 30  # frames at 60 fps, then at 10 fps: a phone's recording slowing down
+#: Where each frame of the variable-rate clip starts, seconds.
+VFR_TIMES = np.concatenate([np.arange(FAST) / 60, FAST / 60 + 0.1 * np.arange(SLOW)])
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    """The same 150 frames at a constant 29.97 fps, and at a variable rate (60 fps, then 10;
+    written at 29.97 by OpenCV, then the mp4's timing tables rewritten), as phones record."""
+    folder = tmp_path_factory.mktemp("vfr")
+    frames = moving_square_frames(FAST + SLOW)
+    cfr = write_video(folder / "cfr.mp4", frames, 29.97)
+    vfr = write_video(folder / "vfr.mp4", frames, 29.97)
+    retime_mp4(vfr, np.diff(VFR_TIMES, append=5.0).tolist())
+    return cfr, vfr
+
+
+def times(spec: str, **kwargs) -> np.ndarray:
+    return np.array([f.t for f in FrameReader(make_source(spec), **kwargs)])
+
+
+def test_a_variable_frame_rate_video_is_timed_by_its_container(clips):
+    cfr, vfr = clips
+    t = times(str(vfr))
+    assert len(t) == FAST + SLOW and (np.diff(t) > 0).all()
+    assert np.abs(t - VFR_TIMES).max() < 1e-3  # not index / fps (frame 60 at 2.0 s, 120 at 4.0)
+    assert t[60] == pytest.approx(1.0, abs=1e-3) and t[120] == pytest.approx(2.0, abs=1e-3)
+    # the same times turned, decoded on this thread, and for frames taken without pixels
+    asked = []
+
+    def pixels(at):
+        asked.append(at)
+        return len(asked) % 7 == 1
+
+    turned = FrameReader(make_source(str(vfr), SourceConfig(rotate=90)), pixels=pixels, prefetch=0)
+    assert [f.t for f in turned] == asked == t.tolist()
+    # the same frames at a constant rate: index / fps, as they were before
+    assert np.abs(times(str(cfr)) - np.arange(FAST + SLOW) / 29.97).max() < 1e-4
+
+
+def test_a_constant_frame_rate_file_keeps_its_times(media_dir):
+    t = times(str(media_dir / "woman2.mp4"))
+    assert len(t) == 464 and np.abs(t - np.arange(464) / 29.97).max() < 1e-4
+
+
+def test_each_pass_of_a_looped_file_starts_one_frame_after_the_last(clips):
+    cfr, vfr = clips
+    n = FAST + SLOW
+
+    def three_passes(clip) -> np.ndarray:
+        frames = FrameReader(make_source(str(clip)), loop=True)
+        looped = np.array([f.t for f in islice(frames, 3 * n)])
+        assert (np.diff(looped) > 0).all()
+        return looped
+
+    for clip, gap in ((vfr, 0.1), (cfr, 1 / 29.97)):  # the last two frames' gap
+        looped = three_passes(clip)
+        once = looped[:n]
+        for k in (1, 2):
+            start = k * (once[-1] + gap)
+            assert np.abs(looped[k * n : (k + 1) * n] - once - start).max() < 1e-3
+    # a constant rate: index / fps throughout, as before
+    assert np.abs(three_passes(cfr) - np.arange(3 * n) / 29.97).max() < 1e-4
+
+
+def test_a_file_that_cannot_seek_back_still_loops(tmp_path):
+    """An MPEG program stream of MPEG-4 video says it went back to frame 0 and then gives no
+    frame: a looped run used to end after one pass. Each pass now opens the file again."""
+    clip = tmp_path / "clip.mpg"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 30, (64, 48))
+    for i in range(20):
+        writer.write(np.full((48, 64, 3), 10 * i, np.uint8))
+    writer.release()
+    frames = list(islice(FrameReader(make_source(str(clip)), loop=True), 50))
+    assert len(frames) == 50
+    levels = [int(f.bgr()[0, 0, 0]) for f in frames]
+    assert abs(levels[20] - levels[0]) <= 4 and abs(levels[40] - levels[0]) <= 4
+
+
+class StampedFile(Source):
+    """A file whose frames have these container timestamps (None: none), at ``fps``."""
+
+    name = "stamped.mp4"
+
+    def __init__(self, stamps: list[float | None], fps: float | None = 10.0):
+        self.stamps, self.fps = stamps, fps
+        self.next = 0
+
+    def open(self):
+        self.next = 0
+
+    def read(self):
+        if self.next >= len(self.stamps):
+            return None
+        self.next += 1
+        return Frame(gray=np.zeros((4, 4), np.uint8), size=(4, 4))
+
+    def position_s(self):
+        return self.stamps[self.next - 1]
+
+
+def test_frames_without_a_usable_timestamp_are_counted_on_from_the_last_one():
+    def stream_times(stamps, fps=10.0):
+        return [round(f.t, 9) for f in FrameReader(StampedFile(stamps, fps))]
+
+    nan, inf = float("nan"), float("inf")
+    # none (a raw H.264 stream), or 0 for all (what OpenCV says for none): index / fps exactly
+    assert [f.t for f in FrameReader(StampedFile([None] * 5))] == [i / 10.0 for i in range(5)]
+    assert [f.t for f in FrameReader(StampedFile([0.0] * 5, None))] == [i / 30 for i in range(5)]
+    # missing, not finite, negative, going back or standing still: counted on from the last
+    # timestamped frame, at the gap between the last two timestamped ones (0.05) where that
+    # is under 1 / fps, so the container's next time is not behind the count
+    stamps = [0.0, 0.05, None, nan, -1.0, 0.1, 0.3, 0.3, 0.5, inf]
+    assert stream_times(stamps) == [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.5, 0.55]
+    assert stream_times([0.0, 0.5, None, None]) == [0.0, 0.5, 0.6, 0.7]  # at most 1 / fps
+    assert stream_times([0.0, 0.01, None, 0.03, 0.04]) == [0.0, 0.01, 0.02, 0.03, 0.04]
+    # a pass starts where the last one's next frame would have: its last two frames' gap on
+    looped = FrameReader(StampedFile([0.0, 0.05, 0.25, None]), loop=True)
+    assert [round(f.t, 9) for f in islice(looped, 8)] == [0, 0.05, 0.25, 0.35, 0.45, 0.5, 0.7, 0.8]
+    one = FrameReader(StampedFile([0.2]), loop=True)  # one frame a pass: 1 / fps apart
+    assert [round(f.t, 9) for f in islice(one, 3)] == [0.2, 0.5, 0.8]
+
+
 def test_image_folder_skips_unreadable_images(tmp_path, caplog):
     cv2.imwrite(str(tmp_path / "a.png"), np.full((20, 30, 3), 7, np.uint8))
     (tmp_path / "b.jpg").write_bytes(b"not a jpeg")
@@ -383,7 +510,7 @@ def test_image_folder_skips_unreadable_images(tmp_path, caplog):
 def test_image_folder_reads_a_photo_cut_short_and_says_so(tmp_path, media_dir, caplog):
     """A JPEG cut short is still read (its faces above the cut count), with a warning naming
     the file; whole files, padded ones and ones with a trailer (a phone's "motion photo") give
-    none. OpenCV cannot decode a PNG cut short: it is skipped, as an unreadable image."""
+    none. OpenCV cannot decode a PNG cut short: it is skipped, the warning saying why."""
     photo = cv2.imread(str(media_dir / "justin.jpg"))
     jpeg = cv2.imencode(".jpg", photo)[1].tobytes()
     png = cv2.imencode(".png", photo)[1].tobytes()
@@ -396,17 +523,26 @@ def test_image_folder_reads_a_photo_cut_short_and_says_so(tmp_path, media_dir, c
     frames = list(FrameReader(make_source(str(tmp_path))))
     assert len(frames) == 5 and all(f.size == (photo.shape[1], photo.shape[0]) for f in frames)
     warned = {r.getMessage().split(": ")[0] for r in caplog.records if "cut short" in r.message}
-    assert warned == {str(tmp_path / "d_cut.jpg")}
-    assert "f_cut.png: cannot read this image, skipped" in caplog.text
+    assert warned == {str(tmp_path / "d_cut.jpg"), str(tmp_path / "f_cut.png")}
+    assert "f_cut.png: cannot read this image (the file is cut short" in caplog.text
+    assert "cannot be decoded); skipped" in caplog.text
     # above the cut the picture is the whole file's; at the bottom it is not
     top = slice(0, photo.shape[0] // 3)
     assert (frames[3].bgr()[top] == frames[0].bgr()[top]).all()
     assert (frames[3].bgr()[-10:] != frames[0].bgr()[-10:]).any()
 
 
-@pytest.mark.parametrize("spec", ["nonsense", "/no/such/clip.mp4", "cam0"])
-def test_unknown_sources_are_clear_errors(spec):
-    with pytest.raises(SourceError, match="unknown source"):
+@pytest.mark.parametrize(
+    "spec, words",
+    [
+        ("nonsense", "unknown source 'nonsense'"),
+        ("cam0", "unknown source 'cam0'"),
+        ("/no/such/clip.mp4", "/no/such/clip.mp4: no such file or folder"),
+        ("clip.mp4", "clip.mp4: no such file or folder"),
+    ],
+)
+def test_unknown_sources_are_clear_errors(spec, words):
+    with pytest.raises(SourceError, match=re.escape(words)):
         make_source(spec)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
@@ -217,3 +218,23 @@ def test_model_path_may_name_a_shipped_model(tmp_path):
         load_config(write(tmp_path, '[model]\npath = "deepfer-tiny"\n'), environ={})
     assert "model.path = 'deepfer-tiny'" in str(err.value)
     assert "deepfer-single_int8" in str(err.value) and "deepfer_int8" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("[source]\nwidth = 1e9\n", "source.width = 1000000000"),
+        ("[source]\nlores_width = 7\n", "source.lores_width = 7"),
+        (
+            "[detector]\nmin_face = 99999999999999999999\n",
+            "detector.min_face = 99999999999999999999",
+        ),
+        ("[mqtt]\nqos = 3\n", "mqtt.qos = 3"),
+        ("[mqtt]\nkeepalive = -1\n", "mqtt.keepalive = -1"),
+    ],
+)
+def test_bounds_hold_for_every_key_even_with_mqtt_off(tmp_path, text, words):
+    """Sizes within what a camera gives, and the [mqtt] keys checked without a broker URL
+    too (a config that passes --validate-config must not fail once the URL is added)."""
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        load_config(write(tmp_path, text), environ={})

@@ -205,3 +205,147 @@ def test_an_iphone_heic_photo_says_how_to_convert_it(media_dir, tmp_path):
         "IMG_0001.HEIC: HEIC/HEIF photos" in proc.stderr and "convert them to JPEG" in proc.stderr
     )
     assert "justin.jpg: 1 face" in proc.stdout
+
+
+def test_out_never_writes_over_an_input(media_dir, tiny_tflite_model, tmp_path):
+    """`--out` naming the input itself (or the folder it came from) is refused before any
+    work: the original is left as it was (a video used to be cut to the frames written)."""
+    photo = tmp_path / "photo.jpg"
+    shutil.copy(media_dir / "justin.jpg", photo)
+    before = photo.read_bytes()
+    for out in (photo, tmp_path, f"{tmp_path}/"):
+        proc = deepfer("detect", photo, "--model", tiny_tflite_model, "--out", out)
+        assert proc.returncode == 2, proc.stderr
+        assert f"would write over the input {photo}" in proc.stderr
+    proc = deepfer("detect", tmp_path, "--model", tiny_tflite_model, "--out", tmp_path)
+    assert proc.returncode == 2 and "would write over the input" in proc.stderr
+    assert photo.read_bytes() == before and "Traceback" not in proc.stderr
+
+
+def test_out_as_a_folder_or_a_file(media_dir, tiny_tflite_model, tmp_path):
+    """A folder when it is one, ends with /, or the input is a folder (even of one photo);
+    two inputs of the same name both kept; a file of the wrong kind is refused up front;
+    missing folders above a file are made."""
+    justin = media_dir / "justin.jpg"
+    run = lambda *args: deepfer("detect", *args, "--model", tiny_tflite_model)  # noqa: E731
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(justin, one / "x.jpg")
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(media_dir / "no-faces.jpg", other / "x.jpg")
+    for args, made in (
+        ((justin, "--out", existing), existing / "justin.jpg"),
+        ((justin, "--out", f"{tmp_path}/new/"), tmp_path / "new" / "justin.jpg"),
+        ((one, "--out", tmp_path / "from_one"), tmp_path / "from_one" / "x.jpg"),
+        ((justin, "--out", tmp_path / "deep" / "er" / "j.png"), tmp_path / "deep" / "er" / "j.png"),
+    ):
+        proc = run(*args)
+        assert proc.returncode == 0, proc.stderr
+        assert cv2.imread(str(made)).shape == cv2.imread(str(justin)).shape
+    proc = run(one / "x.jpg", other / "x.jpg", "--out", tmp_path / "both")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "both").iterdir()) == ["x-2.jpg", "x.jpg"]
+    assert "is written as x-2.jpg" in proc.stderr
+    clip = tmp_path / "clip.mp4"
+    _write_clip(media_dir / "woman2.mp4", clip, 3)
+    for args, words in (
+        ((justin, "--out", tmp_path / "x"), "OpenCV cannot write images of this type"),
+        ((justin, "--out", tmp_path / "x.mp4"), "OpenCV cannot write images of this type"),
+        ((clip, "--out", tmp_path / "v.jpg"), "is a video; write it as .mp4 or .avi"),
+    ):
+        proc = run(*args)
+        assert proc.returncode == 2 and words in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "v.jpg").exists()
+
+
+def _write_clip(source, target, frames: int, fourcc: str = "mp4v") -> None:
+    cap = cv2.VideoCapture(str(source))
+    writer = None
+    for _ in range(frames):
+        ok, frame = cap.read()
+        assert ok
+        if writer is None:
+            h, w = frame.shape[:2]
+            writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*fourcc), 30, (w, h))
+        writer.write(frame)
+    writer.release()
+    cap.release()
+
+
+def test_one_picture_files_are_searched_as_photos(media_dir, tiny_tflite_model, tmp_path):
+    """A .jfif, a still GIF, a JPEG without a suffix and a one-frame clip each hold one
+    picture: their face is reported (a tracker never saw it twice, so they used to say no
+    track started); a folder scan takes GIFs and .jfif too."""
+    photo = cv2.imread(str(media_dir / "justin.jpg"))
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    shutil.copy(media_dir / "justin.jpg", folder / "photo.jfif")
+    assert cv2.imwrite(str(folder / "still.gif"), photo)
+    shutil.copy(media_dir / "justin.jpg", tmp_path / "no_suffix")
+    writer = cv2.VideoWriter(
+        str(tmp_path / "one.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 30, photo.shape[1::-1]
+    )
+    writer.write(photo)
+    writer.release()
+    proc = deepfer(
+        "detect", folder, tmp_path / "no_suffix", tmp_path / "one.mp4", "--json",
+        "--model", tiny_tflite_model,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    faces = json.loads(proc.stdout)
+    inputs = sorted(os.path.basename(f["input"]) for f in faces)
+    assert inputs == ["no_suffix", "one.mp4", "photo.jfif", "still.gif"]
+    assert all("frame" not in f for f in faces)  # photos: no frame, t or track
+
+
+def _png_header_only(path, width: int, height: int) -> None:
+    """A PNG whose header claims ``width`` x ``height`` (a "decompression bomb" to OpenCV,
+    which refuses more than 2^30 pixels before decoding)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00"))
+        + chunk(b"IEND", b"")
+    )  # fmt: skip
+
+
+def test_images_opencv_refuses_are_reported_by_name(media_dir, tiny_tflite_model, tmp_path):
+    """Over OpenCV's pixel limit (an exception inside OpenCV), empty, a PNG cut short: each a
+    one-line error naming the file and why; the other inputs are still done (exit 1), and a
+    folder given to `deepfer run` skips them and goes on."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    _png_header_only(folder / "bomb.png", 40000, 40000)
+    (folder / "empty.jpg").write_bytes(b"")
+    ok, png = cv2.imencode(".png", cv2.imread(str(media_dir / "no-faces.jpg")))
+    (folder / "cut.png").write_bytes(png.tobytes()[: len(png) // 2])
+    shutil.copy(media_dir / "justin.jpg", folder / "z.jpg")
+    proc = deepfer("detect", folder, "--json", "--model", tiny_tflite_model)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"{folder / 'bomb.png'}: cannot read this image (more pixels than OpenCV" in proc.stderr
+    assert f"{folder / 'empty.jpg'}: cannot read this image (the file is empty)" in proc.stderr
+    assert f"{folder / 'cut.png'}: cannot read this image (the file is cut short" in proc.stderr
+    assert [os.path.basename(f["input"]) for f in json.loads(proc.stdout)] == ["z.jpg"]
+    proc = deepfer("run", "--source", folder, "--model", tiny_tflite_model)
+    assert proc.returncode == 0, proc.stderr
+    assert "bomb.png: cannot read this image" in proc.stderr and "skipped" in proc.stderr
+    assert [json.loads(line)["type"] for line in proc.stdout.splitlines()] == ["start", "end"]
+
+
+def test_detect_width_is_checked(media_dir, tiny_tflite_model):
+    proc = deepfer(
+        "detect", media_dir / "justin.jpg", "--detect-width", "10", "--model", tiny_tflite_model
+    )
+    assert proc.returncode == 2
+    assert "--detect-width 10: must be 0 (no scaling) or >= 48" in proc.stderr

@@ -237,4 +237,4 @@ def test_the_daemon_runs_through_a_folder_of_broken_images(tmp_path, photo, tiny
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert "c_empty.png: cannot read this image, skipped" in proc.stderr
+    assert "c_empty.png: cannot read this image (the file is empty); skipped" in proc.stderr

@@ -20,7 +20,7 @@ from cli_subprocess import deepfer
 from deepfer.edge.errors import OutputError
 from deepfer.edge.labels import LABELS
 from deepfer.edge.progress import Progress, format_seconds
-from deepfer.edge.recording import BASE_COLUMNS
+from deepfer.edge.recording import BASE_COLUMNS, TrackBook
 
 #: the shipped single model: the recordings' checks do not depend on the model
 SINGLE = ("--model", "deepfer-single_int8")
@@ -249,3 +249,16 @@ def test_progress_bar_only_on_a_terminal():
     assert text.startswith("\r") and text.endswith("\n")
     assert "50/100 frames" in text and "ETA 00:02" in text and "#" * 15 + "-" * 15 in text
     assert format_seconds(3725) == "1:02:05"
+
+
+def test_a_segment_runs_on_over_the_long_gaps_of_a_variable_frame_rate():
+    """A phone that drops from 30 to 5 frames a second: consecutive frames 0.2 s apart are no
+    break in the emotion (the gap in seconds, 3 frames at the nominal 30/s, would split every
+    frame into a segment of its own); a track missing for longer than 3 frames still is."""
+    scores = dict.fromkeys(LABELS, 0.0)
+    book = TrackBook("phone.mp4", gap_s=0.1, frame_gap=3)
+    for frame in (0, 1, 2, 3, 10, 11):
+        book.add({"track_id": 1, "t": 0.2 * frame, "frame": frame, "emotion": "happy",
+                  "scores": scores})  # fmt: skip
+    (track,) = book.summaries()
+    assert [x for s in track.segments for x in s[1:]] == pytest.approx([0.0, 0.6, 2.0, 2.2])

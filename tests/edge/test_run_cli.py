@@ -198,3 +198,31 @@ def test_run_on_a_folder_of_photos_reports_the_faces_deepfer_detect_finds(media_
     assert len({e["track_id"] for e in starts}) == len(starts)
     ends = [e for e in events if e["type"] == "end"]
     assert sorted(e["track_id"] for e in ends) == sorted(e["track_id"] for e in starts)
+
+
+def test_sources_and_outputs_that_cannot_work_fail_at_start(tiny_tflite_model, tmp_path):
+    """A photo that cannot be read, a folder of them, a file that is not there, and a stats
+    file that could never be written: exit 2 at start with the file and why (the stats file
+    used to fail with a traceback after the whole run)."""
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a picture")
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"")
+    (folder / "b.png").write_text("nor this")
+    for source, words in (
+        (text, f"{text}: cannot read this image (not an image, or corrupt)"),
+        (folder, f"{folder}: none of its 2 images can be read"),
+        (tmp_path / "gone.mp4", f"{tmp_path / 'gone.mp4'}: no such file or folder"),
+    ):
+        proc = deepfer("run", "--source", source, "--model", tiny_tflite_model)
+        assert proc.returncode == 2, proc.stderr
+        assert words in proc.stderr and "read failed" not in proc.stderr
+        assert "Traceback" not in proc.stderr and proc.stdout == ""
+    for stats, words in ((tmp_path, "is a folder"), (text / "s.json", "is a file, not a folder")):
+        proc = deepfer(
+            "run", "--source", text, "--stats-json", stats, "--validate-config",
+            "--model", tiny_tflite_model,
+        )  # fmt: skip
+        assert proc.returncode == 2 and f"run.stats_json = '{stats}'" in proc.stderr
+        assert words in proc.stderr
