@@ -349,3 +349,9 @@ def test_detect_width_is_checked(media_dir, tiny_tflite_model):
     )
     assert proc.returncode == 2
     assert "--detect-width 10: must be 0 (no scaling) or >= 48" in proc.stderr
+
+
+def test_quiet_logs_only_warnings(media_dir, tiny_tflite_model):
+    proc = deepfer("-q", "detect", media_dir / "justin.jpg", "--model", tiny_tflite_model)
+    assert proc.returncode == 0 and "1 face" in proc.stdout
+    assert " INFO deepfer" not in proc.stderr  # (TFLite's own C++ line is not Python's logging)
