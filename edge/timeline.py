@@ -57,7 +57,7 @@ def plot_timeline(
         colors = [_rgb(emotion) for emotion, _, _ in track.segments]
         ax.broken_barh(bars, (row - 0.35, 0.7), facecolors=colors, edgecolor="none")
     ax.set_yticks(range(len(tracks)), names)
-    ax.set_ylim(len(tracks) - 0.5, -0.5)
+    ax.set_ylim(max(len(tracks), 1) - 0.5, -0.5)  # (no tracks: one empty row)
     ax.set_xlabel("time (s)")
     ax.set_title(title if tracks else title + " (no faces)")
     ax.grid(axis="x", alpha=0.3)

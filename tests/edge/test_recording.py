@@ -217,6 +217,19 @@ def test_plot_draws_the_timeline(video, tmp_path):
     assert happy > 2000, "the happy segments of track #1 are not drawn"
 
 
+def test_plot_of_no_tracks_draws_an_empty_chart_quietly(tmp_path):
+    """A photo (or a clip with no face) has no tracks: an empty chart, no matplotlib warning."""
+    pytest.importorskip("matplotlib")
+    import warnings
+
+    from deepfer.edge.timeline import plot_timeline
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plot_timeline([], tmp_path / "none.png", LABELS)
+    assert cv2.imread(str(tmp_path / "none.png")) is not None
+
+
 def test_plot_without_matplotlib_is_clear(monkeypatch):
     from deepfer.edge.timeline import import_figure
 
