@@ -39,10 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="DeepFER: facial emotion recognition for small devices.",
     )
     parser.add_argument("--version", action="version", version=f"deepfer {__version__}")
-    parser.add_argument(
+    loud = parser.add_mutually_exclusive_group()
+    loud.add_argument(
         "-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)"
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="log only warnings and errors")
+    loud.add_argument("-q", "--quiet", action="store_true", help="log only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     registrars = _registrars()

@@ -351,10 +351,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _validate(config) -> int:
     """Build everything that can be built without opening the source or the network."""
+    from deepfer.edge.daemon import check_outputs
     from deepfer.edge.detectors import make_detector
     from deepfer.edge.model.classifier import load_classifier
     from deepfer.edge.outputs.mqtt.sink import MqttSink
 
+    check_outputs(config)
     classifier = load_classifier(config.model)
     make_detector(config.detector)
     if config.mqtt.url:

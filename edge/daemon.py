@@ -28,9 +28,9 @@ from typing import Any
 from deepfer.edge.capture.reader import FrameReader
 from deepfer.edge.capture.sources import Source, make_source
 from deepfer.edge.config import Config
-from deepfer.edge.errors import OutputError
+from deepfer.edge.errors import ConfigError, OutputError
 from deepfer.edge.outputs.base import OutputClosed, Sink
-from deepfer.edge.paths import user_path
+from deepfer.edge.paths import unwritable, user_path
 from deepfer.edge.stats import RunStats
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,14 @@ def make_outputs(
             )
         )
     return sinks
+
+
+def check_outputs(config: Config) -> None:
+    """Files the run writes at its end that could never be written there (``run.stats_json``
+    a folder, or below a file): a setup error, found before the run instead of after it."""
+    path = config.run.stats_json
+    if path and (why := unwritable(path)):
+        raise ConfigError([f"run.stats_json = {path!r}: {why}"])
 
 
 class Daemon:
@@ -113,6 +121,7 @@ class Daemon:
         from deepfer.edge.pipeline import FacePipeline
 
         cfg = self.config
+        check_outputs(cfg)
         if self.classifier is None:
             self.classifier = load_classifier(cfg.model)
         model_name = self.classifier.info.name

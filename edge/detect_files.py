@@ -87,12 +87,9 @@ class FileDetector:
             self.config, self.classifier, detector, track=track, every_frame=True
         )
 
-    def image(
-        self, path: Path, detect_width: int | None, target: Path | None, picture=None
-    ) -> list[dict]:
-        """Faces in a photo (``picture``: already decoded, e.g. a one-frame video's)."""
-        image = load_image(path) if picture is None else picture
-        image = rotate_image(image, self.config.source.rotate)
+    def image(self, path: Path, detect_width: int | None, target: Path | None) -> list[dict]:
+        """Faces in a photo (or another file of one picture: :func:`read_picture`)."""
+        image = rotate_image(read_picture(path), self.config.source.rotate)
         pipeline = self.pipeline(detect_width, track=False)
         faces = pipeline.process(image).faces
         self._crop_hint(path, image, faces, pipeline.detector)
@@ -207,6 +204,7 @@ class InputResult:
     """One input's outcome, small enough to send back from a worker process."""
 
     path: str
+    photo: bool = False
     faces: list[dict[str, Any]] | None = None  # kept only when printed (no --csv etc.)
     frames: int = 0
     rows: int = 0
@@ -244,31 +242,59 @@ def frame_count(path: Path) -> int:
         cap.release()
 
 
-def single_picture(path: Path):
-    """The one picture of a file that is not a photo by its suffix but holds one frame (a
-    still GIF, a JPEG without a suffix, a one-frame clip), or None: such a file is searched
-    as a photo (a tracker would never see its face twice)."""
-    if is_photo(path) or not path.is_file():
-        return None
-    if path.suffix.lower() not in VIDEO_EXTS:  # no suffix, or one not known: a photo?
-        with contextlib.suppress(cv2.error):
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if image is not None:
-                return image
-    if frame_count(path) != 1:
-        return None
+#: What an input is searched as (:func:`input_kind`).
+PHOTO, VIDEO, UNKNOWN = "photo", "video", "unknown"
+
+
+def input_kind(path: Path) -> str:
+    """``PHOTO`` by its suffix; otherwise by what OpenCV finds in the file: two frames or
+    more, ``VIDEO``; one (a still GIF, a JPEG without a suffix, a one-frame clip), ``PHOTO``
+    (a tracker would never see its face twice); nothing FFmpeg opens but an image OpenCV
+    decodes, ``PHOTO``. ``UNKNOWN``: missing, or nothing OpenCV can open (reported as a
+    video that cannot be opened when it is read)."""
+    if is_photo(path):
+        return PHOTO
+    if not path.is_file():
+        return UNKNOWN
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if cap.isOpened():
+            frames = int(cap.grab()) + int(cap.grab())
+            if frames:
+                return VIDEO if frames == 2 else PHOTO
+    finally:
+        cap.release()
+    with contextlib.suppress(cv2.error):
+        if cv2.imread(str(path), cv2.IMREAD_REDUCED_GRAYSCALE_8) is not None:
+            return PHOTO
+    return UNKNOWN
+
+
+def read_picture(path: Path):
+    """The picture of a ``PHOTO`` input: a photo as :func:`load_image` reads it, another
+    file's one picture as OpenCV decodes it as an image (orientation tag applied) or else as
+    its first frame."""
+    if is_photo(path):
+        return load_image(path)
+    with contextlib.suppress(cv2.error):
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is not None:
+            return image
     cap = cv2.VideoCapture(str(path))
     try:
         ok, image = cap.read()
-        if not ok or image is None or cap.read()[0]:
-            return None
-        return image
     finally:
         cap.release()
+    if not ok or image is None:
+        raise InputError(f"{path}: cannot read its picture")
+    return image
 
 
-def plan_outputs(inputs: list[str], paths: list[Path], out: str | None) -> list[Path | None]:
-    """Where ``--out`` writes each input's annotated copy, checked before any work.
+def plan_outputs(
+    inputs: list[str], paths: list[Path], kinds: list[str], out: str | None
+) -> list[Path | None]:
+    """Where ``--out`` writes each input's annotated copy, checked before any work (and any
+    folder is made only once all is checked).
 
     ``out`` is a folder when there are several inputs, an input is a folder, ``out`` is an
     existing folder or ends with ``/``: each copy keeps its input's name (a photo whose type
@@ -287,13 +313,12 @@ def plan_outputs(inputs: list[str], paths: list[Path], out: str | None) -> list[
         or out.endswith(("/", os.sep))
     )
     if folder:
-        _make_folder(target, out)
         targets, used = [], set()
-        for path in paths:
+        for path, kind in zip(paths, kinds, strict=True):
             name = Path(path.name)
-            if _is_video(path) and name.suffix.lower() not in VIDEO_OUT_EXTS:
+            if kind == VIDEO and name.suffix.lower() not in VIDEO_OUT_EXTS:
                 name = name.with_suffix(".mp4")
-            elif not _is_video(path) and not cv2.haveImageWriter(str(name)):
+            elif kind == PHOTO and not cv2.haveImageWriter(str(name)):
                 name = name.with_suffix(".png")
             stem, n = name.stem, 1
             while name.name.lower() in used:
@@ -304,34 +329,43 @@ def plan_outputs(inputs: list[str], paths: list[Path], out: str | None) -> list[
             used.add(name.name.lower())
             targets.append(target / name)
     else:
-        (path,) = paths
-        if _is_video(path) and target.suffix.lower() not in VIDEO_OUT_EXTS:
+        (path,), (kind,) = paths, kinds
+        if kind == VIDEO and target.suffix.lower() not in VIDEO_OUT_EXTS:
             raise OutputError(f"--out {out}: {path} is a video; write it as .mp4 or .avi")
-        if not _is_video(path) and not cv2.haveImageWriter(out):
+        if kind == PHOTO and not cv2.haveImageWriter(out):
+            what = "images of this type" if is_photo(path) else f"{path}'s picture this way"
             raise OutputError(
-                f"--out {out}: OpenCV cannot write images of this type; use .jpg or .png "
+                f"--out {out}: OpenCV cannot write {what}; use .jpg or .png "
                 "(or a folder, ending with /)"
             )
-        _make_folder(target.parent, out)
         targets = [target]
-    inputs_at = {_resolved(p) for p in paths}
     for where in targets:
-        if _resolved(where) in inputs_at:
+        if (overwritten := _overwrites(where, paths)) is not None:
             raise OutputError(
-                f"--out {out}: would write over the input {where}; choose another "
+                f"--out {out}: would write over the input {overwritten}; choose another "
                 f"{'folder' if folder else 'file'}"
             )
+    _make_folder(target if folder else target.parent, out)
     return targets
 
 
-def _is_video(path: Path) -> bool:
-    return not is_photo(path) and single_picture(path) is None
+def _overwrites(where: Path, paths: list[Path]) -> Path | None:
+    """The input that writing ``where`` would overwrite (the same path, a link to it, or the
+    same file by another name on a disk that ignores case), or None."""
+    at = _resolved(where)
+    for path in paths:
+        if _resolved(path) == at:
+            return path
+        with contextlib.suppress(OSError, ValueError):
+            if where.exists() and os.path.samefile(where, path):
+                return path
+    return None
 
 
 def _resolved(path: Path) -> Path:
     try:
         return path.resolve()
-    except OSError:
+    except (OSError, RuntimeError):  # (a loop of links: RuntimeError before Python 3.13)
         return path.absolute()
 
 
@@ -347,6 +381,7 @@ def _make_folder(folder: Path, out: str) -> None:
 def _process_input(
     files: FileDetector,
     path: Path,
+    kind: str,
     target: Path | None,
     detect_width: int | None,
     rec: Recording,
@@ -355,14 +390,13 @@ def _process_input(
     on_frame=None,
 ) -> InputResult:
     """Detects in one input; rows go to ``writer`` as they come. Errors end up in the result."""
-    result = InputResult(str(path), faces=[] if keep_faces else None)
+    result = InputResult(str(path), photo=kind == PHOTO, faces=[] if keep_faces else None)
     every = max(1, rec.every)
     try:
         if not path.is_file():
             raise InputError(f"{path}: no such file")
-        picture = single_picture(path)
-        if is_photo(path) or picture is not None:
-            frames = iter([(0, files.image(path, detect_width, target, picture))])
+        if kind == PHOTO:
+            frames = iter([(0, files.image(path, detect_width, target))])
             gap_s = 1.0
         else:
             source = files.video_source(path)
@@ -400,6 +434,7 @@ def _worker_init(config: Config, counter) -> None:
 
 def _worker_run(
     path: Path,
+    kind: str,
     target: Path | None,
     detect_width: int | None,
     rec: Recording,
@@ -422,7 +457,9 @@ def _worker_run(
         writer = None
         if csv_part or jsonl_part:
             writer = RowWriter(files.classifier.labels, csv_part, jsonl_part, header=False)
-        return _process_input(files, path, target, detect_width, rec, writer, keep_faces, on_frame)
+        return _process_input(
+            files, path, kind, target, detect_width, rec, writer, keep_faces, on_frame
+        )
 
 
 def _open_output(name: str | None, flag: str) -> IO[str] | None:
@@ -457,7 +494,12 @@ def detect_files(
         raise InputError(f"{', '.join(inputs)}: no images or videos to look at")
     if rec.plot:
         import_figure()  # fail before hours of work, not after
-    targets = plan_outputs(inputs, paths, out)
+    kinds = [input_kind(p) for p in paths]
+    targets = plan_outputs(inputs, paths, kinds, out)
+    for flag, name in (("--csv", rec.csv), ("--jsonl", rec.jsonl), ("--summary", rec.summary),
+                       ("--plot", rec.plot)):  # fmt: skip
+        if name and (overwritten := _overwrites(Path(name), paths)) is not None:
+            raise OutputError(f"{flag} {name}: would write over the input {overwritten}")
 
     keep_faces = as_json or not rec.streaming
     csv_file = _open_output(rec.csv, "--csv")
@@ -466,7 +508,7 @@ def detect_files(
     jobs = max(1, min(rec.jobs, len(paths)))
     progress = Progress(None, label="deepfer detect", enabled=rec.progress)
     if progress.enabled:  # count frames only for a bar someone sees
-        total = sum(frame_count(p) for p in paths if p.is_file())
+        total = sum(frame_count(p) if k == VIDEO else k == PHOTO for p, k in zip(paths, kinds))
         progress.total = -(-total // max(1, rec.every)) if total else None
     results: list[InputResult] = []
     try:
@@ -478,15 +520,15 @@ def detect_files(
                 done += n
                 progress.update(done)
 
-            for path, target in zip(paths, targets, strict=True):
+            for path, kind, target in zip(paths, kinds, targets, strict=True):
                 result = _process_input(
-                    files, path, target, detect_width, rec, writer, keep_faces, on_frame
+                    files, path, kind, target, detect_width, rec, writer, keep_faces, on_frame
                 )
                 _report(result, as_json, rec.streaming)
                 results.append(result)
         else:
             results = _run_parallel(
-                config, paths, targets, detect_width, rec, jobs, keep_faces, writer,
+                config, paths, kinds, targets, detect_width, rec, jobs, keep_faces, writer,
                 csv_file, jsonl_file, progress, as_json,
             )  # fmt: skip
     finally:
@@ -509,7 +551,7 @@ def detect_files(
 
 
 def _run_parallel(
-    config, paths, targets, detect_width, rec, jobs, keep_faces, writer,
+    config, paths, kinds, targets, detect_width, rec, jobs, keep_faces, writer,
     csv_file, jsonl_file, progress, as_json,
 ) -> list[InputResult]:  # fmt: skip
     """Inputs in ``jobs`` processes; their rows are appended in input order as each input
@@ -533,6 +575,7 @@ def _run_parallel(
             pool.submit(
                 _worker_run,
                 path,
+                kinds[i],
                 targets[i],
                 detect_width,
                 rec,
@@ -566,7 +609,7 @@ def _report(result: InputResult, as_json: bool, streaming: bool) -> None:
         return
     if as_json:
         return
-    if streaming and is_photo(result.path):
+    if streaming and result.photo:
         print(f"{result.path}: {result.rows} face{'s' if result.rows != 1 else ''}")
     elif streaming:
         n = len(result.tracks)

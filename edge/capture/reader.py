@@ -190,8 +190,11 @@ class FrameReader:
             if frame is not None:
                 frame.t = t
             return frame
-        except DeepFERError:
-            raise  # says what and where already (a photo that cannot be read)
+        except DeepFERError as exc:
+            if not self.source.live:
+                raise  # says what and where already (a photo that cannot be read)
+            log.warning("%s: read failed: %s", self.source.name, exc)
+            return None
         except Exception as exc:
             if not self.source.live:
                 raise SourceError(f"{self.source.name}: read failed ({exc})") from exc

@@ -171,7 +171,8 @@ class OpenCVSource(Source):
 class ImageFolderSource(Source):
     """The images of a folder in name order (or a list of image files), one frame each.
 
-    An unreadable image is skipped with a warning; it does not end the run.
+    An unreadable image of several is skipped with a warning saying why; one photo that
+    cannot be read, or a pass in which none could, ends the run (SourceError).
     """
 
     stills = True
@@ -426,8 +427,13 @@ def _make_source(spec: str, config=None) -> Source:
         if is_photo(path):
             return ImageFolderSource([path], str(path), cfg.fps)
         return OpenCVSource(str(path), live=False)
-    if "/" in spec or path.suffix:
+    if "://" not in spec and not path.exists() and ("/" in spec or path.suffix):
         raise SourceError(f"{spec}: no such file or folder")
+    if path.exists():  # a device node (/dev/video0), a pipe...
+        raise SourceError(
+            f"{spec}: not a video file, image or folder (a camera is named by its index: "
+            "0 for /dev/video0)"
+        )
     raise SourceError(
         f"unknown source {spec!r}: not auto, picamera2, a camera index (0, 1...), an "
         "rtsp:// or http(s):// URL, or an existing video file, image or folder"

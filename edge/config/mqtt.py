@@ -66,8 +66,9 @@ class MqttConfig:
     def check(self, device_id: str) -> Iterator[tuple[str, str]]:
         """``(key, problem)`` for every bad [mqtt] key (device_id is checked by the caller);
         without a URL (MQTT off) every other key is checked all the same."""
+        off = ("mqtt.url", *(f"mqtt.{k}" for k in FILE_KEYS))  # (not read without a URL)
         for key, _value, problem in mqtt_problems(self, device_id):
-            if key == "mqtt.url" and not self.url:
+            if not self.url and key in off:
                 continue
             if key.startswith("mqtt."):
                 yield key.split(".", 1)[1], problem
@@ -211,6 +212,10 @@ def _file_problem(path: str) -> str | None:
     return "the file " + ("does not exist" if not os.path.exists(full) else "is not readable")
 
 
+#: [mqtt] keys naming files that are read when the sink starts.
+FILE_KEYS = ("tls_ca", "tls_cert", "tls_key", "password_file")
+
+
 def mqtt_problems(cfg: MqttConfig, device_id: str) -> list[tuple[str, Any, str]]:
     """Every problem of an [mqtt] section with a URL, as ``(key, value, problem)``.
     Files named for TLS and the password must be readable."""
@@ -257,7 +262,7 @@ def mqtt_problems(cfg: MqttConfig, device_id: str) -> list[tuple[str, Any, str]]
             bad("tls_insecure", True, f"only applies to mqtts:// (mqtt.url is {url!r})")
     if tls["tls_key"] and not tls["tls_cert"]:
         bad("tls_key", tls["tls_key"], "needs mqtt.tls_cert (the client certificate)")
-    files = {**tls, "password_file": str(cfg.password_file or "")}
+    files = {k: str(getattr(cfg, k) or "") for k in FILE_KEYS}
     reported = {key for key, _, _ in problems}
     for k, v in files.items():
         problem = _file_problem(v) if v and f"mqtt.{k}" not in reported else None

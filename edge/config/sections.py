@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, get_type_hints
 
 from deepfer.edge.config.mqtt import MqttConfig
-from deepfer.edge.paths import unwritable, user_path
+from deepfer.edge.paths import user_path
 from deepfer.models import shipped_model, shipped_names
 
 
@@ -229,8 +229,6 @@ class RunConfig:
             yield "duration_s", "must be >= 0"
         if self.stats_interval_s < 0:
             yield "stats_interval_s", "must be >= 0"
-        if self.stats_json and (why := unwritable(self.stats_json)):
-            yield "stats_json", why
 
 
 @dataclass

@@ -238,3 +238,17 @@ def test_bounds_hold_for_every_key_even_with_mqtt_off(tmp_path, text, words):
     too (a config that passes --validate-config must not fail once the URL is added)."""
     with pytest.raises(ConfigError, match=re.escape(words)):
         load_config(write(tmp_path, text), environ={})
+
+
+def test_settings_used_only_by_an_output_that_is_off_are_not_checked(tmp_path):
+    """With no broker URL the MQTT files are not read, so a missing one is no error (turning
+    MQTT off by clearing the URL); the stats file is checked when a run starts, not here
+    (`deepfer detect` with the daemon's config does not write it)."""
+    path = write(
+        tmp_path,
+        '[mqtt]\npassword_file = "/no/such/pw"\n[run]\nstats_json = "/etc/passwd/x.json"\n',
+    )
+    config = load_config(path, environ={})
+    assert config.mqtt.password_file == "/no/such/pw"
+    with pytest.raises(ConfigError, match="mqtt.password_file"):
+        load_config(path, environ={"DEEPFER_MQTT_URL": "mqtt://localhost"})

@@ -219,6 +219,12 @@ def test_out_never_writes_over_an_input(media_dir, tiny_tflite_model, tmp_path):
         assert f"would write over the input {photo}" in proc.stderr
     proc = deepfer("detect", tmp_path, "--model", tiny_tflite_model, "--out", tmp_path)
     assert proc.returncode == 2 and "would write over the input" in proc.stderr
+    (tmp_path / "link.jpg").hardlink_to(photo)  # the same file by another name
+    proc = deepfer("detect", photo, "--model", tiny_tflite_model, "--out", tmp_path / "link.jpg")
+    assert proc.returncode == 2 and f"would write over the input {photo}" in proc.stderr
+    for flag in ("--csv", "--jsonl", "--summary"):  # recordings too
+        proc = deepfer("detect", photo, "--model", tiny_tflite_model, flag, photo)
+        assert proc.returncode == 2 and f"{flag} {photo}: would write over" in proc.stderr
     assert photo.read_bytes() == before and "Traceback" not in proc.stderr
 
 
@@ -260,6 +266,8 @@ def test_out_as_a_folder_or_a_file(media_dir, tiny_tflite_model, tmp_path):
         assert proc.returncode == 2 and words in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
     assert not (tmp_path / "v.jpg").exists()
+    proc = run(tmp_path / "not_here", "--out", tmp_path / "o.jpg")  # an input error: exit 1
+    assert proc.returncode == 1 and "not_here: no such file" in proc.stderr
 
 
 def _write_clip(source, target, frames: int, fourcc: str = "mp4v") -> None:
@@ -300,6 +308,19 @@ def test_one_picture_files_are_searched_as_photos(media_dir, tiny_tflite_model, 
     inputs = sorted(os.path.basename(f["input"]) for f in faces)
     assert inputs == ["no_suffix", "one.mp4", "photo.jfif", "still.gif"]
     assert all("frame" not in f for f in faces)  # photos: no frame, t or track
+    proc = deepfer("detect", folder / "still.gif", "--csv", tmp_path / "f.csv",
+                   "--model", tiny_tflite_model)  # fmt: skip
+    assert proc.returncode == 0 and f"{folder / 'still.gif'}: 1 face" in proc.stdout
+    proc = deepfer("detect", tmp_path / "one.mp4", "--out", tmp_path / "o.mp4",
+                   "--model", tiny_tflite_model)  # fmt: skip
+    assert proc.returncode == 2 and "one.mp4's picture this way; use .jpg" in proc.stderr
+    # a motion-JPEG stream (an IP camera's dump) is many pictures: a video, though OpenCV
+    # decodes its first picture as an image
+    ok, jpeg = cv2.imencode(".jpg", photo)
+    (tmp_path / "cam.mjpeg").write_bytes(jpeg.tobytes() * 5)
+    proc = deepfer("detect", tmp_path / "cam.mjpeg", "--json", "--model", tiny_tflite_model)
+    assert proc.returncode == 0, proc.stderr
+    assert [f["frame"] for f in json.loads(proc.stdout)] == [0, 1, 2, 3, 4]
 
 
 def _png_header_only(path, width: int, height: int) -> None:
