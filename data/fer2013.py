@@ -67,6 +67,14 @@ def _class_folders(split_dir: Path) -> list[tuple[Path, int]]:
         log.warning(
             "%s: ignoring folders that are not DeepFER classes: %s", split_dir, ", ".join(unknown)
         )
+    by_label: dict[int, list[str]] = {}
+    for sub, index in pairs:
+        by_label.setdefault(index, []).append(sub.name)
+    for index, names in by_label.items():
+        if len(names) > 1:
+            log.warning(
+                "%s: folders %s are all read as %s", split_dir, ", ".join(names), LABELS[index]
+            )
     if not pairs:
         raise DataError(
             f"{split_dir}: no class folders found; expected sub-folders named {', '.join(LABELS)}"
@@ -85,8 +93,20 @@ def load_folder(
     if not split_dir.is_dir():
         raise DataError(f"{split_dir}: not a folder")
     files: list[tuple[Path, int]] = []
+    nested: list[Path] = []  # images one level down or deeper: not loaded, but said
     for sub, index in _class_folders(split_dir):
         files += [(p, index) for p in sorted(sub.iterdir()) if is_image(p)]
+        nested += [p for p in sorted(sub.rglob("*")) if p.parent != sub and is_image(p)]
+    if nested:
+        folders = sorted({str(p.parent.relative_to(split_dir)) for p in nested})
+        log.warning(
+            "%s: %d image(s) in sub-folders of the class folders are not loaded (%s%s); "
+            "move them into their class folder",
+            split_dir,
+            len(nested),
+            ", ".join(folders[:3]),
+            ", ..." if len(folders) > 3 else "",
+        )
     if not files and labels_required:
         raise DataError(f"{split_dir}: the class folders hold no images")
     xs, ys, names, bad = [], [], [], []
@@ -125,15 +145,18 @@ def load_csv(
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = {"emotion", "pixels"} - set(reader.fieldnames or [])
-        if missing:
-            raise DataError(
-                f"{path}: missing column(s) {', '.join(sorted(missing))}; "
-                "expected the fer2013.csv columns emotion,pixels,Usage"
-            )
-        rows = list(reader)
+    try:
+        with path.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            missing = {"emotion", "pixels"} - set(reader.fieldnames or [])
+            if missing:
+                raise DataError(
+                    f"{path}: missing column(s) {', '.join(sorted(missing))}; "
+                    "expected the fer2013.csv columns emotion,pixels,Usage"
+                )
+            rows = list(reader)
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text CSV file (expected fer2013.csv)") from None
     side = 48
     parts: dict[str, tuple[list, list]] = {}
     for line, row in enumerate(_progress(rows, len(rows), f"loading {path.name}", progress), 2):

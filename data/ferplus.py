@@ -43,6 +43,8 @@ def load_ferplus_votes(path: str | Path) -> dict[str, np.ndarray]:
                     raise DataError(f"{path}:{line}: vote counts must be integers") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read the FER+ votes ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text CSV file (expected FER+ votes)") from None
     return votes
 
 

@@ -176,6 +176,28 @@ def test_unknown_class_folders_are_ignored_with_a_warning(tmp_path, caplog):
     assert "contempt" in caplog.text
 
 
+def test_images_in_sub_folders_and_two_folders_of_one_class_are_said(tmp_path, caplog):
+    """Images one level down in a class folder are not loaded (as before), but a warning
+    says how many and where; two folders read as one class (happy/ and happiness/) too."""
+    write_class_images(tmp_path, {"happy": 3, "sad": 5}, n=2)
+    write_class_images(tmp_path / "happy", {"batch1": 3}, n=4)
+    write_class_images(tmp_path, {"happiness": 7}, n=1)
+    with caplog.at_level(logging.WARNING):
+        ds = load_folder(tmp_path, progress=False)
+    assert len(ds) == 5
+    assert "4 image(s) in sub-folders of the class folders are not loaded (happy/batch1)" in (
+        caplog.text
+    )
+    assert "folders happiness, happy are all read as happy" in caplog.text
+
+
+def test_a_binary_file_given_as_csv_is_named(tmp_path):
+    bad = tmp_path / "fer2013.csv"
+    bad.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(DataError, match=f"{bad}: not a text CSV file"):
+        load_csv(bad, progress=False)
+
+
 def test_plain_class_folder_loads_as_train(tmp_path):
     write_class_images(tmp_path, {"sad": 5, "happy": 3}, n=2)
     splits = load_fer2013(tmp_path, progress=False)
