@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from deepfer.data.dataset import DataError, FaceDataset
-from deepfer.edge.labels import LABELS
+from deepfer.edge.labels import FOLDER_ALIASES, LABELS
 
 #: FER+ vote columns -> DeepFER labels; ``contempt``, ``unknown`` and ``NF`` (not a face)
 #: have no DeepFER counterpart.
@@ -48,6 +48,20 @@ def load_ferplus_votes(path: str | Path) -> dict[str, np.ndarray]:
     return votes
 
 
+def votes_for(votes: dict[str, np.ndarray], name: str) -> np.ndarray | None:
+    """A face's votes by its file name relative to the split folder (``happy/x.jpg``); a
+    class folder spelt otherwise (``Happy/``, ``happiness/``, ``scared/``) is looked up by
+    the class it is read as, the name the votes file uses."""
+    name = name.replace("\\", "/")
+    found = votes.get(name)
+    if found is None and "/" in name:
+        folder, rest = name.split("/", 1)
+        label = FOLDER_ALIASES.get(folder.lower())
+        if label is not None:
+            found = votes.get(f"{label}/{rest}")
+    return found
+
+
 def ferplus_majority(ds: FaceDataset, votes: dict[str, np.ndarray]) -> tuple[FaceDataset, dict]:
     """``ds`` relabelled with the FER+ majority vote, and what was left out.
 
@@ -64,7 +78,7 @@ def ferplus_majority(ds: FaceDataset, votes: dict[str, np.ndarray]) -> tuple[Fac
     left_out = {"contempt": 0, "unknown": 0, "NF": 0, "tie": 0, "not in the votes file": 0}
     names = list(FERPLUS_COLUMNS)
     for i, name in enumerate(ds.files):
-        v = votes.get(name.replace("\\", "/"))
+        v = votes_for(votes, name)
         if v is None:
             left_out["not in the votes file"] += 1
             continue
@@ -94,7 +108,7 @@ def ferplus_distributions(ds: FaceDataset, votes: dict[str, np.ndarray]) -> np.n
     columns = [(j, index[label]) for j, label in enumerate(FERPLUS_COLUMNS.values()) if label]
     out = np.zeros((len(ds), len(LABELS)), np.float32)
     for i, name in enumerate(ds.files):
-        v = votes.get(name.replace("\\", "/"))
+        v = votes_for(votes, name)
         if v is None:
             continue
         for j, k in columns:

@@ -57,3 +57,20 @@ def test_ferplus_distributions_are_vote_shares_over_the_seven_classes(tmp_path):
     assert np.allclose(shares[0], [expect.get(label, 0.0) for label in LABELS])
     assert np.allclose(shares[1], [0.5 if label in ("surprise", "fear") else 0 for label in LABELS])
     assert not shares[2].any() and not shares[3].any()
+
+
+def test_class_folders_spelt_otherwise_find_their_votes(tmp_path):
+    """A dataset whose class folders are `Happy/`, `anger/`, `scared/` (read as happy, angry,
+    fear) finds the votes the file lists under happy/, angry/, fear/."""
+    votes = tmp_path / "ferplus_test.csv"
+    votes.write_text(
+        FERPLUS_HEADER
+        + "happy/a.png,0,9,0,0,1,0,0,0,0,0\n"
+        + "angry/b.png,0,0,0,0,9,0,0,1,0,0\n"
+        + "fear/c.png,0,0,1,0,0,0,9,0,0,0\n"
+    )
+    names = ["Happy/a.png", "anger/b.png", "scared/c.png"]
+    y = np.array([LABELS.index(n) for n in ("happy", "angry", "fear")])
+    ds = FaceDataset(np.zeros((3, 1, 1, 1), np.uint8), y, "test", names)
+    kept, info = ferplus_majority(ds, load_ferplus_votes(votes))
+    assert info["kept"] == 3 and [LABELS[i] for i in kept.y] == ["happy", "angry", "fear"]
