@@ -14,65 +14,39 @@ plot of accuracy against size and latency (:mod:`deepfer.evaluate.plots`).
 from __future__ import annotations
 
 import datetime as _dt
-import json
+import logging
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from deepfer.data.fer2013 import load_split
-from deepfer.data.splits import stratified_split
 from deepfer.edge.errors import DeepFERError
 from deepfer.edge.labels import LABELS
+from deepfer.evaluate.measure import (
+    BenchmarkError,
+    BenchSettings,
+    ModelEntry,
+    RuntimeSkipped,
+    measure_model,
+)
 from deepfer.evaluate.metrics import evaluate_predictions
-from deepfer.evaluate.predictors import KERAS_SUFFIXES
+from deepfer.evaluate.outputs import check_outputs
+from deepfer.evaluate.predictors import KERAS_SUFFIXES, keras_file_problem, resolve_model_file
 from deepfer.evaluate.reports import benchmark_table, update_sidecars, write_outputs
-from deepfer.evaluate.worker import EXIT_NO_RUNTIME
-
-WORKER_TIMEOUT_S = 1800
-
-
-class BenchmarkError(DeepFERError, RuntimeError):
-    """A model or data set that cannot be benchmarked, with what and where."""
-
-
-class RuntimeSkipped(BenchmarkError):
-    """The requested TFLite runtime cannot be used in this environment."""
-
-
-@dataclass
-class BenchSettings:
-    warmup: int = 20
-    runs: int = 200
-    batch_size: int = 32
-    threads: int = 0  # "all cores"; 0: os.cpu_count()
-
-    @property
-    def all_threads(self) -> int:
-        return self.threads if self.threads > 0 else (os.cpu_count() or 1)
-
-
-@dataclass
-class ModelEntry:
-    path: Path
-    kind: str  # "tflite" | "keras"
-    format: str  # int8, float32, float16, dynamic, keras, or the input dtype
-    is_float: bool
-    input_size: tuple[int, int]
-
+from deepfer.evaluate.subset import classes_in, stratified_sample
 
 # --------------------------------------------------------------------------- models and data
 
 
 def describe_model(path: str | Path) -> ModelEntry:
-    """Check a model can be benchmarked (exists, right type, sidecar) without loading it."""
-    path = Path(path)
+    """Check a model can be benchmarked (exists, right type, sidecar) without loading it
+    (:func:`check_loads` loads it). A folder: the model in it."""
+    path = resolve_model_file(path, BenchmarkError)
     if not path.is_file():
         raise BenchmarkError(f"{path}: model file not found")
     suffix = path.suffix.lower()
@@ -92,18 +66,55 @@ def describe_model(path: str | Path) -> ModelEntry:
         is_float = fmt == "float32" or (not info.raw.get("quantization") and dtype == "float32")
         return ModelEntry(path, "tflite", fmt, is_float, info.input_size)
     if suffix in KERAS_SUFFIXES:
-        if path.stat().st_size == 0:
-            raise BenchmarkError(f"{path}: the file is empty (0 bytes); not a Keras model")
+        why = keras_file_problem(path)
+        if why:
+            raise BenchmarkError(f"{path}: {why}")
         return ModelEntry(path, "keras", "keras", True, (48, 48))
     raise BenchmarkError(f"{path}: unknown model type {suffix!r}; expected .tflite, .keras or .h5")
 
 
-def load_faces(data: str | Path, split: str, size: tuple[int, int], limit: int, seed: int = 0):
-    """``(x, y, split_name)``: uint8 faces of one split, optionally a stratified sample."""
+def check_loads(entry: ModelEntry) -> None:
+    """Load ``entry`` here, so that a model that cannot be measured is refused before any is
+    (a sidecar that does not fit the model, a truncated file, a Keras file that is no
+    classifier). Raises a :class:`DeepFERError` naming it."""
+    from deepfer.edge.model.runtime import RuntimeUnavailable
+    from deepfer.evaluate.predictors import load_predictor
+
+    quiet = logging.getLogger("deepfer.edge.model.runtime")  # its "runtime: ..." line is the
+    level = quiet.level  # measurement's to give, not this check's
+    quiet.setLevel(logging.WARNING)
+    try:
+        load_predictor(entry.path, 1)
+    except RuntimeUnavailable:
+        return  # measuring reports it per runtime (--runtime all skips what is missing)
+    except DeepFERError:
+        raise
+    except Exception as exc:  # the runtime's own errors for a model it cannot run
+        text = " ".join(str(exc).split())[:300]
+        raise BenchmarkError(
+            f"{entry.path}: cannot be loaded ({type(exc).__name__}: {text})"
+        ) from None
+    finally:
+        quiet.setLevel(level)
+
+
+def load_faces(
+    data: str | Path, split: str, size: tuple[int, int], limit: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(x, y, split_name)``: uint8 faces of one split, or a stratified sample of exactly
+    ``limit`` of them (all when the split has no more). Raises :class:`BenchmarkError` for a
+    ``limit`` below one face per class."""
+    if limit < 0:
+        raise BenchmarkError(f"--limit {limit}: must be at least 0 (0: the whole split)")
     ds, name = load_split(data, split, size, progress=False)
     if limit and len(ds) > limit:
-        _, keep = stratified_split(ds.y, limit / len(ds), seed)
-        ds = ds.subset(keep, ds.name)
+        k = classes_in(ds.y)
+        if limit < k:
+            raise BenchmarkError(
+                f"--limit {limit}: fewer faces than the {k} classes in {data} ({name} split); "
+                f"give at least {k} (one face per class), or 0 for all {len(ds):,}"
+            )
+        ds = ds.subset(stratified_sample(ds.y, limit, seed), ds.name)
     return ds.x, ds.y, name
 
 
@@ -125,87 +136,6 @@ def _runtimes(requested: Sequence[str] | None) -> list[str]:
                     f"--runtime {name!r}: choose auto, all or one of {', '.join(RUNTIMES)}"
                 )
     return list(dict.fromkeys(names)) or ["auto"]
-
-
-# --------------------------------------------------------------------------- running workers
-
-
-def run_worker(spec: dict, workdir: Path, tag: str) -> dict:
-    """Run one :mod:`deepfer.evaluate.worker` measurement in a fresh process; its result.
-
-    ``spec`` holds the worker's keys (see the worker); the spec and result files go in
-    ``workdir`` named after ``tag``.
-    """
-    spec_path = workdir / f"{tag}.spec.json"
-    spec["result"] = str(workdir / f"{tag}.result.json")
-    spec_path.write_text(json.dumps(spec))
-    env = dict(os.environ)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "deepfer.evaluate.worker", str(spec_path)],
-            capture_output=True,
-            text=True,
-            timeout=WORKER_TIMEOUT_S,
-            env=env,
-        )
-    except subprocess.TimeoutExpired:
-        raise BenchmarkError(
-            f"{spec['model']}: measuring took over {WORKER_TIMEOUT_S} s; stopped"
-        ) from None
-    if proc.returncode != 0 or not Path(spec["result"]).is_file():
-        noise = ("I0000", "W0000", "WARNING: All log messages", "INFO: Created TensorFlow")
-        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-        tail = [ln for ln in lines if not ln.startswith(noise)][-3:] or lines[-3:]
-        cls = RuntimeSkipped if proc.returncode == EXIT_NO_RUNTIME else BenchmarkError
-        raise cls(f"{spec['model']}: could not be measured: {' | '.join(tail)}")
-    return json.loads(Path(spec["result"]).read_text())
-
-
-def measure_model(
-    entry: ModelEntry,
-    runtime: str,
-    faces_path: Path,
-    settings: BenchSettings,
-    workdir: Path,
-    tag: str,
-) -> dict:
-    """Latency with 1 thread and all cores, throughput, memory and predictions of one model."""
-    base = {
-        "model": str(entry.path),
-        "runtime": runtime,
-        "faces": str(faces_path),
-        "warmup": settings.warmup,
-        "runs": settings.runs,
-    }
-    full = run_worker(
-        {
-            **base,
-            "threads": settings.all_threads,
-            "batch_size": settings.batch_size,
-            "predict": True,
-            "probs_out": str(workdir / f"{tag}.probs.npy"),
-        },
-        workdir,
-        f"{tag}.all",
-    )
-    latency = {str(settings.all_threads): full["latency_ms"]}
-    if settings.all_threads != 1:
-        one = run_worker(
-            {**base, "threads": 1, "batch_size": 0, "predict": False}, workdir, f"{tag}.one"
-        )
-        latency = {"1": one["latency_ms"], **latency}
-    return {
-        "runtime": full["runtime"],
-        "input_dtype": full["input_dtype"],
-        "tensorflow_imported": full["tensorflow_imported"],
-        "load_ms": full["load_ms"],
-        "latency_ms": latency,
-        "throughput": full.get("throughput"),
-        "peak_rss_mb": full["peak_rss_mb"],
-        "rss_over_baseline_mb": full["rss_over_baseline_mb"],
-        "probs": np.load(workdir / f"{tag}.probs.npy"),
-    }
 
 
 def _machine() -> dict:
@@ -238,6 +168,9 @@ def benchmark(
     """Measure every model (x runtime for .tflite); returns the JSON-ready report."""
     say = echo or (lambda *_: None)
     settings = settings or BenchSettings()
+    settings.check()
+    if limit < 0:
+        raise BenchmarkError(f"--limit {limit}: must be at least 0 (0: the whole split)")
     if not models:
         raise BenchmarkError("give at least one model")
     entries = [describe_model(m) for m in models]
@@ -249,9 +182,12 @@ def benchmark(
     else:
         ref_entry = next((e for e in entries if e.is_float), None)
     names = _runtimes(runtimes)
+    for entry in entries:  # every model loads before any is measured
+        check_loads(entry)
     size = next((e.input_size for e in entries if e.kind == "tflite"), (48, 48))
     x, y, split_name = load_faces(data, split, size, limit)
-    say(f"data: {data} ({split_name} split), {len(y):,} faces")
+    whole = f" (--limit {limit}: the split has only {len(y):,})" if limit > len(y) else ""
+    say(f"data: {data} ({split_name} split), {len(y):,} faces{whole}")
 
     rows: list[dict] = []
     skipped: list[dict] = []
@@ -323,14 +259,48 @@ def benchmark(
     }
 
 
+def _have_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def run_benchmark_command(args) -> int:
     """Handler of ``deepfer benchmark``; exit status. Bad input raises a
-    :class:`deepfer.edge.errors.DeepFERError` (the command prints it, exit 2)."""
+    :class:`deepfer.edge.errors.DeepFERError` (the command prints it, exit 2): the options,
+    every output and every model are checked before anything is measured."""
+    settings = BenchSettings(args.warmup, args.runs, args.batch_size, args.threads)
+    settings.check()
+    if args.limit < 0:
+        raise BenchmarkError(f"--limit {args.limit}: must be at least 0 (0: the whole split)")
     out = Path(args.out) if args.out else None
     json_path = args.json or (out / "benchmark.json" if out else None)
     md_path = args.markdown or (out / "benchmark.md" if out else None)
     plot_path = args.plot or (out / "benchmark.png" if out else None)
-    settings = BenchSettings(args.warmup, args.runs, args.batch_size, args.threads)
+    if plot_path and not _have_matplotlib():
+        if args.plot:
+            raise BenchmarkError(
+                f"--plot {args.plot}: drawing it needs matplotlib (pip install 'deepfer[train]')"
+            )
+        print("plot: skipped, matplotlib is not installed", file=sys.stderr)
+        plot_path = None
+    check_outputs(
+        [
+            ("--out", out, "folder"),
+            ("--json" if args.json else "--out", json_path, "file"),
+            ("--markdown" if args.markdown else "--out", md_path, "file"),
+            ("--plot" if args.plot else "--out", plot_path, "file"),
+        ],
+        BenchmarkError,
+    )
+    if args.update_sidecars:
+        tflite = [Path(m) for m in [*args.models, args.reference] if m]
+        sidecars = [
+            p.with_suffix(".json") for p in tflite if p.suffix.lower() == ".tflite" and p.is_file()
+        ]
+        check_outputs([("--update-sidecars", p, "file") for p in sidecars], BenchmarkError)
     try:
         report = benchmark(
             args.models,

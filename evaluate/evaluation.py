@@ -18,16 +18,29 @@ import numpy as np
 from deepfer.data.dataset import format_counts
 from deepfer.data.fer2013 import load_split
 from deepfer.data.ferplus import ferplus_majority, load_ferplus_votes
+from deepfer.data.splits import split_name as canonical_split
 from deepfer.edge.errors import DeepFERError
 from deepfer.edge.labels import LABELS
 from deepfer.evaluate.metrics import evaluate_predictions, roc_curves
-from deepfer.evaluate.predictors import EvaluateError, load_predictor
+from deepfer.evaluate.outputs import check_outputs
+from deepfer.evaluate.predictors import EvaluateError, load_predictor, resolve_model_file
 from deepfer.evaluate.reports import metrics_table
 from deepfer.evaluate.tta import TTA_MODES, predict_probs
 
 
 def default_out_dir(model_path: Path, split: str) -> Path:
     return model_path.parent / f"{model_path.stem}-eval-{split}"
+
+
+def check_out_dir(out: str | Path | None, model_path: Path, split: str) -> Path:
+    """The report folder (``out``, else beside the model), checked to be writable: raises
+    :class:`EvaluateError` naming it before any work."""
+    out_dir = Path(out) if out else default_out_dir(model_path, split)
+    what = "--out" if out else "report folder (beside the model; choose another with --out)"
+    check_outputs(
+        [(what, out_dir, "folder"), (what, out_dir / "report.json", "file")], EvaluateError
+    )
+    return out_dir
 
 
 def _ms_per_face(seconds: float, faces: int) -> float:
@@ -53,7 +66,7 @@ def evaluate_model(
     FER2013 label (faces without a clear majority among the seven classes are
     left out); the votes come from ``ferplus_votes`` or ``<data>/ferplus_<split>.csv``.
     """
-    model_path = Path(model_path)
+    model_path = resolve_model_file(model_path, EvaluateError)
     modes = []
     for mode in tta or ():
         if mode in (None, "", "none"):
@@ -64,13 +77,16 @@ def evaluate_model(
             modes.append(mode)
     if labels not in ("fer2013", "ferplus"):
         raise EvaluateError(f"--labels {labels!r}: choose fer2013 or ferplus")
+    if not model_path.is_file():
+        raise EvaluateError(f"{model_path}: model file not found")
+    check_out_dir(out, model_path, canonical_split(split) or split)
     model = load_predictor(model_path, threads)
     ds, split_name = load_split(data, split, model.input_size, progress)
     ferplus = None
     if labels == "ferplus":
         ds, ferplus = _ferplus(ds, data, split_name, ferplus_votes)
         split_name = f"{split_name}-ferplus"
-    out_dir = Path(out) if out else default_out_dir(model_path, split_name)
+    out_dir = check_out_dir(out, model_path, split_name)  # the split's name is known now
     out_dir.mkdir(parents=True, exist_ok=True)
     print(
         f"model: {model_path} ({model.kind}, {model.runtime}, input {model.input_dtype} "

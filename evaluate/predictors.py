@@ -9,12 +9,14 @@ metrics, benchmarks) is shared.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import re
+import zipfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from deepfer.edge.errors import DeepFERError
+from deepfer.edge.errors import DeepFERError, ModelLoadError
 from deepfer.edge.labels import FOLDER_ALIASES, LABELS
 from deepfer.edge.model.classifier import as_probabilities
 from deepfer.edge.preprocess import prepare_face
@@ -26,6 +28,72 @@ TFLITE_SUFFIXES = (".tflite",)
 
 class EvaluateError(DeepFERError, RuntimeError):
     """A model or data set that cannot be evaluated, with what and where."""
+
+
+#: ``np.int32(48)`` -> ``48`` in a message built from numpy values.
+_NUMPY_SCALAR = re.compile(r"\bnp\.(?:u?int|float)\d*\(([^()]*)\)")
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def plain_numbers(text: str) -> str:
+    """``[np.int32(1), np.int32(48)]`` -> ``[1, 48]`` (numpy 2 scalar reprs in a message)."""
+    return _NUMPY_SCALAR.sub(r"\1", text)
+
+
+def keras_file_problem(path: str | os.PathLike) -> str | None:
+    """Why an existing ``.keras`` / ``.h5`` file cannot be a Keras model, from its bytes
+    (Keras itself answers "File not found" for a corrupt ``.keras``), or None."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        return "not a Keras model file (the file is empty: 0 bytes)"
+    with path.open("rb") as fh:
+        head = fh.read(8)
+    if head[4:8] == b"TFL3":
+        return "not a Keras model file (it is a TFLite model; give it a .tflite name)"
+    if path.suffix.lower() == ".keras":
+        if not zipfile.is_zipfile(path):
+            return f"not a Keras model file (a .keras file is a zip archive; this is not, {size:,} bytes)"
+        return None
+    # HDF5: the signature at 0, or after a user block of 512, 1024, 2048, ... bytes
+    with path.open("rb") as fh:
+        offset = 0
+        while offset + 8 <= size:
+            fh.seek(offset)
+            if fh.read(8) == _HDF5_SIGNATURE:
+                return None
+            offset = 512 if offset == 0 else offset * 2
+    return f"not a Keras model file (a {path.suffix} file is HDF5; this is not, {size:,} bytes)"
+
+
+def resolve_model_file(
+    path: str | os.PathLike,
+    error: type[Exception],
+    suffixes: Sequence[str] | None = None,
+    best: Callable[[Path], Path | None] | None = None,
+) -> Path:
+    """``path``, or for a folder the model in it: ``best(folder)`` when given and found (convert
+    passes a ``deepfer train`` run folder's best model), else the only model of ``suffixes`` in
+    it (of one model saved as both ``.keras`` and ``.h5``, the ``.keras``); a folder with none
+    or several raises ``error`` listing what is there."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    suffixes = tuple(suffixes or (*KERAS_SUFFIXES, *TFLITE_SUFFIXES))
+    chosen = best(path) if best else None
+    if chosen is not None and not chosen.is_file() and (path / chosen.name).is_file():
+        chosen = path / chosen.name  # a run's summary names it from where training ran
+    if chosen is not None and chosen.is_file():
+        return chosen
+    found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+    if found and len({p.stem for p in found}) == 1:
+        return min(found, key=lambda p: suffixes.index(p.suffix.lower()))
+    listed = ", ".join(p.name for p in found[:8]) + (", ..." if len(found) > 8 else "")
+    raise error(
+        f"{path}: a folder; give the model file in it "
+        f"({'found ' + listed if found else 'no ' + ', '.join(suffixes) + ' file in it'})"
+    )
 
 
 class Predictor:
@@ -82,7 +150,10 @@ class TFLitePredictor(Predictor):
     def __init__(self, path: Path, threads: int | None = None, runtime: str = "auto"):
         from deepfer.edge.model.classifier import EmotionClassifier
 
-        self.classifier = EmotionClassifier(path, threads or os.cpu_count(), runtime)
+        try:
+            self.classifier = EmotionClassifier(path, threads or os.cpu_count(), runtime)
+        except ModelLoadError as exc:
+            raise ModelLoadError(plain_numbers(str(exc))) from None
         super().__init__(path, self.classifier.labels, self.classifier.input_size)
         self.runtime = self.classifier.runtime
         self.input_dtype = self.classifier.input_dtype
@@ -97,6 +168,9 @@ class KerasPredictor(Predictor):
     kind = "keras"
 
     def __init__(self, path: Path):
+        why = keras_file_problem(path)
+        if why:
+            raise EvaluateError(f"{path}: {why}")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         try:
             import keras
@@ -136,8 +210,9 @@ class KerasPredictor(Predictor):
 def load_predictor(
     model_path: str | Path, threads: int | None = None, runtime: str = "auto"
 ) -> Predictor:
-    """Wrap a ``.tflite`` (needs its sidecar; on ``runtime``), ``.keras`` or ``.h5`` model."""
-    path = Path(model_path)
+    """Wrap a ``.tflite`` (needs its sidecar; on ``runtime``), ``.keras`` or ``.h5`` model
+    (a folder: the model in it, :func:`resolve_model_file`)."""
+    path = resolve_model_file(model_path, EvaluateError)
     if not path.is_file():
         raise EvaluateError(f"{path}: model file not found")
     suffix = path.suffix.lower()

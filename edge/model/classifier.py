@@ -37,7 +37,7 @@ class EmotionClassifier:
         )
         self._input = runtime.input_detail(self.interpreter)
         self._output = runtime.output_detail(self.interpreter)
-        shape = list(self._input["shape"])
+        shape = [int(s) for s in self._input["shape"]]
         if len(shape) != 4 or tuple(shape[1:3]) != self.info.input_size:
             raise ModelLoadError(
                 f"{self.path}: input shape {shape} does not match the sidecar's input size "

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from deepfer.cli import main
 from deepfer.edge.labels import LABELS
-from deepfer.evaluate.benchmark import BenchmarkError, describe_model
+from deepfer.edge.model.sidecar import load_model_info, write_sidecar
+from deepfer.evaluate.benchmark import BenchmarkError, describe_model, load_faces
 
 pytestmark = pytest.mark.slow
 
@@ -99,3 +102,62 @@ def test_benchmark_refuses_bad_models_clearly(tiny_tflite_model, tiny_fer, tmp_p
 
     with pytest.raises(BenchmarkError, match="unknown model type"):
         describe_model(tiny_fer / "train" / "happy" / "train_00072.png")
+
+
+def test_benchmark_checks_options_and_outputs_before_measuring(
+    tiny_tflite_model, tiny_fer, tmp_path, capsys
+):
+    notes = tmp_path / "notes.md"
+    notes.write_text("hello")
+    cases = [
+        (["--runs", "0"], "--runs 0: must be at least 1"),
+        (["--warmup", "-1"], "--warmup -1: must be at least 0"),
+        (["--batch-size", "0"], "--batch-size 0: must be at least 1"),
+        (["--threads", "-2"], "--threads -2: must be at least 0"),
+        (["--limit", "-5"], "--limit -5: must be at least 0"),
+        (["--limit", "3"], "--limit 3: fewer faces than the 7 classes in"),
+        (["--out", notes], f"--out {notes}: is a file, not a folder"),
+        (["--plot", notes / "p.png"], f"--plot {notes / 'p.png'}: cannot be made: {notes} is"),
+        (["--json", tmp_path], f"--json {tmp_path}: is a folder"),
+    ]
+    if Path("/proc").is_dir():  # refuses new files even to root: found by trying
+        cases.append((["--markdown", "/proc/x.md"], "--markdown /proc/x.md: cannot write in /proc"))
+    for extra, message in cases:
+        argv = [str(tiny_tflite_model), "--data", str(tiny_fer), *FAST, *map(str, extra)]
+        assert main(["benchmark", *argv]) == 2, extra
+        err = capsys.readouterr().err
+        assert message in err and "measuring" not in err, (extra, err)
+        assert "Traceback" not in err and err.strip().count("\n") == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.md"]
+
+
+def test_benchmark_loads_every_model_before_measuring_any(
+    tiny_tflite_model, tiny_fer, tmp_path, capsys
+):
+    """A good model then a bad one: refused at once, naming the bad one; nothing measured."""
+    big = tmp_path / "big.tflite"  # its sidecar says 64x64, the model takes 48x48
+    shutil.copy(tiny_tflite_model, big)
+    raw = load_model_info(tiny_tflite_model).raw
+    write_sidecar(big, {**raw, "input": {**raw["input"], "size": [64, 64]}})
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(tiny_tflite_model.read_bytes()[:5000])
+    shutil.copy(tiny_tflite_model.with_suffix(".json"), cut.with_suffix(".json"))
+    for bad, message in (
+        (big, "input shape [1, 48, 48, 1] does not match the sidecar's input size [64, 64]"),
+        (cut, "cut.tflite: not a valid TFLite model"),
+    ):
+        code = main(["benchmark", str(tiny_tflite_model), str(bad), "--data", str(tiny_fer),
+                     "--out", str(tmp_path / "out"), *FAST])  # fmt: skip
+        err = capsys.readouterr().err
+        assert code == 2 and message in err, err
+        assert "np.int" not in err and "measuring" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_limit_gives_exactly_that_many_faces(tiny_fer):
+    x, y, split = load_faces(tiny_fer, "test", (48, 48), 10)
+    assert split == "test" and len(x) == len(y) == 10 and set(y) == set(range(7))
+    assert len(load_faces(tiny_fer, "test", (48, 48), 1000)[1]) == 42  # all there are
+    with pytest.raises(BenchmarkError, match="--limit 6: fewer faces than the 7 classes"):
+        load_faces(tiny_fer, "test", (48, 48), 6)
+    np.testing.assert_array_equal(load_faces(tiny_fer, "test", (48, 48), 10)[0], x)

@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -249,7 +250,49 @@ def test_evaluate_refuses_bad_input_clearly(tiny_tflite_model, tiny_fer, tmp_pat
     broken = tmp_path / "broken.keras"
     broken.write_bytes(b"not a zip")
     assert run_cli(str(broken), "--data", str(tiny_fer)) == 2
-    assert "cannot load the Keras model" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "broken.keras: not a Keras model file (a .keras file is a zip archive" in err
+    assert "File not found" not in err  # what Keras itself says of a corrupt .keras
+
+    big = tmp_path / "big.tflite"  # its sidecar says 64x64, the model takes 48x48
+    shutil.copy(tiny_tflite_model, big)
+    raw = load_model_info(tiny_tflite_model).raw
+    write_sidecar(big, {**raw, "input": {**raw["input"], "size": [64, 64]}})
+    assert run_cli(str(big), "--data", str(tiny_fer), "--out", str(tmp_path / "e")) == 2
+    err = capsys.readouterr().err
+    assert "input shape [1, 48, 48, 1] does not match the sidecar's input size [64, 64]" in err
+
+
+@pytest.mark.slow
+def test_evaluate_checks_the_report_folder_first(tiny_tflite_model, tiny_fer, tmp_path, capsys):
+    notes = tmp_path / "notes.md"
+    notes.write_text("hello")
+    args = [str(tiny_tflite_model), "--data", str(tiny_fer)]
+    assert run_cli(*args, "--out", str(notes)) == 2
+    assert f"--out {notes}: is a file, not a folder" in capsys.readouterr().err
+    assert run_cli(*args, "--out", str(notes / "eval")) == 2
+    assert f"cannot be made: {notes} is a file, not a folder" in capsys.readouterr().err
+    if Path("/proc").is_dir():  # refuses new files even to root: found by trying
+        assert run_cli(*args, "--out", "/proc/evx") == 2
+        assert "--out /proc/evx: cannot write in /proc" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.md"]
+
+
+@pytest.mark.slow
+def test_evaluate_a_folder_takes_the_model_in_it(tiny_tflite_model, tiny_fer, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    model = run / tiny_tflite_model.name
+    shutil.copy(tiny_tflite_model, model)
+    shutil.copy(tiny_tflite_model.with_suffix(".json"), model.with_suffix(".json"))
+    args = ["--data", str(tiny_fer / "test"), "--tta", "none"]
+    assert run_cli(str(run), *args) == 0
+    report = json.loads((run / f"{model.stem}-eval-all" / "report.json").read_text())
+    assert report["model"] == str(model) and report["n"] == 42
+    shutil.copy(model, run / "other.tflite")
+    assert run_cli(str(run), *args) == 2
+    err = capsys.readouterr().err
+    assert f"{run}: a folder; give the model file in it (found other.tflite, {model.name})" in err
 
 
 @pytest.mark.slow

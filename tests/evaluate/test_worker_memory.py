@@ -27,7 +27,7 @@ PARENT = textwrap.dedent(
     import numpy as np
 
     from deepfer.edge.stats import peak_rss_mb
-    from deepfer.evaluate.benchmark import run_worker
+    from deepfer.evaluate.measure import run_worker
 
     ballast = np.ones({BALLAST_MB} * 2**20, np.uint8)  # written, so resident
     spec = json.loads(sys.argv[1])
