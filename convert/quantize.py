@@ -12,8 +12,13 @@
    float I/O);
 4. write each ``.tflite`` with a JSON sidecar of the same stem (:mod:`deepfer.convert.sidecar`);
 5. check every converted model against the float one on held-out faces
-   (top-1 agreement and both accuracies), store the numbers in the sidecars,
-   and fail when int8 loses more than ``max_drop`` accuracy points (unless ``force``).
+   (:mod:`deepfer.convert.check`: top-1 agreement and both accuracies), store the numbers
+   in the sidecars,
+   and fail when int8 loses more than ``max_drop`` accuracy points or agrees with float
+   on fewer than ``min_agreement`` percent of the faces (unless ``force``).
+
+Everything that can be checked before converting is: the options, that every output can be
+written, the model, the calibration faces and the held-out faces.
 
 TensorFlow is imported only inside the functions that need it.
 """
@@ -30,23 +35,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deepfer.convert import sidecar
+from deepfer.convert.check import (
+    DEFAULT_MAX_DROP,
+    DEFAULT_MIN_AGREEMENT,
+    check_models,
+    check_set,
+    data_problem,
+    warn_about_calibration,
+)
 from deepfer.convert.errors import ConvertError
 from deepfer.convert.exact_input import exact_input
 from deepfer.convert.inspect import check_full_integer, inspect_tflite
-from deepfer.convert.source import SourceModel, load_source_model, short, training_record
+from deepfer.convert.source import (
+    SourceModel,
+    load_source_model,
+    model_file,
+    short,
+    training_record,
+)
 from deepfer.data.sampling import (
     DEFAULT_CALIBRATION_SIZE,
     DEFAULT_SEED,
     CalibrationSet,
-    HeldOutSet,
-    held_out_set,
     load_source,
     representative_set,
 )
-from deepfer.edge.labels import LABELS
 from deepfer.edge.model.sidecar import update_metrics, write_sidecar
-from deepfer.evaluate.metrics import evaluate_predictions
-from deepfer.evaluate.tta import predict_probs
+from deepfer.evaluate.outputs import file_problem
 
 #: Format name -> how it is described in the sidecar.
 FORMATS: dict[str, str] = {
@@ -56,11 +71,11 @@ FORMATS: dict[str, str] = {
     "dynamic": "dynamic-range (int8 weights, float32 input and output)",
 }
 DEFAULT_FORMATS = ("int8", "float32")
-DEFAULT_MAX_DROP = 1.0  # accuracy points int8 may lose against float
 
 
 class AccuracyDropError(ConvertError):
-    """int8 lost more accuracy than allowed; the files are written, ``result`` has the numbers."""
+    """int8 failed the check (lost more accuracy than allowed, or agrees with float on too few
+    faces); the files are written, ``result`` has the numbers."""
 
     def __init__(self, message: str, result: ConvertResult):
         super().__init__(message)
@@ -171,53 +186,31 @@ def tflite_bytes(source: SourceModel, fmt: str, calibration: CalibrationSet | No
     return data
 
 
-def output_paths(out_stem: str | Path, formats: Sequence[str]) -> dict[str, Path]:
-    """``models/NAME`` -> ``{"int8": models/NAME_int8.tflite, ...}``."""
-    stem = Path(out_stem)
-    if stem.suffix.lower() in (".tflite", ".json"):
+def output_paths(
+    out_stem: str | Path, formats: Sequence[str], model_path: str | Path | None = None
+) -> dict[str, Path]:
+    """``models/NAME`` -> ``{"int8": models/NAME_int8.tflite, ...}``; a folder (one that exists,
+    or written with a trailing ``/``) -> ``FOLDER/<model stem>_int8.tflite``."""
+    text = os.fspath(out_stem)
+    stem = Path(text)
+    if text.endswith(("/", os.sep)) or stem.is_dir():
+        if model_path is None:
+            raise ConvertError(f"--out {text}: a folder; give an output stem (folder/NAME)")
+        stem = stem / Path(model_path).stem
+    elif stem.suffix.lower() in (".tflite", ".json"):
         stem = stem.with_suffix("")
+    if not stem.name:
+        raise ConvertError(f"--out {text!r}: give an output stem such as models/NAME")
     return {fmt: stem.parent / f"{stem.name}_{fmt}.tflite" for fmt in formats}
 
 
-# --------------------------------------------------------------------------- the check
-
-
-def check_models(
-    paths: dict[str, Path],
-    held_out: HeldOutSet,
-    reference: Path,
-    max_drop: float = DEFAULT_MAX_DROP,
-) -> dict:
-    """Accuracy of each model and its top-1 agreement with the float ``reference`` on held-out faces."""
-    x, y = held_out.data.x, held_out.data.y
-    ref_probs = predict_probs(reference, x)
-    ref_pred = ref_probs.argmax(1)
-    ref_acc = float((ref_pred == y).mean())
-    per_model = {}
-    for fmt, path in paths.items():
-        probs = ref_probs if path == reference else predict_probs(path, x)
-        pred = probs.argmax(1)
-        m = evaluate_predictions(y, probs, LABELS)
-        per_model[fmt] = {
-            "accuracy": m["accuracy"],
-            "macro_f1": m["macro_f1"],
-            "per_class_f1": {k: v["f1"] for k, v in m["per_class"].items()},
-            "float_accuracy": ref_acc,
-            "agreement_with_float": float((pred == ref_pred).mean()),
-            "accuracy_drop_points": round(100.0 * (ref_acc - m["accuracy"]), 3),
-        }
-    check = {
-        "held_out": held_out.describe(),
-        "float_reference": str(reference),
-        "float_accuracy": ref_acc,
-        "max_drop_points": max_drop,
-        "models": per_model,
-    }
-    if "int8" in per_model:
-        drop = per_model["int8"]["accuracy_drop_points"]
-        check["int8_drop_points"] = drop
-        check["passed"] = bool(drop <= max_drop)
-    return check
+def check_outputs(out_stem: str | Path, paths: dict[str, Path]) -> None:
+    """Raise :class:`ConvertError` when a model or sidecar of ``paths`` cannot be written."""
+    for path in paths.values():
+        for target in (path, path.with_suffix(".json")):
+            why = file_problem(target)
+            if why:
+                raise ConvertError(f"--out {out_stem}: cannot write {target}: {why}")
 
 
 # --------------------------------------------------------------------------- the stage
@@ -239,13 +232,17 @@ def convert_model(
     progress: bool = False,
     echo=None,
     training_from: str | Path | None = None,
+    min_agreement: float = DEFAULT_MIN_AGREEMENT,
 ) -> ConvertResult:
-    """Convert ``keras_path`` to the ``formats`` as ``<out_stem>_<format>.tflite`` + ``.json``.
+    """Convert ``keras_path`` to the ``formats`` as ``<out_stem>_<format>.tflite`` + ``.json``
+    (``out_stem`` a folder: ``<folder>/<model stem>_<format>.tflite``).
 
-    Raises :class:`ConvertError` for bad input, and :class:`AccuracyDropError`
-    (after writing everything) when int8 loses more than ``max_drop`` points
-    of accuracy against float on the held-out faces and ``force`` is false.
-    ``echo`` (e.g. ``print``) receives progress lines.
+    Raises :class:`ConvertError` for bad input (before anything is converted or written), and
+    :class:`AccuracyDropError` (after writing everything) when int8 loses more than
+    ``max_drop`` points of accuracy against float on the held-out faces, or gives float's
+    top-1 class on fewer than ``min_agreement`` percent of them, and ``force`` is false.
+    ``echo`` (e.g. ``print``) receives progress lines; warnings (few calibration faces, a
+    class without any) are logged.
     """
     say = echo or (lambda *_: None)
     formats = list(dict.fromkeys(formats))
@@ -254,12 +251,29 @@ def convert_model(
         raise ConvertError(
             f"unknown format(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(FORMATS)}"
         )
+    if n_calibration < 1:
+        raise ConvertError(f"--calibration-size {n_calibration}: must be at least 1")
+    if check_size < 0:
+        raise ConvertError(f"--check-size {check_size}: must be at least 0 (0: all the faces)")
+    if not 0 <= min_agreement <= 100:
+        raise ConvertError(f"--min-agreement {min_agreement:g}: must be between 0 and 100")
     calibration_dir = Path(calibration_dir)
     if "int8" in formats and not calibration_dir.exists():
         raise ConvertError(
             f"{calibration_dir}: calibration data not found (no such file or folder)"
         )
-    source = load_source_model(keras_path, trained_on)
+    for flag, given in (("--calibration-data", calibration_dir), ("--check-data", check_data)):
+        if given is not None and (flag != "--check-data" or check):
+            why = data_problem(Path(given))
+            if why:
+                raise ConvertError(f"{flag} {given}: {why}")
+    keras_file = model_file(keras_path)
+    if not keras_file.is_file():
+        raise ConvertError(f"{keras_file}: model file not found")
+    paths = output_paths(out_stem, formats, keras_file)
+    check_outputs(out_stem, paths)
+
+    source = load_source_model(keras_file, trained_on)
     if training_from is not None:
         source.trained_on, source.training = training_record(training_from)
     say(
@@ -269,10 +283,24 @@ def convert_model(
     )
     splits = load_source(calibration_dir, source.input_size[0], progress)
     calib = representative_set(splits, calibration_dir, n_calibration, seed)
+    asked = f" of {n_calibration} asked for" if len(calib) < n_calibration else ""
     say(
-        f"calibration: {len(calib)} real faces from {calibration_dir} ({calib.split} split, seed "
-        f"{seed}): " + ", ".join(f"{k} {v}" for k, v in calib.per_class().items())
+        f"calibration: {len(calib)} real faces{asked} from {calibration_dir} ({calib.split} "
+        f"split, seed {seed}): " + ", ".join(f"{k} {v}" for k, v in calib.per_class().items())
     )
+    warn_about_calibration(calib, calibration_dir, n_calibration)
+    held = None
+    if check:  # the held-out faces are found before anything is written
+        held = check_set(
+            check_data,
+            calibration_dir,
+            splits,
+            calib,
+            source.input_size[0],
+            check_size,
+            seed,
+            progress,
+        )
 
     source.model, source.pixels = exact_input(source.model, calib.faces(source.channels)[:64])
     if source.pixels["rewritten"]:
@@ -284,7 +312,6 @@ def convert_model(
     else:
         say(f"pixels: {source.pixels['pixels']}")
 
-    paths = output_paths(out_stem, formats)
     next(iter(paths.values())).parent.mkdir(parents=True, exist_ok=True)
     models: dict[str, ConvertedModel] = {}
     for fmt, path in paths.items():
@@ -302,19 +329,15 @@ def convert_model(
         say(f"  wrote {path} ({len(data) / 1024:,.0f} KiB) and {sidecar_path.name}")
 
     result = ConvertResult(models, calib.describe())
-    if not check:
+    if held is None:
         return result
-    if check_data is not None and Path(check_data) != calibration_dir:
-        check_splits = load_source(check_data, source.input_size[0], progress)
-        held = held_out_set(check_splits, check_data, None, check_size, seed)
-    else:
-        held = held_out_set(splits, calibration_dir, calib, check_size, seed)
     reference = paths.get("float32") or source.path
+    note = f"; {held.note}" if held.note else ""
     say(
         f"checking against float ({Path(reference).name}) on {len(held.data)} held-out faces "
-        f"({held.source}, {held.split} split) ..."
+        f"({held.source}, {held.split} split{note}) ..."
     )
-    result.check = check_models(paths, held, Path(reference), max_drop)
+    result.check = check_models(paths, held, Path(reference), max_drop, min_agreement)
     for fmt, m in result.check["models"].items():
         metrics = {
             **m,
@@ -326,12 +349,10 @@ def convert_model(
         models[fmt].metrics = metrics
     result.passed = bool(result.check.get("passed", True))
     if not result.passed and not force:
-        m = result.check["models"]["int8"]
         raise AccuracyDropError(
-            f"int8 loses {m['accuracy_drop_points']:.2f} accuracy points against float "
-            f"({m['accuracy']:.2%} vs {m['float_accuracy']:.2%} on {len(held.data)} held-out faces; "
-            f"allowed {max_drop:g}). The files are written; check the calibration data, "
-            "or pass --force to accept them.",
+            "; ".join(result.check["failures"])
+            + f" on {len(held.data)} held-out faces. The files are written; check the "
+            "model and the calibration data, or pass --force to accept them.",
             result,
         )
     return result

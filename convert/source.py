@@ -11,8 +11,9 @@ from typing import Any
 from deepfer.convert.errors import ConvertError
 from deepfer.edge.labels import LABELS
 from deepfer.edge.paths import file_sha256
-from deepfer.evaluate.predictors import KERAS_SUFFIXES
-from deepfer.train.run_folder import RunFolder, ensemble_training_info, read_ensemble_record
+from deepfer.evaluate.predictors import KERAS_SUFFIXES, keras_file_problem, resolve_model_file
+from deepfer.train.ensemble_record import ensemble_training_info, read_ensemble_record
+from deepfer.train.run_folder import RunFolder
 
 
 @dataclass
@@ -48,9 +49,7 @@ def find_training_info(model_path: str | Path) -> tuple[str | None, dict]:
 
 def load_source_model(path: str | Path, trained_on: str | None = None) -> SourceModel:
     """Load a Keras emotion classifier; clear errors for missing, corrupt or wrong models."""
-    path = Path(path)
-    if path.is_dir():
-        path = _model_in_run_folder(path)
+    path = model_file(path)
     if not path.is_file():
         raise ConvertError(f"{path}: model file not found")
     if path.suffix.lower() == ".tflite":
@@ -60,8 +59,9 @@ def load_source_model(path: str | Path, trained_on: str | None = None) -> Source
         )
     if path.suffix.lower() not in KERAS_SUFFIXES:
         raise ConvertError(f"{path}: expected a Keras model (.keras or .h5), got {path.suffix!r}")
-    if path.stat().st_size == 0:
-        raise ConvertError(f"{path}: the file is empty (0 bytes); not a Keras model")
+    why = keras_file_problem(path)
+    if why:
+        raise ConvertError(f"{path}: {why}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
@@ -123,14 +123,12 @@ def training_record(sidecar: str | Path) -> tuple[str, dict]:
         ) from None
 
 
-def _model_in_run_folder(folder: Path) -> Path:
-    found = RunFolder(folder).best_model()
-    if found is not None:
-        return found
-    found = sorted(folder.glob("*.keras"))
-    raise ConvertError(
-        f"{folder}: a folder; give the .keras model file "
-        f"({'found ' + ', '.join(p.name for p in found) if found else 'none in it'})"
+def model_file(path: str | Path) -> Path:
+    """The Keras model file ``path`` names: itself, or a ``deepfer train`` run folder's best
+    model (the only Keras file in a folder otherwise); a folder with none or several raises
+    :class:`ConvertError` listing them."""
+    return resolve_model_file(
+        path, ConvertError, KERAS_SUFFIXES, best=lambda folder: RunFolder(folder).best_model()
     )
 
 

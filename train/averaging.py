@@ -23,8 +23,10 @@ import numpy as np
 
 from deepfer.data.dataset import DataError
 from deepfer.edge.errors import DeepFERError
+from deepfer.edge.paths import unwritable
 from deepfer.train.config import ConfigError, TrainConfig
-from deepfer.train.run_folder import RunFolder
+from deepfer.train.models import keras_file_problem
+from deepfer.train.run_folder import RunFolder, RunFolderError
 from deepfer.train.training import model_stem, prepare_data
 
 
@@ -47,7 +49,13 @@ def average_weights(model, paths: list[Path]) -> list[np.ndarray]:
     """The element-wise mean of the weights in ``paths`` (loaded into ``model`` in turn)."""
     total = None
     for path in paths:
-        model.load_weights(path)
+        try:
+            model.load_weights(path)
+        except Exception as exc:  # Keras raises many types for a file it cannot read
+            raise AverageError(
+                f"{path}: cannot be loaded into the run's model ({type(exc).__name__}: "
+                f"{' '.join(str(exc).split())[:300]})"
+            ) from None
         weights = [w.astype(np.float64) for w in model.get_weights()]
         total = weights if total is None else [t + w for t, w in zip(total, weights)]
     return [(t / len(paths)).astype(np.float32) for t in total]
@@ -126,11 +134,21 @@ def average_run(
     run = folder.path
     if not folder.is_run():
         raise AverageError(f"{run}: not a `deepfer train` run folder (no config.json)")
-    snapshots = folder.snapshots()
+    try:
+        snapshots = folder.snapshots()
+    except RunFolderError as exc:
+        raise AverageError(str(exc)) from None
+    stray = sorted(set(folder.snapshot_files()) - set(snapshots))
     if not snapshots:
         raise AverageError(
-            f"{folder.checkpoints}: no epoch-NNN.weights.h5 snapshots; train (or --resume) "
-            "with --snapshots to keep each epoch's weights"
+            f"{folder.checkpoints}: no epoch-NNN.weights.h5 snapshots"
+            + (f" of this run ({len(stray)} from an earlier one)" if stray else "")
+            + "; train (or --resume) with --snapshots to keep each epoch's weights"
+        )
+    if stray:
+        echo(
+            f"ignoring {len(stray)} snapshot(s) in {folder.checkpoints} not written by this run "
+            f"(epochs {', '.join(map(str, stray))}: an earlier run's, or past its last checkpoint)"
         )
     bad = [n for n in last if n < 1]
     if bad:
@@ -145,29 +163,45 @@ def average_run(
     best_file = folder.best_checkpoint
     if not best_file.is_file():
         raise AverageError(f"{best_file}: missing; the run has no best checkpoint")
+    used = sorted({e for n in last for e in epochs[-n:]})
+    for path in [best_file, *(snapshots[e] for e in used)]:
+        if problem := keras_file_problem(path):
+            raise AverageError(f"{path}: {problem}")
+    if out is not None:
+        out = Path(out)
+        if out.suffix != ".keras":
+            raise AverageError(f"--out {out}: the model is saved as a .keras file")
+        if why := unwritable(out):
+            raise AverageError(f"--out {out}: {why}")
+    if why := unwritable(folder.average_file):
+        raise AverageError(f"{folder.average_file}: {why}")
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-
     from deepfer.evaluate.keras_model import with_dtype_policy
-    from deepfer.train.models import with_flip_average
+    from deepfer.train.models import load_keras_model, with_flip_average
 
     cfg = TrainConfig.from_json(folder.read_config())
     cfg.progress = False
     try:
         data = prepare_data(cfg)
     except (ConfigError, DataError, OSError) as exc:
-        raise AverageError(f"{run}: cannot load the run's data {cfg.data!r}: {exc}") from None
+        hint = ""
+        if cfg.data and not os.path.isabs(str(cfg.data)):
+            hint = (
+                " (the run stored it relative to the folder it was trained from: run "
+                "`deepfer average` there, or resume the run once with --data to store its path)"
+            )
+        raise AverageError(f"{run}: cannot load the run's data {cfg.data!r}: {exc}{hint}") from None
     train, val = data["train"], data["val"]
     echo(f"validation slice: {len(val):,} faces; batch-norm statistics from {len(train):,}")
 
     # float32 even if trained with --precision bf16: what is saved here gets converted
-    best = with_dtype_policy(keras.models.load_model(best_file, compile=False))
+    best = with_dtype_policy(load_keras_model(best_file, error=AverageError))
     candidates = [Candidate("best checkpoint", [], *_accuracies(best, val.x, val.y))]
     models = {"best checkpoint": best}
     for n in sorted(set(last)):
         chosen = epochs[-n:]
-        model = with_dtype_policy(keras.models.load_model(best_file, compile=False))
+        model = with_dtype_policy(load_keras_model(best_file, error=AverageError))
         model.set_weights(average_weights(model, [snapshots[e] for e in chosen]))
         recompute_batchnorm(model, train.x)
         name = f"average of the last {n}"
@@ -188,7 +222,7 @@ def average_run(
     tag = f"swa{len(winner.epochs)}" if winner.epochs else "best"
     if out is None:
         out = run / f"{stem}-{tag}{'-flipavg' if flip_average else ''}.keras"
-    out = Path(out)
+    out = Path(os.path.abspath(out))  # average.json names it from any folder
     out.parent.mkdir(parents=True, exist_ok=True)
     base = None
     if flip_average:  # keep the plain model too: it is the one to fine-tune

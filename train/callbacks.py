@@ -58,18 +58,19 @@ def make_callbacks(
             keras.callbacks.ModelCheckpoint(run.snapshot_pattern, save_weights_only=True)
         )
     callbacks += [
-        _epoch_state(run),
+        _epoch_state(run, cfg.snapshots),
         keras.callbacks.CSVLogger(run.history_csv, append=resume),
     ]
     return callbacks
 
 
-def _epoch_state(run: RunFolder):
-    """A callback writing the epochs done to ``checkpoints/state.json`` (for ``--resume``)."""
+def _epoch_state(run: RunFolder, snapshot: bool = False):
+    """A callback writing the epochs done to ``checkpoints/state.json`` (for ``--resume``),
+    and whether the epoch's snapshot was kept (``deepfer average`` uses only those)."""
     import keras
 
     class EpochState(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            run.write_epochs_done(epoch + 1)
+            run.write_epochs_done(epoch + 1, snapshot)
 
     return EpochState()

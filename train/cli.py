@@ -147,12 +147,31 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         "--max-per-class", type=int, default=0, help="cap faces per class, for quick trials"
     )
     p.add_argument(
-        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last checkpoint, with its options (--epochs "
+        "may raise the total; --data replaces its data path, e.g. when the data moved)",
     )
     p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh in an --out that holds a run: its checkpoints, snapshots, history "
+        "and models are deleted first (without it such an --out is refused)",
+    )
+    snap = p.add_mutually_exclusive_group()
+    snap.add_argument(
         "--snapshots",
         action="store_true",
-        help="also keep each epoch's weights in checkpoints/ (for deepfer average)",
+        default=None,
+        help="also keep each epoch's weights in checkpoints/ (for deepfer average); a resumed "
+        "run keeps them as it was started",
+    )
+    snap.add_argument(
+        "--no-snapshots",
+        dest="snapshots",
+        action="store_false",
+        default=None,
+        help="with --resume: stop keeping each epoch's weights",
     )
     p.add_argument(
         "--distribute",
@@ -239,7 +258,13 @@ def _run_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(**values)
     try:
         epochs = None if isinstance(args.epochs, _Default) else args.epochs
-        train(cfg, resume=args.resume, epochs=epochs)
+        train(
+            cfg,
+            resume=args.resume,
+            epochs=epochs,
+            snapshots=args.snapshots,
+            overwrite=args.overwrite,
+        )
     except (ConfigError, DataError, FileNotFoundError) as exc:
         print(f"deepfer train: error: {exc}", file=sys.stderr)
         return 2

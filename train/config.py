@@ -101,9 +101,23 @@ class TrainConfig:
     def to_json(self) -> dict:
         return asdict(self)
 
+    def absolute(self) -> TrainConfig:
+        """The files and folders this config names (``data``, ``out``, ``finetune``,
+        ``teacher``, a ``soft_labels`` file, a ``weights`` file) made absolute, ``~``
+        expanded, so the run folder's ``config.json`` means the same from any folder (for
+        ``--resume``, ``deepfer average``, ``deepfer ensemble``). Changes ``self``."""
+        for key in ("data", "out", "finetune", "teacher", "soft_labels", "weights"):
+            value = getattr(self, key)
+            if not value or (key == "soft_labels" and value == "ferplus"):
+                continue
+            if key == "weights" and value.lower() in ("none", "imagenet"):
+                continue
+            setattr(self, key, os.path.abspath(os.path.expanduser(value)))
+        return self
+
     def validate(self, resume: bool = False) -> TrainConfig:
         """Check every option up front; raises :class:`ConfigError` naming the first bad one."""
-        from deepfer.train.models import MODELS
+        from deepfer.train.models import MODELS, keras_file_problem
 
         def bad(key: str, why: str):
             raise ConfigError(f"train.{key} = {getattr(self, key)!r}: {why}")
@@ -119,6 +133,8 @@ class TrainConfig:
                 bad("finetune", "expected a .keras or .h5 model")
             if not Path(self.finetune).is_file():
                 bad("finetune", "no such model file")
+            if problem := keras_file_problem(self.finetune):
+                bad("finetune", problem)
         elif self.model not in MODELS:
             bad("model", f"choose one of {', '.join(MODELS)}")
         if (
@@ -176,6 +192,8 @@ class TrainConfig:
         if self.teacher:
             if Path(self.teacher).suffix.lower() != ".keras" or not Path(self.teacher).is_file():
                 bad("teacher", "expected an existing .keras model (one, or a deepfer ensemble)")
+            if problem := keras_file_problem(self.teacher):
+                bad("teacher", problem)
             if self.teacher_views < 1:
                 bad("teacher_views", "must be at least 1 (the faces themselves)")
             if not 0.0 <= self.teacher_weight <= 1.0:

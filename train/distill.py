@@ -77,14 +77,10 @@ def _no_mixup(cfg):
 
 def load_teacher(path: Path, input_size: int):
     """The teacher model; refused clearly when it cannot score this run's faces."""
-    import keras
-
     from deepfer.train.config import ConfigError
+    from deepfer.train.models import load_keras_model
 
-    try:
-        model = keras.models.load_model(path, compile=False)
-    except Exception as exc:
-        raise ConfigError(f"train.teacher = {str(path)!r}: cannot load it ({exc})") from None
+    model = load_keras_model(path, error=ConfigError)
     shape, out = tuple(model.input_shape), tuple(model.output_shape)
     if shape[1:] != (input_size, input_size, 1) or out[-1] != NUM_CLASSES:
         raise ConfigError(

@@ -25,8 +25,10 @@ from pathlib import Path
 
 from deepfer.edge.errors import DeepFERError
 from deepfer.edge.labels import LABELS
-from deepfer.edge.paths import file_sha256
-from deepfer.train.run_folder import RunFolder, ensemble_record_path, write_ensemble_record
+from deepfer.edge.paths import file_sha256, unwritable
+from deepfer.train.ensemble_record import ensemble_record_path, write_ensemble_record
+from deepfer.train.models import keras_file_problem
+from deepfer.train.run_folder import RunFolder
 
 #: Weights tried for the first member with ``weights="search"`` (the rest share the remainder).
 SEARCH_GRID = (0.3, 0.4, 0.5, 0.6, 0.7)
@@ -78,18 +80,11 @@ class Member:
 
 def _load_member(path: Path) -> Member:
     """A Keras emotion classifier (one square image input, one score per label), float32."""
-    import keras
-
     from deepfer.evaluate.keras_model import with_dtype_policy
+    from deepfer.train.models import load_keras_model
 
-    if not path.is_file():
-        raise EnsembleError(f"{path}: model file not found")
-    if path.suffix.lower() not in (".keras", ".h5"):
-        raise EnsembleError(f"{path}: expected a Keras model (.keras or .h5)")
-    try:
-        model = with_dtype_policy(keras.models.load_model(path, compile=False))
-    except Exception as exc:  # keras raises many types for a bad file
-        raise EnsembleError(f"{path}: cannot load it as a Keras model ({exc})") from None
+    _check_member_file(path)
+    model = with_dtype_policy(load_keras_model(path, error=EnsembleError))
     shape = tuple(model.input_shape) if not isinstance(model.input_shape, list) else None
     out = tuple(model.output_shape) if not isinstance(model.output_shape, list) else None
     if shape is None or len(shape) != 4 or out is None or out[-1] != len(LABELS):
@@ -100,6 +95,30 @@ def _load_member(path: Path) -> Member:
     run = RunFolder.containing(path)
     trained_on, training = run.training_info(path) if run is not None else ("unknown", {})
     return Member(path, model, shape[1:], file_sha256(path), trained_on, training)
+
+
+def _check_member_file(path: Path) -> None:
+    if not path.is_file():
+        raise EnsembleError(f"{path}: model file not found")
+    if path.suffix.lower() not in (".keras", ".h5"):
+        raise EnsembleError(f"{path}: expected a Keras model (.keras or .h5)")
+    if problem := keras_file_problem(path):
+        raise EnsembleError(f"{path}: {problem}")
+
+
+def display_names(paths: list[Path]) -> list[str]:
+    """Names that tell ``paths`` apart in a printout: each file's name, or as many of its
+    last path parts as it takes (``a/deepfer-edge.keras``, ``b/deepfer-edge.keras``)."""
+    parts = [Path(os.path.abspath(p)).parts for p in paths]
+    for n in range(1, max(len(p) for p in parts) + 1):
+        names = [str(Path(*p[-n:])) for p in parts]
+        if len(set(names)) == len(names):
+            return names
+    return [str(p) for p in paths]  # the same file given twice
+
+
+#: What each field of a member's validation slice is called when members differ.
+SPLIT_FIELDS = ("data", "split seed", "val_split", "input_size", "max_per_class")
 
 
 def _load_members(paths: list[Path]) -> list[Member]:
@@ -120,7 +139,7 @@ def _validation(members) -> tuple[object, str]:
     from deepfer.train.config import ConfigError, TrainConfig
     from deepfer.train.training import prepare_data
 
-    keys, config = set(), None
+    keys, config = [], None
     for m in members:
         run = RunFolder.containing(m.path)
         if run is None:
@@ -130,13 +149,22 @@ def _validation(members) -> tuple[object, str]:
                 "(--split-seed), or --no-score"
             )
         cfg = TrainConfig.from_json(run.read_config())
-        keys.add((str(cfg.data), cfg.data_seed, cfg.val_split, cfg.input_size, cfg.max_per_class))
+        data = str(cfg.data)
+        if Path(data).exists():  # the same folder however the run wrote it
+            data = str(Path(data).resolve())
+        keys.append((data, cfg.data_seed, cfg.val_split, cfg.input_size, cfg.max_per_class))
         config = config or cfg
-    if len(keys) > 1:
+    if len(set(keys)) > 1:
+        names = display_names([m.path for m in members])
+        differ = [
+            f"{field} " + ", ".join(f"{key[i]!r} ({name})" for key, name in zip(keys, names))
+            for i, field in enumerate(SPLIT_FIELDS)
+            if len({key[i] for key in keys}) > 1
+        ]
         raise EnsembleError(
-            "the members were trained on different data or validation splits "
-            f"({'; '.join(str(k) for k in sorted(keys, key=str))}); a shared validation slice "
-            "is needed to score and weight them, or --no-score"
+            "the members were selected on different validation slices: "
+            f"{'; '.join(differ)}; scoring and weighting them needs one shared slice (train "
+            "them on the same --data with the same --split-seed), or give --no-score"
         )
     config.progress = False
     try:
@@ -168,6 +196,16 @@ def make_ensemble(
         raise EnsembleError("an ensemble needs at least two models")
     if out.suffix != ".keras":
         raise EnsembleError(f"{out}: the ensemble is saved as a .keras model")
+    for path in paths:
+        if _same_file(out, path):
+            raise EnsembleError(
+                f"--out {out}: is the member {path}; it would be overwritten: give another file"
+            )
+    for target in (out, ensemble_record_path(out)):
+        if why := unwritable(target):
+            raise EnsembleError(f"--out {target}: {why}")
+    for path in paths:
+        _check_member_file(path)
     if weights == "search" and (len(paths) != 2 or not score):
         raise EnsembleError("--weights search needs exactly two members and the validation slice")
     if isinstance(weights, list):
@@ -193,9 +231,10 @@ def make_ensemble(
         val, where = _validation(members)
         x = val.x.astype(np.float32)
         probs = [m.model.predict(x, batch_size=256, verbose=0) for m in members]
-        for entry, p in zip(record_members, probs):
+        names = display_names(paths)
+        for entry, p, name in zip(record_members, probs, names):
             entry["val_accuracy"] = float((p.argmax(1) == val.y).mean())
-            echo(f"{Path(entry['path']).name}: validation {entry['val_accuracy']:.2%}")
+            echo(f"{name}: validation {entry['val_accuracy']:.2%}")
 
         def accuracy(ws):
             mixed = sum(w * p for w, p in zip(ws, probs))
@@ -222,3 +261,13 @@ def make_ensemble(
     write_ensemble_record(out, record)
     echo(f"saved {out} ({record['parameters']:,} parameters) and {ensemble_record_path(out).name}")
     return record
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file (the same path, or links to one file)."""
+    if Path(os.path.abspath(a)) == Path(os.path.abspath(b)) or a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False

@@ -11,14 +11,16 @@
       teacher_scores.npz     views and the teacher's scores (``--teacher``; large, a cache)
       <model>.keras, .h5     the best model
       checkpoints/
-        last.keras, best.keras, state.json ({"epoch": epochs done})
+        last.keras, best.keras, state.json ({"epoch": N, "snapshots": [this run's]})
         epoch-NNN.weights.h5 each epoch's weights (--snapshots)
 
+A new run is refused where one is (:meth:`RunFolder.holds_run`; ``--overwrite``:
+:meth:`RunFolder.clear`); ``deepfer average`` uses only the snapshots ``state.json`` lists.
+
 Training writes it, ``deepfer average`` reads the snapshots and writes ``average.json``,
-``deepfer convert`` reads what the model was trained on for its sidecar. The same goes for the
-record ``deepfer ensemble`` writes beside the model it makes (``E.ensemble.json`` for
-``E.keras``: members, weights, validation figures), at the end of this module: this module is
-all ``deepfer convert`` reads of the training side. Nothing here imports TensorFlow.
+``deepfer convert`` reads what the model was trained on for its sidecar (with the record
+``deepfer ensemble`` writes beside the model it makes: :mod:`deepfer.train.ensemble_record`,
+the only other file of the training side it reads). Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -30,9 +32,16 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from deepfer.edge.errors import DeepFERError
 from deepfer.edge.paths import file_sha256
+from deepfer.evaluate.outputs import folder_problem
+from deepfer.train.ensemble_record import read_ensemble_record
 
 SNAPSHOT = re.compile(r"epoch-(\d+)\.weights\.h5$")
+
+
+class RunFolderError(DeepFERError, ValueError):
+    """A run folder that cannot be used as asked (damaged, or a run where a new one would go)."""
 
 
 class RunFolder:
@@ -109,6 +118,51 @@ class RunFolder:
     def is_run(self) -> bool:
         return self.config_file.is_file()
 
+    def holds_run(self) -> list[Path]:
+        """The files of an earlier run here that a new one would overwrite or mix with (its
+        checkpoints, epoch counter, snapshots, history, summary); ``[]`` when there are none.
+        A ``config.json`` and a history without rows (a run stopped before its first epoch
+        ended) hold nothing."""
+        files = (self.last_checkpoint, self.best_checkpoint, self.state_file, self.summary_file)
+        found = [p for p in files if p.is_file()]
+        with contextlib.suppress(OSError):
+            if len(self.history_csv.read_text().splitlines()) > 1:
+                found.append(self.history_csv)
+        return found + list(self.snapshot_files().values())
+
+    def unwritable(self) -> str | None:
+        """Why this run folder cannot be made or written in, or None (checked before a run)."""
+        if why := folder_problem(self.path):
+            return why
+        if self.checkpoints.exists() and not self.checkpoints.is_dir():
+            return f"{self.checkpoints} is a file, not a folder"
+        return None
+
+    def clear(self) -> list[Path]:
+        """Delete an earlier run's files (``deepfer train --overwrite``): everything this
+        layout names, the model files its ``summary.json`` and ``average.json`` name in this
+        folder, and the snapshots. Other files are left, and so is the teacher cache (it is
+        checked against the teacher, views and data before use). Returns what was deleted."""
+        here = self.path.resolve()
+        named = [self.config_file, self.summary_file, self.average_file, self.history_csv,
+                 self.history_json, self.curves_plot, self.classes_plot, self.last_checkpoint,
+                 self.best_checkpoint, self.state_file]  # fmt: skip
+        summary, average = self.read_summary(), self.read_average()
+        for key in ("keras", "h5"):  # always written in the run folder
+            if isinstance(summary.get(key), str) and summary[key]:
+                named.append(self.path / Path(summary[key]).name)
+        for key in ("keras", "keras_without_flip"):  # wherever --out put them: only if here
+            value = average.get(key)
+            if isinstance(value, str) and value and Path(value).resolve().parent == here:
+                named.append(self.path / Path(value).name)
+        named += list(self.snapshot_files().values())
+        removed = []
+        for path in dict.fromkeys(named):
+            if path.is_file():
+                path.unlink()
+                removed.append(path)
+        return removed
+
     def can_resume(self) -> bool:
         return self.last_checkpoint.is_file() and self.config_file.is_file()
 
@@ -138,21 +192,54 @@ class RunFolder:
 
     def epochs_done(self) -> int:
         """Epochs the last checkpoint holds (``checkpoints/state.json``; 0 without it)."""
-        if not self.state_file.is_file():
-            return 0
-        return int(json.loads(self.state_file.read_text())["epoch"])
+        return int(self._state().get("epoch", 0))
 
-    def write_epochs_done(self, epochs: int) -> None:
-        self.state_file.write_text(json.dumps({"epoch": int(epochs)}))
+    def write_epochs_done(self, epochs: int, snapshot: bool = False) -> None:
+        """Record that ``epochs`` epochs are done and, with ``snapshot``, that the last one's
+        weights were kept (``state.json``'s ``snapshots``; later ones dropped: re-run)."""
+        state = self._state()
+        if "snapshots" in state:
+            kept = [int(e) for e in state["snapshots"]]
+        else:  # a state.json from before the list was kept: the files up to its epoch
+            kept = [e for e in self.snapshot_files() if e <= int(state.get("epoch", 0))]
+        kept = [e for e in kept if e < epochs] + ([int(epochs)] if snapshot else [])
+        self.state_file.write_text(json.dumps({"epoch": int(epochs), "snapshots": kept}))
 
-    def snapshots(self) -> dict[int, Path]:
-        """Epoch number (1-based) -> weights file, for ``checkpoints/epoch-NNN.weights.h5``."""
+    def snapshot_files(self) -> dict[int, Path]:
+        """Every ``checkpoints/epoch-NNN.weights.h5`` on disk: epoch (1-based) -> file."""
         found = {}
         for path in self.checkpoints.glob("epoch-*.weights.h5"):
             m = SNAPSHOT.search(path.name)
             if m:
                 found[int(m.group(1))] = path
         return dict(sorted(found.items()))
+
+    def snapshots(self) -> dict[int, Path]:
+        """This run's snapshots, epoch (1-based) -> file: those ``state.json`` lists (an older
+        one without the list: the files up to its epoch; no ``state.json``: every file)."""
+        files = self.snapshot_files()
+        state = self._state()
+        if "snapshots" in state:
+            keep = {int(e) for e in state["snapshots"]}
+        elif state:
+            keep = {e for e in files if e <= int(state.get("epoch", 0))}
+        else:
+            return files
+        return {e: p for e, p in files.items() if e in keep}
+
+    def _state(self) -> dict:
+        """``checkpoints/state.json``; ``{}`` without it. A damaged one is an error: guessing
+        the epoch would drop or repeat history rows."""
+        if not self.state_file.is_file():
+            return {}
+        try:
+            state = json.loads(self.state_file.read_text())
+            int(state["epoch"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise RunFolderError(
+                f"{self.state_file}: not a readable epoch counter ({type(exc).__name__}: {exc})"
+            ) from None
+        return state
 
     # ------------------------------------------------------------------ history
 
@@ -281,46 +368,6 @@ class RunFolder:
         out["val_accuracy"] = chosen.get("flip" if out["flip_average"] else "single")
         out["selected_on"] = info.get("selected_on")
         return {k: v for k, v in out.items() if v is not None}
-
-
-# ---------------------------------------------------------------------- ensemble records
-
-
-def ensemble_record_path(model_path: str | Path) -> Path:
-    """``E.keras`` -> ``E.ensemble.json``."""
-    model_path = Path(model_path)
-    return model_path.with_name(model_path.name.removesuffix(".keras") + ".ensemble.json")
-
-
-def write_ensemble_record(model_path: str | Path, record: dict) -> Path:
-    path = ensemble_record_path(model_path)
-    path.write_text(json.dumps(record, indent=2))
-    return path
-
-
-def read_ensemble_record(model_path: str | Path) -> dict:
-    """The record ``deepfer ensemble`` wrote beside ``model_path``; ``{}`` when there is none
-    (or it describes another file)."""
-    record = _read_json(ensemble_record_path(model_path))
-    if Path(str(record.get("keras", ""))).name != Path(model_path).name:
-        return {}
-    return record
-
-
-def ensemble_training_info(record: dict) -> tuple[str, dict]:
-    """What a converted ensemble's sidecar says under ``trained_on`` and ``training``."""
-    members = record["members"]
-    sources = sorted({m.get("trained_on") or "unknown" for m in members})
-    text = f"ensemble of {len(members)} models; " + "; ".join(sources)
-    training = {
-        "ensemble": [
-            {k: m[k] for k in ("path", "sha256", "weight", "val_accuracy", "training") if k in m}
-            for m in members
-        ],
-        "val_accuracy": record.get("val_accuracy"),
-        "selected_on": record.get("selected_on"),
-    }
-    return text, {k: v for k, v in training.items() if v is not None}
 
 
 def _teacher_info(config: dict) -> dict:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -37,6 +38,7 @@ from deepfer.train.distribute import (
 )
 from deepfer.train.models import PRECISIONS
 from deepfer.train.run_folder import RunFolder
+from deepfer.train.run_start import interrupted, resolve_config, start_afresh
 
 __all__ = [
     "ConfigError",
@@ -103,32 +105,11 @@ def prepare_data(cfg: TrainConfig) -> dict[str, FaceDataset]:
     return {"train": train, "val": val}
 
 
-def resolve_config(
-    cfg: TrainConfig, run: RunFolder, resume: bool, epochs: int | None
-) -> tuple[TrainConfig, TrainConfig | None]:
-    """``(config to train with, config the earlier epochs ran under or None)``.
-
-    Resuming takes the run folder's saved options (this call's ``out``, ``threads``,
-    ``progress`` and ``snapshots`` kept) and ``epochs`` may raise the total.
-    """
-    if not resume:
-        return cfg.validate(), None
-    if not run.can_resume():
-        raise FileNotFoundError(f"{run.path}: no checkpoint to resume from ({run.last_checkpoint})")
-    saved = TrainConfig.from_json(run.read_config())
-    saved.out, saved.threads, saved.progress = cfg.out, cfg.threads, cfg.progress
-    saved.snapshots = cfg.snapshots
-    ran = replace(saved)
-    if epochs:
-        saved.epochs = epochs
-    return saved.validate(resume=True), ran
-
-
 def load_finetune_model(cfg: TrainConfig):
     """The model to fine-tune (``cfg.finetune``); sets ``cfg.input_size`` to its input."""
     from deepfer.train.models import load_for_finetune
 
-    model = load_for_finetune(cfg.finetune, NUM_CLASSES)
+    model = load_for_finetune(cfg.finetune, NUM_CLASSES, error=ConfigError)
     shape = model.input_shape
     if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 1:
         raise ConfigError(
@@ -160,12 +141,10 @@ def build_or_resume(
     epochs it holds, and ``history.csv`` mended for appending. Otherwise ``model`` (to
     fine-tune) or a new ``cfg.model``, compiled.
     """
-    import keras
-
-    from deepfer.train.models import make_model
+    from deepfer.train.models import load_keras_model, make_model
 
     if ran is not None:
-        model = keras.models.load_model(run.last_checkpoint)
+        model = load_keras_model(run.last_checkpoint, compile=True)
         initial_epoch = run.epochs_done()
         previous = run.read_history().get("val_accuracy", [])[:initial_epoch]
         schedule = None
@@ -198,16 +177,15 @@ def model_stem(cfg: TrainConfig) -> str:
 def finish(cfg: TrainConfig, run: RunFolder, data: dict[str, FaceDataset], seconds: float) -> dict:
     """Save the best checkpoint as ``<stem>.keras`` and ``.h5``, the history and its plot,
     and ``summary.json``; print where everything is. Returns the summary."""
-    import keras
-
     from deepfer.train import plots
+    from deepfer.train.models import load_keras_model
 
     history = run.read_history()
     run.write_history_json(history)
     plots.training_curves(history, run.curves_plot)
 
     # float32 whatever the training precision: no bfloat16 casts in what is used or converted
-    best = with_dtype_policy(keras.models.load_model(run.best_checkpoint, compile=False))
+    best = with_dtype_policy(load_keras_model(run.best_checkpoint))
     stem = model_stem(cfg)
     keras_path, h5_path = run.model_files(stem)
     best.save(keras_path)
@@ -251,15 +229,37 @@ def finish(cfg: TrainConfig, run: RunFolder, data: dict[str, FaceDataset], secon
     return summary
 
 
-def train(cfg: TrainConfig, resume: bool = False, epochs: int | None = None) -> dict:
+def train(
+    cfg: TrainConfig,
+    resume: bool = False,
+    epochs: int | None = None,
+    snapshots: bool | None = None,
+    overwrite: bool = False,
+) -> dict:
     """Train per ``cfg``; returns the summary dict also written to ``summary.json``.
 
     With ``resume``, the run folder's saved config is used and training goes on
-    from ``checkpoints/last.keras``; ``epochs`` may raise the total.
+    from ``checkpoints/last.keras``; ``epochs`` may raise the total, ``cfg.data`` (if set)
+    replaces the stored data path, ``snapshots`` (if not None) turns snapshots on or off.
+    Otherwise a folder holding a run is refused, or with ``overwrite`` cleared first.
+    Stopped by Ctrl-C, it says on stderr how far it got and how to go on, and re-raises.
     """
+    if overwrite and resume:
+        raise ConfigError("--overwrite cannot go with --resume (it deletes the run to go on with)")
+    cfg, ran = resolve_config(cfg, RunFolder(cfg.out), resume, epochs, snapshots)
     run = RunFolder(cfg.out)
-    cfg, ran = resolve_config(cfg, run, resume, epochs)
+    if worker_index():  # a multiworker run: only the chief writes the run folder
+        run = RunFolder(Path(cfg.out) / f"worker-{worker_index()}")
+    if not resume:
+        start_afresh(run, overwrite)
+    try:
+        return _setup_and_train(cfg, run, ran, resume)
+    except KeyboardInterrupt:
+        print(interrupted(run, cfg), file=sys.stderr, flush=True)
+        raise
 
+
+def _setup_and_train(cfg: TrainConfig, run: RunFolder, ran, resume: bool) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
@@ -267,8 +267,6 @@ def train(cfg: TrainConfig, resume: bool = False, epochs: int | None = None) -> 
     strategy = make_strategy(cfg.distribute)  # multiworker: before other ops too
     replicas = strategy.num_replicas_in_sync if strategy else 1
     scope = strategy.scope if strategy else contextlib.nullcontext  # a new one each time
-    if worker_index():  # a multiworker run: only the chief writes the run folder
-        run = RunFolder(Path(cfg.out) / f"worker-{worker_index()}")
     if strategy:
         print(
             f"--distribute {cfg.distribute}: {replicas} replica(s), global batch "

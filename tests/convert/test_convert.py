@@ -118,7 +118,8 @@ def test_missing_corrupt_and_wrong_models_give_clear_errors(tmp_path, tiny_fer, 
     corrupt = tmp_path / "corrupt.keras"
     corrupt.write_bytes(b"this is not a zip archive" * 10)
     code, err = _convert(capsys, corrupt, "--calibration-data", tiny_fer, "--out", tmp_path / "x")
-    assert code == 2 and "corrupt.keras: cannot load it as a Keras model" in err
+    assert code == 2 and "corrupt.keras: not a Keras model file (a .keras file is a zip" in err
+    assert "File not found" not in err  # what Keras itself says of a corrupt .keras
 
     empty = tmp_path / "empty.h5"
     empty.write_bytes(b"")
@@ -208,3 +209,115 @@ def test_training_from_copies_the_record_of_an_existing_sidecar(
         "--no-check", "--training-from", tmp_path / "missing.json",
     )  # fmt: skip
     assert code == 2 and "missing.json: sidecar not found" in err
+
+
+def test_outputs_and_options_are_checked_before_anything_is_converted(
+    tmp_path, tiny_keras_model, tiny_fer, capsys
+):
+    notes = tmp_path / "notes.md"
+    notes.write_text("hello")
+    face = next((tiny_fer / "test" / "happy").iterdir())
+    base = [tiny_keras_model, "--calibration-data", tiny_fer]
+    cases = [
+        (["--out", notes / "x"], f"--out {notes / 'x'}: cannot write {notes / 'x_int8.tflite'}: "
+         f"cannot be made: {notes} is a file, not a folder"),
+        (["--out", tmp_path / "m", "--check-data", face],
+         f"--check-data {face}: expected fer2013.csv or a folder"),
+        (["--out", tmp_path / "m", "--calibration-data", face],
+         f"--calibration-data {face}: expected fer2013.csv or a folder"),
+        (["--out", tmp_path / "m", "--calibration-size", "0"], "--calibration-size 0: must be"),
+        (["--out", tmp_path / "m", "--check-size", "-1"], "--check-size -1: must be at least 0"),
+        # found after loading the model and the faces, still before converting
+        (["--out", tmp_path / "m", "--check-size", "3"],
+         "--check-size 3: fewer faces than the 7 classes in"),
+    ]  # fmt: skip
+    if Path("/proc").is_dir():  # refuses new files even to root: found by trying
+        cases.append((["--out", "/proc/deepfer_x"], "cannot write in /proc"))
+    for extra, message in cases:
+        code, err = _convert(capsys, *base, *extra)
+        assert code == 2 and message in err, (extra, err)
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.md"]  # nothing written
+
+
+def test_output_paths_of_a_stem_and_of_a_folder(tmp_path):
+    from deepfer.convert.quantize import output_paths
+
+    model = tmp_path / "runs" / "deepfer-edge.keras"
+    assert output_paths(tmp_path / "models" / "v2", ["int8"], model) == {
+        "int8": tmp_path / "models" / "v2_int8.tflite"
+    }
+    assert output_paths(tmp_path / "v2.tflite", ["float32"], model)["float32"] == (
+        tmp_path / "v2_float32.tflite"
+    )
+    # a folder: an existing one, or one written with a trailing slash
+    for out in (str(tmp_path), f"{tmp_path}/", f"{tmp_path}/new/"):
+        folder = Path(out.rstrip("/"))
+        assert output_paths(out, ["int8", "float32"], model) == {
+            "int8": folder / "deepfer-edge_int8.tflite",
+            "float32": folder / "deepfer-edge_float32.tflite",
+        }
+
+
+def test_few_calibration_faces_warn_and_a_folder_out_takes_the_model_name(
+    tmp_path, tiny_keras_model, tiny_fer, capsys, caplog
+):
+    """2 classes of 3 faces, 350 asked for: both warnings. --out new/ writes
+    new/<model stem>_int8.tflite; a plain class folder as --check-data is all of it, and
+    --check-size gives exactly that many faces."""
+    import shutil
+
+    few = tmp_path / "few"
+    for label in ("happy", "sad"):
+        (few / "train" / label).mkdir(parents=True)
+        for src in sorted((tiny_fer / "train" / label).iterdir())[:3]:
+            shutil.copy(src, few / "train" / label / src.name)
+    out = tmp_path / "new"
+    code = main(
+        ["convert", str(tiny_keras_model), "--calibration-data", str(few), "--out", f"{out}/",
+         "--no-float32", "--check-data", str(tiny_fer / "test"), "--check-size", "10",
+         "--force"]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("only 6 calibration faces found of the 350 asked for" in w for w in warned)
+    assert any("no calibration faces of angry, disgust, fear, neutral, surprise" in w
+               for w in warned)  # fmt: skip
+    assert "calibration: 6 real faces of 350 asked for" in captured.out
+    model = out / f"{tiny_keras_model.stem}_int8.tflite"
+    assert sorted(p.name for p in out.iterdir()) == sorted([model.name, f"{model.stem}.json"])
+    assert not list(tmp_path.glob("new_*"))
+    evaluated = _sidecar(model)["metrics"]["evaluated_on"]
+    assert evaluated["split"] == "all" and evaluated["n"] == 10
+    assert "all split; stratified sample of 10 faces)" in captured.out
+    assert "top-1 agreement (at least 90%)" in captured.out
+
+
+def test_int8_that_disagrees_with_float_fails_the_check(
+    tmp_path, tiny_keras_model, tiny_fer, capsys, monkeypatch
+):
+    """An int8 model whose answers are not float's (here shifted by one class) fails
+    --min-agreement, exit 3 as --max-drop does, even with the accuracy drop allowed."""
+    import numpy as np
+
+    from deepfer.convert import check
+
+    real = check.predict_probs
+
+    def shifted(model, x, *args, **kwargs):
+        probs = real(model, x, *args, **kwargs)
+        return np.roll(probs, 1, axis=1) if str(model).endswith("_int8.tflite") else probs
+
+    monkeypatch.setattr(check, "predict_probs", shifted)
+    argv = ["convert", str(tiny_keras_model), "--calibration-data", str(tiny_fer),
+            "--out", str(tmp_path / "m"), "--calibration-size", "70", "--max-drop", "100",
+            "--no-float32"]  # fmt: skip
+    assert main(argv) == 3
+    err = capsys.readouterr().err
+    assert "int8 gives float's top-1 class on only 0.00% of the faces" in err
+    assert "at least 90% required, --min-agreement" in err and "--force" in err
+    side = _sidecar(tmp_path / "m_int8.tflite")
+    assert side["metrics"]["agreement_with_float"] == 0.0
+    assert main([*argv, "--min-agreement", "0"]) == 0
+    assert "0.00% top-1 agreement (at least 0%)" in capsys.readouterr().out

@@ -21,8 +21,9 @@ ALLOWED = {
     "train": {"edge", "data", "evaluate", "train"},
     "convert": {"edge", "data", "evaluate", "convert"},
 }
-#: The one sideways import: convert reads a training run folder for the sidecar.
-EXCEPTIONS = {("convert", "deepfer.train.run_folder")}
+#: The one sideways import: convert reads what training recorded for the sidecar (a run
+#: folder, or the record beside an ensemble), in the two modules that own those formats.
+EXCEPTIONS = {("convert", "deepfer.train.run_folder"), ("convert", "deepfer.train.ensemble_record")}
 
 
 def deepfer_imports(path: Path) -> set[str]:

@@ -134,3 +134,41 @@ def test_average_refuses_a_run_without_snapshots_or_too_few(snapshot_run, tmp_pa
 
     assert main(["average", str(tmp_path)]) == 2
     assert "not a `deepfer train` run folder" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_average_uses_only_this_runs_snapshots(snapshot_run, tmp_path, capsys):
+    """A weights file the run's state.json does not list (an earlier run's, left in the
+    folder) is ignored, and said so."""
+    import shutil
+
+    from deepfer.train.run_folder import RunFolder
+
+    run = tmp_path / "run"
+    shutil.copytree(snapshot_run, run)
+    folder = RunFolder(run)
+    assert json.loads(folder.state_file.read_text()) == {"epoch": 3, "snapshots": [1, 2, 3]}
+    shutil.copy(
+        folder.checkpoints / "epoch-001.weights.h5", folder.checkpoints / "epoch-009.weights.h5"
+    )
+    assert list(folder.snapshots()) == [1, 2, 3]
+    assert main(["average", str(run), "--last", "2", "--out", str(run / "a.keras")]) == 0
+    printed = capsys.readouterr().out
+    assert "ignoring 1 snapshot(s)" in printed and "epochs 9:" in printed
+    assert "average of the last 2 (epochs 2-3)" in printed
+
+
+@pytest.mark.slow
+def test_average_checks_its_outputs_before_the_work(snapshot_run, tmp_path, capsys):
+    notes = tmp_path / "notes.md"
+    notes.write_text("hello")
+    out = notes / "a.keras"
+    assert main(["average", str(snapshot_run), "--last", "2", "--out", str(out)]) == 2
+    printed, err = capsys.readouterr()
+    assert (
+        err
+        == f"deepfer average: error: --out {out}: cannot be made: {notes} is a file, not a folder\n"
+    )
+    assert printed == ""  # before the data loads or anything is scored
+    assert main(["average", str(snapshot_run), "--last", "2", "--out", str(tmp_path / "a.h5")]) == 2
+    assert "saved as a .keras file" in capsys.readouterr().err

@@ -46,6 +46,9 @@ def test_an_equal_ensemble_outputs_the_mean_of_its_members(two_runs, tmp_path, c
     assert main(["ensemble", *map(str, two_runs), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "ensemble: validation" in printed and "both.ensemble.json" in printed
+    # both members are deepfer-edge.keras: the printout names their folders too
+    assert "run3/deepfer-edge.keras: validation" in printed
+    assert "run4/deepfer-edge.keras: validation" in printed
 
     faces = _faces()
     members = [_predict(p, faces) for p in two_runs]
@@ -96,8 +99,10 @@ def test_the_ensemble_converts_to_one_int8_model_with_its_members_in_the_sidecar
 
     out = tmp_path / "both.keras"
     assert main(["ensemble", *map(str, two_runs), "--out", str(out), "--no-score"]) == 0
+    # two 2-epoch members score at chance with flat scores: their int8 and float top-1 differ,
+    # which the agreement gate would refuse; this test is about the graph and its sidecar
     result = convert_model(out, tiny_fer, tmp_path / "ens", n_calibration=140,
-                           formats=("int8",))  # fmt: skip
+                           formats=("int8",), min_agreement=0)  # fmt: skip
     sidecar = json.loads((tmp_path / "ens_int8.json").read_text())
     assert [m["path"] for m in sidecar["training"]["ensemble"]] == [str(p) for p in two_runs]
     assert sidecar["trained_on"].startswith("ensemble of 2 models")
@@ -132,3 +137,62 @@ def test_bad_ensembles_are_refused_clearly(two_runs, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "alone.keras: not in a `deepfer train` run folder" in err and "--no-score" in err
     assert main(["ensemble", str(two_runs[0]), str(alone), "--out", out, "--no-score"]) == 0
+
+
+def test_display_names_tell_members_apart():
+    from pathlib import Path
+
+    from deepfer.train.ensemble import display_names
+
+    assert display_names([Path("/r/a/m.keras"), Path("/r/b/n.keras")]) == ["m.keras", "n.keras"]
+    assert display_names([Path("/x/a/run/m.keras"), Path("/x/b/run/m.keras")]) == [
+        "a/run/m.keras", "b/run/m.keras"
+    ]  # fmt: skip
+
+
+def test_outputs_are_checked_before_the_work(two_runs, tmp_path, capsys):
+    """--out one of the members (it would be overwritten), or where no file can be written:
+    refused before any model is loaded or scored."""
+    import os
+
+    before = two_runs[1].read_bytes()
+    for out in (two_runs[1], two_runs[1].parent / ".." / "run4" / "deepfer-edge.keras"):
+        assert main(["ensemble", *map(str, two_runs), "--out", str(out)]) == 2
+        out_text, err = capsys.readouterr()
+        assert f"--out {out}: is the member {two_runs[1]}; it would be overwritten" in err
+        assert out_text == ""
+    link = tmp_path / "link.keras"
+    os.link(two_runs[0], link)  # another name for the same file
+    assert main(["ensemble", *map(str, two_runs), "--out", str(link)]) == 2
+    assert "is the member" in capsys.readouterr().err
+    assert two_runs[1].read_bytes() == before
+
+    notes = tmp_path / "notes.md"
+    notes.write_text("hello")
+    assert main(["ensemble", *map(str, two_runs), "--out", str(notes / "e.keras")]) == 2
+    out_text, err = capsys.readouterr()
+    assert err == (
+        f"deepfer ensemble: error: --out {notes / 'e.keras'}: cannot be made: {notes} is a "
+        "file, not a folder\n"
+    )
+    assert "validation" not in out_text  # nothing scored
+
+
+def test_members_on_different_splits_name_what_differs(two_runs, tmp_path, capsys):
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(two_runs[1].parent, other)
+    config = json.loads((other / "config.json").read_text())
+    config["split_seed"] = 5
+    (other / "config.json").write_text(json.dumps(config))
+    member = other / "deepfer-edge.keras"
+    assert (
+        main(["ensemble", str(two_runs[0]), str(member), "--out", str(tmp_path / "e.keras")]) == 2
+    )
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "deepfer ensemble: error: the members were selected on different validation slices: "
+        "split seed 9 (run3/deepfer-edge.keras), 5 (other/deepfer-edge.keras); "
+    )
+    assert "--split-seed" in err and "--no-score" in err and "('" not in err

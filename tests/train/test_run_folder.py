@@ -77,3 +77,71 @@ def test_mend_history_adds_the_learning_rate_and_drops_rows_past_the_checkpoint(
     assert history == {"accuracy": [0.1, 0.2], "learning_rate": [0.5, 0.25], "loss": [2.0, 1.5]}
     run.write_history_json(history)
     assert json.loads(run.history_json.read_text()) == history
+
+
+def test_holds_run_names_an_earlier_runs_files_and_clear_deletes_them(tmp_path):
+    from deepfer.train.run_folder import RunFolder
+
+    fresh = RunFolder(tmp_path / "fresh")
+    assert fresh.holds_run() == [] and fresh.clear() == []
+    fresh.write_config({"data": "/d"})  # a run stopped before its first epoch ended
+    fresh.create()
+    fresh.history_csv.write_text("epoch,accuracy\n")  # Keras' CSVLogger: the header only
+    assert fresh.holds_run() == []
+
+    run = RunFolder(tmp_path / "run")
+    run.create()
+    run.write_config({"data": "/d"})
+    run.write_epochs_done(2, snapshot=True)
+    run.history_csv.write_text("epoch,accuracy\n0,0.1\n")
+    for name in ("m.keras", "m.h5", "m-swa2.keras", "notes.txt", "teacher_scores.npz"):
+        (run.path / name).write_bytes(b"x")
+    run.last_checkpoint.write_bytes(b"x")
+    (run.checkpoints / "epoch-002.weights.h5").write_bytes(b"x")
+    run.write_summary({"keras": "elsewhere/run/m.keras", "h5": str(run.path / "m.h5")})
+    run.write_average({"keras": str(run.path / "m-swa2.keras")})
+    held = {str(p.relative_to(run.path)) for p in run.holds_run()}
+    assert held == {"checkpoints/last.keras", "checkpoints/state.json", "summary.json",
+                    "history.csv", "checkpoints/epoch-002.weights.h5"}  # fmt: skip
+    removed = run.clear()
+    assert {p.name for p in removed} >= {"m.keras", "m.h5", "m-swa2.keras", "config.json",
+                                         "average.json", "epoch-002.weights.h5"}  # fmt: skip
+    assert run.holds_run() == [] and not run.is_run()
+    left = {p.name for p in run.path.iterdir()}
+    assert left == {"checkpoints", "notes.txt", "teacher_scores.npz"}  # not the run's own files
+
+
+def test_snapshots_are_the_ones_this_run_recorded(run):
+    """state.json lists the epochs whose weights this run kept: ``deepfer average`` never
+    averages a stray file (an earlier run's, or one past the last checkpoint)."""
+    for epoch in (3, 4):
+        (run.checkpoints / f"epoch-{epoch:03d}.weights.h5").write_bytes(b"")
+    assert list(run.snapshot_files()) == [1, 2, 3, 4, 10]
+    run.state_file.write_text(json.dumps({"epoch": 3}))  # written before the list was kept
+    assert list(run.snapshots()) == [1, 2, 3]
+    run.write_epochs_done(4, snapshot=False)  # resumed without snapshots: the earlier carried
+    assert json.loads(run.state_file.read_text()) == {"epoch": 4, "snapshots": [1, 2, 3]}
+    assert list(run.snapshots()) == [1, 2, 3]
+    run.write_epochs_done(2, snapshot=True)  # resumed from epoch 1's checkpoint: 2 re-run
+    assert list(run.snapshots()) == [1, 2] and run.epochs_done() == 2
+    run.write_epochs_done(3, snapshot=True)
+    run.write_epochs_done(4, snapshot=True)
+    assert list(run.snapshots()) == [1, 2, 3, 4]  # never 10
+
+
+def test_a_damaged_epoch_counter_is_an_error_not_epoch_0(run):
+    from deepfer.train.run_folder import RunFolderError
+
+    run.state_file.write_text("{")
+    with pytest.raises(RunFolderError, match="state.json: not a readable epoch counter"):
+        run.epochs_done()
+
+
+def test_unwritable_says_why_the_run_folder_cannot_be_written(tmp_path):
+    notes = tmp_path / "notes.md"
+    notes.write_text("hello")
+    assert RunFolder(notes).unwritable() == "is a file, not a folder"
+    assert (
+        RunFolder(notes / "run").unwritable() == f"cannot be made: {notes} is a file, not a folder"
+    )
+    assert RunFolder(tmp_path / "new" / "run").unwritable() is None

@@ -125,7 +125,8 @@ def test_resume_goes_on_from_the_last_checkpoint(one_epoch_run, tmp_path, capsys
     assert "resuming from" in capsys.readouterr().out
     rows = history_rows(run)
     assert [r["epoch"] for r in rows] == ["0", "1"]
-    assert json.loads((run / "checkpoints" / "state.json").read_text()) == {"epoch": 2}
+    state = json.loads((run / "checkpoints" / "state.json").read_text())
+    assert state == {"epoch": 2, "snapshots": []}  # no --snapshots: none kept
     assert json.loads((run / "config.json").read_text())["epochs"] == 2
     assert json.loads((run / "summary.json").read_text())["epochs_run"] == 2
 
@@ -230,3 +231,163 @@ def test_bf16_trains_in_mixed_precision_and_saves_float32_models(tmp_path, tiny_
     result = convert_model(run / "checkpoints" / "last.keras", tiny_fer, tmp_path / "m",
                            n_calibration=70, formats=("int8",), check=False)  # fmt: skip
     assert result.path("int8").is_file()
+
+
+def _fake_run(folder, data, epochs_done: int = 1, **config):
+    """A run folder as `deepfer train` leaves it, without training: config, epoch counter and
+    a last checkpoint that looks like a .keras archive (not loaded by these tests)."""
+    import zipfile
+
+    from deepfer.train.run_folder import RunFolder
+
+    run = RunFolder(folder)
+    run.create()
+    run.write_config(TrainConfig(data=str(data), out=str(folder), **config).to_json())
+    run.write_epochs_done(epochs_done)
+    with zipfile.ZipFile(run.last_checkpoint, "w") as archive:
+        archive.writestr("config.json", "{}")
+    return run
+
+
+def test_a_new_run_is_refused_in_a_folder_holding_one(tmp_path, tiny_fer, capsys):
+    run = _fake_run(tmp_path / "run", tiny_fer)
+    (run.checkpoints / "epoch-001.weights.h5").write_bytes(b"old")
+    argv = ["train", "--data", str(tiny_fer), "--out", str(run.path), "--epochs", "1", *TINY]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert "holds a run already (checkpoints/last.keras, checkpoints/state.json" in err
+    assert "--resume" in err and "--overwrite" in err and err.count("\n") == 1
+    assert "train:" not in out  # refused before the data loads
+    assert (run.checkpoints / "epoch-001.weights.h5").is_file()  # nothing touched
+
+    assert main([*argv, "--resume", "--overwrite"]) == 2
+    assert "--overwrite cannot go with --resume" in capsys.readouterr().err
+
+
+def test_overwrite_deletes_the_earlier_run_before_training(tmp_path, tiny_fer, monkeypatch, capsys):
+    from deepfer.train import training
+
+    run = _fake_run(tmp_path / "run", tiny_fer)
+    (run.checkpoints / "epoch-007.weights.h5").write_bytes(b"old")
+    seen = {}
+
+    def fake_training(cfg, folder, ran, resume):
+        seen["cfg"], seen["files"] = cfg, sorted(p.name for p in folder.path.rglob("*"))
+        return {}
+
+    monkeypatch.setattr(training, "_setup_and_train", fake_training)
+    monkeypatch.chdir(tiny_fer.parent)
+    argv = ["train", "--data", tiny_fer.name, "--out", str(run.path), *TINY]
+    assert main([*argv, "--overwrite"]) == 0
+    assert "--overwrite: deleted the earlier run's 4 file(s)" in capsys.readouterr().out
+    assert seen["files"] == ["checkpoints"]  # no old snapshot left for `deepfer average`
+    assert seen["cfg"].data == str(tiny_fer)  # stored absolute: the run works from anywhere
+
+
+def test_out_that_is_a_file_is_refused_before_anything(tmp_path, tiny_fer, capsys):
+    notes = tmp_path / "notes.md"
+    notes.write_text("hello")
+    for out, why in ((notes, "is a file, not a folder"), (notes / "r", "cannot be made")):
+        assert main(["train", "--data", str(tiny_fer), "--out", str(out), *TINY]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"deepfer train: error: train.out = '{out}': {why}")
+
+
+def test_resume_keeps_snapshots_and_takes_data_as_given(tmp_path, tiny_fer, monkeypatch, capsys):
+    from deepfer.train.run_folder import RunFolder
+    from deepfer.train.run_start import resolve_config
+
+    run = _fake_run(tmp_path / "run", tiny_fer, snapshots=True, epochs=4)
+    cfg, ran = resolve_config(TrainConfig(out=str(run.path)), run, True, None)
+    assert cfg.snapshots and ran.snapshots and cfg.data == str(tiny_fer)
+    assert "snapshots: kept, as the run was started" in capsys.readouterr().out
+    cfg, _ = resolve_config(TrainConfig(out=str(run.path)), run, True, None, snapshots=False)
+    assert not cfg.snapshots
+    assert "no longer kept" in capsys.readouterr().out
+
+    moved = tmp_path / "moved"
+    moved.symlink_to(tiny_fer)
+    monkeypatch.chdir(tmp_path)
+    cfg, _ = resolve_config(TrainConfig(data="moved", out="run"), run, True, None)
+    assert cfg.data == str(moved) and cfg.out == str(run.path)
+    assert f"--data: training goes on with {moved} instead of {tiny_fer}" in capsys.readouterr().out
+
+    # a run folder from an older version stored --data as typed
+    old = RunFolder(tmp_path / "old")
+    _fake_run(old.path, "fer")
+    monkeypatch.chdir(tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"train.data = 'fer' \(in .*config.json\): no such"):
+        resolve_config(TrainConfig(out=str(old.path)), old, True, None)
+
+
+def test_ctrl_c_says_how_far_training_got_and_how_to_go_on(tmp_path, tiny_fer, monkeypatch, capsys):
+    from deepfer.train import training
+
+    def stopped(cfg, run, ran, resume):
+        run.create()
+        run.write_epochs_done(2)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "_setup_and_train", stopped)
+    run = tmp_path / "my run"
+    argv = ["train", "--data", str(tiny_fer), "--out", str(run), "--epochs", "6", *TINY]
+    assert main(argv) == 130
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"deepfer train: interrupted after epoch 2 of 6; the run is in {run}: go on with "
+        f"`deepfer train --resume --out '{run}'`"
+    ]
+
+
+def test_finetune_refuses_a_file_that_is_not_a_keras_model(tmp_path, tiny_fer, capsys):
+    junk = tmp_path / "junk.keras"
+    junk.write_text("not a model")
+    argv = ["train", "--finetune", str(junk), "--data", str(tiny_fer), "--out", str(tmp_path / "r")]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert err == (
+        f"deepfer train: error: train.finetune = '{junk}': not a Keras model file (a .keras "
+        "model is a zip archive; this file is not)\n"
+    )
+    assert "train:" not in out  # before the data loads
+
+
+def test_corrupt_or_empty_keras_files_are_named_not_file_not_found(tmp_path):
+    import zipfile
+
+    from deepfer.train.models import ModelFileError, load_keras_model
+
+    empty = tmp_path / "empty.keras"
+    empty.write_bytes(b"")
+    with pytest.raises(ModelFileError, match=r"empty.keras: not a Keras model file \(it is empty"):
+        load_keras_model(empty)
+    odd = tmp_path / "odd.keras"
+    with zipfile.ZipFile(odd, "w") as archive:
+        archive.writestr("hello.txt", "hi")
+    with pytest.raises(ModelFileError, match="odd.keras: not a Keras model file .*no config.json"):
+        load_keras_model(odd)
+    broken = tmp_path / "broken.keras"
+    with zipfile.ZipFile(broken, "w") as archive:
+        archive.writestr("config.json", "{not json")
+    with pytest.raises(ModelFileError, match=r"broken.keras: not a Keras model file \(cannot be"):
+        load_keras_model(broken)
+    h5 = tmp_path / "text.h5"
+    h5.write_text("hello")
+    with pytest.raises(ModelFileError, match=r"text.h5: not a Keras model file \(not an HDF5"):
+        load_keras_model(h5)
+
+
+def test_finetuning_a_model_with_other_outputs_warns_of_the_new_head(tmp_path, caplog):
+    import keras
+
+    from deepfer.train.models import load_for_finetune
+
+    inputs = keras.Input((48, 48, 1))
+    x = keras.layers.Dense(3)(keras.layers.Flatten()(inputs))
+    five = tmp_path / "five.keras"
+    keras.Model(inputs, keras.layers.Dense(5, activation="softmax")(x)).save(five)
+    with caplog.at_level("WARNING", logger="deepfer.train.models"):
+        model = load_for_finetune(five, 7)
+    assert model.output_shape == (None, 7)
+    assert "gives 5 scores, not 7 scores: fine-tuning it with a new 7-class output" in caplog.text
+    assert "random weights" in caplog.text
