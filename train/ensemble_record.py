@@ -25,7 +25,7 @@ def write_ensemble_record(model_path: str | Path, record: dict) -> Path:
 def read_ensemble_record(model_path: str | Path) -> dict:
     """The record ``deepfer ensemble`` wrote beside ``model_path``; ``{}`` when there is none
     (or it describes another file)."""
-    record = _read_json(ensemble_record_path(model_path))
+    record = read_json_object(ensemble_record_path(model_path))
     if Path(str(record.get("keras", ""))).name != Path(model_path).name:
         return {}
     return record
@@ -47,7 +47,9 @@ def ensemble_training_info(record: dict) -> tuple[str, dict]:
     return text, {k: v for k, v in training.items() if v is not None}
 
 
-def _read_json(path: Path) -> dict:
+def read_json_object(path: Path) -> dict:
+    """A JSON file's object, or ``{}`` when missing, unreadable or not an object (also the run
+    folder's reader of its own JSON files)."""
     with contextlib.suppress(OSError, json.JSONDecodeError):
         value = json.loads(path.read_text())
         if isinstance(value, dict):

@@ -35,7 +35,7 @@ from pathlib import Path
 from deepfer.edge.errors import DeepFERError
 from deepfer.edge.paths import file_sha256
 from deepfer.evaluate.outputs import folder_problem
-from deepfer.train.ensemble_record import read_ensemble_record
+from deepfer.train.ensemble_record import read_ensemble_record, read_json_object
 
 SNAPSHOT = re.compile(r"epoch-(\d+)\.weights\.h5$")
 
@@ -178,14 +178,14 @@ class RunFolder:
 
     def read_summary(self) -> dict:
         """``summary.json``, or ``{}`` when missing or unreadable."""
-        return _read_json(self.summary_file)
+        return read_json_object(self.summary_file)
 
     def write_summary(self, summary: dict) -> None:
         self.summary_file.write_text(json.dumps(summary, indent=2))
 
     def read_average(self) -> dict:
         """``average.json``, or ``{}`` when missing or unreadable."""
-        return _read_json(self.average_file)
+        return read_json_object(self.average_file)
 
     def write_average(self, result: dict) -> None:
         self.average_file.write_text(json.dumps(result, indent=2))
@@ -300,7 +300,7 @@ class RunFolder:
         model_path = Path(model_path)
         for folder in (model_path.parent, model_path.parent.parent):
             run = cls(folder)
-            config = _read_json(run.config_file)
+            config = read_json_object(run.config_file)
             if config.get("data"):
                 return run
         return None
@@ -317,7 +317,7 @@ class RunFolder:
         """What this run says ``model_path`` was trained on: a sentence and the details the
         converter writes under ``training`` in a sidecar (with ``deepfer average``'s choice
         when ``model_path`` is the model it saved)."""
-        config = _read_json(self.config_file)
+        config = read_json_object(self.config_file)
         summary = self.read_summary()
         data = str(config["data"])
         text = f"FER2013 training split from {Path(data).name} ({data})"
@@ -390,11 +390,3 @@ def _teacher_info(config: dict) -> dict:
             for m in record.get("members", [])
         ]
     return {k: v for k, v in info.items() if v is not None}
-
-
-def _read_json(path: Path) -> dict:
-    with contextlib.suppress(OSError, json.JSONDecodeError):
-        value = json.loads(path.read_text())
-        if isinstance(value, dict):
-            return value
-    return {}
