@@ -75,7 +75,8 @@ def check_set(
     progress: bool = False,
 ) -> HeldOutSet:
     """The held-out faces of the check: ``check_data``'s test split (else its validation
-    split, else all of it), or those of the calibration data (its test split, else the
+    split, else its training split, at most :data:`DEFAULT_HELD_OUT_SLICE`, else all of a plain
+    folder of classes), or those of the calibration data (its test split, else the
     training faces not used for calibration, at most :data:`DEFAULT_HELD_OUT_SLICE`);
     exactly ``check_size`` of them when given (a stratified sample)."""
     if check_data is not None and Path(check_data) != calibration_dir:
@@ -93,7 +94,8 @@ def check_set(
         plain = source.is_dir() and not (source / "fer2013.csv").is_file()
         if split == "train" and plain and not has_split_folders(source):
             split = "all"  # one folder of <class>/ folders: all of it
-        ds, note = _exact_sample(ds, check_size, f"--check-data {source}", seed)
+        cap = check_size or (DEFAULT_HELD_OUT_SLICE if split == "train" else 0)  # 28k faces
+        ds, note = _exact_sample(ds, cap, f"--check-data {source}", seed)
         return HeldOutSet(ds, str(source), split, note)
     # the calibration data's own held-out faces; no cap here, the exact one below
     held = held_out_set(splits, calibration_dir, calib, sys.maxsize)

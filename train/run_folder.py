@@ -139,10 +139,18 @@ class RunFolder:
         return None
 
     def clear(self) -> list[Path]:
-        """Delete an earlier run's files (``deepfer train --overwrite``): everything this
-        layout names, the model files its ``summary.json`` and ``average.json`` name in this
-        folder, and the snapshots. Other files are left, and so is the teacher cache (it is
-        checked against the teacher, views and data before use). Returns what was deleted."""
+        """Delete :meth:`clearable` (``deepfer train --overwrite``); returns what was deleted."""
+        removed = []
+        for path in self.clearable():
+            path.unlink()
+            removed.append(path)
+        return removed
+
+    def clearable(self) -> list[Path]:
+        """An earlier run's files here: everything this layout names, the model files its
+        ``summary.json`` and ``average.json`` name in this folder, and the snapshots. Other
+        files are left, and so is the teacher cache (it is checked against the teacher, views
+        and data before use)."""
         here = self.path.resolve()
         named = [self.config_file, self.summary_file, self.average_file, self.history_csv,
                  self.history_json, self.curves_plot, self.classes_plot, self.last_checkpoint,
@@ -156,12 +164,7 @@ class RunFolder:
             if isinstance(value, str) and value and Path(value).resolve().parent == here:
                 named.append(self.path / Path(value).name)
         named += list(self.snapshot_files().values())
-        removed = []
-        for path in dict.fromkeys(named):
-            if path.is_file():
-                path.unlink()
-                removed.append(path)
-        return removed
+        return [path for path in dict.fromkeys(named) if path.is_file()]
 
     def can_resume(self) -> bool:
         return self.last_checkpoint.is_file() and self.config_file.is_file()

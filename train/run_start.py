@@ -35,7 +35,7 @@ def resolve_config(
         cfg = replace(cfg)
         if snapshots is not None:
             cfg.snapshots = snapshots
-        return cfg.validate().absolute(), None
+        return cfg.absolute().validate(), None
     if not run.can_resume():
         raise FileNotFoundError(f"{run.path}: no checkpoint to resume from ({run.last_checkpoint})")
     if problem := keras_file_problem(run.last_checkpoint):
@@ -71,15 +71,29 @@ def resolve_config(
         print(f"snapshots: each epoch's weights from now on are {state}", flush=True)
     elif saved.snapshots:
         print("snapshots: kept, as the run was started (--no-snapshots to stop)", flush=True)
-    return saved.validate(resume=True).absolute(), ran
+    return saved.absolute().validate(resume=True), ran
 
 
-def start_afresh(run: RunFolder, overwrite: bool = False) -> None:
+def start_afresh(
+    run: RunFolder, overwrite: bool = False, cfg: TrainConfig | None = None, stem: str = ""
+) -> None:
     """Before a new run: refuse a folder that holds one (its checkpoints, snapshots and history
-    would be overwritten or mixed in), or with ``overwrite`` delete that run's files first."""
+    would be overwritten or mixed in) or the model files this run will write (``stem``: a
+    model saved there by hand, e.g. ``--out models``), or with ``overwrite`` delete that run's
+    files first, unless one of them is an input of this run (``cfg``'s model to fine-tune,
+    its teacher or soft labels)."""
     earlier = run.holds_run()
+    if stem:
+        earlier += [p for p in run.model_files(stem) if p.is_file() and p not in earlier]
     if not earlier:
         return
+    inputs = [getattr(cfg, k, "") or "" for k in ("finetune", "teacher", "soft_labels")]
+    inputs = [Path(v).resolve() for v in inputs if v and v != "ferplus"]
+    if overwrite and (needed := [p for p in run.clearable() if p.resolve() in inputs]):
+        raise ConfigError(
+            f"--overwrite would delete {needed[0]}, which this run reads (--finetune, "
+            "--teacher or --soft-labels): copy it out of the folder first, or give another --out"
+        )
     names = [str(p.relative_to(run.path)) for p in earlier]
     shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
     if not overwrite:
@@ -88,6 +102,10 @@ def start_afresh(run: RunFolder, overwrite: bool = False) -> None:
             "with --resume, give another --out, or add --overwrite to delete it first"
         )
     removed = run.clear()
+    for path in run.model_files(stem) if stem else ():
+        if path.is_file():  # (not the earlier run's: saved there otherwise; written over)
+            path.unlink()
+            removed.append(path)
     print(
         f"--overwrite: deleted the earlier run's {len(removed)} file(s) in {run.path}", flush=True
     )

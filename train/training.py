@@ -251,7 +251,7 @@ def train(
     if worker_index():  # a multiworker run: only the chief writes the run folder
         run = RunFolder(Path(cfg.out) / f"worker-{worker_index()}")
     if not resume:
-        start_afresh(run, overwrite)
+        start_afresh(run, overwrite, cfg, model_stem(cfg))
     try:
         return _setup_and_train(cfg, run, ran, resume)
     except KeyboardInterrupt:

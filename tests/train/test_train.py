@@ -284,6 +284,35 @@ def test_overwrite_deletes_the_earlier_run_before_training(tmp_path, tiny_fer, m
     assert seen["cfg"].data == str(tiny_fer)  # stored absolute: the run works from anywhere
 
 
+def test_overwrite_never_deletes_what_the_new_run_reads(tmp_path, tiny_fer, monkeypatch, capsys):
+    """--finetune (or --teacher) the earlier run's own model with --overwrite: refused before
+    anything is deleted (it deleted the model, then failed to load it); a folder that holds
+    only a model file this run would write (``--out models``) is a run too."""
+    import zipfile
+
+    from deepfer.train import training
+
+    monkeypatch.setattr(training, "_setup_and_train", lambda *a: {})
+    run = _fake_run(tmp_path / "run", tiny_fer)
+    model = run.path / "deepfer-edge.keras"
+    with zipfile.ZipFile(model, "w") as archive:
+        archive.writestr("config.json", "{}")
+    run.write_summary({"keras": str(model)})
+    argv = ["train", "--data", str(tiny_fer), "--out", str(run.path), *TINY, "--overwrite"]
+    assert main([*argv, "--finetune", str(model)]) == 2
+    assert f"--overwrite would delete {model}, which this run reads" in capsys.readouterr().err
+    assert model.is_file() and run.last_checkpoint.is_file()  # nothing deleted
+
+    shipped = tmp_path / "models"
+    shipped.mkdir()
+    (shipped / "deepfer-edge.keras").write_bytes(b"a model saved by hand")
+    argv = ["train", "--data", str(tiny_fer), "--out", str(shipped), *TINY]
+    assert main(argv) == 2
+    assert "holds a run already (deepfer-edge.keras)" in capsys.readouterr().err
+    assert main([*argv, "--overwrite"]) == 0
+    assert not (shipped / "deepfer-edge.keras").exists()
+
+
 def test_out_that_is_a_file_is_refused_before_anything(tmp_path, tiny_fer, capsys):
     notes = tmp_path / "notes.md"
     notes.write_text("hello")
