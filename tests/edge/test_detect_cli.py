@@ -207,25 +207,29 @@ def test_an_iphone_heic_photo_says_how_to_convert_it(media_dir, tmp_path):
     assert "justin.jpg: 1 face" in proc.stdout
 
 
-def test_out_never_writes_over_an_input(media_dir, tiny_tflite_model, tmp_path):
-    """`--out` naming the input itself (or the folder it came from) is refused before any
-    work: the original is left as it was (a video used to be cut to the frames written)."""
+def test_out_never_writes_over_an_input(media_dir, tiny_tflite_model, tmp_path, capsys):
+    """`--out` naming the input itself (or the folder it came from, a hard link to it) or a
+    recording naming it is refused before any work: the original is left as it was (a video
+    used to be cut to the frames written). In-process: these end before anything is searched."""
+    from deepfer.cli import main
+
     photo = tmp_path / "photo.jpg"
     shutil.copy(media_dir / "justin.jpg", photo)
     before = photo.read_bytes()
-    for out in (photo, tmp_path, f"{tmp_path}/"):
-        proc = deepfer("detect", photo, "--model", tiny_tflite_model, "--out", out)
-        assert proc.returncode == 2, proc.stderr
-        assert f"would write over the input {photo}" in proc.stderr
-    proc = deepfer("detect", tmp_path, "--model", tiny_tflite_model, "--out", tmp_path)
-    assert proc.returncode == 2 and "would write over the input" in proc.stderr
     (tmp_path / "link.jpg").hardlink_to(photo)  # the same file by another name
-    proc = deepfer("detect", photo, "--model", tiny_tflite_model, "--out", tmp_path / "link.jpg")
-    assert proc.returncode == 2 and f"would write over the input {photo}" in proc.stderr
-    for flag in ("--csv", "--jsonl", "--summary"):  # recordings too
-        proc = deepfer("detect", photo, "--model", tiny_tflite_model, flag, photo)
-        assert proc.returncode == 2 and f"{flag} {photo}: would write over" in proc.stderr
-    assert photo.read_bytes() == before and "Traceback" not in proc.stderr
+    model = ["--model", str(tiny_tflite_model)]
+    for args, words in (
+        ((photo, "--out", photo), f"would write over the input {photo}"),
+        ((photo, "--out", tmp_path), f"would write over the input {photo}"),
+        ((photo, "--out", tmp_path / "link.jpg"), f"would write over the input {photo}"),
+        ((tmp_path, "--out", f"{tmp_path}/"), "would write over the input"),
+        ((photo, "--csv", photo), f"--csv {photo}: would write over"),
+        ((photo, "--summary", photo), f"--summary {photo}: would write over"),
+    ):
+        assert main(["detect", *map(str, args), *model]) == 2
+        err = capsys.readouterr().err
+        assert words in err and "Traceback" not in err
+    assert photo.read_bytes() == before
 
 
 def test_out_as_a_folder_or_a_file(media_dir, tiny_tflite_model, tmp_path):
