@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from deepfer.edge.errors import DeepFERError, ModelLoadError
 from deepfer.edge.labels import FOLDER_ALIASES, LABELS
 from deepfer.edge.model.classifier import as_probabilities
 from deepfer.edge.preprocess import prepare_face
+from deepfer.evaluate.model_file import keras_file_problem
 
 #: Model files by suffix: the one definition (evaluate, benchmark, convert, train).
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -33,38 +33,10 @@ class EvaluateError(DeepFERError, RuntimeError):
 #: ``np.int32(48)`` -> ``48`` in a message built from numpy values.
 _NUMPY_SCALAR = re.compile(r"\bnp\.(?:u?int|float)\d*\(([^()]*)\)")
 
-_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-
 
 def plain_numbers(text: str) -> str:
     """``[np.int32(1), np.int32(48)]`` -> ``[1, 48]`` (numpy 2 scalar reprs in a message)."""
     return _NUMPY_SCALAR.sub(r"\1", text)
-
-
-def keras_file_problem(path: str | os.PathLike) -> str | None:
-    """Why an existing ``.keras`` / ``.h5`` file cannot be a Keras model, from its bytes
-    (Keras itself answers "File not found" for a corrupt ``.keras``), or None."""
-    path = Path(path)
-    size = path.stat().st_size
-    if size == 0:
-        return "not a Keras model file (the file is empty: 0 bytes)"
-    with path.open("rb") as fh:
-        head = fh.read(8)
-    if head[4:8] == b"TFL3":
-        return "not a Keras model file (it is a TFLite model; give it a .tflite name)"
-    if path.suffix.lower() == ".keras":
-        if not zipfile.is_zipfile(path):
-            return f"not a Keras model file (a .keras file is a zip archive; this is not, {size:,} bytes)"
-        return None
-    # HDF5: the signature at 0, or after a user block of 512, 1024, 2048, ... bytes
-    with path.open("rb") as fh:
-        offset = 0
-        while offset + 8 <= size:
-            fh.seek(offset)
-            if fh.read(8) == _HDF5_SIGNATURE:
-                return None
-            offset = 512 if offset == 0 else offset * 2
-    return f"not a Keras model file (a {path.suffix} file is HDF5; this is not, {size:,} bytes)"
 
 
 def resolve_model_file(

@@ -24,8 +24,8 @@ import numpy as np
 from deepfer.data.dataset import DataError
 from deepfer.edge.errors import DeepFERError
 from deepfer.edge.paths import unwritable
+from deepfer.evaluate.model_file import keras_file_problem
 from deepfer.train.config import ConfigError, TrainConfig
-from deepfer.train.models import keras_file_problem
 from deepfer.train.run_folder import RunFolder, RunFolderError
 from deepfer.train.training import model_stem, prepare_data
 

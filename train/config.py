@@ -117,7 +117,8 @@ class TrainConfig:
 
     def validate(self, resume: bool = False) -> TrainConfig:
         """Check every option up front; raises :class:`ConfigError` naming the first bad one."""
-        from deepfer.train.models import MODELS, keras_file_problem
+        from deepfer.evaluate.model_file import keras_file_problem
+        from deepfer.train.models import MODELS
 
         def bad(key: str, why: str):
             raise ConfigError(f"train.{key} = {getattr(self, key)!r}: {why}")

@@ -26,8 +26,8 @@ from pathlib import Path
 from deepfer.edge.errors import DeepFERError
 from deepfer.edge.labels import LABELS
 from deepfer.edge.paths import file_sha256, unwritable
+from deepfer.evaluate.model_file import keras_file_problem
 from deepfer.train.ensemble_record import ensemble_record_path, write_ensemble_record
-from deepfer.train.models import keras_file_problem
 from deepfer.train.run_folder import RunFolder
 
 #: Weights tried for the first member with ``weights="search"`` (the rest share the remainder).

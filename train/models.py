@@ -13,18 +13,14 @@ Every model takes raw grayscale pixels 0..255; scaling is its first layer.
 from __future__ import annotations
 
 import logging
-import zipfile
 from collections.abc import Callable
-from pathlib import Path
 
 from deepfer.edge.errors import DeepFERError
 from deepfer.edge.labels import NUM_CLASSES
 from deepfer.edge.preprocess import PIXEL_CENTRE, PIXEL_SCALE
+from deepfer.evaluate.model_file import keras_file_problem
 
 log = logging.getLogger(__name__)
-
-#: The first bytes of an HDF5 file (.h5 models, .weights.h5), at 0 or a power of 2 from 512.
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 class ModelFileError(DeepFERError, ValueError):
@@ -208,44 +204,6 @@ def make_model(name: str, input_shape=(48, 48, 1), num_classes: int = NUM_CLASSE
     except KeyError:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}") from None
     return builder(input_shape=tuple(input_shape), num_classes=num_classes, **kwargs)
-
-
-def keras_file_problem(path) -> str | None:
-    """Why ``path`` cannot be a Keras model (or ``.weights.h5``) file, or None: a cheap look
-    at the file (no TensorFlow), so that a wrong file is refused before the data loads, and
-    not with Keras' "File not found" for a file that exists but is no zip archive."""
-    path = Path(path)
-    if not path.exists():
-        return "no such file"
-    if path.is_dir():
-        return "a folder, not a model file"
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(8)
-            size = path.stat().st_size
-            if path.suffix.lower() in (".h5", ".hdf5"):
-                offsets, heads = [512 * 2**i for i in range(12)], [head]
-                for offset in (o for o in offsets if o + 8 <= size):
-                    fh.seek(offset)
-                    heads.append(fh.read(8))
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror or exc})"
-    if size == 0:
-        return "not a Keras model file (it is empty)"
-    suffix = path.suffix.lower()
-    if suffix == ".keras":
-        if not zipfile.is_zipfile(path):
-            return "not a Keras model file (a .keras model is a zip archive; this file is not)"
-        try:
-            with zipfile.ZipFile(path) as archive:
-                names = set(archive.namelist())
-        except (OSError, zipfile.BadZipFile) as exc:
-            return f"not a Keras model file (a damaged zip archive: {exc})"
-        if "config.json" not in names:
-            return "not a Keras model file (the zip archive holds no config.json)"
-    elif suffix in (".h5", ".hdf5") and HDF5_SIGNATURE not in heads:
-        return "not a Keras model file (not an HDF5 file)"
-    return None
 
 
 def load_keras_model(path, compile: bool = False, error: type[Exception] = ModelFileError):

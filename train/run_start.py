@@ -9,8 +9,8 @@ import shlex
 from dataclasses import replace
 from pathlib import Path
 
+from deepfer.evaluate.model_file import keras_file_problem
 from deepfer.train.config import ConfigError, TrainConfig
-from deepfer.train.models import keras_file_problem
 from deepfer.train.run_folder import RunFolder, RunFolderError
 
 

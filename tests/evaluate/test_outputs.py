@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from deepfer.evaluate.model_file import keras_file_problem
 from deepfer.evaluate.outputs import check_outputs, file_problem, folder_problem
 from deepfer.evaluate.predictors import (
     EvaluateError,
-    keras_file_problem,
     plain_numbers,
     resolve_model_file,
 )
@@ -89,6 +89,14 @@ def test_keras_files_that_are_not_keras_models(tmp_path):
     with zipfile.ZipFile(tmp_path / "ok.keras", "w") as z:
         z.writestr("config.json", "{}")
     assert keras_file_problem(tmp_path / "ok.keras") is None
+    user_block = tmp_path / "user_block.h5"
+    user_block.write_bytes(b"\0" * 512 + b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    assert keras_file_problem(user_block) is None
+    assert keras_file_problem(tmp_path / "missing.keras") == "no such file"
+    assert keras_file_problem(tmp_path) == "a folder, not a model file"
+    with zipfile.ZipFile(tmp_path / "no_config.keras", "w") as z:
+        z.writestr("hello.txt", "hi")
+    assert "holds no config.json" in keras_file_problem(tmp_path / "no_config.keras")
 
 
 def test_a_folder_given_as_the_model(tmp_path):

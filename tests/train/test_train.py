@@ -376,7 +376,7 @@ def test_finetune_refuses_a_file_that_is_not_a_keras_model(tmp_path, tiny_fer, c
     out, err = capsys.readouterr()
     assert err == (
         f"deepfer train: error: train.finetune = '{junk}': not a Keras model file (a .keras "
-        "model is a zip archive; this file is not)\n"
+        "file is a zip archive; this is not, 11 bytes)\n"
     )
     assert "train:" not in out  # before the data loads
 
@@ -388,7 +388,9 @@ def test_corrupt_or_empty_keras_files_are_named_not_file_not_found(tmp_path):
 
     empty = tmp_path / "empty.keras"
     empty.write_bytes(b"")
-    with pytest.raises(ModelFileError, match=r"empty.keras: not a Keras model file \(it is empty"):
+    with pytest.raises(
+        ModelFileError, match=r"empty.keras: not a Keras model file \(the file is empty"
+    ):
         load_keras_model(empty)
     odd = tmp_path / "odd.keras"
     with zipfile.ZipFile(odd, "w") as archive:
@@ -402,7 +404,9 @@ def test_corrupt_or_empty_keras_files_are_named_not_file_not_found(tmp_path):
         load_keras_model(broken)
     h5 = tmp_path / "text.h5"
     h5.write_text("hello")
-    with pytest.raises(ModelFileError, match=r"text.h5: not a Keras model file \(not an HDF5"):
+    with pytest.raises(
+        ModelFileError, match=r"text.h5: not a Keras model file \(a .h5 file is HDF5; this is not"
+    ):
         load_keras_model(h5)
 
 

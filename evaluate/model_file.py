@@ -1,0 +1,65 @@
+"""Is this file a Keras model? A cheap look at its bytes (no TensorFlow), so that a wrong file
+is refused with one line before any data loads, and not with Keras' "File not found" for a
+``.keras`` file that exists but is no zip archive.
+
+The one owner of that check: train (``--finetune``, ``--teacher``, ``--resume``, average,
+ensemble), convert, evaluate and benchmark all ask :func:`keras_file_problem`.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+#: The 8 bytes an HDF5 file (``.h5``, ``.weights.h5``) starts with, at 0 or after a user block.
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+#: HDF5 puts its signature at 0, 512, 1024, 2048, ... (after a user block of that size).
+_HDF5_OFFSETS = (0, *(512 * 2**i for i in range(12)))
+
+
+def _has_hdf5_signature(fh, size: int) -> bool:
+    for offset in _HDF5_OFFSETS:
+        if offset + 8 > size:
+            break
+        fh.seek(offset)
+        if fh.read(8) == HDF5_SIGNATURE:
+            return True
+    return False
+
+
+def keras_file_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be a Keras model (``.keras``, ``.h5``, ``.weights.h5``), or None."""
+    path = Path(path)
+    if not path.exists():
+        return "no such file"
+    if path.is_dir():
+        return "a folder, not a model file"
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            head = fh.read(8)
+            hdf5 = _has_hdf5_signature(fh, size)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if size == 0:
+        return "not a Keras model file (the file is empty: 0 bytes)"
+    if head[4:8] == b"TFL3":
+        return "not a Keras model file (it is a TFLite model; give it a .tflite name)"
+    if path.suffix.lower() != ".keras":
+        if hdf5:
+            return None
+        return f"not a Keras model file (a {path.suffix} file is HDF5; this is not, {size:,} bytes)"
+    if not zipfile.is_zipfile(path):
+        return (
+            f"not a Keras model file (a .keras file is a zip archive; this is not, {size:,} bytes)"
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+    except (OSError, zipfile.BadZipFile) as exc:
+        return f"not a Keras model file (a damaged zip archive: {exc})"
+    if "config.json" not in names:
+        return "not a Keras model file (the zip archive holds no config.json)"
+    return None
