@@ -27,10 +27,12 @@ from pathlib import Path
 from typing import IO, Any
 
 import cv2
+import numpy as np
 
-from deepfer.edge.capture.frame import rotate_image
+from deepfer.edge.annotated_video import AnnotatedVideo
+from deepfer.edge.capture.frame import Frame, rotate_image
 from deepfer.edge.capture.imagefile import is_photo, load_image
-from deepfer.edge.capture.reader import FrameReader
+from deepfer.edge.capture.reader import DEFAULT_FPS, FrameReader
 from deepfer.edge.capture.sources import OpenCVSource, Source, turned
 from deepfer.edge.config import Config
 from deepfer.edge.detectors import Detector, make_detector, make_photo_detector
@@ -146,30 +148,35 @@ class FileDetector:
         source: Source | None = None,
     ) -> Iterator[tuple[int, list[dict[str, Any]]]]:
         """``(frame index, faces)`` for every ``every``-th frame of a video, as they are found
-        (nothing kept); ``--out`` gets the sampled frames with boxes drawn."""
+        (nothing kept); ``--out`` gets the sampled frames with boxes drawn, each at its time
+        in the input (:class:`AnnotatedVideo`: a variable frame rate's copy keeps time)."""
         width = self.config.detector.detect_width if detect_width is None else detect_width
         pipeline = self.pipeline(width, track=True)
         source = source or self.video_source(path)
         every = max(1, every)
         # the frames --every skips are grabbed, not decoded
         reader = FrameReader(source, pixels=None if every == 1 else _nth(every))
-        writer = None
+        copy: AnnotatedVideo | None = None
         try:
             for frame in reader:
                 if frame.index % every:
+                    if copy is not None:
+                        copy.seen(frame.t)
                     continue
                 faces = pipeline.process(frame).faces
                 where = {"input": str(path), "frame": frame.index, "t": round(frame.t, 3)}
                 yield frame.index, [{**where, **face_message(face)} for face in faces]
                 if target is not None:
-                    fps = (source.fps or 30.0) / every
-                    writer = writer or _video_writer(target, fps, frame.size)
-                    writer.write(draw_faces(frame.bgr(), faces))
+                    fps = (source.fps or DEFAULT_FPS) / every  # (known once it is open)
+                    copy = copy or AnnotatedVideo(target, fps, _drawn)
+                    copy.add(frame.t, (frame, faces))
         finally:
-            if writer is not None:
-                writer.release()
-                log.info("wrote %s", target)
-            pipeline.close()
+            try:
+                if copy is not None:
+                    copy.close()
+                    log.info("wrote %s (%d frames at %g/s)", target, copy.frames, copy.slots.fps)
+            finally:
+                pipeline.close()
 
     def video(self, path: Path, detect_width: int | None, target: Path | None) -> list[dict]:
         out: list[dict[str, Any]] = []
@@ -622,12 +629,10 @@ def _report(result: InputResult, as_json: bool, streaming: bool) -> None:
         print_faces(Path(result.path), result.faces or [])
 
 
-def _video_writer(target: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
-    fourcc = cv2.VideoWriter_fourcc(*("MJPG" if str(target).lower().endswith(".avi") else "mp4v"))
-    writer = cv2.VideoWriter(str(target), fourcc, fps, size)
-    if not writer.isOpened():
-        raise OutputError(f"{target}: cannot write a video here (use .mp4 or .avi)")
-    return writer
+def _drawn(item: tuple[Frame, list]) -> np.ndarray:
+    """An annotated copy's picture of a frame: its faces drawn (:class:`AnnotatedVideo`)."""
+    frame, faces = item
+    return draw_faces(frame.bgr(), faces)
 
 
 def print_faces(path: Path, faces: list[dict[str, Any]]) -> None:

@@ -7,7 +7,12 @@ import os
 import shutil
 
 import cv2
+import numpy as np
+import pytest
 from cli_subprocess import deepfer
+from synthetic import retime_mp4, write_video
+
+from deepfer.edge.annotated_video import FrameSlots
 
 
 def test_detect_json_on_justin(media_dir, tiny_tflite_model, tmp_path):
@@ -380,3 +385,89 @@ def test_quiet_logs_only_warnings(media_dir, tiny_tflite_model):
     proc = deepfer("-q", "detect", media_dir / "justin.jpg", "--model", tiny_tflite_model)
     assert proc.returncode == 0 and "1 face" in proc.stdout
     assert " INFO deepfer" not in proc.stderr  # (TFLite's own C++ line is not Python's logging)
+
+
+# -- the annotated copy of a video keeps the input's time ----------------------------------------
+
+FAST, SLOW = 120, 30  # frames at 60 fps, then at 10 fps: a phone's recording slowing down
+#: Where each frame of the variable-rate clip starts, seconds (it ends at 5.0).
+VFR_TIMES = np.concatenate([np.arange(FAST) / 60, FAST / 60 + 0.1 * np.arange(SLOW)])
+
+
+def _numbered_frames(n: int) -> list[np.ndarray]:
+    """Frame ``i``: a bright bar at x = 2 i + 8 (4 px wide) on a dark picture."""
+    frames = []
+    for i in range(n):
+        frame = np.full((48, 320, 3), 30, np.uint8)
+        frame[:, 2 * i + 8 : 2 * i + 12] = 230
+        frames.append(frame)
+    return frames
+
+
+def _frame_numbers(video) -> tuple[list[int], float]:
+    """Which input frame each frame of ``video`` shows (its bar's centre), and its fps."""
+    cap = cv2.VideoCapture(str(video))
+    fps, numbers = cap.get(cv2.CAP_PROP_FPS), []
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            break
+        column = image[:, :, 1].mean(axis=0)
+        weight = np.clip(column - 128, 0, None)
+        numbers.append(round((weight @ np.arange(len(column)) / weight.sum() - 9.5) / 2))
+    cap.release()
+    return numbers, fps
+
+
+def test_the_annotated_copy_of_a_variable_frame_rate_video_keeps_time(
+    tiny_tflite_model, tmp_path, capsys
+):
+    """A phone's clip at 60 fps, then 10 (150 frames, 5 s; FFmpeg says 30 fps on average):
+    its copy used to hold the 150 frames evenly at 30 fps, the frame filmed at 2.0 s showing
+    at 4.0. Now the copy lasts the input's 5 s and its frame at time s shows the input frame
+    on screen at s (the 60 fps part every other frame, the 10 fps part each frame thrice).
+    A constant rate comes out one for one as before, with --every too. In-process."""
+    from deepfer.cli import main
+
+    frames = _numbered_frames(FAST + SLOW)
+    vfr = write_video(tmp_path / "vfr.mp4", frames, 29.97)
+    retime_mp4(vfr, np.diff(VFR_TIMES, append=5.0).tolist())
+    cfr = write_video(tmp_path / "cfr.mp4", frames, 29.97)
+    model = ["--model", str(tiny_tflite_model)]
+    for clip, every in ((vfr, 1), (cfr, 1), (cfr, 4)):
+        out = tmp_path / f"{clip.stem}-{every}.mp4"
+        args = ["-q", "detect", str(clip), "--out", str(out), "--every", str(every), *model]
+        assert main(args) == 0
+        assert "error" not in capsys.readouterr().err
+        shown, fps = _frame_numbers(out)
+        if clip == cfr:  # as before: the sampled frames one for one, at the rate over --every
+            assert fps == pytest.approx(29.97 / every, abs=0.01)
+            assert shown == list(range(0, FAST + SLOW, every))
+            continue
+        assert fps == 30.0
+        assert abs(len(shown) / fps - 5.0) <= 1 / fps  # the input's duration, within a frame
+        # frame k (at k / 30 s) shows the input's last frame at or before k / 30 s
+        wanted = [int(np.searchsorted(VFR_TIMES, k / fps + 1e-6, side="right")) - 1
+                  for k in range(len(shown))]  # fmt: skip
+        assert shown == wanted
+        assert shown[60] == FAST and shown[63] == FAST + 1 and shown[-1] == FAST + SLOW - 1
+
+
+def test_frame_slots_repeat_and_drop_by_time():
+    """The copy's slots: a frame from the slot nearest its time until the next frame's; one
+    half-way between two slots goes to the later (where the container's rounding of times
+    puts it either side), so every other frame of 60 fps is dropped at 30, not a random one;
+    the last frame lasts until the input's end, at least once."""
+
+    def runs(times, fps, end):
+        slots = FrameSlots(fps)
+        got = [run for i, t in enumerate(times) for run in slots.add(t, i)]
+        return got + slots.end(end)
+
+    jitter = np.array([0, 3e-5, -3e-5, 1e-5, -1e-5, 2e-5, 0])  # 1/30000 s: a timescale's rounding
+    sixty = (np.arange(7) / 60 + jitter).tolist()
+    assert runs(sixty, 30, 7 / 60) == [(0, 1), (2, 1), (4, 1), (6, 1)]
+    assert runs([0.0, 0.1, 0.15, 0.4], 30, 0.5) == [(0, 3), (1, 2), (2, 7), (3, 3)]
+    assert runs([i / 25 for i in range(5)], 25, 5 / 25) == [(i, 1) for i in range(5)]
+    assert runs([2.0], 30, 2.0) == [(0, 1)]  # one frame: shown once, whatever the end
+    assert runs([1.0, 1.5], 10, 1.5) == [(0, 5), (1, 1)]  # times count from the first frame

@@ -17,7 +17,7 @@ LAYERS = [
     {"capture"},
     {"model", "detectors", "tracker", "near_framing", "camera_turn", "drawing"},
     {"pipeline"},
-    {"outputs", "timeline", "recognizer"},
+    {"outputs", "timeline", "annotated_video", "recognizer"},
     {"daemon", "detect_files", "demo"},
     {"commands"},
 ]
