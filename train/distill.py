@@ -4,8 +4,9 @@ The teacher (one model or a ``deepfer ensemble``) scores ``teacher_views`` fixed
 training face once: the face itself, then views made with the run's own augmentations
 (flip, shifts, crops, erasing...; mixup never: a mixed face has no label of its own). The
 views, their labels and the teacher's scores are cached in the run folder
-(``RunFolder.teacher_cache``), so a resumed run, or a second student with the same teacher
-and views, does not score them again. Each epoch the student sees one of the views of every
+(``RunFolder.teacher_cache``), keyed by the faces themselves (a digest), not by where they were
+read from, so a resumed run (also with ``--data`` after the data moved), or a second student
+with the same teacher and views, does not score them again. Each epoch the student sees one of the views of every
 face, drawn at random, with the target ``teacher_weight * teacher scores + (1 -
 teacher_weight) * one-hot label`` (the run's label smoothing on top; with ``teacher_target =
 "face"`` every view takes the teacher's scores on the face itself, and only the faces are
@@ -17,6 +18,7 @@ labels, like any model.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -30,13 +32,15 @@ from deepfer.edge.paths import file_sha256
 SCORE_BATCH = 512
 
 
-def teacher_key(cfg, teacher: Path) -> dict:
-    """What the cached views and scores depend on (a cache made otherwise is not used)."""
+def teacher_key(cfg, teacher: Path, ds: FaceDataset) -> dict:
+    """What the cached views and scores depend on (a cache made otherwise is not used). The
+    training faces count by what they are (:func:`faces_sha256`), not by the path the data was
+    read from: the same split through a relative path, from a moved folder or a copy (``train
+    --resume --data``) reuses the cache; changed faces or labels are scored again."""
     digest = file_sha256(teacher)
     keys = (
         "teacher_views",
         "seed",
-        "data",
         "data_seed",
         "input_size",
         "max_per_class",
@@ -44,7 +48,39 @@ def teacher_key(cfg, teacher: Path) -> dict:
     )
     keys += ("flip", "shift", "rotation", "zoom", "brightness", "contrast", "crop", "erase")
     keys += ("zoom_out", "gamma", "noise", "teacher_target")
-    return {"teacher_sha256": digest, **{k: getattr(cfg, k) for k in keys}}
+    return {
+        "teacher_sha256": digest,
+        "faces_sha256": faces_sha256(ds),
+        **{k: getattr(cfg, k) for k in keys},
+    }
+
+
+def faces_sha256(ds: FaceDataset) -> str:
+    """A digest of the faces (pixels, in order) and their labels."""
+    h = hashlib.sha256()
+    for a in (np.asarray(ds.x.shape, np.int64), ds.x, np.asarray(ds.y, np.int64)):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def _cached(cache: Path, key: dict, ds: FaceDataset) -> tuple[np.ndarray, np.ndarray] | None:
+    """The views and scores in ``cache`` when it was made for ``key``, else None. A cache made
+    before the faces were keyed by their digest has the data's path instead (left out): it is
+    used when its labels, and its first view (the faces themselves), are this split's."""
+    key = json.loads(json.dumps(key))  # as it reads back (a tuple is a list in JSON)
+    with np.load(cache) as saved:
+        made = json.loads(str(saved["key"]))
+        if made == key:
+            return saved["views"], saved["scores"]
+        if "faces_sha256" in made or "data" not in made:
+            return None
+        made.pop("data")
+        if made != {k: v for k, v in key.items() if k != "faces_sha256"}:
+            return None
+        if not np.array_equal(saved["labels"], ds.y):
+            return None
+        views = saved["views"]
+        return (views, saved["scores"]) if np.array_equal(views[0], ds.x) else None
 
 
 def make_views(ds: FaceDataset, cfg, augmenter, views: int) -> np.ndarray:
@@ -94,14 +130,13 @@ def teacher_targets(cfg, run, ds: FaceDataset, augmenter) -> tuple[np.ndarray, n
     """``(views (v, n, H, W, 1) uint8, teacher scores (v, n, 7) float32)``, from the run
     folder's cache when it was made with the same teacher, views and data."""
     teacher = Path(cfg.teacher)
-    key = teacher_key(cfg, teacher)
+    key = teacher_key(cfg, teacher, ds)
     cache = run.teacher_cache
     if cache.is_file():
-        with np.load(cache) as saved:
-            same = json.loads(str(saved["key"])) == key
-            if same and np.array_equal(saved["labels"], ds.y):
-                print(f"teacher scores: reusing {cache}", flush=True)
-                return saved["views"], saved["scores"]
+        cached = _cached(cache, key, ds)
+        if cached is not None:
+            print(f"teacher scores: reusing {cache}", flush=True)
+            return cached
         print(f"teacher scores: {cache} was made otherwise; scoring again", flush=True)
     model = load_teacher(teacher, cfg.input_size)
     views = make_views(ds, cfg, augmenter, cfg.teacher_views)

@@ -124,6 +124,52 @@ def test_face_targets_give_every_view_the_teachers_scores_on_the_face(teacher, t
     assert seen_reframed
 
 
+def test_the_teacher_cache_follows_the_faces_not_the_data_path(
+    teacher, tiny_fer, tmp_path, monkeypatch, capsys
+):
+    """The cache is keyed by the training faces themselves: the same data given through a
+    relative path or from where it was moved (`train --resume --data`) reuses it (it was keyed
+    by the path as given and scored again); a face changed is scored again. A cache written
+    before, keyed by the path, is still used where its faces are this split's."""
+    import shutil
+
+    import cv2
+
+    from deepfer.train.distill import teacher_key, teacher_targets
+    from deepfer.train.run_folder import RunFolder
+    from deepfer.train.training import prepare_data
+
+    def targets(data):
+        cfg = TrainConfig(data=str(data), teacher=str(teacher), teacher_views=2, flip=True,
+                          split_seed=9, progress=False)  # fmt: skip
+        train = prepare_data(cfg)["train"]
+        views, _ = teacher_targets(cfg, run, train, None)
+        assert np.array_equal(views[0], train.x)
+        return cfg, train, capsys.readouterr().out
+
+    run = RunFolder(tmp_path / "run")
+    assert "teacher scores: deepfer-edge.keras on" in targets(tiny_fer)[2]
+    moved = tmp_path / "moved" / "fer"
+    shutil.copytree(tiny_fer, moved)
+    assert "reusing" in targets(moved)[2]
+    monkeypatch.chdir(moved.parent)
+    assert "reusing" in targets("fer")[2]
+    # a cache of the earlier format: the data's path in its key, no digest of the faces
+    with np.load(run.teacher_cache) as npz:
+        saved = dict(npz)
+    cfg, train, _ = targets("fer")
+    old_key = {**teacher_key(cfg, teacher, train), "data": "/where/it/was"}
+    del old_key["faces_sha256"]
+    np.savez(run.teacher_cache, **{**saved, "key": json.dumps(old_key)})
+    assert "reusing" in targets("fer")[2]
+    # the faces changed (the old cache's first view differs): scored again
+    for face in (moved / "train" / "happy").iterdir():
+        cv2.imwrite(str(face), 255 - cv2.imread(str(face), cv2.IMREAD_GRAYSCALE))
+    assert "made otherwise; scoring again" in targets("fer")[2]
+    assert "reusing" in targets("fer")[2]  # the new cache, digest and all
+    assert "scoring again" in targets(tiny_fer)[2]
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
