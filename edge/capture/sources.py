@@ -1,4 +1,4 @@
-"""Frame sources: cameras (OpenCV, picamera2), video files, streams and image folders.
+"""Frame sources: cameras (OpenCV, picamera2), video files, streams, photos and image folders.
 
 A :class:`Source` opens, reads :class:`~deepfer.edge.capture.frame.Frame` objects and
 closes; ``live`` sources (cameras, streams) are reopened by the capture loop
@@ -168,11 +168,36 @@ class OpenCVSource(Source):
             self.cap = None
 
 
+class PhotoSource(Source):
+    """One photo: one frame a pass. A photo that cannot be read ends the run (SourceError,
+    naming the file and why)."""
+
+    stills = True
+
+    def __init__(self, path: Path, fps: float = 0.0):
+        self.path = Path(path)
+        self.name = str(path)
+        self.fps = fps or None
+        self._read = False
+
+    def open(self) -> None:
+        self._read = False
+
+    def read(self) -> Frame | None:
+        if self._read:
+            return None
+        self._read = True
+        try:
+            return frame_from_image(load_image(self.path))
+        except InputError as exc:
+            raise SourceError(str(exc)) from None
+
+
 class ImageFolderSource(Source):
     """The images of a folder in name order (or a list of image files), one frame each.
 
-    An unreadable image of several is skipped with a warning saying why; one photo that
-    cannot be read, or a pass in which none could, ends the run (SourceError).
+    An unreadable image is skipped with a warning saying why; a pass in which none could be
+    read ends the run (SourceError). One file on its own is a :class:`PhotoSource`.
     """
 
     stills = True
@@ -204,8 +229,6 @@ class ImageFolderSource(Source):
             try:
                 image = load_image(path)
             except InputError as exc:
-                if len(self.paths) == 1:
-                    raise SourceError(str(exc)) from None
                 log.warning("%s; skipped", exc)
                 continue
             self._read_any = True
@@ -425,7 +448,7 @@ def _make_source(spec: str, config=None) -> Source:
         return ImageFolderSource.from_folder(path, cfg.fps)
     if path.is_file():
         if is_photo(path):
-            return ImageFolderSource([path], str(path), cfg.fps)
+            return PhotoSource(path, cfg.fps)
         return OpenCVSource(str(path), live=False)
     if "://" not in spec and not path.exists() and ("/" in spec or path.suffix):
         raise SourceError(f"{spec}: no such file or folder")
