@@ -31,7 +31,8 @@ import numpy as np
 
 from deepfer.edge.annotated_video import AnnotatedVideo
 from deepfer.edge.capture.frame import Frame, rotate_image
-from deepfer.edge.capture.imagefile import is_photo, load_image
+from deepfer.edge.capture.imagefile import is_photo
+from deepfer.edge.capture.inputs import PHOTO, VIDEO, input_kind, read_picture
 from deepfer.edge.capture.reader import DEFAULT_FPS, FrameReader
 from deepfer.edge.capture.sources import OpenCVSource, Source, turned
 from deepfer.edge.config import Config
@@ -247,54 +248,6 @@ def frame_count(path: Path) -> int:
         return max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
     finally:
         cap.release()
-
-
-#: What an input is searched as (:func:`input_kind`).
-PHOTO, VIDEO, UNKNOWN = "photo", "video", "unknown"
-
-
-def input_kind(path: Path) -> str:
-    """``PHOTO`` by its suffix; otherwise by what OpenCV finds in the file: two frames or
-    more, ``VIDEO``; one (a still GIF, a JPEG without a suffix, a one-frame clip), ``PHOTO``
-    (a tracker would never see its face twice); nothing FFmpeg opens but an image OpenCV
-    decodes, ``PHOTO``. ``UNKNOWN``: missing, or nothing OpenCV can open (reported as a
-    video that cannot be opened when it is read)."""
-    if is_photo(path):
-        return PHOTO
-    if not path.is_file():
-        return UNKNOWN
-    cap = cv2.VideoCapture(str(path))
-    try:
-        if cap.isOpened():
-            frames = int(cap.grab()) + int(cap.grab())
-            if frames:
-                return VIDEO if frames == 2 else PHOTO
-    finally:
-        cap.release()
-    with contextlib.suppress(cv2.error):
-        if cv2.imread(str(path), cv2.IMREAD_REDUCED_GRAYSCALE_8) is not None:
-            return PHOTO
-    return UNKNOWN
-
-
-def read_picture(path: Path):
-    """The picture of a ``PHOTO`` input: a photo as :func:`load_image` reads it, another
-    file's one picture as OpenCV decodes it as an image (orientation tag applied) or else as
-    its first frame."""
-    if is_photo(path):
-        return load_image(path)
-    with contextlib.suppress(cv2.error):
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is not None:
-            return image
-    cap = cv2.VideoCapture(str(path))
-    try:
-        ok, image = cap.read()
-    finally:
-        cap.release()
-    if not ok or image is None:
-        raise InputError(f"{path}: cannot read its picture")
-    return image
 
 
 def plan_outputs(

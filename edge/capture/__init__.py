@@ -1,3 +1,3 @@
 """Getting frames: ``frame.py`` (one camera frame), ``sources.py`` (cameras, files, folders,
 streams), ``reader.py`` (the capture loop: reopen, loop, pace), ``imagefile.py`` (reading one image
-file)."""
+file), ``inputs.py`` (whether a file is a photo or a video)."""

@@ -2,7 +2,9 @@
 
 A :class:`Source` opens, reads :class:`~deepfer.edge.capture.frame.Frame` objects and
 closes; ``live`` sources (cameras, streams) are reopened by the capture loop
-(``reader.py``) when they fail. :func:`make_source` reads ``--source``.
+(``reader.py``) when they fail. :func:`make_source` reads ``--source``; a file is a photo or
+a video as ``deepfer detect`` tells them apart (``inputs.py``: a JPEG without a suffix or a
+still GIF is a photo).
 
 The Pi camera (picamera2) gives two streams of the same camera frame: faces are looked
 for in the low-resolution YUV420 stream's Y plane (already grayscale, no conversion), and
@@ -21,6 +23,7 @@ import numpy as np
 
 from deepfer.edge.capture.frame import Frame, frame_from_image
 from deepfer.edge.capture.imagefile import IMAGE_EXTS, is_photo, load_image
+from deepfer.edge.capture.inputs import PHOTO, input_kind, read_picture
 from deepfer.edge.config.sections import ROTATIONS
 from deepfer.edge.errors import InputError, SourceError
 from deepfer.edge.paths import user_path
@@ -169,8 +172,8 @@ class OpenCVSource(Source):
 
 
 class PhotoSource(Source):
-    """One photo: one frame a pass. A photo that cannot be read ends the run (SourceError,
-    naming the file and why)."""
+    """One picture file (a photo, or a file of one picture: :mod:`.inputs`): one frame a
+    pass. A picture that cannot be read ends the run (SourceError, naming the file and why)."""
 
     stills = True
 
@@ -188,7 +191,7 @@ class PhotoSource(Source):
             return None
         self._read = True
         try:
-            return frame_from_image(load_image(self.path))
+            return frame_from_image(read_picture(self.path))
         except InputError as exc:
             raise SourceError(str(exc)) from None
 
@@ -446,8 +449,8 @@ def _make_source(spec: str, config=None) -> Source:
     path = user_path(spec)
     if path.is_dir():
         return ImageFolderSource.from_folder(path, cfg.fps)
-    if path.is_file():
-        if is_photo(path):
+    if path.is_file():  # a photo or a video as `deepfer detect` tells them apart
+        if input_kind(path) == PHOTO:
             return PhotoSource(path, cfg.fps)
         return OpenCVSource(str(path), live=False)
     if "://" not in spec and not path.exists() and ("/" in spec or path.suffix):

@@ -4,6 +4,7 @@ reopening a failed camera with backoff, and clear errors for unknown sources."""
 from __future__ import annotations
 
 import re
+import shutil
 import sys
 import textwrap
 import threading
@@ -17,10 +18,12 @@ from synthetic import moving_square_frames, retime_mp4, write_video
 
 from deepfer.edge.capture.frame import Frame, frame_from_image
 from deepfer.edge.capture.imagefile import cut_short
+from deepfer.edge.capture.inputs import PHOTO, input_kind
 from deepfer.edge.capture.reader import FrameReader
 from deepfer.edge.capture.sources import (
     ImageFolderSource,
     OpenCVSource,
+    PhotoSource,
     Picamera2Source,
     RotatedSource,
     Source,
@@ -505,6 +508,38 @@ def test_image_folder_skips_unreadable_images(tmp_path, caplog):
     empty.mkdir()
     with pytest.raises(SourceError, match="no images"):
         make_source(str(empty))
+
+
+def test_a_file_of_one_picture_is_a_photo_source_whatever_its_suffix(tmp_path, media_dir):
+    """`run --source` tells photos from videos as `deepfer detect` does (capture/inputs.py):
+    a JPEG without a suffix, a still GIF and a one-frame clip are one picture each (they
+    used to go through FFmpeg as one-frame videos, searched as video: no track started); two
+    frames are a video. A photo that cannot be read ends the run naming it; in a folder it is
+    skipped."""
+    photo = cv2.imread(str(media_dir / "justin.jpg"))[:380, :380]  # even sides for mp4
+    (tmp_path / "no_suffix").write_bytes(cv2.imencode(".jpg", photo)[1].tobytes())
+    assert cv2.imwrite(str(tmp_path / "still.gif"), photo)
+    write_video(tmp_path / "one.mp4", [photo], 30)
+    write_video(tmp_path / "two.mp4", [photo, photo], 30)
+    for name in ("no_suffix", "still.gif", "one.mp4"):
+        source = make_source(str(tmp_path / name), SourceConfig(rotate=90))
+        assert source.stills and not source.live, name
+        (frame,) = FrameReader(source)
+        assert frame.size == (photo.shape[0], photo.shape[1])  # turned
+        assert input_kind(tmp_path / name) == PHOTO
+    assert isinstance(make_source(str(tmp_path / "no_suffix")), PhotoSource)
+    video = make_source(str(tmp_path / "two.mp4"))
+    assert isinstance(video, OpenCVSource) and not video.stills
+    assert len(list(FrameReader(video))) == 2
+    looped = FrameReader(make_source(str(tmp_path / "still.gif")), loop=True)
+    assert len(list(islice(looped, 3))) == 3  # one frame a pass
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg")
+    with pytest.raises(SourceError, match=re.escape(f"{bad}: cannot read this image (not an")):
+        list(FrameReader(make_source(str(bad))))
+    only_bad = ImageFolderSource([bad, bad], "two bad")
+    with pytest.raises(SourceError, match="two bad: none of its 2 images can be read"):
+        list(FrameReader(only_bad))
 
 
 def test_image_folder_reads_a_photo_cut_short_and_says_so(tmp_path, media_dir, caplog):

@@ -200,6 +200,27 @@ def test_run_on_a_folder_of_photos_reports_the_faces_deepfer_detect_finds(media_
     assert sorted(e["track_id"] for e in ends) == sorted(e["track_id"] for e in starts)
 
 
+def test_run_takes_a_file_of_one_picture_as_a_photo(media_dir, tiny_tflite_model, tmp_path):
+    """A JPEG without a suffix and a still GIF are photos, as `deepfer detect` has it: each
+    face starts a track found as `deepfer detect` finds it (they went through FFmpeg as
+    one-frame videos: no track ever started)."""
+    import cv2
+
+    shutil.copy(media_dir / "justin.jpg", tmp_path / "no_suffix")
+    assert cv2.imwrite(str(tmp_path / "still.gif"), cv2.imread(str(media_dir / "justin.jpg")))
+    model = ("--model", tiny_tflite_model)
+    detect = deepfer("detect", tmp_path / "no_suffix", tmp_path / "still.gif", "--json", *model)
+    assert detect.returncode == 0, detect.stderr
+    want = {f["input"]: (f["box"], f["emotion"]) for f in json.loads(detect.stdout)}
+    assert len(want) == 2
+    for name in ("no_suffix", "still.gif"):
+        proc = deepfer("run", "--source", tmp_path / name, *model)
+        assert proc.returncode == 0, proc.stderr
+        events = [json.loads(line) for line in proc.stdout.splitlines()]
+        assert [e["type"] for e in events] == ["start", "end"]
+        assert (events[0]["box"], events[0]["emotion"]) == want[str(tmp_path / name)]
+
+
 def test_sources_and_outputs_that_cannot_work_fail_at_start(tiny_tflite_model, tmp_path):
     """A photo that cannot be read, a folder of them, a file that is not there, and a stats
     file that could never be written: exit 2 at start with the file and why (the stats file
