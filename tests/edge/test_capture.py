@@ -4,7 +4,6 @@ reopening a failed camera with backoff, and clear errors for unknown sources."""
 from __future__ import annotations
 
 import re
-import shutil
 import sys
 import textwrap
 import threading
