@@ -2,7 +2,10 @@
 
 ``chromium --remote-debugging-pipe`` reads commands on fd 3 and writes replies and events on
 fd 4, each a JSON message ended by a NUL byte. Enough for what a person does on a page:
-open it, wait for something, put a file into a file input, read the page, take a screenshot.
+open it, wait for something, put a file into a file input, read the page, take a screenshot;
+and what a person would see in the developer tools: the page's JavaScript errors and
+console errors (:meth:`Chromium.page_errors`) and every URL it asked for
+(:meth:`Chromium.requested_urls`).
 """
 
 from __future__ import annotations
@@ -76,6 +79,8 @@ class Chromium:
         self._buf = b""
         self._id = 0
         self.session: str | None = None
+        #: every protocol event seen so far (method and params), oldest first
+        self.events: list[dict[str, Any]] = []
         targets = self.send("Target.getTargets", browser=True)["targetInfos"]
         page = next(t for t in targets if t["type"] == "page")
         self.session = self.send(
@@ -83,6 +88,7 @@ class Chromium:
         )["sessionId"]
         self.send("Page.enable")
         self.send("Runtime.enable")
+        self.send("Network.enable")
         self.send(
             "Emulation.setDeviceMetricsOverride",
             width=size[0],
@@ -107,7 +113,7 @@ class Chromium:
         return json.loads(raw)
 
     def send(self, method: str, browser: bool = False, timeout: float = 30, **params) -> dict:
-        """One command; its result (events in between are dropped)."""
+        """One command; its result (events in between are kept in :attr:`events`)."""
         self._id += 1
         msg: dict[str, Any] = {"id": self._id, "method": method, "params": params}
         if self.session and not browser:
@@ -115,6 +121,8 @@ class Chromium:
         os.write(self._to_browser, json.dumps(msg).encode() + b"\0")
         while True:
             reply = self._read_message(timeout)
+            if "method" in reply and "id" not in reply:
+                self.events.append({"method": reply["method"], "params": reply.get("params", {})})
             if reply.get("id") == self._id:
                 if "error" in reply:
                     raise RuntimeError(f"{method}: {reply['error']}")
@@ -136,11 +144,44 @@ class Chromium:
             time.sleep(every)
         raise TimeoutError(f"waited {timeout} s for {expression}")
 
+    def page_errors(self) -> list[str]:
+        """The page's uncaught JavaScript exceptions and ``console.error`` messages so far."""
+        self.send("Runtime.evaluate", expression="0")  # collects the events sent until now
+        out = []
+        for event in self.events:
+            params = event["params"]
+            if event["method"] == "Runtime.exceptionThrown":
+                details = params.get("exceptionDetails", {})
+                text = details.get("exception", {}).get("description") or details.get("text")
+                out.append(f"exception: {text}")
+            elif event["method"] == "Runtime.consoleAPICalled" and params.get("type") == "error":
+                args = params.get("args", [])
+                out.append(
+                    "console.error: "
+                    + " ".join(str(a.get("value", a.get("description", ""))) for a in args)
+                )
+        return out
+
+    def requested_urls(self) -> list[str]:
+        """Every URL the page asked for so far (documents, scripts, images, fetches...)."""
+        self.send("Runtime.evaluate", expression="0")
+        return [
+            e["params"]["request"]["url"]
+            for e in self.events
+            if e["method"] == "Network.requestWillBeSent"
+        ]
+
     def goto(self, url: str) -> None:
         self.send("Page.navigate", url=url)
 
     def set_file(self, selector: str, path: Path) -> None:
-        """Puts ``path`` into the file input ``selector`` (as choosing it in the dialog does)."""
+        """Puts ``path`` into the file input ``selector`` (as choosing it in the dialog does).
+
+        Chromium reads a relative path from its own working folder and gives the page an
+        empty file when it finds none there, so the path is made absolute and checked here."""
+        path = Path(path).resolve()
+        if not path.is_file():
+            raise FileNotFoundError(path)
         root = self.send("DOM.getDocument", depth=-1, pierce=True)["root"]["nodeId"]
         node = self.send("DOM.querySelector", nodeId=root, selector=selector)["nodeId"]
         if not node:
