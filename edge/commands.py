@@ -383,19 +383,68 @@ def cmd_view(args: argparse.Namespace) -> int:
     }
     config = _load_config(args, flags, extra)
     from deepfer.edge.daemon import Daemon
+    from deepfer.edge.model.classifier import load_classifier
+    from deepfer.edge.outputs.preview.server import HeldOpen, PreviewServer
 
-    with Daemon(config, events=args.events) as daemon:
-        url = daemon.preview_url
-        print(f"preview: {url}  (Ctrl-C to stop)", file=sys.stderr)
-        if not args.no_browser:
-            import webbrowser
+    classifier = load_classifier(config.model)
+    preview = PreviewServer(
+        config.preview.host,
+        config.preview.port,
+        device_id=config.resolved_device_id(),
+        model=classifier.info.name,
+    )
+    sinks: list[Any] = []
+    if args.events:
+        from deepfer.edge.outputs.stdout import StdoutSink
 
-            try:
-                webbrowser.open(url)
-            except Exception as exc:  # no browser on a headless box: the address is printed
-                log.info("could not open a browser: %s", exc)
-        daemon.run()
+        sinks.append(StdoutSink())
+    sinks.append(HeldOpen(preview))  # the daemon does not close it: the page may outlive it
+    try:
+        with Daemon(config, sinks=sinks, classifier=classifier) as daemon:
+            url = daemon.preview_url
+            print(f"preview: {url}  (Ctrl-C to stop)", file=sys.stderr)
+            if not args.no_browser:
+                import webbrowser
+
+                try:
+                    webbrowser.open(url)
+                except Exception as exc:  # no browser on a headless box: the address is printed
+                    log.info("could not open a browser: %s", exc)
+            daemon.run()
+        # A short clip or a photo would end before the browser shows it, and the page would
+        # be gone ("connection refused"): for a person at a terminal it stays, with the last
+        # frame, until Ctrl-C. (In a script, view ends with its source, as before.)
+        if daemon.stop_reason == "end of source" and sys.stderr.isatty():
+            name = daemon.source.name if daemon.source is not None else "the source"
+            preview.finish(f"end of {name}")
+            print(
+                f"preview: end of {name}; the page keeps its last frame at {url}  (Ctrl-C to quit)",
+                file=sys.stderr,
+                flush=True,
+            )
+            _wait_for_stop()
+    finally:
+        preview.close()
     return 0
+
+
+def _wait_for_stop() -> None:
+    """Until SIGINT (Ctrl-C) or SIGTERM: a normal end, exit 0."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return  # (no signal would reach this wait)
+    stop = threading.Event()
+    old = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -135,14 +135,20 @@ class Chromium:
         return result["result"].get("value")
 
     def wait_for(self, expression: str, timeout: float = 60, every: float = 0.25) -> Any:
-        """Polls ``expression`` until it is truthy; returns its value."""
+        """Polls ``expression`` until it is truthy; returns its value. An expression that
+        throws (e.g. the page's element is not there yet) counts as not yet."""
         deadline = time.monotonic() + timeout
+        error = None
         while time.monotonic() < deadline:
-            value = self.evaluate(expression)
+            try:
+                value = self.evaluate(expression)
+            except RuntimeError as exc:
+                value, error = None, exc
             if value:
                 return value
             time.sleep(every)
-        raise TimeoutError(f"waited {timeout} s for {expression}")
+        last = f" (last error: {error})" if error else ""
+        raise TimeoutError(f"waited {timeout} s for {expression}{last}")
 
     def page_errors(self) -> list[str]:
         """The page's uncaught JavaScript exceptions and ``console.error`` messages so far."""

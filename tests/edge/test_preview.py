@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import logging
+import os
+import pty
+import re
+import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -15,7 +21,8 @@ from urllib.parse import urlsplit
 import cv2
 import numpy as np
 import pytest
-from chromium_cdp import HEADLESS_FLAGS, chromium_path
+from chromium_cdp import HEADLESS_FLAGS, Chromium, chromium_path
+from cli_subprocess import env_without_settings
 
 from deepfer.edge.capture.frame import Frame
 from deepfer.edge.drawing import PALETTE
@@ -292,3 +299,85 @@ def test_page_renders_the_annotated_frame_in_headless_chromium(preview, tmp_path
     assert near_box_colour.sum() > 500, "the drawn face box is not on the page"
     ys, xs = np.nonzero(near_box_colour)
     assert xs.max() < 700, "the box colour should only appear in the image, left of the events"
+
+
+needs_chromium = pytest.mark.skipif(
+    chromium_path() is None,
+    reason="chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)",
+)
+STATUS = "document.getElementById('status').textContent"
+
+
+@needs_chromium
+def test_page_says_when_frames_stop_and_when_the_preview_is_gone(tmp_path):
+    """A camera that stalls or vanishes: the page stops saying "live"; a stopped preview:
+    the page says so. No JavaScript error on the way."""
+    server = PreviewServer(port=0).start()
+    try:
+        server.update(scene(), [FACE])
+        with Chromium(tmp_path / "profile", size=(1000, 700)) as browser:
+            browser.goto(server.url)
+            assert browser.wait_for(f"{STATUS} === 'live'", 20)
+            said = browser.wait_for(f"{STATUS}.startsWith('no new frame for') && {STATUS}", 20)
+            assert re.fullmatch(r"no new frame for \d+ s", said)
+            server.update(scene(140), [FACE])  # the camera is back
+            assert browser.wait_for(f"{STATUS} === 'live'", 20)
+            server.close()
+            assert browser.wait_for(f"{STATUS}.startsWith('disconnected')", 20)
+            assert browser.page_errors() == []
+    finally:
+        server.close()
+
+
+@needs_chromium
+def test_view_keeps_the_page_after_a_short_source_ends(media_dir, tiny_tflite_model, tmp_path):
+    """`deepfer view --source photo.jpg` at a terminal: the photo is done in a fraction of a
+    second, and the page (opened later, as a browser is) still shows it and says the source
+    ended, until Ctrl-C, which exits 0 at once. (Before, the server was gone before the
+    browser came: connection refused.)"""
+    main, child = pty.openpty()  # stderr a terminal, as for a person
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deepfer", "view", "--source", str(media_dir / "justin.jpg"),
+         "--model", str(tiny_tflite_model), "--port", "0", "--no-browser"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=child,
+        env=env_without_settings(),
+    )  # fmt: skip
+    os.close(child)
+    try:
+        said = b""
+        deadline = time.monotonic() + 60
+        while b"keeps its last frame" not in said and time.monotonic() < deadline:
+            try:
+                said += os.read(main, 4096)
+            except OSError:  # the child closed the terminal: it exited
+                break
+        text = said.decode(errors="replace")
+        assert "keeps its last frame" in text, text[-2000:]
+        url = re.search(r"preview: (http://127\.0\.0\.1:\d+/)", text).group(1)
+        health = json.loads(get(url + "healthz")[2])
+        assert health["frames"] == 1 and health["ended"].startswith("end of ")
+        with Chromium(tmp_path / "profile", size=(1000, 700)) as browser:
+            browser.goto(url)
+            status = browser.wait_for(f"{STATUS}.includes('last frame shown') && {STATUS}", 20)
+            assert status == f"end of {media_dir / 'justin.jpg'} (last frame shown)"
+            size = browser.wait_for(
+                "(() => { const i = document.getElementById('live');"
+                "return i.naturalWidth ? [i.naturalWidth, i.naturalHeight] : null })()",
+                20,
+            )
+            assert size == [381, 384]
+            assert browser.page_errors() == []
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
+        assert time.monotonic() - t0 < 5
+        rest = b""
+        with contextlib.suppress(OSError):  # (EIO once the child's end is closed)
+            while chunk := os.read(main, 4096):
+                rest += chunk
+        assert b"Traceback" not in said + rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(main)

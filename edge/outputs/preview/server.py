@@ -9,7 +9,8 @@ watching. The page is ``static/index.html``.
 
 Routes: ``/`` (the page), ``/stream.mjpg`` (multipart/x-mixed-replace), ``/frame.jpg``
 (latest frame), ``/events.json`` (latest events, newest first, and the faces now),
-``/healthz``.
+``/healthz``. After :meth:`PreviewServer.finish` (the source ended) every route goes on
+serving the last frame, and the page says why nothing moves.
 
 The page shows faces: the server binds to 127.0.0.1 unless told otherwise, and
 logs a warning when bound to an address other machines can reach.
@@ -43,7 +44,7 @@ from deepfer.edge.messages import face_state
 from deepfer.edge.netaddr import DEFAULT_HOST, is_loopback
 from deepfer.edge.outputs.base import Sink
 
-__all__ = ["PreviewServer"]
+__all__ = ["HeldOpen", "PreviewServer"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class _State:
         self.frame_time = 0.0
         self.events: deque[Any] = deque(maxlen=max_events)
         self.clients = 0  # open /stream.mjpg connections
+        self.ended: str | None = None  # why no more frames will come (the source ended)
         self.closed = False
         self.stop = threading.Event()
         self.encode_lock = threading.Lock()  # guards the JPEG cache below
@@ -132,10 +134,12 @@ class _State:
         with self.cond:
             events = list(self.events)[::-1][: max(limit, 0)]
             faces, seq, frame_time, clients = self.faces, self.seq, self.frame_time, self.clients
+            ended = self.ended
         return {
             **self.info,
             "frame_seq": seq,
             "frame_age_s": round(time.time() - frame_time, 3) if seq else None,
+            "ended": ended,
             "stream_clients": clients,
             "faces": [face_state(f) for f in faces],
             "events": events,
@@ -281,6 +285,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "status": "ok",
                 "frames": snap["frame_seq"],
                 "frame_age_s": snap["frame_age_s"],
+                "ended": snap["ended"],
                 "stream_clients": snap["stream_clients"],
             }
         )
@@ -401,6 +406,13 @@ class PreviewServer(Sink):
         """New events without a new frame."""
         self._state.add_events(events)
 
+    def finish(self, reason: str) -> None:
+        """No more frames will come (``reason``: e.g. the source ended): the page keeps the
+        last frame and says so, until :meth:`close`."""
+        with self._state.cond:
+            self._state.ended = str(reason)
+            self._state.cond.notify_all()
+
     def on_frame(self, result: Any) -> None:
         """Sink: a FrameResult (its Frame is kept; its colour image is made only if watched)."""
         self._state.update(result.frame, result.faces, ())
@@ -432,6 +444,35 @@ class PreviewServer(Sink):
 
     def _hostport(self, port: int) -> str:
         return f"{_bracket(self.host)}:{port}"
+
+
+class HeldOpen(Sink):
+    """Hands everything to ``sink`` but leaves it open when closed, for a caller that closes
+    it itself later: ``deepfer view`` keeps the page (and its last frame) after the daemon
+    has ended with its source."""
+
+    def __init__(self, sink: Sink):
+        self.sink = sink
+        self.name = sink.name
+        self.wants_pixels = sink.wants_pixels
+
+    def __getattr__(self, name: str) -> Any:  # url, stream_clients...
+        return getattr(self.sink, name)
+
+    def start(self) -> None:
+        self.sink.start()
+
+    def on_frame(self, result: Any) -> None:
+        self.sink.on_frame(result)
+
+    def publish_event(self, event: dict[str, Any]) -> None:
+        self.sink.publish_event(event)
+
+    def stats(self) -> dict[str, Any]:
+        return self.sink.stats()
+
+    def close(self) -> None:
+        """Nothing: the owner closes the sink."""
 
 
 def _bracket(host: str) -> str:
