@@ -49,7 +49,15 @@ def chromium_path() -> str | None:
 
 
 class Chromium:
-    def __init__(self, profile: Path, size: tuple[int, int] = (1280, 1000), stderr=None):
+    def __init__(
+        self,
+        profile: Path,
+        size: tuple[int, int] = (1280, 1000),
+        stderr=None,
+        flags: tuple[str, ...] = (),
+    ):
+        """``flags``: more Chromium switches, e.g. ``--use-fake-device-for-media-stream``
+        and ``--use-fake-ui-for-media-stream`` for a page that asks for the webcam."""
         if stderr is None:
             stderr = subprocess.DEVNULL
         exe = chromium_path()
@@ -61,6 +69,7 @@ class Chromium:
             [
                 exe,
                 *HEADLESS_FLAGS,
+                *flags,
                 "--remote-debugging-pipe",
                 f"--user-data-dir={profile}",
                 f"--window-size={size[0]},{size[1]}",

@@ -4,6 +4,7 @@ the page's file input, the faces it shows checked against `deepfer detect --json
 from __future__ import annotations
 
 import json
+import re
 import socket
 import stat
 import subprocess
@@ -286,6 +287,35 @@ def test_odd_uploads_through_the_page(demo_server, odd_photos, tmp_path):
         assert browser.page_errors() == []
         local = ("http://127.0.0.1:", "data:", "blob:")
         assert [u for u in browser.requested_urls() if not u.startswith(local)] == []
+
+
+@pytest.mark.skipif(
+    chromium_path() is None,
+    reason="chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)",
+)
+def test_webcam_picture_is_analysed(demo_server, tmp_path):
+    """The webcam path: Chromium's fake camera (a test pattern, no face), the page's own
+    buttons, the picture it takes analysed like an upload."""
+    fake_camera = ("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream")
+    with Chromium(tmp_path / "profile", size=(1280, 1000), flags=fake_camera) as browser:
+
+        def click(test: str, timeout: float = 30) -> None:
+            """Clicks the photo panel's first button for which ``test`` (JS, on b) holds."""
+            button = f"[...document.querySelectorAll('#photo button')].find(b => {test})"
+            browser.wait_for(f"!!{button}", timeout)  # (an element comes back as {})
+            browser.evaluate(f"{button}.click()")
+
+        browser.goto(demo_server)
+        click("b.getAttribute('aria-label') === 'Capture from camera'", 90)
+        click("/Access Webcam/.test(b.innerText)")
+        browser.wait_for("(document.querySelector('#photo video') || {}).readyState >= 2", 30)
+        click("b.getAttribute('aria-label') === 'capture photo'")
+        info = browser.wait_for(
+            "(t => /\\d+ faces? in|Cannot/.test(t) && t)(document.querySelector('#info').innerText)",
+            60,
+        )
+        assert re.search(r"0 faces in \d+ ms \(\d+x\d+ photo", info), info
+        assert browser.page_errors() == []
 
 
 def test_demo_off_loopback_warns_and_leaves_no_photo_behind(tmp_path, media_dir):
