@@ -150,6 +150,34 @@ def test_healthz_and_unknown_paths(preview):
     assert err.value.code == 404
 
 
+@pytest.mark.parametrize(
+    ("path", "ctype"),
+    [
+        ("/healthz", "application/json"),
+        ("/", "text/html; charset=utf-8"),
+        ("/frame.jpg", "image/jpeg"),
+        ("/stream.mjpg", "multipart/x-mixed-replace; boundary=frame"),
+        ("/nope", "text/plain; charset=utf-8"),
+    ],
+)
+def test_head_requests_get_the_headers_of_get_without_a_body(preview, path, ctype):
+    """`curl -I` and uptime monitors ask with HEAD (answered 501 before)."""
+    parts = urlsplit(preview.url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
+        sock.sendall(f"HEAD {path} HTTP/1.0\r\n\r\n".encode())
+        answer = b""
+        while chunk := sock.recv(65536):  # the server ends the connection after the headers
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    assert lines[0].split()[1] == ("404" if path == "/nope" else "200")
+    assert headers["Content-Type"] == ctype
+    assert headers["Cache-Control"].startswith("no-store")
+    assert body == b""
+    assert preview.stream_clients == 0
+
+
 def test_nothing_is_encoded_until_someone_watches():
     with PreviewServer(port=0) as server:
         with pytest.raises(urllib.error.HTTPError) as err:

@@ -190,6 +190,13 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     timeout = 15  # seconds a client may stall a write before it is dropped
 
+    head = False  # a HEAD request: the same status and headers as GET, no body
+
+    def do_HEAD(self) -> None:  # noqa: N802 (http.server's name)
+        """For health checks and monitors (``curl -I``), which got 501 before."""
+        self.head = True
+        self.do_GET()
+
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         path, _, query = self.path.partition("?")
         routes = {
@@ -225,15 +232,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: bytes, content_type: str) -> None:
         self._headers(status, content_type, len(body))
-        self.wfile.write(body)
+        if not self.head:
+            self.wfile.write(body)
 
     def _json(self, data: Any, status: int = HTTPStatus.OK) -> None:
         body = json.dumps(data, default=_json_default, separators=(",", ":")).encode()
         self._send(status, body, "application/json")
 
     def _page(self, query: dict[str, list[str]]) -> None:
-        self._headers(HTTPStatus.OK, "text/html; charset=utf-8", len(self.server.page))
-        self.wfile.write(self.server.page)
+        self._send(HTTPStatus.OK, self.server.page, "text/html; charset=utf-8")
 
     def _frame(self, query: dict[str, list[str]]) -> None:
         jpeg, _ = self.server.state.jpeg_after(0, timeout=0)
@@ -247,6 +254,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _stream(self, query: dict[str, list[str]]) -> None:
         state = self.server.state
         self._headers(HTTPStatus.OK, f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+        if self.head:
+            return
         with state.cond:
             state.clients += 1
         try:
