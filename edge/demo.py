@@ -23,6 +23,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -85,6 +86,8 @@ class DemoAnalyser:
             config=config, settings={"detector.detect_width": detect_width}
         )
         self._lock = threading.Lock()
+        self._count_lock = threading.Lock()
+        self._active = 0  # analyse() calls under way
 
     def describe(self) -> str:
         c = self.recognizer.classifier
@@ -95,6 +98,21 @@ class DemoAnalyser:
             f"trained on {c.info.trained_on}) · runtime **{c.runtime}** · detector "
             f"**{detector.name}** ({repr(detector).strip('<>')})"
         )
+
+    @property
+    def busy(self) -> bool:
+        """Whether a photo is being analysed now."""
+        with self._count_lock:
+            return self._active > 0
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Waits until no photo is being analysed (True), or ``timeout`` seconds (False)."""
+        deadline = time.monotonic() + timeout
+        while self.busy:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
 
     def faces(self, bgr: np.ndarray) -> tuple[list[Face], float]:
         """Faces of a BGR photo and the milliseconds it took."""
@@ -113,6 +131,15 @@ class DemoAnalyser:
         """
         if photo is None:
             return None, None, [], "Upload a photo or take one with the webcam."
+        with self._count_lock:
+            self._active += 1
+        try:
+            return self._analyse(photo)
+        finally:
+            with self._count_lock:
+                self._active -= 1
+
+    def _analyse(self, photo: Any) -> tuple[Any, Any, list[list[Any]], str]:
         try:
             bgr, name, notes = read_photo(photo)
         except InputError as exc:
@@ -314,7 +341,7 @@ def serve(config: Config, host: str = "127.0.0.1", port: int = 7860) -> None:
                 port,
             )
         print(f"deepfer demo: {url}  (Ctrl-C to stop)", flush=True)
-        with _sigterm_as_interrupt():
+        with _interrupts(analyser):
             demo.launch(
                 server_name=host,
                 server_port=port,
@@ -323,6 +350,9 @@ def serve(config: Config, host: str = "127.0.0.1", port: int = 7860) -> None:
                 quiet=True,
                 max_file_size=MAX_UPLOAD,
             )
+            # the server has stopped; a photo still being analysed (in one of Gradio's
+            # daemon threads) is let finish: the runtime aborts if the process ends under it
+            analyser.wait_idle(60)
     except OSError as exc:
         raise DeepFERError(f"demo: cannot listen on {host}:{port} ({exc})") from None
     finally:
@@ -349,18 +379,28 @@ def _check_port(host: str, port: int) -> None:
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM (systemd, docker stop, kill) stops the server as Ctrl-C does, so the private
-    folder is removed; Python's default would end the process on the spot."""
+def _interrupts(analyser: DemoAnalyser):
+    """Ctrl-C and SIGTERM (systemd, docker stop, kill) both stop the server as Gradio stops
+    it on Ctrl-C, so that the private folder is removed (Python's default would end the
+    process on SIGTERM on the spot); while a photo is being analysed, which cannot be cut
+    short, the user is told why the exit waits."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def interrupt(signum, frame):
+        if analyser.busy:
+            print(
+                "deepfer demo: stopping once the photo being analysed is done "
+                "(Ctrl-C again to stop at once)",
+                file=sys.stderr,
+                flush=True,
+            )
         raise KeyboardInterrupt
 
-    old = signal.signal(signal.SIGTERM, interrupt)
+    old = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
