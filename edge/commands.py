@@ -271,7 +271,8 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
         help="try it in the browser: upload a photo or use the webcam (needs deepfer[demo])",
         description="A Gradio page: upload a photo or take one with the webcam; see the faces "
         "with boxes and labels, the seven scores of each face, a table of faces, and which "
-        "model and detector ran. Edge runtime only; nothing is stored. Needs the demo extra: "
+        "model and detector ran. Edge runtime only; photos are deleted within a minute or two "
+        "and nothing is kept after the demo stops. Needs the demo extra: "
         'pip install "deepfer[demo]".',
     )
     p.add_argument("--port", type=int, default=7860, help="port (default %(default)s)")
@@ -508,8 +509,16 @@ def cmd_detect(args: argparse.Namespace) -> int:
 # deepfer demo
 
 
+#: ``deepfer demo`` flags -> config keys (the photo flags of ``deepfer detect``).
+DEMO_FLAGS: dict[str, str] = {
+    "model": "model.path",
+    "yunet": "detector.yunet_model",
+    "detector": "detector.backend",
+}
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    config = _load_config(args, {"model": "model.path", "yunet": "detector.yunet_model"})
+    config = _load_config(args, DEMO_FLAGS)
     from deepfer.edge.demo import serve
 
     serve(config, host=args.host, port=args.port)

@@ -102,6 +102,19 @@ def test_demo_binds_to_loopback_by_default():
     assert args.host == "127.0.0.1" and args.port == 7860
 
 
+def test_detector_flag_is_used_not_ignored():
+    """`deepfer demo --detector haar` was accepted and ignored (the page said blazeface)."""
+    pytest.importorskip("matplotlib")
+    from deepfer.cli import build_parser
+    from deepfer.edge.commands import DEMO_FLAGS, _load_config
+    from deepfer.edge.demo import DemoAnalyser
+
+    args = build_parser().parse_args(["demo", "--detector", "haar"])
+    config = _load_config(args, DEMO_FLAGS)
+    assert config.detector.backend == "haar"
+    assert "detector **haar**" in DemoAnalyser(config).describe()
+
+
 @pytest.mark.skipif(
     chromium_path() is None,
     reason="chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)",
