@@ -142,6 +142,20 @@ def test_events_json_newest_first_with_faces_now(preview):
     assert [e["type"] for e in data["events"]] == ["end"]
 
 
+def test_events_json_is_strict_json_even_with_a_nan_score(preview):
+    """A NaN score (a broken model) made events.json invalid JSON: the page's JSON.parse
+    refused it, the events went missing and the page said the preview had stopped."""
+    preview.add_events([{"type": "change", "track_id": 3, "score": float("nan")}])
+    preview.update(scene(), [dict(FACE, score=float("inf"))])
+
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+
+    data = json.loads(get(preview.url + "events.json")[2], parse_constant=refuse)
+    assert data["events"][0] == {"type": "change", "track_id": 3, "score": None}
+    assert data["faces"][0]["score"] is None
+
+
 def test_healthz_and_unknown_paths(preview):
     status, _, body = get(preview.url + "healthz")
     assert status == 200 and json.loads(body)["status"] == "ok"
@@ -343,9 +357,12 @@ def test_page_says_when_frames_stop_and_when_the_preview_is_gone(tmp_path):
     server = PreviewServer(port=0).start()
     try:
         server.update(scene(), [FACE])
+        server.add_events([{"type": "change", "track_id": 3, "score": float("nan")}, {}])
         with Chromium(tmp_path / "profile", size=(1000, 700)) as browser:
             browser.goto(server.url)
             assert browser.wait_for(f"{STATUS} === 'live'", 20)
+            rows = browser.evaluate("document.getElementById('events').innerText")
+            assert "change" in rows and "undefined" not in rows
             said = browser.wait_for(f"{STATUS}.startsWith('no new frame for') && {STATUS}", 20)
             assert re.fullmatch(r"no new frame for \d+ s", said)
             server.update(scene(140), [FACE])  # the camera is back

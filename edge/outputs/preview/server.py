@@ -22,6 +22,7 @@ import contextlib
 import html
 import json
 import logging
+import math
 import socket
 import socketserver
 import sys
@@ -158,6 +159,18 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None (null): the page's
+    ``JSON.parse`` refuses them, and the whole list of events went missing."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -236,7 +249,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _json(self, data: Any, status: int = HTTPStatus.OK) -> None:
-        body = json.dumps(data, default=_json_default, separators=(",", ":")).encode()
+        try:
+            text = json.dumps(data, default=_json_default, separators=(",", ":"), allow_nan=False)
+        except ValueError:  # NaN or infinity (a broken score): JSON has no such number
+            text = json.dumps(
+                _finite(json.loads(json.dumps(data, default=_json_default))),
+                separators=(",", ":"),
+            )
+        body = text.encode()
         self._send(status, body, "application/json")
 
     def _page(self, query: dict[str, list[str]]) -> None:
