@@ -76,6 +76,8 @@ def _coerce(value: Any, typ: type, from_text: bool) -> Any:
         return number
     if typ is str:
         if isinstance(value, str):
+            if "\0" in value:  # no file name, topic or id can hold one (the OS refuses it)
+                raise ValueError("a string holding a NUL character (\\u0000)")
             return value
         if from_text or isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)  # e.g. source = 0 in TOML

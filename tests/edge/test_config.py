@@ -73,6 +73,8 @@ def test_source_may_be_an_integer_in_toml(tmp_path):
         ("[detektor]\nbackend = 'haar'\n", "did you mean 'detector'"),
         ('[mqtt]\nurl = "http://broker"\n', "mqtt.url = 'http://broker'"),
         ('device_id = "a/b"\n', "device_id = 'a/b'"),
+        ('[mqtt]\ntls_ca = "\\u0000"\n', "mqtt.tls_ca = '\\x00' (from "),  # fuzz found
+        ('[model]\npath = "m\\u0000.tflite"\n', "a string holding a NUL character"),
     ],
 )
 def test_bad_file_values_name_key_value_and_file(tmp_path, text, words):
