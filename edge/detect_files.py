@@ -240,11 +240,15 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
 
 
 def frame_count(path: Path) -> int:
-    """Frames in a video as its container says (0 when unknown), 1 for an image."""
+    """Frames in a video as its container says (0 when unknown), 1 for an image. A WebM
+    recorded by a browser (MediaRecorder) gives no frame rate: OpenCV reports 1000 fps and
+    a count of its duration in milliseconds, which is no count at all (unknown)."""
     if is_photo(path):
         return 1
     cap = cv2.VideoCapture(str(path))
     try:
+        if not 0 < cap.get(cv2.CAP_PROP_FPS) < 1000:
+            return 0
         return max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
     finally:
         cap.release()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -451,6 +452,39 @@ def test_the_annotated_copy_of_a_variable_frame_rate_video_keeps_time(
                   for k in range(len(shown))]  # fmt: skip
         assert shown == wanted
         assert shown[60] == FAST and shown[63] == FAST + 1 and shown[-1] == FAST + SLOW - 1
+
+
+def test_a_browser_recording_that_names_no_frame_rate(tiny_tflite_model, tmp_path, capsys):
+    """A WebM made by Chromium's MediaRecorder (tests/assets/make_mediarecorder_webm.py: 50
+    frames at about 60/s, then 30 at 10/s) names no frame rate: OpenCV says 1000 fps and
+    counts its milliseconds as frames. It is a video of its 80 frames (not 3,700 for the
+    progress count), its copy is written at 30/s lasting as long as the recording, each frame
+    of the copy showing the frame on screen at its time by the stream's own clock."""
+    from deepfer.cli import main
+    from deepfer.edge.detect_files import frame_count
+
+    clip = Path(__file__).resolve().parents[1] / "assets" / "mediarecorder_vfr.webm"
+    cap = cv2.VideoCapture(str(clip))
+    assert cap.get(cv2.CAP_PROP_FPS) == 1000.0  # what makes this file odd
+    times = []
+    while cap.grab():
+        times.append(cap.get(cv2.CAP_PROP_POS_MSEC) / 1000)
+    cap.release()
+    assert len(times) == 80 and frame_count(clip) == 0  # (unknown, not 3,7xx)
+    out = tmp_path / "copy.mp4"
+    args = ["-q", "detect", str(clip), "--out", str(out), "--jsonl", str(tmp_path / "f.jsonl")]
+    assert main([*args, "--model", str(tiny_tflite_model), "--detector", "haar"]) == 0
+    assert "error" not in capsys.readouterr().err
+    shown, fps = _frame_numbers(out)
+    assert fps == 30.0
+    end = times[-1] + (times[-1] - times[-2])  # the input lasts one gap past its last frame
+    assert abs(len(shown) / fps - end) <= 1 / fps
+    first_slot = np.floor(np.asarray(times) * fps + 0.5)  # each frame from its nearest slot
+    wanted = [int(np.searchsorted(first_slot, k, side="right")) - 1 for k in range(len(shown))]
+    mismatched = [k for k, (a, b) in enumerate(zip(shown, wanted)) if a != b]
+    assert len(mismatched) <= 2, (mismatched, shown, wanted)  # a frame within a millisecond of
+    # half-way between two slots may go to either (the container rounds times to milliseconds)
+    assert shown[-1] == 79
 
 
 def test_frame_slots_repeat_and_drop_by_time():
