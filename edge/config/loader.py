@@ -118,8 +118,13 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         import tomli as tomllib
     path = user_path(path)
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        data = path.read_bytes()
+        if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+            raise ConfigError(
+                [f'config file {path}: UTF-16 text (Windows\' "Unicode"); save it as UTF-8']
+            )
+        # a UTF-8 byte-order mark (Windows editors write one) is not part of the TOML
+        return tomllib.loads(data.decode("utf-8").removeprefix("\ufeff"))
     except FileNotFoundError:
         raise ConfigError([f"config file {path}: not found"]) from None
     except OSError as exc:

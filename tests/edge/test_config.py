@@ -164,6 +164,17 @@ def test_unreadable_and_invalid_files(tmp_path):
         load_config(write(tmp_path, "[source\nuri = 1\n"), environ={})
 
 
+def test_config_files_saved_by_windows_editors(tmp_path):
+    """A UTF-8 byte-order mark (Notepad) and CRLF line ends are read as the same TOML; UTF-16
+    ("Unicode" in Notepad) is named, with the fix."""
+    path = tmp_path / "deepfer.toml"
+    path.write_bytes(b'\xef\xbb\xbf[detector]\r\nbackend = "haar"\r\n')
+    assert load_config(path, environ={}).detector.backend == "haar"
+    path.write_bytes('[detector]\nbackend = "haar"\n'.encode("utf-16"))
+    with pytest.raises(ConfigError, match=r"deepfer.toml: UTF-16 text .*save it as UTF-8"):
+        load_config(path, environ={})
+
+
 def test_print_config_round_trips(tmp_path):
     config = load_config(None, environ={}, overrides={"source.uri": 'odd "name".mp4'})
     again = load_config(write(tmp_path, to_toml(config)), environ={})

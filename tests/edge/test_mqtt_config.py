@@ -147,6 +147,17 @@ def test_secret_order(tmp_path):
         MqttSink(cfg(password_file=str(tmp_path / "missing")), "cam")
 
 
+def test_a_password_file_written_on_windows_or_not_text(tmp_path):
+    """Notepad's byte-order mark and CRLF are not part of the password; a file that is not
+    text is named, not a UnicodeDecodeError traceback."""
+    f = tmp_path / "pw"
+    f.write_bytes(b"\xef\xbb\xbfs3cret\r\n")
+    assert resolve_secret(file=f, environ={}).value == "s3cret"
+    f.write_bytes(b"\xff\xfes\x003\x00")  # UTF-16
+    with pytest.raises(SecretError, match=r"mqtt.password_file = .*: not UTF-8 text"):
+        resolve_secret(file=f, environ={})
+
+
 def test_discovery_payloads():
     msgs = dict(discovery_messages("door.1", "deepfer/door.1", ha_prefix="ha", model="m"))
     assert node_id("door.1") == "deepfer_door_1"

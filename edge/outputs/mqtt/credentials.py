@@ -27,9 +27,13 @@ class Secret:
 
 def _read_secret_file(path: Path, key: str, allow_empty: bool = False) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # (a Windows editor's byte-order mark)
     except OSError as exc:
         raise SecretError(f"{key} = {str(path)!r}: cannot read it ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise SecretError(
+            f"{key} = {str(path)!r}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
     value = text.rstrip("\r\n")
     if not value and not allow_empty:
         raise SecretError(f"{key} = {str(path)!r}: the file is empty")
