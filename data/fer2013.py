@@ -146,7 +146,7 @@ def load_csv(
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     try:
-        with path.open(newline="") as fh:
+        with path.open(newline="", encoding="utf-8-sig") as fh:  # (Excel writes a BOM)
             reader = csv.DictReader(fh)
             missing = {"emotion", "pixels"} - set(reader.fieldnames or [])
             if missing:

@@ -30,7 +30,7 @@ def load_ferplus_votes(path: str | Path) -> dict[str, np.ndarray]:
     """``file -> votes`` (in :data:`FERPLUS_COLUMNS` order) from a ``ferplus_*.csv``."""
     path = Path(path)
     try:
-        with path.open(newline="") as fh:
+        with path.open(newline="", encoding="utf-8-sig") as fh:  # (Excel writes a BOM)
             reader = csv.DictReader(fh)
             missing = [c for c in ("file", *FERPLUS_COLUMNS) if c not in (reader.fieldnames or [])]
             if missing:

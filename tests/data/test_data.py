@@ -82,6 +82,16 @@ def test_csv_all_usages_and_label_mapping(tmp_path):
     assert set(load_fer2013(tmp_path, ("private_test",), progress=False)) == {"private_test"}
 
 
+def test_csv_saved_by_excel_with_a_byte_order_mark(tmp_path):
+    """Excel's "CSV UTF-8" starts with a byte-order mark: the first column is still
+    "emotion" (it was reported missing)."""
+    rows = [(3, pixels_text(face_of(30)), "Training"), (0, pixels_text(face_of(1)), "PublicTest")]
+    path = write_csv(tmp_path / "fer2013.csv", rows)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"\n", b"\r\n"))
+    splits = load_csv(path, progress=False)
+    assert len(splits["train"]) == 1 and LABELS[splits["train"].y[0]] == CSV_ID_TO_LABEL[3]
+
+
 def test_csv_bad_pixel_count_names_the_row(tmp_path):
     good = pixels_text(face_of(1))
     path = write_csv(
