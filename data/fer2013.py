@@ -31,6 +31,7 @@ from deepfer.data.splits import (
     has_split_folders,
     split_name,
 )
+from deepfer.edge.capture.imagefile import is_hidden
 from deepfer.edge.labels import FER2013_CSV_IDS, FOLDER_ALIASES, LABELS
 from deepfer.edge.preprocess import DEFAULT_SIZE, prepare_face
 
@@ -57,7 +58,7 @@ def _progress(items: Iterable, total: int, desc: str, enabled: bool) -> Iterator
 def _class_folders(split_dir: Path) -> list[tuple[Path, int]]:
     pairs = []
     unknown = []
-    for sub in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+    for sub in sorted(p for p in split_dir.iterdir() if p.is_dir() and not is_hidden(p)):
         label = FOLDER_ALIASES.get(sub.name.lower())
         if label is None:
             unknown.append(sub.name)
@@ -95,8 +96,13 @@ def load_folder(
     files: list[tuple[Path, int]] = []
     nested: list[Path] = []  # images one level down or deeper: not loaded, but said
     for sub, index in _class_folders(split_dir):
-        files += [(p, index) for p in sorted(sub.iterdir()) if is_image(p)]
-        nested += [p for p in sorted(sub.rglob("*")) if p.parent != sub and is_image(p)]
+        files += [(p, index) for p in sorted(sub.iterdir()) if is_image(p) and not is_hidden(p)]
+        nested += [
+            p
+            for p in sorted(sub.rglob("*"))
+            if p.parent != sub and is_image(p)
+            and not any(is_hidden(part) for part in p.relative_to(sub).parts)
+        ]  # fmt: skip
     if nested:
         folders = sorted({str(p.parent.relative_to(split_dir)) for p in nested})
         log.warning(

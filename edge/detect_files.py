@@ -31,7 +31,7 @@ import numpy as np
 
 from deepfer.edge.annotated_video import AnnotatedVideo
 from deepfer.edge.capture.frame import Frame, rotate_image
-from deepfer.edge.capture.imagefile import is_photo
+from deepfer.edge.capture.imagefile import is_hidden, is_photo
 from deepfer.edge.capture.inputs import PHOTO, VIDEO, input_kind, read_picture
 from deepfer.edge.capture.reader import DEFAULT_FPS, FrameReader
 from deepfer.edge.capture.sources import OpenCVSource, Source, turned
@@ -222,14 +222,16 @@ class InputResult:
 
 def expand_inputs(inputs: list[str]) -> list[Path]:
     """Files as given; a folder becomes its images and videos (sorted, not recursive; photos
-    OpenCV cannot decode too, so that each is reported with what to do)."""
+    OpenCV cannot decode too, so that each is reported with what to do; hidden files not:
+    :func:`~deepfer.edge.capture.imagefile.is_hidden`)."""
     paths: list[Path] = []
     for name in inputs:
         path = Path(name)
         if path.is_dir():
             found = sorted(
                 p for p in path.iterdir()
-                if p.is_file() and (is_photo(p) or p.suffix.lower() in VIDEO_EXTS)
+                if p.is_file() and not is_hidden(p)
+                and (is_photo(p) or p.suffix.lower() in VIDEO_EXTS)
             )  # fmt: skip
             if not found:
                 log.warning("%s: no images or videos in this folder", path)

@@ -67,6 +67,13 @@ def cut_short(data: bytes) -> bool:
     return True  # the file ends inside its header
 
 
+def is_hidden(path: str | Path) -> bool:
+    """A hidden file or folder (its name starts with a dot), which a folder scan passes over:
+    macOS writes ``._IMG_0001.JPG`` beside each photo on a USB stick or network share (its
+    metadata, not a picture), Finder ``.DS_Store``, Jupyter ``.ipynb_checkpoints/``."""
+    return Path(path).name.startswith(".")
+
+
 def is_photo(path: str | Path) -> bool:
     """A photo by its suffix (:data:`PHOTO_EXTS`)."""
     return Path(path).suffix.lower() in PHOTO_EXTS

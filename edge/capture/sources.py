@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from deepfer.edge.capture.frame import Frame, frame_from_image
-from deepfer.edge.capture.imagefile import IMAGE_EXTS, is_photo, load_image
+from deepfer.edge.capture.imagefile import IMAGE_EXTS, is_hidden, is_photo, load_image
 from deepfer.edge.capture.inputs import PHOTO, input_kind, read_picture
 from deepfer.edge.config.sections import ROTATIONS
 from deepfer.edge.errors import InputError, SourceError
@@ -214,7 +214,7 @@ class ImageFolderSource(Source):
 
     @classmethod
     def from_folder(cls, folder: Path, fps: float = 0.0) -> ImageFolderSource:
-        paths = sorted(p for p in folder.iterdir() if is_photo(p))
+        paths = sorted(p for p in folder.iterdir() if is_photo(p) and not is_hidden(p))
         if not paths:
             raise SourceError(
                 f"{folder}: no images in this folder (looked for {', '.join(IMAGE_EXTS)})"

@@ -201,6 +201,24 @@ def test_images_in_sub_folders_and_two_folders_of_one_class_are_said(tmp_path, c
     assert "folders happiness, happy are all read as happy" in caplog.text
 
 
+def test_hidden_files_and_folders_are_passed_over(tmp_path, caplog):
+    """A dataset copied from a Mac to a USB stick has a ``._x.png`` (metadata, no picture)
+    beside every image and ``.DS_Store``; Jupyter leaves ``.ipynb_checkpoints/``. They were
+    read as images (every one "unreadable") and folders (a warning): now passed over."""
+    write_class_images(tmp_path, {"happy": 3, "sad": 5}, n=2)
+    for image in list(tmp_path.glob("*/*.png")):
+        (image.parent / f"._{image.name}").write_bytes(b"\x00\x05\x16\x07Mac OS X")
+    (tmp_path / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    write_class_images(tmp_path, {".ipynb_checkpoints": 0}, n=1)
+    write_class_images(tmp_path / "happy", {".ipynb_checkpoints": 0}, n=1)
+    with caplog.at_level(logging.WARNING):
+        ds = load_folder(tmp_path, progress=False)
+    assert len(ds) == 4 and sorted(ds.files) == [
+        f"{c}/{i}.png" for c in ("happy", "sad") for i in (0, 1)
+    ]
+    assert caplog.text == ""
+
+
 def test_a_binary_file_given_as_csv_is_named(tmp_path):
     bad = tmp_path / "fer2013.csv"
     bad.write_bytes(bytes(range(256)) * 8)

@@ -507,6 +507,11 @@ def test_image_folder_skips_unreadable_images(tmp_path, caplog):
     empty.mkdir()
     with pytest.raises(SourceError, match="no images"):
         make_source(str(empty))
+    # macOS's "._a.png" beside a photo copied from a Mac (metadata, no picture): passed over
+    caplog.clear()
+    (tmp_path / "._a.png").write_bytes(b"\x00\x05\x16\x07Mac OS X")
+    assert len(list(FrameReader(make_source(str(tmp_path))))) == 2
+    assert "._a.png" not in caplog.text
 
 
 def test_a_file_of_one_picture_is_a_photo_source_whatever_its_suffix(tmp_path, media_dir):

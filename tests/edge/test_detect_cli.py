@@ -505,3 +505,15 @@ def test_frame_slots_repeat_and_drop_by_time():
     assert runs([i / 25 for i in range(5)], 25, 5 / 25) == [(i, 1) for i in range(5)]
     assert runs([2.0], 30, 2.0) == [(0, 1)]  # one frame: shown once, whatever the end
     assert runs([1.0, 1.5], 10, 1.5) == [(0, 5), (1, 1)]  # times count from the first frame
+
+
+def test_a_folder_copied_from_a_mac_has_no_extra_inputs(media_dir, tmp_path):
+    """``._IMG_0001.JPG`` (macOS metadata beside each file on a USB stick) and ``.DS_Store``
+    are not inputs: each ``._`` file was an error line ("cannot read this image")."""
+    from deepfer.edge.detect_files import expand_inputs
+
+    shutil.copy(media_dir / "justin.jpg", tmp_path / "IMG_0001.JPG")
+    (tmp_path / "._IMG_0001.JPG").write_bytes(b"\x00\x05\x16\x07Mac OS X")
+    (tmp_path / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (tmp_path / ".hidden.mp4").write_bytes(b"")
+    assert expand_inputs([str(tmp_path)]) == [tmp_path / "IMG_0001.JPG"]
