@@ -1,8 +1,10 @@
-"""Network addresses: the ``[HOST:]PORT`` of ``--preview``, and whether a host is loopback."""
+"""Network addresses: the ``[HOST:]PORT`` of ``--preview``, whether a host is loopback, and
+URLs without their passwords."""
 
 from __future__ import annotations
 
 import ipaddress
+import re
 
 #: The preview binds here unless told otherwise: it shows faces.
 DEFAULT_HOST = "127.0.0.1"
@@ -59,3 +61,9 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip()).is_loopback
     except ValueError:
         return False
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password in it replaced by ``***``, for messages, logs and stats: an
+    IP camera's ``rtsp://admin:secret@cam/stream``, a broker URL."""
+    return re.sub(r"(//[^/@:]*):[^@/]*@", r"\1:***@", str(url))

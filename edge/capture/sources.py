@@ -26,6 +26,7 @@ from deepfer.edge.capture.imagefile import IMAGE_EXTS, is_hidden, is_photo, load
 from deepfer.edge.capture.inputs import PHOTO, input_kind, read_picture
 from deepfer.edge.config.sections import ROTATIONS
 from deepfer.edge.errors import InputError, SourceError
+from deepfer.edge.netaddr import redact_url
 from deepfer.edge.paths import user_path
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,8 @@ class OpenCVSource(Source):
         live: bool | None = None,
     ):
         self.target = target
-        self.name = f"camera {target}" if isinstance(target, int) else str(target)
+        # (a camera's password in its URL stays out of logs, errors and stats)
+        self.name = f"camera {target}" if isinstance(target, int) else redact_url(target)
         self.live = isinstance(target, int) or str(target).startswith(STREAM_SCHEMES)
         if live is not None:
             self.live = live
@@ -119,7 +121,7 @@ class OpenCVSource(Source):
                     "read /dev/video*? try another index)"
                 )
             what = "stream" if self.live else "video file"
-            raise SourceError(f"{self.target}: cannot open it as a {what} (OpenCV/FFmpeg)")
+            raise SourceError(f"{self.name}: cannot open it as a {what} (OpenCV/FFmpeg)")
         if isinstance(self.target, int):
             if self.width and self.height:
                 cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)

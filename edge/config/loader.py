@@ -22,9 +22,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from deepfer.edge.config.mqtt import device_id_problem, redact_url
+from deepfer.edge.config.mqtt import device_id_problem
 from deepfer.edge.config.sections import Config, key_types, sections, top_level_keys
 from deepfer.edge.errors import ConfigError
+from deepfer.edge.netaddr import redact_url
 from deepfer.edge.paths import user_path
 
 ENV_PREFIX = "DEEPFER_"
@@ -235,7 +236,7 @@ def check_config(config: Config, origins: Mapping[str, str] | None = None) -> li
     def report(dotted: str, problem: str) -> None:
         section, _, key = dotted.rpartition(".")
         value = getattr(getattr(config, section) if section else config, key)
-        if dotted == "mqtt.url":  # never echo a password someone put in the URL
+        if dotted in ("mqtt.url", "source.uri"):  # never echo a password put in a URL
             value = redact_url(value)
         problems.append(f"{dotted} = {value!r}{_origin(origins.get(dotted, ''))}: {problem}")
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from deepfer.edge.errors import MqttConfigError
+from deepfer.edge.netaddr import redact_url
 from deepfer.edge.paths import user_path
 
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
@@ -100,11 +100,6 @@ class MqttSettings:
     username: str
     client_id: str
     base: str
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password in it replaced by ``***`` (for messages and logs)."""
-    return re.sub(r"(//[^/@:]*):[^@/]*@", r"\1:***@", str(url))
 
 
 def _broker(url: str) -> tuple[BrokerUrl | None, str | None]:

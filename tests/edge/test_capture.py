@@ -791,3 +791,16 @@ def test_cut_short_knows_a_truncated_jpeg_from_one_with_a_thumbnail_or_trailer(m
     png = cv2.imencode(".png", photo)[1].tobytes()
     assert not cut_short(png) and cut_short(png[:-20])
     assert not cut_short(b"BM" + bytes(100))  # other formats: the decoder decides
+
+
+def test_a_camera_password_in_the_stream_url_stays_out_of_messages():
+    """``rtsp://admin:secret@cam/stream`` (how IP cameras are addressed): the source's name,
+    used in logs, errors and run stats, hides the password; OpenCV is given the real URL."""
+    from broker_process import free_port
+
+    url = f"rtsp://admin:s3cret@127.0.0.1:{free_port()}/stream"
+    source = make_source(url)
+    assert source.name == url.replace("s3cret", "***") and source.target == url
+    with pytest.raises(SourceError) as err:
+        source.open()
+    assert "admin:***@" in str(err.value) and "s3cret" not in str(err.value)
