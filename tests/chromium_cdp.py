@@ -159,6 +159,14 @@ class Chromium:
         last = f" (last error: {error})" if error else ""
         raise TimeoutError(f"waited {timeout} s for {expression}{last}")
 
+    def image_size(self, selector: str, timeout: float = 30) -> list[int]:
+        """``[width, height]`` of the picture the ``<img>`` at ``selector`` shows, once loaded."""
+        return self.wait_for(
+            f"(() => {{ const i = document.querySelector({json.dumps(selector)});"
+            "return i && i.naturalWidth ? [i.naturalWidth, i.naturalHeight] : null })()",
+            timeout,
+        )
+
     def page_errors(self) -> list[str]:
         """The page's uncaught JavaScript exceptions and ``console.error`` messages so far."""
         self.send("Runtime.evaluate", expression="0")  # collects the events sent until now

@@ -405,12 +405,7 @@ def test_view_keeps_the_page_after_a_short_source_ends(media_dir, tiny_tflite_mo
             browser.goto(url)
             status = browser.wait_for(f"{STATUS}.includes('last frame shown') && {STATUS}", 20)
             assert status == f"end of {media_dir / 'justin.jpg'} (last frame shown)"
-            size = browser.wait_for(
-                "(() => { const i = document.getElementById('live');"
-                "return i.naturalWidth ? [i.naturalWidth, i.naturalHeight] : null })()",
-                20,
-            )
-            assert size == [381, 384]
+            assert browser.image_size("#live", 20) == [381, 384]
             assert browser.page_errors() == []
         t0 = time.monotonic()
         proc.send_signal(signal.SIGINT)
