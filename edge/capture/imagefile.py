@@ -67,6 +67,65 @@ def cut_short(data: bytes) -> bool:
     return True  # the file ends inside its header
 
 
+#: JPEG start-of-frame markers (they hold the picture's size): SOF0-15 but DHT, JPG, DAC.
+_SOF = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+#: Bytes of memory a decoded pixel takes while a picture is searched: the BGR picture and
+#: its grey plane (what the pipeline makes of a frame).
+BYTES_PER_PIXEL = 4
+
+
+def picture_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` of a PNG or JPEG from its header, or None (another format, or a
+    header too broken to walk): known before anything is decoded."""
+    if data[:8] == _PNG and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] != _JPEG:
+        return None
+    pos = 2
+    while pos + 9 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+        elif marker in _STANDALONE:
+            pos += 2
+        elif marker in _SOF:
+            return int.from_bytes(data[pos + 7 : pos + 9], "big"), int.from_bytes(
+                data[pos + 5 : pos + 7], "big"
+            )
+        elif marker == 0xDA:
+            return None
+        else:
+            pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return None
+
+
+def memory_available() -> int | None:
+    """Bytes of memory available to new allocations (Linux ``MemAvailable``), or None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def too_large(size: tuple[int, int] | None, available: int | None) -> str | None:
+    """Why a picture of ``size`` cannot be decoded with ``available`` bytes of memory, or
+    None: a small PNG can unpack to gigabytes, and running out of memory kills the process
+    with no message (a Pi Zero 2 W has 512 MB)."""
+    if size is None or available is None:
+        return None
+    need = size[0] * size[1] * BYTES_PER_PIXEL
+    if need <= available:
+        return None
+    return (
+        f"{size[0]}x{size[1]} pixels would need {need / 2**20:,.0f} MiB of memory to decode "
+        f"and search; {available / 2**20:,.0f} MiB is available: shrink the picture first"
+    )
+
+
 def is_hidden(path: str | Path) -> bool:
     """A hidden file or folder (its name starts with a dot), which a folder scan passes over:
     macOS writes ``._IMG_0001.JPG`` beside each photo on a USB stick or network share (its
@@ -103,6 +162,14 @@ def load_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():  # (cv2.imread would print its own warning too)
         why = "a folder, not an image" if path.is_dir() else "no such file"
+        raise InputError(f"{path}: cannot read this image ({why})")
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(1 << 18)  # (a JPEG's size lies after its EXIF: at most 64 kB each)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read this image ({exc.strerror or exc})") from None
+    why = too_large(picture_size(head), memory_available())
+    if why:
         raise InputError(f"{path}: cannot read this image ({why})")
     try:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)

@@ -16,7 +16,7 @@ import pytest
 from synthetic import moving_square_frames, retime_mp4, write_video
 
 from deepfer.edge.capture.frame import Frame, frame_from_image
-from deepfer.edge.capture.imagefile import cut_short
+from deepfer.edge.capture.imagefile import cut_short, load_image
 from deepfer.edge.capture.inputs import PHOTO, input_kind
 from deepfer.edge.capture.reader import FrameReader
 from deepfer.edge.capture.sources import (
@@ -29,7 +29,7 @@ from deepfer.edge.capture.sources import (
     make_source,
 )
 from deepfer.edge.config import SourceConfig
-from deepfer.edge.errors import SourceError
+from deepfer.edge.errors import InputError, SourceError
 
 # The calls DeepFER makes, and nothing else. Like a real camera it gives a new picture every
 # frame: a bright square that moves 8 lores pixels a frame, drawn in both streams. Every
@@ -804,3 +804,37 @@ def test_a_camera_password_in_the_stream_url_stays_out_of_messages():
     with pytest.raises(SourceError) as err:
         source.open()
     assert "admin:***@" in str(err.value) and "s3cret" not in str(err.value)
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header says ``width`` x ``height`` grey pixels (no picture data)."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr
+    return b"\x89PNG\r\n\x1a\n" + chunk + struct.pack(">I", zlib.crc32(chunk[4:]))
+
+
+def test_a_picture_too_large_for_memory_is_refused_from_its_header(tmp_path, media_dir):
+    """A PNG of a few kB can unpack to gigabytes; decoding past the memory there is kills the
+    process with no message (a Pi Zero 2 W has 512 MB). Its size is read from the header
+    (PNG, JPEG, after any EXIF) and checked against the memory available before decoding."""
+    from deepfer.edge.capture.imagefile import picture_size, too_large
+
+    for name in ("justin.jpg", "12_angry_men.jpg", "no-faces.jpg"):
+        image = cv2.imread(str(media_dir / name), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        assert picture_size((media_dir / name).read_bytes()) == image.shape[1::-1], name
+    png = cv2.imencode(".png", np.zeros((30, 40), np.uint8))[1].tobytes()
+    assert picture_size(png) == (40, 30) and picture_size(b"GIF89a") is None
+    assert picture_size(_png_header(100_000, 100_000)) == (100_000, 100_000)
+    why = too_large((20_000, 20_000), 512 * 2**20)
+    assert why == (
+        "20000x20000 pixels would need 1,526 MiB of memory to decode and search; 512 MiB is "
+        "available: shrink the picture first"
+    )
+    assert too_large((4000, 3000), 512 * 2**20) is None and too_large((9, 9), None) is None
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_header(100_000, 100_000))  # 38 GB decoded: refused here, or by
+    with pytest.raises(InputError, match=r"bomb.png: cannot read this image \("):  # OpenCV
+        load_image(bomb)
