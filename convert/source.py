@@ -11,8 +11,8 @@ from typing import Any
 from deepfer.convert.errors import ConvertError
 from deepfer.edge.labels import LABELS
 from deepfer.edge.paths import file_sha256
-from deepfer.evaluate.model_file import keras_file_problem
-from deepfer.evaluate.predictors import KERAS_SUFFIXES, resolve_model_file
+from deepfer.evaluate.model_file import KERAS_SUFFIXES, keras_file_problem
+from deepfer.evaluate.predictors import resolve_model_file
 from deepfer.train.ensemble_record import ensemble_training_info, read_ensemble_record
 from deepfer.train.run_folder import RunFolder
 

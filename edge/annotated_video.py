@@ -5,13 +5,15 @@ frames come with their stream times (the container's timestamps, ``capture/reade
 and a phone's recording at a variable frame rate has them unevenly spaced: written one for
 one, its copy would run fast where the phone filmed fast and slow where it filmed slowly.
 
-So the copy is written at a constant rate (the input's, over ``--every``) and each of its
-frames (slot ``k``, ``k / fps`` after the input's first frame) shows the input frame nearest
-before its time, as a player of the input would show then: an input frame is repeated until
-the next one is due, and one that a later frame replaces within the same slot is dropped
-(FFmpeg's ``-vsync cfr``). The copy ends where the input does, one frame gap (the input's
-last two frames') after its last frame. At a constant rate each frame falls in a slot of its
-own: the copy holds the input's frames one for one, as it always did.
+So the copy is written at a constant rate (the input's, over ``--every``) and each input
+frame is shown from the slot nearest its time (slot ``k`` is ``k / fps`` after the input's
+first frame; a frame may show up to about half a slot early) until the next frame's slot: a
+frame is repeated until the next one is due, and one that a later frame replaces within the
+same slot is dropped (FFmpeg's ``-vsync cfr``). The copy ends where the input does, one frame
+gap (the input's last two frames') after its last frame. At a constant rate whose stamps match
+the rate the container names, each frame falls in a slot of its own: the copy holds the
+input's frames one for one, as it always did (stamps at 29.97 a second in a file that names
+30 repeat a frame about every 33 s).
 """
 
 from __future__ import annotations

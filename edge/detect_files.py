@@ -34,7 +34,7 @@ from deepfer.edge.capture.frame import Frame, rotate_image
 from deepfer.edge.capture.imagefile import is_hidden, is_photo
 from deepfer.edge.capture.inputs import PHOTO, VIDEO, input_kind, read_picture
 from deepfer.edge.capture.reader import DEFAULT_FPS, FrameReader
-from deepfer.edge.capture.sources import OpenCVSource, Source, turned
+from deepfer.edge.capture.sources import OpenCVSource, Source, stated_fps, turned
 from deepfer.edge.config import Config
 from deepfer.edge.detectors import Detector, make_detector, make_photo_detector
 from deepfer.edge.drawing import draw_faces
@@ -249,7 +249,7 @@ def frame_count(path: Path) -> int:
         return 1
     cap = cv2.VideoCapture(str(path))
     try:
-        if not 0 < cap.get(cv2.CAP_PROP_FPS) < 1000:
+        if stated_fps(cap) is None:  # then its count is a guess from the duration
             return 0
         return max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
     finally:

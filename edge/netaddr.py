@@ -63,7 +63,29 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+#: Query keys whose values are secrets in camera URLs (``snapshot.cgi?user=admin&pwd=...``).
+SECRET_KEYS = re.compile(r"(?i)^(pass|passwd|password|pwd|token|key|secret|auth|sig)")
+
+
 def redact_url(url: str) -> str:
     """The URL with any password in it replaced by ``***``, for messages, logs and stats: an
-    IP camera's ``rtsp://admin:secret@cam/stream``, a broker URL."""
-    return re.sub(r"(//[^/@:]*):[^@/]*@", r"\1:***@", str(url))
+    IP camera's ``rtsp://admin:secret@cam/stream`` (the user part ends at the last ``@``
+    before the path, as FFmpeg reads it) and the ``pwd=`` of its query, a broker URL."""
+    text = str(url)
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return text
+    cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    netloc, tail = rest[:cut], rest[cut:]
+    user, at, host = netloc.rpartition("@")
+    if at and ":" in user:
+        netloc = f"{user.split(':', 1)[0]}:***@{host}"
+    path, q, query = tail.partition("?")
+    if q:
+        query, h, fragment = query.partition("#")
+        pairs = [
+            f"{k}=***" if v and SECRET_KEYS.match(k) else f"{k}{e}{v}"
+            for k, e, v in (p.partition("=") for p in query.split("&"))
+        ]
+        tail = f"{path}?{'&'.join(pairs)}{h}{fragment}"
+    return f"{scheme}://{netloc}{tail}"

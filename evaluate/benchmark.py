@@ -35,9 +35,9 @@ from deepfer.evaluate.measure import (
     measure_model,
 )
 from deepfer.evaluate.metrics import evaluate_predictions
-from deepfer.evaluate.model_file import keras_file_problem
+from deepfer.evaluate.model_file import KERAS_SUFFIXES, keras_file_problem
 from deepfer.evaluate.outputs import check_outputs
-from deepfer.evaluate.predictors import KERAS_SUFFIXES, resolve_model_file
+from deepfer.evaluate.predictors import resolve_model_file
 from deepfer.evaluate.reports import benchmark_table, update_sidecars, write_outputs
 from deepfer.evaluate.subset import classes_in, stratified_sample
 

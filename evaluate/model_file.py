@@ -12,6 +12,9 @@ import os
 import zipfile
 from pathlib import Path
 
+#: Suffixes of Keras model files.
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+
 #: The 8 bytes an HDF5 file (``.h5``, ``.weights.h5``) starts with, at 0 or after a user block.
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -50,7 +53,8 @@ def keras_file_problem(path: str | os.PathLike) -> str | None:
     if path.suffix.lower() != ".keras":
         if hdf5:
             return None
-        return f"not a Keras model file (a {path.suffix} file is HDF5; this is not, {size:,} bytes)"
+        kind = f"a {path.suffix} file" if path.suffix else "a Keras file other than .keras"
+        return f"not a Keras model file ({kind} is HDF5; this is not, {size:,} bytes)"
     if not zipfile.is_zipfile(path):
         return (
             f"not a Keras model file (a .keras file is a zip archive; this is not, {size:,} bytes)"

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
+from deepfer.edge.capture.imagefile import is_hidden
 from deepfer.edge.errors import DeepFERError, ModelLoadError
 from deepfer.edge.labels import FOLDER_ALIASES, LABELS
 from deepfer.edge.model.classifier import as_probabilities
 from deepfer.edge.preprocess import prepare_face
-from deepfer.evaluate.model_file import keras_file_problem
+from deepfer.evaluate.model_file import KERAS_SUFFIXES, keras_file_problem
 
 #: Model files by suffix: the one definition (evaluate, benchmark, convert, train).
-KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 TFLITE_SUFFIXES = (".tflite",)
 
 
@@ -58,7 +58,11 @@ def resolve_model_file(
         chosen = path / chosen.name  # a run's summary names it from where training ran
     if chosen is not None and chosen.is_file():
         return chosen
-    found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+    found = sorted(
+        p
+        for p in path.iterdir()
+        if p.is_file() and p.suffix.lower() in suffixes and not is_hidden(p)
+    )  # (not macOS's "._model.keras" beside a model copied from a Mac)
     if found and len({p.stem for p in found}) == 1:
         return min(found, key=lambda p: suffixes.index(p.suffix.lower()))
     listed = ", ".join(p.name for p in found[:8]) + (", ..." if len(found) > 8 else "")

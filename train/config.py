@@ -128,7 +128,7 @@ class TrainConfig:
         if self.data and not Path(self.data).exists():
             bad("data", "no such file or folder")
         if self.finetune and not resume:
-            from deepfer.evaluate.predictors import KERAS_SUFFIXES
+            from deepfer.evaluate.model_file import KERAS_SUFFIXES
 
             if Path(self.finetune).suffix.lower() not in KERAS_SUFFIXES:
                 bad("finetune", "expected a .keras or .h5 model")

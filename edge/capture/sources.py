@@ -86,6 +86,14 @@ class Source:
         return f"<{type(self).__name__} {self.name}>"
 
 
+def stated_fps(cap: cv2.VideoCapture) -> float | None:
+    """The frame rate a video names, or None: OpenCV's 0 for none, and its 1000 (or more)
+    for a container without one (a browser's MediaRecorder WebM: the rate of its
+    millisecond timestamps, not of its frames)."""
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    return float(fps) if fps and 0 < fps < 1000 else None
+
+
 class OpenCVSource(Source):
     """A USB/V4L2 camera (integer index), a video file or an RTSP/HTTP stream via OpenCV."""
 
@@ -128,8 +136,7 @@ class OpenCVSource(Source):
                 cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
             if self.want_fps:
                 cap.set(cv2.CAP_PROP_FPS, self.want_fps)
-        fps = cap.get(cv2.CAP_PROP_FPS)
-        self.fps = float(fps) if fps and 0 < fps < 1000 else None
+        self.fps = stated_fps(cap)
         self._size = (
             int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
             int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
@@ -463,6 +470,6 @@ def _make_source(spec: str, config=None) -> Source:
             "0 for /dev/video0)"
         )
     raise SourceError(
-        f"unknown source {spec!r}: not auto, picamera2, a camera index (0, 1...), an "
+        f"unknown source {redact_url(spec)!r}: not auto, picamera2, a camera index (0, 1...), an "
         "rtsp:// or http(s):// URL, or an existing video file, image or folder"
     )

@@ -30,6 +30,7 @@ from deepfer.edge.capture.sources import (
 )
 from deepfer.edge.config import SourceConfig
 from deepfer.edge.errors import InputError, SourceError
+from deepfer.edge.netaddr import redact_url
 
 # The calls DeepFER makes, and nothing else. Like a real camera it gives a new picture every
 # frame: a bright square that moves 8 lores pixels a frame, drawn in both streams. Every
@@ -804,6 +805,15 @@ def test_a_camera_password_in_the_stream_url_stays_out_of_messages():
     with pytest.raises(SourceError) as err:
         source.open()
     assert "admin:***@" in str(err.value) and "s3cret" not in str(err.value)
+    with pytest.raises(SourceError, match=re.escape("unknown source 'srt://u:***@h:9000'")):
+        make_source("srt://u:pw@h:9000")
+    # the user part ends at the last "@" (as FFmpeg reads it); a camera's pwd= in the query
+    assert redact_url("rtsp://admin:p@ss@cam/s") == "rtsp://admin:***@cam/s"
+    assert redact_url("http://cam/video.cgi?user=admin&pwd=x#f") == (
+        "http://cam/video.cgi?user=admin&pwd=***#f"
+    )
+    for plain in ("mqtt://user@host:1883", "/videos/a:b@c.mp4", "http://cam/a@b/c?x=1"):
+        assert redact_url(plain) == plain
 
 
 def _png_header(width: int, height: int) -> bytes:

@@ -94,6 +94,8 @@ def test_keras_files_that_are_not_keras_models(tmp_path):
     assert keras_file_problem(user_block) is None
     assert keras_file_problem(tmp_path / "missing.keras") == "no such file"
     assert keras_file_problem(tmp_path) == "a folder, not a model file"
+    (tmp_path / "model").write_bytes(b"x" * 10)
+    assert "(a Keras file other than .keras is HDF5" in keras_file_problem(tmp_path / "model")
     with zipfile.ZipFile(tmp_path / "no_config.keras", "w") as z:
         z.writestr("hello.txt", "hi")
     assert "holds no config.json" in keras_file_problem(tmp_path / "no_config.keras")
@@ -105,6 +107,7 @@ def test_a_folder_given_as_the_model(tmp_path):
     with pytest.raises(EvaluateError, match=r"run: a folder; give the model file in it \(no "):
         resolve_model_file(run, EvaluateError)
     (run / "m_int8.tflite").write_bytes(b"x")
+    (run / "._m_int8.tflite").write_bytes(b"\x00\x05\x16\x07")  # macOS's, beside a copy
     assert resolve_model_file(run, EvaluateError) == run / "m_int8.tflite"
     (run / "m_float32.tflite").write_bytes(b"x")
     with pytest.raises(EvaluateError, match="found m_float32.tflite, m_int8.tflite"):
