@@ -51,6 +51,7 @@ class EmotionClassifier:
             )
         self.channels = int(shape[3])
         self._batchable = runtime.resize_batch(self.interpreter, 1)
+        self._warned_nonfinite = False
 
     @property
     def labels(self) -> list[str]:
@@ -95,12 +96,26 @@ class EmotionClassifier:
             scores = self._run(batch)
         else:
             scores = np.concatenate([self._run(batch[i : i + 1]) for i in range(n)])
-        return as_probabilities(scores.reshape(n, k))
+        scores = scores.reshape(n, k)
+        if not self._warned_nonfinite and not np.isfinite(scores).all():
+            self._warned_nonfinite = True  # (once: a damaged model would say it every frame)
+            log.warning(
+                "%s gave scores that are not numbers (NaN or infinite) for a face: each such "
+                "face is given equal scores; is the model file damaged or badly converted?",
+                self.info.path.name,
+            )
+        return as_probabilities(scores)
 
 
 def as_probabilities(scores: np.ndarray) -> np.ndarray:
     """``(n, k)`` model outputs as float32 probabilities: softmax of a model that outputs
-    logits (a negative score, or rows not summing to 1), unchanged otherwise."""
+    logits (a negative score, or rows not summing to 1), unchanged otherwise. A row holding
+    NaN or infinity (a broken model, or logits that overflow) becomes equal scores, so that
+    what reaches an event is a number (JSON has no NaN) and says "no idea"."""
+    broken = ~np.isfinite(scores).all(axis=1) if scores.size else None
+    if broken is not None and broken.any():
+        scores = np.where(broken[:, None], 0.0, scores).astype(np.float32)
+        scores[broken] = 1.0 / scores.shape[1]
     if scores.size and ((scores < -1e-3).any() or np.abs(scores.sum(1) - 1.0).max() > 0.05):
         e = np.exp(scores - scores.max(axis=1, keepdims=True))
         scores = e / e.sum(axis=1, keepdims=True)

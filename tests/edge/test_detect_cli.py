@@ -517,3 +517,37 @@ def test_a_folder_copied_from_a_mac_has_no_extra_inputs(media_dir, tmp_path):
     (tmp_path / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
     (tmp_path / ".hidden.mp4").write_bytes(b"")
     assert expand_inputs([str(tmp_path)]) == [tmp_path / "IMG_0001.JPG"]
+
+
+def test_a_model_that_gives_nan_scores_still_gives_json(
+    tiny_tflite_model, media_dir, tmp_path, capsys, caplog
+):
+    """A damaged model file (1 kB of its weights overwritten with NaN: the real interpreter
+    then outputs NaN) put NaN, which JSON has no word for, into --json, events and MQTT
+    payloads. Its faces now get equal scores ("no idea"), and a warning says once what is
+    wrong."""
+    from deepfer.cli import main
+    from deepfer.edge.model.classifier import EmotionClassifier
+
+    data = bytearray((tiny_tflite_model.parent / "tiny_float32.tflite").read_bytes())
+    data[4096 : 4096 + 1024] = np.full(256, np.nan, np.float32).tobytes()
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(bytes(data))
+    shutil.copy(tiny_tflite_model.parent / "tiny_float32.json", tmp_path / "broken.json")
+    classifier = EmotionClassifier(broken)
+    raw = classifier._run(classifier._prepare(np.full((1, *classifier.input_size), 99, np.uint8)))
+    assert np.isnan(raw).all()  # the damage is real
+    photos = [str(media_dir / "justin.jpg"), str(media_dir / "no-faces.jpg")]
+    args = ["detect", *photos, "--detector", "none", "--json", "--model", str(broken)]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+
+    def no_nan(word):
+        raise AssertionError(f"{word} in the JSON")
+
+    faces = json.loads(text, parse_constant=no_nan)
+    assert len(faces) == 2
+    for face in faces:
+        assert list(face["scores"].values()) == pytest.approx([1 / 7] * 7, abs=1e-3)
+    said = [r.getMessage() for r in caplog.records if "are not numbers" in r.getMessage()]
+    assert len(said) == 1 and "broken.tflite gave scores" in said[0]
