@@ -342,14 +342,17 @@ def serve(config: Config, host: str = "127.0.0.1", port: int = 7860) -> None:
             )
         print(f"deepfer demo: {url}  (Ctrl-C to stop)", flush=True)
         with _interrupts(analyser):
-            demo.launch(
-                server_name=host,
-                server_port=port,
-                share=False,
-                show_error=True,
-                quiet=True,
-                max_file_size=MAX_UPLOAD,
-            )
+            try:
+                demo.launch(
+                    server_name=host,
+                    server_port=port,
+                    share=False,
+                    show_error=True,
+                    quiet=True,
+                    max_file_size=MAX_UPLOAD,
+                )
+            except KeyboardInterrupt:  # before Gradio's own wait caught it: the server
+                demo.close()  # already answers while launch() finishes its start-up
             # the server has stopped; a photo still being analysed (in one of Gradio's
             # daemon threads) is let finish: the runtime aborts if the process ends under it
             analyser.wait_idle(60)

@@ -357,7 +357,7 @@ def test_demo_off_loopback_warns_and_leaves_no_photo_behind(tmp_path, media_dir)
         assert stat.S_IMODE(private.stat().st_mode) == 0o700
     finally:
         code = server.stop()
-    assert code == 0
+    assert code == 0, server.output()[-3000:]
     assert list(server.tmp.iterdir()) == []
     out = server.output()
     assert "demo listening on 0.0.0.0" in out and "faces included" in out
