@@ -275,7 +275,9 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
         "and nothing is kept after the demo stops. Needs the demo extra: "
         'pip install "deepfer[demo]".',
     )
-    p.add_argument("--port", type=int, default=7860, help="port (default %(default)s)")
+    p.add_argument(
+        "--port", type=int, default=7860, help="port (default %(default)s; 0: any free one)"
+    )
     p.add_argument(
         "--host",
         default="127.0.0.1",

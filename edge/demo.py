@@ -316,8 +316,8 @@ def build_demo(analyser: DemoAnalyser):
 
 def serve(config: Config, host: str = "127.0.0.1", port: int = 7860) -> None:
     """Builds the analyser (a bad model is fatal here, before any server starts) and serves
-    until Ctrl-C or SIGTERM; Gradio's files live in a private temporary folder, removed at
-    the end."""
+    until Ctrl-C or SIGTERM (``port`` 0: a free port, the address printed is the real one);
+    Gradio's files live in a private temporary folder, removed at the end."""
     if not 0 <= port <= 65535:
         raise DeepFERError(f"demo: --port {port}: must be 0..65535")
     _check_port(host, port)  # before seconds of imports and model loading
@@ -330,6 +330,8 @@ def serve(config: Config, host: str = "127.0.0.1", port: int = 7860) -> None:
         logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's calls to itself
         analyser = DemoAnalyser(config)
         demo = build_demo(analyser)
+        if port == 0:  # any free port: chosen here, as Gradio would wait on port 0 itself
+            port = _check_port(host, 0)  # (just before the launch: another may take it)
         local = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
         url = f"http://{f'[{local}]' if ':' in local else local}:{port}/"
         if not is_loopback(host):
@@ -366,14 +368,16 @@ def serve(config: Config, host: str = "127.0.0.1", port: int = 7860) -> None:
             os.environ["GRADIO_TEMP_DIR"] = previous
 
 
-def _check_port(host: str, port: int) -> None:
-    """A clear error for a port in use or an address this machine does not have (Gradio's
-    own names its Python parameters and environment variables)."""
+def _check_port(host: str, port: int) -> int:
+    """The port, bound once and let go (for 0, the free one the system gave): a clear error
+    for a port in use or an address this machine does not have (Gradio's own names its Python
+    parameters and environment variables)."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         with socket.socket(infos[0][0], socket.SOCK_STREAM) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(infos[0][4])
+            return sock.getsockname()[1]
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise DeepFERError(

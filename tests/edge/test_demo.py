@@ -43,8 +43,10 @@ class DemoProcess:
     """`deepfer demo` in a subprocess on a free port, with TMPDIR a folder of its own (where
     Gradio's files go unless the demo keeps them elsewhere); its output in ``log``."""
 
-    def __init__(self, folder: Path, *args: str):
-        self.port = free_port()
+    def __init__(self, folder: Path, *args: str, port: int | None = None):
+        """``port`` None: a free one chosen here; 0: the demo's own choice, ``url`` the
+        address it prints."""
+        self.port = free_port() if port is None else port
         self.url = f"http://127.0.0.1:{self.port}/"
         self.tmp = folder / "tmp"
         self.tmp.mkdir(parents=True)
@@ -57,10 +59,13 @@ class DemoProcess:
                 env=env_without_settings(TMPDIR=str(self.tmp)),
             )
         deadline = time.monotonic() + 90
-        while not _answers(self.url):
+        while not (self.port and _answers(self.url)):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 pytest.fail(f"demo did not start: {self.output()[-3000:]}")
+            if not self.port and (said := re.search(r"deepfer demo: (http://\S+)", self.output())):
+                self.url = said[1]
+                self.port = int(self.url.rstrip("/").rsplit(":", 1)[1])
             time.sleep(0.5)
 
     def output(self) -> str:
@@ -361,6 +366,24 @@ def test_demo_off_loopback_warns_and_leaves_no_photo_behind(tmp_path, media_dir)
     assert list(server.tmp.iterdir()) == []
     out = server.output()
     assert "demo listening on 0.0.0.0" in out and "faces included" in out
+    assert "Traceback" not in out
+
+
+def test_port_0_prints_the_port_it_listens_on(tmp_path):
+    """--port 0: a free port, and the address printed is the one that answers (it printed
+    ':0', and the demo then failed on Gradio's own call to that address)."""
+    pytest.importorskip("gradio")
+    pytest.importorskip("matplotlib")
+    server = DemoProcess(tmp_path, port=0)
+    try:
+        assert server.port != 0 and server.url == f"http://127.0.0.1:{server.port}/"
+        with urllib.request.urlopen(server.url, timeout=10) as r:
+            assert r.status == 200 and b"DeepFER demo" in r.read()
+    finally:
+        code = server.stop()
+    out = server.output()
+    assert code == 0, out[-3000:]
+    assert out.count("deepfer demo: http://") == 1 and ":0/" not in out
     assert "Traceback" not in out
 
 
