@@ -385,11 +385,14 @@ def cmd_view(args: argparse.Namespace) -> int:
         "mqtt.url": "",  # a local look: events go to stdout with --events, never to a broker
     }
     config = _load_config(args, flags, extra)
+    from deepfer.edge.capture.sources import make_source
     from deepfer.edge.daemon import Daemon
     from deepfer.edge.model.classifier import load_classifier
     from deepfer.edge.outputs.preview.server import HeldOpen, PreviewServer
 
     classifier = load_classifier(config.model)
+    source = make_source(config.source.uri, config.source)
+    _check_first_picture(source)  # before the page's address is given
     preview = PreviewServer(
         config.preview.host,
         config.preview.port,
@@ -403,7 +406,7 @@ def cmd_view(args: argparse.Namespace) -> int:
         sinks.append(StdoutSink())
     sinks.append(HeldOpen(preview))  # the daemon does not close it: the page may outlive it
     try:
-        with Daemon(config, sinks=sinks, classifier=classifier) as daemon:
+        with Daemon(config, sinks=sinks, source=source, classifier=classifier) as daemon:
             url = daemon.preview_url
             print(f"preview: {url}  (Ctrl-C to stop)", file=sys.stderr)
             if not args.no_browser:
@@ -429,6 +432,41 @@ def cmd_view(args: argparse.Namespace) -> int:
     finally:
         preview.close()
     return 0
+
+
+def _check_first_picture(source) -> None:
+    """A photo, or a folder of photos, that cannot be read fails here (SourceError, naming the
+    file and why), not after ``deepfer view`` has given the page's address; the source is
+    opened again by the run. A folder's warnings about pictures it skips are kept back unless
+    none can be read (the run gives them again)."""
+    if not source.stills:
+        return
+    held = _HeldBack()
+    sources_log = logging.getLogger("deepfer.edge.capture.sources")
+    sources_log.addFilter(held)
+    try:
+        source.open()
+        source.read()
+    except Exception:
+        sources_log.removeFilter(held)
+        for record in held.records:
+            sources_log.handle(record)
+        raise
+    finally:
+        sources_log.removeFilter(held)
+        source.close()
+
+
+class _HeldBack(logging.Filter):
+    """Keeps a logger's records instead of letting them out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.records.append(record)
+        return False
 
 
 def _wait_for_stop() -> None:
