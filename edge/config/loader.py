@@ -8,7 +8,7 @@ the value and where the value came from, e.g.::
     detector.scale_factor = 1.0 (from env DEEPFER_DETECTOR_SCALE_FACTOR): must be > 1
 
 docs/edge.md has the reference with an example file; ``deepfer run --print-config`` prints
-the effective settings as TOML.
+the effective settings as TOML (a password in a URL as ``***``).
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from deepfer.edge.netaddr import redact_url
 from deepfer.edge.paths import user_path
 
 ENV_PREFIX = "DEEPFER_"
+#: Settings that are URLs: shown through :func:`redact_url` (a camera's password).
+URL_KEYS = ("mqtt.url", "source.uri")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,7 +238,7 @@ def check_config(config: Config, origins: Mapping[str, str] | None = None) -> li
     def report(dotted: str, problem: str) -> None:
         section, _, key = dotted.rpartition(".")
         value = getattr(getattr(config, section) if section else config, key)
-        if dotted in ("mqtt.url", "source.uri"):  # never echo a password put in a URL
+        if dotted in URL_KEYS:  # never echo a password put in a URL
             value = redact_url(value)
         problems.append(f"{dotted} = {value!r}{_origin(origins.get(dotted, ''))}: {problem}")
 
@@ -304,7 +306,10 @@ def _toml_value(value: Any) -> str:
 
 
 def to_toml(config: Config) -> str:
-    """The effective config as a TOML document (no secrets live in the config)."""
+    """The effective config as a TOML document, a config file to reuse. It holds no secret:
+    the MQTT password is never a setting, and a password a URL carries (an IP camera's
+    ``rtsp://admin:secret@cam/stream``, a ``pwd=`` in its query) is printed as ``***``, with
+    a comment above it saying so and how to give it."""
     lines = []
     data = config.to_dict()
     for key, value in data.items():
@@ -314,5 +319,13 @@ def to_toml(config: Config) -> str:
         if isinstance(value, dict):
             lines.append("")
             lines.append(f"[{key}]")
-            lines += [f"{k} = {_toml_value(v)}" for k, v in value.items()]
+            for k, v in value.items():
+                dotted = f"{key}.{k}"
+                if dotted in URL_KEYS and (shown := redact_url(v)) != v:
+                    lines.append(
+                        f"# {k}: its password is hidden (***); put it back as given in your "
+                        f"config, or give the whole URL in {ENV_PREFIX}{key.upper()}_{k.upper()}"
+                    )
+                    v = shown
+                lines.append(f"{k} = {_toml_value(v)}")
     return "\n".join(lines) + "\n"

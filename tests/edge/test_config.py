@@ -182,6 +182,37 @@ def test_print_config_round_trips(tmp_path):
     assert read_toml(tmp_path / "deepfer.toml")["source"]["uri"] == 'odd "name".mp4'
 
 
+def test_print_config_hides_a_camera_password_and_stays_a_config_file(tmp_path):
+    """`deepfer run --print-config` printed source.uri as given, an IP camera's password
+    with it: it is printed as ***, a TOML comment above it says so and how to give it, and
+    the output is still a config file that loads (the URL as printed)."""
+    from cli_subprocess import deepfer, env_without_settings
+
+    url = "rtsp://admin:secret@cam/stream?pwd=hunter2&channel=1"
+    proc = deepfer("run", "--source", url, "--print-config")
+    assert proc.returncode == 0, proc.stderr
+    assert "secret" not in proc.stdout and "hunter2" not in proc.stdout
+    lines = proc.stdout.splitlines()
+    at = lines.index('uri = "rtsp://admin:***@cam/stream?pwd=***&channel=1"')
+    assert lines[at - 1] == (
+        "# uri: its password is hidden (***); put it back as given in your config, or give "
+        "the whole URL in DEEPFER_SOURCE_URI"
+    )
+    printed = write(tmp_path, proc.stdout)
+    again = load_config(printed, environ={})
+    assert again.source.uri == "rtsp://admin:***@cam/stream?pwd=***&channel=1"
+    # the variable the comment names gives the password back over the printed file
+    env = env_without_settings(DEEPFER_SOURCE_URI=url)
+    assert load_config(printed, environ=env).source.uri == url
+    # a URL without a password, and every other value, are printed as they are
+    proc = deepfer("run", "--config", printed, "--source", "rtsp://cam/s", "--print-config")
+    assert proc.returncode == 0, proc.stderr
+    assert 'uri = "rtsp://cam/s"' in proc.stdout and "#" not in proc.stdout
+    assert proc.stdout == to_toml(
+        load_config(printed, overrides={"source.uri": "rtsp://cam/s"}, environ={})
+    )
+
+
 def test_mqtt_problems_are_all_reported_at_once(tmp_path):
     path = write(
         tmp_path,
