@@ -342,7 +342,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from deepfer.edge.daemon import Daemon
     from deepfer.edge.errors import DeepFERError
 
-    with Daemon(config) as daemon:  # a setup error ends here, exit 2
+    source = _make_source(config)
+    with Daemon(config, source=source) as daemon:  # a setup error ends here, exit 2
         try:
             daemon.run()
         except DeepFERError as exc:  # the source failed mid-run: the run happened, exit 1
@@ -385,13 +386,12 @@ def cmd_view(args: argparse.Namespace) -> int:
         "mqtt.url": "",  # a local look: events go to stdout with --events, never to a broker
     }
     config = _load_config(args, flags, extra)
-    from deepfer.edge.capture.sources import make_source
     from deepfer.edge.daemon import Daemon
     from deepfer.edge.model.classifier import load_classifier
     from deepfer.edge.outputs.preview.server import HeldOpen, PreviewServer
 
     classifier = load_classifier(config.model)
-    source = make_source(config.source.uri, config.source)
+    source = _make_source(config)
     _check_first_picture(source)  # before the page's address is given
     preview = PreviewServer(
         config.preview.host,
@@ -432,6 +432,38 @@ def cmd_view(args: argparse.Namespace) -> int:
     finally:
         preview.close()
     return 0
+
+
+def _make_source(config):
+    """``source.uri`` as the daemon would make it; a folder's files that ``deepfer detect
+    FOLDER`` would take and this source passes over (its videos, a still GIF) are named once,
+    in a warning, rather than left out unsaid."""
+    from deepfer.edge.capture.sources import ImageFolderSource, make_source
+
+    source = make_source(config.source.uri, config.source)
+    folder = getattr(source, "inner", source)  # (turned by source.rotate)
+    if isinstance(folder, ImageFolderSource):
+        _say_passed_over(folder)
+    return source
+
+
+def _say_passed_over(source, shown: int = 5) -> None:
+    from deepfer.edge.detect_files import expand_inputs
+
+    taken = set(source.paths)
+    left = [p for p in expand_inputs([source.name]) if p not in taken]
+    if not left:
+        return
+    names = ", ".join(p.name for p in left[:shown])
+    if len(left) > shown:
+        names += f" and {len(left) - shown} more"
+    log.warning(
+        "%s: passing over %s: a folder source takes only the photos in it (by suffix: .jpg, "
+        ".png, ...); give each video or GIF as its own --source (`deepfer detect` takes "
+        "them from a folder too)",
+        source.name,
+        names,
+    )
 
 
 def _check_first_picture(source) -> None:

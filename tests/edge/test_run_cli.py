@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 from cli_subprocess import deepfer, env_without_settings
 
@@ -230,6 +231,46 @@ def test_run_on_a_folder_of_photos_reports_the_faces_deepfer_detect_finds(media_
     assert len({e["track_id"] for e in starts}) == len(starts)
     ends = [e for e in events if e["type"] == "end"]
     assert sorted(e["track_id"] for e in ends) == sorted(e["track_id"] for e in starts)
+
+
+def test_a_folders_files_that_run_passes_over_are_named_once(
+    media_dir, tiny_tflite_model, tmp_path
+):
+    """`deepfer detect FOLDER` takes a folder's videos and GIFs (a still GIF too); `deepfer
+    run --source FOLDER` takes its photos and passed over the rest unsaid: each file passed
+    over is now named, in one warning however often the folder is looped (view too)."""
+    import cv2
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    photo = cv2.imread(str(media_dir / "justin.jpg"))
+    shutil.copy(media_dir / "justin.jpg", folder / "a.jpg")
+    assert cv2.imwrite(str(folder / "b_still.gif"), photo)
+    clip = cv2.VideoWriter(str(folder / "c.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 48))
+    for _ in range(3):
+        clip.write(cv2.resize(photo, (64, 48)))
+    clip.release()
+    (folder / "._a.jpg").write_bytes(b"\0\5\26\7")  # macOS's metadata: passed over by both
+    (folder / "notes.txt").write_text("not a picture")  # taken by neither
+    model = ("--model", tiny_tflite_model)
+    detect = deepfer("detect", folder, *model)
+    assert detect.returncode == 0, detect.stderr
+    taken = re.findall(r"^(\S+): ", detect.stdout, re.M)
+    assert [Path(p).name for p in taken] == ["a.jpg", "b_still.gif", "c.mp4"]
+    said = f"{folder}: passing over b_still.gif, c.mp4: a folder source takes only the photos"
+    proc = deepfer("run", "--source", folder, "--loop", "--max-frames", 4, *model)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count(said) == 1, proc.stderr
+    assert "._a.jpg" not in proc.stderr and "notes.txt" not in proc.stderr
+    assert "give each video or GIF as its own --source" in proc.stderr
+    view = deepfer("view", "--source", folder, "--port", 0, "--no-browser", *model)
+    assert view.returncode == 0, view.stderr
+    assert view.stderr.count(said) == 1, view.stderr
+    # a folder of photos alone: nothing said
+    for name in ("b_still.gif", "c.mp4"):
+        (folder / name).unlink()
+    proc = deepfer("run", "--source", folder, *model)
+    assert proc.returncode == 0 and "passing over" not in proc.stderr, proc.stderr
 
 
 def test_run_takes_a_file_of_one_picture_as_a_photo(media_dir, tiny_tflite_model, tmp_path):
