@@ -437,13 +437,20 @@ def cmd_view(args: argparse.Namespace) -> int:
 def _make_source(config):
     """``source.uri`` as the daemon would make it; a folder's files that ``deepfer detect
     FOLDER`` would take and this source passes over (its videos, a still GIF) are named once,
-    in a warning, rather than left out unsaid."""
-    from deepfer.edge.capture.sources import ImageFolderSource, make_source
+    in a warning, rather than left out unsaid. A file whose container says it holds no video
+    (an MP4 of audio alone) is a SourceError saying so, not "cannot open it"."""
+    from deepfer.edge.capture.inputs import no_video_stream
+    from deepfer.edge.capture.sources import ImageFolderSource, OpenCVSource, make_source
+    from deepfer.edge.errors import SourceError
 
     source = make_source(config.source.uri, config.source)
-    folder = getattr(source, "inner", source)  # (turned by source.rotate)
-    if isinstance(folder, ImageFolderSource):
-        _say_passed_over(folder)
+    inner = getattr(source, "inner", source)  # (turned by source.rotate)
+    if isinstance(inner, ImageFolderSource):
+        _say_passed_over(inner)
+    elif isinstance(inner, OpenCVSource) and not inner.live and isinstance(inner.target, str):
+        why = no_video_stream(inner.target)
+        if why:
+            raise SourceError(f"{inner.name}: {why}: no pictures to look for faces in")
     return source
 
 

@@ -5,12 +5,16 @@ A file is a photo by its suffix (:data:`~deepfer.edge.capture.imagefile.PHOTO_EX
 otherwise by what OpenCV's FFmpeg finds in it: two frames or more, a video; one (a still
 GIF, a JPEG without a suffix, a one-frame clip), a photo, since a tracker would never see
 its face twice. A file FFmpeg cannot open but OpenCV decodes as an image is a photo too.
+An MP4, MOV, M4A or 3GP file whose tracks are audio only says so (:func:`no_video_stream`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import struct
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -63,3 +67,76 @@ def read_picture(path: Path) -> np.ndarray:
     if not ok or image is None:
         raise InputError(f"{path}: cannot read its picture")
     return image
+
+
+#: Track kinds of ISO base media files (MP4, MOV, M4A, 3GP: the ``hdlr`` box), as said.
+_TRACKS = {b"soun": "audio", b"text": "text", b"sbtl": "subtitles", b"subt": "subtitles"}
+#: Boxes an ISO base media file may begin with.
+_FIRST_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot"}
+
+
+def no_video_stream(path: Path) -> str | None:
+    """Why a file holds nothing to look at, when its container says so itself: an MP4, MOV,
+    M4A or 3GP whose tracks are all audio (or text) gives ``"holds no video stream (only
+    audio)"``. None for a file with a video track, another format, or one that cannot be
+    told (no track list: a recording cut short). Reads only the boxes' headers."""
+    try:
+        with open(path, "rb") as fh:
+            kinds = _bmff_tracks(fh)
+    except OSError:
+        return None
+    if kinds is None or b"vide" in kinds:
+        return None
+    if not kinds:
+        return "holds no video stream (no streams at all)"
+    said = sorted({_TRACKS.get(k, k.decode("latin-1").strip() or "unknown") for k in kinds})
+    return f"holds no video stream (only {' and '.join(said)})"
+
+
+def _bmff_tracks(fh: BinaryIO) -> list[bytes] | None:
+    """The handler type of each track (``vide``, ``soun``, ...) of an ISO base media file,
+    or None when the file is not one or has no track list (``moov``)."""
+    end = fh.seek(0, 2)
+    top = _boxes(fh, 0, end)
+    first = next(top, None)
+    if first is None or first[0] not in _FIRST_BOXES:
+        return None
+    for kind, start, stop in (first, *top):
+        if kind != b"moov":
+            continue
+        kinds = []
+        for trak in _children(fh, start, stop, b"trak"):
+            for mdia in _children(fh, *trak, b"mdia"):
+                for body, end in _children(fh, *mdia, b"hdlr"):
+                    if end - body >= 12:
+                        fh.seek(body + 8)  # past version and flags, pre_defined
+                        kinds.append(fh.read(4))
+        return kinds
+    return None
+
+
+def _children(fh: BinaryIO, start: int, stop: int, kind: bytes) -> Iterator[tuple[int, int]]:
+    for found, body, end in _boxes(fh, start, stop):
+        if found == kind:
+            yield body, end
+
+
+def _boxes(fh: BinaryIO, start: int, stop: int) -> Iterator[tuple[bytes, int, int]]:
+    """``(type, body start, end)`` of each box from ``start`` to ``stop``; stops at one
+    that does not fit (a file cut short)."""
+    at = start
+    while at + 8 <= stop:
+        fh.seek(at)
+        size, kind = struct.unpack(">I4s", fh.read(8))
+        body = at + 8
+        if size == 1:  # a 64-bit size follows
+            large = fh.read(8)
+            if len(large) < 8:
+                return
+            size, body = struct.unpack(">Q", large)[0], at + 16
+        elif size == 0:  # to the end
+            size = stop - at
+        if size < body - at or at + size > stop:
+            return
+        yield kind, body, at + size
+        at += size

@@ -14,6 +14,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
+import pytest
 from cli_subprocess import deepfer, env_without_settings
 
 from deepfer.edge.labels import LABELS
@@ -271,6 +273,124 @@ def test_a_folders_files_that_run_passes_over_are_named_once(
         (folder / name).unlink()
     proc = deepfer("run", "--source", folder, *model)
     assert proc.returncode == 0 and "passing over" not in proc.stderr, proc.stderr
+
+
+def audio_only_mp4(path: Path, moov_last: bool = False, rate: int = 8000) -> Path:
+    """A real MP4 of one second of a 440 Hz tone and no video track (16-bit PCM, 'sowt'),
+    written box by box: FFmpeg reads it as one stream, "Audio: pcm_s16le, 8000 Hz, mono"
+    (checked with FFmpeg 9). No encoder is needed, so every install can make it.
+    ``moov_last``: the track list after the samples, as a recorder that did not move it
+    writes it."""
+    import math
+    import struct
+
+    def box(kind: bytes, *parts: bytes) -> bytes:
+        body = b"".join(parts)
+        return struct.pack(">I4s", 8 + len(body), kind) + body
+
+    def full(kind: bytes, flags: int, *parts: bytes) -> bytes:
+        return box(kind, struct.pack(">I", flags), *parts)
+
+    n = rate
+    samples = b"".join(
+        struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate))) for i in range(n)
+    )
+    matrix = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+    ftyp = box(b"ftyp", b"isom", struct.pack(">I", 512), b"isomiso2mp41")
+    mvhd = full(
+        b"mvhd", 0, struct.pack(">IIIIIH", 0, 0, rate, n, 0x10000, 0x100), b"\0" * 10, matrix,
+        b"\0" * 24, struct.pack(">I", 2),
+    )  # fmt: skip
+    tkhd = full(
+        b"tkhd", 3, struct.pack(">IIIII", 0, 0, 1, 0, n), b"\0" * 8,
+        struct.pack(">hhHH", 0, 0, 0x100, 0), matrix, struct.pack(">II", 0, 0),
+    )  # fmt: skip
+    mdhd = full(b"mdhd", 0, struct.pack(">IIIIHH", 0, 0, rate, n, 0x55C4, 0))
+    hdlr = full(b"hdlr", 0, struct.pack(">I4s", 0, b"soun"), b"\0" * 12, b"SoundHandler\0")
+    sowt = box(b"sowt", b"\0" * 6, struct.pack(">HHHIHHHHI", 1, 0, 0, 0, 1, 16, 0, 0, rate << 16))
+
+    def moov(offset: int) -> bytes:
+        stbl = box(
+            b"stbl",
+            full(b"stsd", 0, struct.pack(">I", 1), sowt),
+            full(b"stts", 0, struct.pack(">III", 1, n, 1)),
+            full(b"stsc", 0, struct.pack(">IIII", 1, 1, n, 1)),
+            full(b"stsz", 0, struct.pack(">II", 2, n)),
+            full(b"stco", 0, struct.pack(">II", 1, offset)),
+        )
+        dinf = box(b"dinf", full(b"dref", 0, struct.pack(">I", 1), full(b"url ", 1)))
+        minf = box(b"minf", full(b"smhd", 0, struct.pack(">hH", 0, 0)), dinf, stbl)
+        return box(b"moov", mvhd, box(b"trak", tkhd, box(b"mdia", mdhd, hdlr, minf)))
+
+    mdat = box(b"mdat", samples)
+    if moov_last:
+        data = ftyp + mdat + moov(len(ftyp) + 8)
+    else:
+        data = ftyp + moov(len(ftyp) + len(moov(0)) + 8) + mdat
+    path.write_bytes(data)
+    return path
+
+
+def test_an_mp4_of_audio_alone_is_said_to_hold_no_video(media_dir, tiny_tflite_model, tmp_path):
+    """An MP4 with only an audio track: `deepfer run` and `view` say it holds no video
+    stream, naming the file, exit 2 (it was "cannot open it as a video file (OpenCV/FFmpeg)",
+    as for a damaged file); files with a video track, photos and other files are not
+    judged so."""
+    import cv2
+
+    from deepfer.edge.capture.inputs import no_video_stream
+
+    model = ("--model", tiny_tflite_model)
+    for name, moov_last in (("voice.mp4", False), ("memo.mp4", True)):
+        sound = audio_only_mp4(tmp_path / name, moov_last)
+        assert cv2.VideoCapture(str(sound)).isOpened() is False
+        assert no_video_stream(sound) == "holds no video stream (only audio)"
+        for command in (("run",), ("view", "--no-browser", "--port", 0)):
+            proc = deepfer(*command, "--source", sound, *model)
+            assert proc.returncode == 2, proc.stderr
+            assert proc.stderr.rstrip().endswith(
+                f"{sound}: holds no video stream (only audio): no pictures to look for faces in"
+            ), proc.stderr
+            assert "Traceback" not in proc.stderr and "http://" not in proc.stderr
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 48))
+    for _ in range(3):
+        writer.write(np.zeros((48, 64, 3), np.uint8))
+    writer.release()
+    cut = tmp_path / "cut.mp4"  # the track list cut off: nothing can be said
+    cut.write_bytes((tmp_path / "voice.mp4").read_bytes()[:200])
+    text = tmp_path / "notes.mp4"
+    text.write_text("hello, not a video")
+    for path in (media_dir / "woman2.mp4", clip, media_dir / "justin.jpg", cut, text):
+        assert no_video_stream(path) is None, path
+    assert no_video_stream(tmp_path / "gone.mp4") is None
+    proc = deepfer("run", "--source", text, *model)  # what it was: the generic words stay
+    assert proc.returncode == 2 and "cannot open it as a video file" in proc.stderr
+
+
+def test_an_mp4_of_audio_made_by_ffmpeg_is_said_to_hold_no_video(tmp_path):
+    """The same with an AAC track written by FFmpeg itself, where an FFmpeg is at hand."""
+    try:
+        import imageio_ffmpeg
+
+        ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError):
+        ffmpeg = shutil.which("ffmpeg")
+    if not ffmpeg:
+        pytest.skip("no FFmpeg program (imageio-ffmpeg or ffmpeg on PATH) to write an AAC track")
+    from deepfer.edge.capture.inputs import no_video_stream
+
+    sound = tmp_path / "tone.mp4"
+    made = subprocess.run(
+        [ffmpeg, "-v", "error", "-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac", sound],
+        capture_output=True,
+        text=True,
+    )
+    assert made.returncode == 0, made.stderr
+    assert no_video_stream(sound) == "holds no video stream (only audio)"
+    proc = deepfer("run", "--source", sound)
+    assert proc.returncode == 2
+    assert f"{sound}: holds no video stream (only audio)" in proc.stderr
 
 
 def test_run_takes_a_file_of_one_picture_as_a_photo(media_dir, tiny_tflite_model, tmp_path):
