@@ -343,6 +343,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from deepfer.edge.errors import DeepFERError
 
     source = _make_source(config)
+    _check_first_picture(source)  # before the outputs start (the preview's address, MQTT)
     with Daemon(config, source=source) as daemon:  # a setup error ends here, exit 2
         try:
             daemon.run()
@@ -475,8 +476,8 @@ def _say_passed_over(source, shown: int = 5) -> None:
 
 def _check_first_picture(source) -> None:
     """A photo, or a folder of photos, that cannot be read fails here (SourceError, naming the
-    file and why), not after ``deepfer view`` has given the page's address; the source is
-    opened again by the run. A folder's warnings about pictures it skips are kept back unless
+    file and why), not after the outputs have started (``deepfer view``'s page address, a
+    broker told the device is online); the source is opened again by the run. A folder's warnings about pictures it skips are kept back unless
     none can be read (the run gives them again)."""
     if not source.stills:
         return

@@ -185,8 +185,9 @@ def test_view_says_a_picture_cannot_be_read_before_giving_an_address(
     media_dir, tiny_tflite_model, tmp_path
 ):
     """A text file named .jpg, or a folder none of whose pictures can be read: the error
-    (the file and why, exit 2) and no address (view printed the page's address, then failed).
-    A folder whose first picture is unreadable still runs, its skip said once."""
+    (the file and why, exit 2) and no address (view printed the page's address, then failed;
+    run --preview logged it, its outputs started). A folder whose first picture is unreadable
+    still runs, its skip said once."""
     text = tmp_path / "notimage.jpg"
     text.write_text("hello, not a picture\n")
     bad = tmp_path / "bad"
@@ -194,17 +195,19 @@ def test_view_says_a_picture_cannot_be_read_before_giving_an_address(
     (bad / "a.jpg").write_bytes(b"")
     (bad / "b.png").write_text("nor this")
     view = ("view", "--model", tiny_tflite_model, "--port", 0, "--no-browser")
+    run = ("run", "--model", tiny_tflite_model, "--preview", 0)
     for source, words in (
         (text, f"{text}: cannot read this image (not an image, or corrupt)"),
         (bad, f"{bad}: none of its 2 images can be read"),
     ):
-        proc = deepfer(*view, "--source", source)
-        assert proc.returncode == 2, proc.stderr
-        assert proc.stderr.rstrip().endswith(words), proc.stderr
-        assert "http://" not in proc.stderr and "preview" not in proc.stderr
-        assert proc.stderr.count("a.jpg: cannot read this image (the file is empty)") == (
-            source == bad
-        )
+        for command in (view, run):
+            proc = deepfer(*command, "--source", source)
+            assert proc.returncode == 2, proc.stderr
+            assert proc.stderr.rstrip().endswith(words), proc.stderr
+            assert "http://" not in proc.stderr and "preview" not in proc.stderr
+            assert proc.stderr.count("a.jpg: cannot read this image (the file is empty)") == (
+                source == bad
+            )
     shutil.copy(media_dir / "justin.jpg", bad / "c.jpg")
     proc = deepfer(*view, "--source", bad, "--events")
     assert proc.returncode == 0, proc.stderr
