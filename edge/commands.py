@@ -437,9 +437,10 @@ def cmd_view(args: argparse.Namespace) -> int:
 
 def _make_source(config):
     """``source.uri`` as the daemon would make it; a folder's files that ``deepfer detect
-    FOLDER`` would take and this source passes over (its videos, a still GIF) are named once,
-    in a warning, rather than left out unsaid. A file whose container says it holds no video
-    (an MP4 of audio alone) is a SourceError saying so, not "cannot open it"."""
+    FOLDER`` would take and this source passes over (its videos) are named once, in a
+    warning, rather than left out unsaid. A file whose container says it holds no video (an
+    MP4 of audio alone) is a SourceError saying so here, before any output starts (the
+    source's own ``open`` says the same to ``deepfer detect``)."""
     from deepfer.edge.capture.inputs import no_video_stream
     from deepfer.edge.capture.sources import ImageFolderSource, OpenCVSource, make_source
     from deepfer.edge.errors import SourceError
@@ -466,9 +467,9 @@ def _say_passed_over(source, shown: int = 5) -> None:
     if len(left) > shown:
         names += f" and {len(left) - shown} more"
     log.warning(
-        "%s: passing over %s: a folder source takes only the photos in it (by suffix: .jpg, "
-        ".png, ...); give each video or GIF as its own --source (`deepfer detect` takes "
-        "them from a folder too)",
+        "%s: passing over %s: a folder source takes only the pictures in it (photos, still "
+        "GIFs); give each video as its own --source (`deepfer detect` takes them from a "
+        "folder too)",
         source.name,
         names,
     )

@@ -32,7 +32,7 @@ import numpy as np
 from deepfer.edge.annotated_video import AnnotatedVideo
 from deepfer.edge.capture.frame import Frame, rotate_image
 from deepfer.edge.capture.imagefile import is_hidden, is_photo
-from deepfer.edge.capture.inputs import PHOTO, VIDEO, input_kind, read_picture
+from deepfer.edge.capture.inputs import PHOTO, VIDEO, VIDEO_EXTS, input_kind, read_picture
 from deepfer.edge.capture.reader import DEFAULT_FPS, FrameReader
 from deepfer.edge.capture.sources import OpenCVSource, Source, stated_fps, turned
 from deepfer.edge.config import Config
@@ -48,11 +48,6 @@ from deepfer.edge.timeline import import_figure, plot_timeline
 
 log = logging.getLogger(__name__)
 
-#: Files a folder given as input contributes besides its photos (``PHOTO_EXTS``).
-VIDEO_EXTS = (
-    ".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp",
-    ".ts", ".mts", ".m2ts", ".gif",
-)  # fmt: skip
 #: Suffixes ``--out`` writes videos as (others get ``.mp4`` in an output folder).
 VIDEO_OUT_EXTS = (".mp4", ".avi")
 

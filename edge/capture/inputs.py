@@ -24,6 +24,12 @@ from deepfer.edge.errors import InputError
 
 #: What an input is searched as (:func:`input_kind`).
 PHOTO, VIDEO, UNKNOWN = "photo", "video", "unknown"
+#: Files a folder given as input holds besides its photos (``PHOTO_EXTS``), by suffix: each
+#: is then a video or, holding one picture (a still GIF), a photo, as :func:`input_kind` says.
+VIDEO_EXTS = (
+    ".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp",
+    ".ts", ".mts", ".m2ts", ".gif",
+)  # fmt: skip
 
 
 def input_kind(path: Path) -> str:

@@ -22,8 +22,14 @@ import cv2
 import numpy as np
 
 from deepfer.edge.capture.frame import Frame, frame_from_image
-from deepfer.edge.capture.imagefile import IMAGE_EXTS, is_hidden, is_photo, load_image
-from deepfer.edge.capture.inputs import PHOTO, input_kind, read_picture
+from deepfer.edge.capture.imagefile import IMAGE_EXTS, is_hidden, is_photo
+from deepfer.edge.capture.inputs import (
+    PHOTO,
+    VIDEO_EXTS,
+    input_kind,
+    no_video_stream,
+    read_picture,
+)
 from deepfer.edge.config.sections import ROTATIONS
 from deepfer.edge.errors import InputError, SourceError
 from deepfer.edge.netaddr import redact_url
@@ -116,6 +122,10 @@ class OpenCVSource(Source):
         self._size = (0, 0)  # of the frames, for frames taken without their pixels
 
     def open(self) -> None:
+        if not self.live and isinstance(self.target, str):
+            why = no_video_stream(self.target)  # (an MP4 of audio alone: say so, not "cannot")
+            if why:
+                raise SourceError(f"{self.name}: {why}: no pictures to look for faces in")
         if self.live:
             cap = cv2.VideoCapture(self.target)
         else:  # a file: one decoding thread costs less CPU per frame than FFmpeg's several,
@@ -223,7 +233,14 @@ class ImageFolderSource(Source):
 
     @classmethod
     def from_folder(cls, folder: Path, fps: float = 0.0) -> ImageFolderSource:
-        paths = sorted(p for p in folder.iterdir() if is_photo(p) and not is_hidden(p))
+        """The folder's pictures: its photos by suffix, and the files of a video's suffix that
+        hold one picture (a still GIF), as ``deepfer detect FOLDER`` takes them (its videos
+        are not frames of this sequence)."""
+        paths = sorted(
+            p for p in folder.iterdir()
+            if p.is_file() and not is_hidden(p)
+            and (is_photo(p) or (p.suffix.lower() in VIDEO_EXTS and input_kind(p) == PHOTO))
+        )  # fmt: skip
         if not paths:
             raise SourceError(
                 f"{folder}: no images in this folder (looked for {', '.join(IMAGE_EXTS)})"
@@ -239,7 +256,7 @@ class ImageFolderSource(Source):
             path = self.paths[self._next]
             self._next += 1
             try:
-                image = load_image(path)
+                image = read_picture(path)
             except InputError as exc:
                 log.warning("%s; skipped", exc)
                 continue

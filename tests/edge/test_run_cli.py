@@ -241,9 +241,10 @@ def test_run_on_a_folder_of_photos_reports_the_faces_deepfer_detect_finds(media_
 def test_a_folders_files_that_run_passes_over_are_named_once(
     media_dir, tiny_tflite_model, tmp_path
 ):
-    """`deepfer detect FOLDER` takes a folder's videos and GIFs (a still GIF too); `deepfer
-    run --source FOLDER` takes its photos and passed over the rest unsaid: each file passed
-    over is now named, in one warning however often the folder is looped (view too)."""
+    """`deepfer detect FOLDER` takes a folder's videos and GIFs (a still GIF as a photo);
+    `deepfer run --source FOLDER` takes its pictures, the still GIF among them, and passed over
+    the rest unsaid: each file passed over is now named, in one warning however often the
+    folder is looped (view too)."""
     import cv2
 
     folder = tmp_path / "mixed"
@@ -262,18 +263,23 @@ def test_a_folders_files_that_run_passes_over_are_named_once(
     assert detect.returncode == 0, detect.stderr
     taken = re.findall(r"^(\S+): ", detect.stdout, re.M)
     assert [Path(p).name for p in taken] == ["a.jpg", "b_still.gif", "c.mp4"]
-    said = f"{folder}: passing over b_still.gif, c.mp4: a folder source takes only the photos"
+    said = f"{folder}: passing over c.mp4: a folder source takes only the pictures in it"
+    stats = tmp_path / "stats.json"
+    proc = deepfer("run", "--source", folder, "--stats-json", stats, *model)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(stats.read_text())["frames"] == 2  # the photo and the still GIF
+    assert proc.stderr.count(said) == 1, proc.stderr
     proc = deepfer("run", "--source", folder, "--loop", "--max-frames", 4, *model)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count(said) == 1, proc.stderr
     assert "._a.jpg" not in proc.stderr and "notes.txt" not in proc.stderr
-    assert "give each video or GIF as its own --source" in proc.stderr
+    assert "b_still.gif" not in proc.stderr
+    assert "give each video as its own --source" in proc.stderr
     view = deepfer("view", "--source", folder, "--port", 0, "--no-browser", *model)
     assert view.returncode == 0, view.stderr
     assert view.stderr.count(said) == 1, view.stderr
-    # a folder of photos alone: nothing said
-    for name in ("b_still.gif", "c.mp4"):
-        (folder / name).unlink()
+    # a folder of pictures alone: nothing said
+    (folder / "c.mp4").unlink()
     proc = deepfer("run", "--source", folder, *model)
     assert proc.returncode == 0 and "passing over" not in proc.stderr, proc.stderr
 
@@ -335,8 +341,8 @@ def audio_only_mp4(path: Path, moov_last: bool = False, rate: int = 8000) -> Pat
 
 
 def test_an_mp4_of_audio_alone_is_said_to_hold_no_video(media_dir, tiny_tflite_model, tmp_path):
-    """An MP4 with only an audio track: `deepfer run` and `view` say it holds no video
-    stream, naming the file, exit 2 (it was "cannot open it as a video file (OpenCV/FFmpeg)",
+    """An MP4 with only an audio track: `deepfer run`, `view` and `detect` say it holds no
+    video stream, naming the file, exit 2 (it was "cannot open it as a video file (OpenCV/FFmpeg)",
     as for a damaged file); files with a video track, photos and other files are not
     judged so."""
     import cv2
@@ -355,6 +361,9 @@ def test_an_mp4_of_audio_alone_is_said_to_hold_no_video(media_dir, tiny_tflite_m
                 f"{sound}: holds no video stream (only audio): no pictures to look for faces in"
             ), proc.stderr
             assert "Traceback" not in proc.stderr and "http://" not in proc.stderr
+        proc = deepfer("detect", sound, *model)  # said by the source itself
+        assert proc.returncode != 0
+        assert f"{sound}: holds no video stream (only audio)" in proc.stderr, proc.stderr
     clip = tmp_path / "clip.mp4"
     writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 48))
     for _ in range(3):
