@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import soak_run
+from file_costs import UNKNOWN_S, load_costs
 from synthetic import convert_tiny_model, make_tiny_fer, train_tiny_keras_model
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -32,9 +33,20 @@ def pytest_collection_modifyitems(config, items):
             continue
         if folder in FOLDER_MARKERS:
             item.add_marker(getattr(pytest.mark, folder))
+    # the longest files first (file_costs.py: pytest-xdist's workers then finish together);
     # the soak runs in the background from the end of collection (soak_run.py): its test,
     # which waits for the result, goes last
+    costs = load_costs()
+    if costs:
+        items.sort(key=lambda item: -costs.get(item.nodeid.split("::")[0], UNKNOWN_S))
     items.sort(key=lambda item: item.name == soak_run.SOAK_TEST)
+
+
+def pytest_configure(config):
+    """(pytest-xdist) Hand out files in the order of the collection (longest first, above)
+    rather than by their number of tests, when a cost table is there to order them."""
+    if getattr(config.option, "loadscopereorder", None) and load_costs():
+        config.option.loadscopereorder = False
 
 
 def pytest_collection_finish(session):
