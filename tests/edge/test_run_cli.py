@@ -181,6 +181,17 @@ def test_view_serves_the_preview_and_prints_its_address(media_dir, tiny_tflite_m
     assert [e["type"] for e in events] == ["start", "end"]
 
 
+def unreadable_pictures(folder: Path) -> tuple[Path, Path]:
+    """A text file named .jpg, and a folder of pictures none of which can be read."""
+    text = folder / "notes.jpg"
+    text.write_text("not a picture")
+    bad = folder / "bad"
+    bad.mkdir()
+    (bad / "a.jpg").write_bytes(b"")
+    (bad / "b.png").write_text("nor this")
+    return text, bad
+
+
 def test_view_says_a_picture_cannot_be_read_before_giving_an_address(
     media_dir, tiny_tflite_model, tmp_path
 ):
@@ -188,12 +199,7 @@ def test_view_says_a_picture_cannot_be_read_before_giving_an_address(
     (the file and why, exit 2) and no address (view printed the page's address, then failed;
     run --preview logged it, its outputs started). A folder whose first picture is unreadable
     still runs, its skip said once."""
-    text = tmp_path / "notimage.jpg"
-    text.write_text("hello, not a picture\n")
-    bad = tmp_path / "bad"
-    bad.mkdir()
-    (bad / "a.jpg").write_bytes(b"")
-    (bad / "b.png").write_text("nor this")
+    text, bad = unreadable_pictures(tmp_path)
     view = ("view", "--model", tiny_tflite_model, "--port", 0, "--no-browser")
     run = ("run", "--model", tiny_tflite_model, "--preview", 0)
     for source, words in (
@@ -430,12 +436,7 @@ def test_sources_and_outputs_that_cannot_work_fail_at_start(tiny_tflite_model, t
     """A photo that cannot be read, a folder of them, a file that is not there, and a stats
     file that could never be written: exit 2 at start with the file and why (the stats file
     used to fail with a traceback after the whole run)."""
-    text = tmp_path / "notes.jpg"
-    text.write_text("not a picture")
-    folder = tmp_path / "bad"
-    folder.mkdir()
-    (folder / "a.jpg").write_bytes(b"")
-    (folder / "b.png").write_text("nor this")
+    text, folder = unreadable_pictures(tmp_path)
     for source, words in (
         (text, f"{text}: cannot read this image (not an image, or corrupt)"),
         (folder, f"{folder}: none of its 2 images can be read"),
