@@ -19,8 +19,9 @@ def is_image(path: Path) -> bool:
 
 
 def read_image(path: Path) -> np.ndarray | None:
-    """An image file as OpenCV decodes it (any depth and channels), or None if unreadable,
-    corrupt or truncated."""
+    """An image file as OpenCV decodes it (any depth; gray or BGR, alpha dropped), turned
+    upright by its EXIF orientation tag as the device's photo reader turns it, or None if
+    unreadable, corrupt or truncated."""
     try:
         data = Path(path).read_bytes()
     except OSError:
@@ -29,4 +30,7 @@ def read_image(path: Path) -> np.ndarray | None:
     # would otherwise train as a half-grey face
     if not data or cut_short(data):
         return None
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    # not IMREAD_UNCHANGED: it ignores the orientation tag, and a phone photo stored
+    # sideways would train sideways (the alpha channel it keeps is dropped to gray anyway)
+    flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
+    return cv2.imdecode(np.frombuffer(data, np.uint8), flags)

@@ -251,6 +251,34 @@ def test_colour_and_odd_sized_images_are_converted(tmp_path):
     assert load_folder(tmp_path, size=64, progress=False).x.shape == (3, 64, 64, 1)
 
 
+def with_orientation_tag(jpeg: bytes, orientation: int) -> bytes:
+    """``jpeg`` with an EXIF segment holding only an orientation tag, as a phone writes it."""
+    tiff = b"MM\x00\x2a\x00\x00\x00\x08" + b"\x00\x01"  # big-endian, one IFD entry
+    tiff += b"\x01\x12\x00\x03\x00\x00\x00\x01" + bytes([0, orientation, 0, 0]) + bytes(4)
+    app1 = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1 + jpeg[2:]
+
+
+def test_a_phone_photo_is_turned_upright_by_its_orientation_tag(tmp_path):
+    """A phone stores a portrait photo sideways with orientation tag 6 ("turn 90 degrees
+    clockwise to view"). Training read the pixels as stored (IMREAD_UNCHANGED ignores the
+    tag) while the device's photo reader turns them upright: the user's faces trained
+    sideways. Now both read them upright."""
+    from deepfer.edge.capture.imagefile import load_image
+
+    upright = np.tile(np.linspace(0, 250, 96, dtype=np.uint8)[:, None], (1, 96))  # dark top
+    upright = cv2.cvtColor(upright, cv2.COLOR_GRAY2BGR)
+    stored = np.ascontiguousarray(np.rot90(upright))  # as the sensor wrote it
+    jpeg = cv2.imencode(".jpg", stored, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+    d = tmp_path / "happy"
+    d.mkdir()
+    (d / "IMG_0001.JPG").write_bytes(with_orientation_tag(jpeg, 6))
+    ds = load_folder(tmp_path, progress=False)
+    face = ds.x[0, ..., 0].astype(int)
+    np.testing.assert_array_equal(face, prepare_face(load_image(d / "IMG_0001.JPG")))
+    assert np.abs(face - prepare_face(upright)).max() <= 3  # (JPEG)
+
+
 def test_corrupt_files_are_skipped_and_counted_in_one_warning(tmp_path, caplog):
     write_class_images(tmp_path, {"angry": 0, "fear": 2}, n=3, ext=".jpg")
     (tmp_path / "angry" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
