@@ -59,14 +59,27 @@ def _class_folders(split_dir: Path) -> list[tuple[Path, int]]:
     pairs = []
     unknown = []
     for sub in sorted(p for p in split_dir.iterdir() if p.is_dir() and not is_hidden(p)):
-        label = FOLDER_ALIASES.get(sub.name.lower())
+        label = FOLDER_ALIASES.get(sub.name.strip().lower())  # ("neutral ": a typed space)
         if label is None:
-            unknown.append(sub.name)
+            n = sum(1 for p in sub.iterdir() if is_image(p) and not is_hidden(p))
+            unknown.append(f"{sub.name!r} ({n} image{'' if n == 1 else 's'})")
             continue
         pairs.append((sub, LABELS.index(label)))
     if unknown:
         log.warning(
-            "%s: ignoring folders that are not DeepFER classes: %s", split_dir, ", ".join(unknown)
+            "%s: ignoring folders that are not DeepFER classes (%s): %s",
+            split_dir,
+            ", ".join(LABELS),
+            ", ".join(unknown),
+        )
+    renamed = [f"{sub.name!r} -> {LABELS[i]}" for sub, i in pairs if sub.name != LABELS[i]]
+    missing = [label for i, label in enumerate(LABELS) if i not in {i for _, i in pairs}]
+    if pairs and (renamed or missing):
+        log.info(
+            "%s: class folders read as %s%s",
+            split_dir,
+            ", ".join(renamed) if renamed else "named",
+            f"; no folder for {', '.join(missing)}" if missing else "",
         )
     by_label: dict[int, list[str]] = {}
     for sub, index in pairs:
@@ -220,7 +233,7 @@ def load_fer2013(
     if not any(split_dirs.values()) and csv_file.is_file():
         return load_fer2013(csv_file, splits, size, progress)
     if not any(split_dirs.values()):
-        if any(FOLDER_ALIASES.get(p.name.lower()) for p in source.iterdir() if p.is_dir()):
+        if any(FOLDER_ALIASES.get(p.name.strip().lower()) for p in source.iterdir() if p.is_dir()):
             return {"train": load_folder(source, size, progress)}
         raise DataError(f"{source}: found neither fer2013.csv nor train/ test/ validation/ folders")
     out = {}

@@ -183,7 +183,34 @@ def test_unknown_class_folders_are_ignored_with_a_warning(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         ds = load_folder(tmp_path, progress=False)
     assert len(ds) == 2 and set(ds.y) == {3}
-    assert "contempt" in caplog.text
+    assert (
+        "not DeepFER classes (angry, disgust, fear, happy, neutral, sad, surprise): "
+        "'contempt' (2 images)"
+    ) in caplog.text
+
+
+def test_a_users_folder_names_are_matched_and_the_mapping_is_said(tmp_path, caplog):
+    """A user's own folders: a name typed with a trailing space ("neutral ") was ignored as
+    "not a DeepFER class" (the warning's "neutral" looked like a class name), and how the
+    other names were read (anger -> angry) was never said. Now the space is forgiven and
+    the mapping, and the classes without a folder, are said in one line."""
+    folders = {"Happy": 3, "anger": 0, "neutral ": 4, "Surprised": 6, "sad": 5}
+    write_class_images(tmp_path, folders, n=2)
+    with caplog.at_level(logging.INFO, logger="deepfer.data.fer2013"):
+        splits = load_fer2013(tmp_path, progress=False)
+    check_labels(splits["train"])
+    assert splits["train"].class_counts()["neutral"] == 2
+    assert caplog.text.count("\n") == 1, caplog.text
+    assert (
+        "class folders read as 'Happy' -> happy, 'Surprised' -> surprise, 'anger' -> angry, "
+        "'neutral ' -> neutral; no folder for disgust, fear"
+    ) in caplog.text
+    # FER2013's own folders: nothing to say
+    caplog.clear()
+    write_class_images(tmp_path / "fer", {label: i for i, label in enumerate(LABELS)}, n=1)
+    with caplog.at_level(logging.INFO, logger="deepfer.data.fer2013"):
+        load_folder(tmp_path / "fer", progress=False)
+    assert caplog.text == ""
 
 
 def test_images_in_sub_folders_and_two_folders_of_one_class_are_said(tmp_path, caplog):
