@@ -322,8 +322,9 @@ class RunFolder:
         when ``model_path`` is the model it saved)."""
         config = read_json_object(self.config_file)
         summary = self.read_summary()
-        data = str(config["data"])
-        text = f"FER2013 training split from {Path(data).name} ({data})"
+        data, own = str(config["data"]), summary.get("data_layout") == "class folders"
+        text = f"{'the class folders of' if own else 'FER2013 training split from'} "
+        text += f"{Path(data).name} ({data})"
         if config.get("max_per_class"):
             text += f", capped at {config['max_per_class']} faces per class"
         if summary.get("train_faces"):
@@ -331,6 +332,8 @@ class RunFolder:
                 f": {summary['train_faces']:,} training faces, "
                 f"{summary.get('val_faces', 0):,} held out for validation"
             )
+        if none := [c for c, n in (summary.get("train_classes") or {}).items() if not n]:
+            text += f"; no faces of {', '.join(none)}"
         training = {
             "run_folder": str(self.path),
             "model": config.get("model"),
@@ -338,9 +341,11 @@ class RunFolder:
             "best_epoch": summary.get("best_epoch"),
             "val_accuracy": summary.get("val_accuracy"),
             "seed": config.get("seed"),
+            "train_faces_per_class": summary.get("train_classes"),
         }
         if config.get("finetune"):
             training["finetuned_from"] = str(config["finetune"])
+            text = f"{Path(config['finetune']).name} fine-tuned on {text}"
         if config.get("teacher"):
             training["distilled_from"] = _teacher_info(config)
             text += f"; distilled from {Path(config['teacher']).name}"

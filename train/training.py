@@ -22,7 +22,7 @@ import numpy as np
 
 from deepfer.data.dataset import DataError, FaceDataset, format_counts
 from deepfer.data.fer2013 import load_fer2013
-from deepfer.data.splits import cap_per_class, class_weights, stratified_split
+from deepfer.data.splits import cap_per_class, class_weights, is_class_folder, stratified_split
 from deepfer.edge.labels import LABELS, NUM_CLASSES
 from deepfer.evaluate.keras_model import with_dtype_policy
 from deepfer.train.augment import make_augmenter, make_batch_augment
@@ -206,7 +206,9 @@ def finish(cfg: TrainConfig, run: RunFolder, data: dict[str, FaceDataset], secon
         "labels": list(LABELS),
         "input_size": cfg.input_size,
         "data": str(cfg.data),
+        "data_layout": "class folders" if is_class_folder(cfg.data) else "splits",
         "train_faces": len(train_ds),
+        "train_classes": train_ds.class_counts(),
         "val_faces": len(val_ds),
         "epochs_run": len(history.get("loss", [])),
         "best_epoch": best_epoch,

@@ -68,6 +68,25 @@ def test_containing_and_training_info(run):
     assert training["best_epoch"] == 7 and "averaged_epochs" not in training
 
 
+def test_training_info_of_a_finetune_on_a_users_own_folder(run):
+    """A model fine-tuned on a user's class folders was described in its sidecar as trained
+    on the "FER2013 training split" of that folder, without the model it started from or
+    the classes the folder had no faces of."""
+    run.write_config({"data": "/home/me/my_faces", "model": "deepfer-vgg",
+                      "finetune": "/m/deepfer-vgg.keras"})  # fmt: skip
+    per_class = {"angry": 54, "disgust": 0, "fear": 0, "happy": 54, "neutral": 54, "sad": 54,
+                 "surprise": 54}  # fmt: skip
+    run.write_summary({"data_layout": "class folders", "train_faces": 270, "val_faces": 30,
+                       "train_classes": per_class})  # fmt: skip
+    text, training = run.training_info(run.path / "deepfer-vgg-finetuned.keras")
+    assert text == (
+        "deepfer-vgg.keras fine-tuned on the class folders of my_faces (/home/me/my_faces): "
+        "270 training faces, 30 held out for validation; no faces of disgust, fear"
+    )
+    assert training["finetuned_from"] == "/m/deepfer-vgg.keras"
+    assert training["train_faces_per_class"] == per_class
+
+
 def test_mend_history_adds_the_learning_rate_and_drops_rows_past_the_checkpoint(run):
     run.history_csv.write_text("epoch,accuracy,loss\n0,0.1,2.0\n1,0.2,1.5\n2,0.3,1.2\n")
     run.mend_history(2, lambda epoch: 0.5 / (epoch + 1))

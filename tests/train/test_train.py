@@ -104,6 +104,7 @@ def test_train_writes_the_run_folder(one_epoch_run, tiny_fer, capsys):
     # the tiny set has 24 faces a class: 10% of each (2) held out for validation, stratified
     assert summary["train_faces"] == 7 * 22 and summary["val_faces"] == 7 * 2
     assert summary["epochs_run"] == 1 and summary["parameters"] > 0
+    assert summary["data_layout"] == "splits" and summary["train_classes"]["fear"] == 22
     config = json.loads((run / "config.json").read_text())
     assert config["class_weight"] is True and config["seed"] == 7
 
@@ -165,6 +166,17 @@ def test_finetune_on_a_labelled_folder(one_epoch_run, tiny_fer, tmp_path):
     assert (run / "deepfer-edge-finetuned.h5").is_file()
     summary = json.loads((run / "summary.json").read_text())
     assert summary["train_faces"] + summary["val_faces"] == 42
+    assert summary["data_layout"] == "class folders"
+    # what convert writes in the sidecar: the user's folder and the model it started from,
+    # not "FER2013 training split"
+    from deepfer.train.run_folder import RunFolder
+
+    text, training = RunFolder(run).training_info(run / "deepfer-edge-finetuned.keras")
+    assert text.startswith(
+        f"deepfer-edge.keras fine-tuned on the class folders of test ({tiny_fer / 'test'})"
+    )
+    assert training["finetuned_from"] == str(base)
+    assert sum(training["train_faces_per_class"].values()) == summary["train_faces"]
 
 
 def test_split_seed_keeps_the_validation_slice_when_the_seed_changes(tiny_fer):
