@@ -19,6 +19,7 @@ from deepfer.data.fer2013 import load_fer2013
 from deepfer.data.sampling import (
     DEFAULT_HELD_OUT_SLICE,
     DEFAULT_SEED,
+    CalibrationError,
     CalibrationSet,
     HeldOutSet,
     held_out_set,
@@ -98,7 +99,14 @@ def check_set(
         ds, note = _exact_sample(ds, cap, f"--check-data {source}", seed)
         return HeldOutSet(ds, str(source), split, note)
     # the calibration data's own held-out faces; no cap here, the exact one below
-    held = held_out_set(splits, calibration_dir, calib, sys.maxsize)
+    try:
+        held = held_out_set(splits, calibration_dir, calib, sys.maxsize)
+    except CalibrationError as exc:  # e.g. a user's one folder of faces, smaller than asked
+        raise ConvertError(
+            f"{exc}: calibration took all {len(calib)} faces of its {calib.split} split and it "
+            "has no test split; give held-out faces with --check-data FOLDER, a smaller "
+            "--calibration-size, or --no-check"
+        ) from None
     limit = check_size or (0 if held.split == "test" else DEFAULT_HELD_OUT_SLICE)
     ds, note = _exact_sample(held.data, limit, f"the held-out faces of {calibration_dir}", seed)
     if note:

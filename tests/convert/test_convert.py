@@ -294,6 +294,30 @@ def test_few_calibration_faces_warn_and_a_folder_out_takes_the_model_name(
     assert "top-1 agreement (at least 90%)" in captured.out
 
 
+def test_a_users_one_folder_used_up_by_calibration_says_what_to_do(
+    tmp_path, tiny_keras_model, tiny_fer, capsys
+):
+    """A user converts with their own class folder as --calibration-data: it holds fewer
+    faces than --calibration-size, so calibration takes them all and none are left for the
+    int8-vs-float check. The error said only 'no faces left for the held-out check'."""
+    import shutil
+
+    mine = tmp_path / "my_faces"
+    for label in ("happy", "sad"):
+        (mine / label).mkdir(parents=True)
+        for src in sorted((tiny_fer / "train" / label).iterdir())[:3]:
+            shutil.copy(src, mine / label / src.name)
+    out = tmp_path / "m"
+    code, err = _convert(capsys, tiny_keras_model, "--calibration-data", mine, "--out", out)
+    assert code == 2
+    assert err.strip() == (
+        f"deepfer convert: error: {mine}: no faces left for the held-out check: calibration "
+        "took all 6 faces of its train split and it has no test split; give held-out faces "
+        "with --check-data FOLDER, a smaller --calibration-size, or --no-check"
+    )
+    assert not list(tmp_path.glob("m_*"))
+
+
 def test_int8_that_disagrees_with_float_fails_the_check(
     tmp_path, tiny_keras_model, tiny_fer, capsys, monkeypatch
 ):
