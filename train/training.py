@@ -218,6 +218,9 @@ def finish(cfg: TrainConfig, run: RunFolder, data: dict[str, FaceDataset], secon
         "h5": str(h5_path),
     }
     run.write_summary(summary)
+    next_data = cfg.data  # its test split; a class folder is all trained on or validated on
+    if summary["data_layout"] == "class folders":
+        next_data = f"HELD_OUT_FACES/  (class folders of faces not in {cfg.data})"
     print(
         f"\ndone in {seconds / 60:.1f} min: {summary['epochs_run']} epoch(s), best epoch "
         f"{best_epoch}, validation accuracy {val_acc:.2%} ({len(val_ds):,} faces)\n"
@@ -225,7 +228,7 @@ def finish(cfg: TrainConfig, run: RunFolder, data: dict[str, FaceDataset], secon
         f"  {keras_path.name}, {h5_path.name}  best model (Keras, legacy HDF5)\n"
         "  history.csv, history.json, training_curves.png, class_distribution.png, summary.json\n"
         "  checkpoints/last.keras  to go on with --resume\n"
-        f"next: deepfer evaluate {keras_path} --data {cfg.data}",
+        f"next: deepfer evaluate {keras_path} --data {next_data}",
         flush=True,
     )
     return summary

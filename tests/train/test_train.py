@@ -156,12 +156,19 @@ def test_resume_mends_a_history_without_the_learning_rate_column(one_epoch_run, 
 
 
 @pytest.mark.slow
-def test_finetune_on_a_labelled_folder(one_epoch_run, tiny_fer, tmp_path):
+def test_finetune_on_a_labelled_folder(one_epoch_run, tiny_fer, tmp_path, capsys):
     """`deepfer train --finetune X.keras --data FOLDER`, FOLDER holding <class>/ images."""
     run = tmp_path / "ft"
     base = one_epoch_run / "deepfer-edge.keras"
     argv = ["train", "--finetune", str(base), "--data", str(tiny_fer / "test"), "--out", str(run)]
+    capsys.readouterr()
     assert main([*argv, "--epochs", "1", "--lr", "1e-4", *TINY]) == 0
+    # the next step is not to evaluate on the faces just trained on (as it was suggested)
+    said = capsys.readouterr().out
+    assert (
+        f"next: deepfer evaluate {run / 'deepfer-edge-finetuned.keras'} --data HELD_OUT_FACES/ "
+        f" (class folders of faces not in {tiny_fer / 'test'})" in said
+    )
     assert (run / "deepfer-edge-finetuned.keras").is_file()
     assert (run / "deepfer-edge-finetuned.h5").is_file()
     summary = json.loads((run / "summary.json").read_text())
