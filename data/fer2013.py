@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import logging
 import sys
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from deepfer.data.splits import (
     has_split_folders,
     split_name,
 )
-from deepfer.edge.capture.imagefile import is_hidden
+from deepfer.edge.capture.imagefile import is_hidden, unreadable_photo
 from deepfer.edge.labels import FER2013_CSV_IDS, FOLDER_ALIASES, LABELS
 from deepfer.edge.preprocess import DEFAULT_SIZE, prepare_face
 
@@ -108,8 +109,12 @@ def load_folder(
         raise DataError(f"{split_dir}: not a folder")
     files: list[tuple[Path, int]] = []
     nested: list[Path] = []  # images one level down or deeper: not loaded, but said
+    others: list[Path] = []  # files of other kinds (an iPhone's .HEIC): not loaded, but said
     for sub, index in _class_folders(split_dir):
         files += [(p, index) for p in sorted(sub.iterdir()) if is_image(p) and not is_hidden(p)]
+        others += [
+            p for p in sorted(sub.iterdir()) if p.is_file() and not is_image(p) and not is_hidden(p)
+        ]
         nested += [
             p
             for p in sorted(sub.rglob("*"))
@@ -125,6 +130,18 @@ def load_folder(
             len(nested),
             ", ".join(folders[:3]),
             ", ..." if len(folders) > 3 else "",
+        )
+    if others:
+        kinds = Counter(p.suffix.lower() or "no suffix" for p in others)
+        hints = sorted({why for p in others if (why := unreadable_photo(p))})
+        log.warning(
+            "%s: %d file(s) in the class folders are not loaded (not an image format DeepFER "
+            "reads): %s%s%s",
+            split_dir,
+            len(others),
+            ", ".join(f"{n} {ext}" for ext, n in kinds.most_common()),
+            f" (e.g. {others[0].relative_to(split_dir)})",
+            "".join(f"; {hint}" for hint in hints),
         )
     if not files and labels_required:
         raise DataError(f"{split_dir}: the class folders hold no images")

@@ -310,7 +310,7 @@ def test_corrupt_files_are_skipped_and_counted_in_one_warning(tmp_path, caplog):
     write_class_images(tmp_path, {"angry": 0, "fear": 2}, n=3, ext=".jpg")
     (tmp_path / "angry" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (tmp_path / "fear" / "empty.png").write_bytes(b"")
-    (tmp_path / "fear" / "notes.txt").write_text("not an image, not counted")
+    (tmp_path / "fear" / "notes.txt").write_text("not an image: not loaded, not counted")
     # cut short: OpenCV would decode these anyway, grey below the cut
     face = (np.arange(48 * 48).reshape(48, 48) % 251).astype(np.uint8)
     for ext in (".jpg", ".png"):
@@ -319,9 +319,29 @@ def test_corrupt_files_are_skipped_and_counted_in_one_warning(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="deepfer.data.fer2013"):
         ds = load_folder(tmp_path, progress=False)
     assert len(ds) == 6 and ds.skipped == 4
-    warnings = [r for r in caplog.records if "skipped" in r.getMessage()]
+    warnings = [r for r in caplog.records if r.getMessage().startswith(f"{tmp_path}: skipped")]
     assert len(warnings) == 1
     assert "skipped 4 unreadable or corrupt image(s)" in warnings[0].getMessage()
+
+
+def test_files_in_class_folders_that_are_not_read_are_said(tmp_path, caplog):
+    """An iPhone's photos are .HEIC, which OpenCV cannot decode: they were passed over
+    without a word, as was a GIF, so a user's class lost faces silently. Now one warning
+    names what was not loaded and, for HEIC, what to do."""
+    write_class_images(tmp_path, {"happy": 3, "sad": 5}, n=2)
+    for name in ("IMG_0002.HEIC", "IMG_0003.heic", "smile.gif"):
+        (tmp_path / "happy" / name).write_bytes(b"\x00\x00\x00\x18ftypheic")
+    (tmp_path / "sad" / "notes.txt").write_text("labelled by me")
+    with caplog.at_level(logging.WARNING, logger="deepfer.data.fer2013"):
+        ds = load_folder(tmp_path, progress=False)
+    assert len(ds) == 4 and len(caplog.records) == 1
+    assert caplog.records[0].getMessage() == (
+        f"{tmp_path}: 4 file(s) in the class folders are not loaded (not an image format "
+        "DeepFER reads): 2 .heic, 1 .gif, 1 .txt (e.g. happy/IMG_0002.HEIC); HEIC/HEIF photos "
+        "(an iPhone's default) cannot be read by OpenCV: convert them to JPEG first (e.g. "
+        "`heif-convert photo.heic photo.jpg` from libheif), or set the phone's camera to Most "
+        "Compatible"
+    )
 
 
 def test_folder_errors_are_clear(tmp_path):
