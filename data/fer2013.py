@@ -56,6 +56,10 @@ def _progress(items: Iterable, total: int, desc: str, enabled: bool) -> Iterator
     yield from tqdm(items, total=total, desc=desc, unit="img", leave=False, file=sys.stderr)
 
 
+def _is_class(folder_name: str) -> bool:
+    return folder_name.strip().lower() in FOLDER_ALIASES
+
+
 def _class_folders(split_dir: Path) -> list[tuple[Path, int]]:
     pairs = []
     unknown = []
@@ -250,9 +254,18 @@ def load_fer2013(
     if not any(split_dirs.values()) and csv_file.is_file():
         return load_fer2013(csv_file, splits, size, progress)
     if not any(split_dirs.values()):
-        if any(FOLDER_ALIASES.get(p.name.strip().lower()) for p in source.iterdir() if p.is_dir()):
+        if any(_is_class(p.name) for p in source.iterdir() if p.is_dir()):
             return {"train": load_folder(source, size, progress)}
         raise DataError(f"{source}: found neither fer2013.csv nor train/ test/ validation/ folders")
+    beside = [p.name for p in sorted(source.iterdir()) if p.is_dir() and _is_class(p.name)]
+    if beside:  # e.g. a user's held-out faces put in my_faces/test/ beside the class folders
+        log.warning(
+            "%s: the class folders %s are not read: beside split folders (%s) only those are; "
+            "move them into one (train/ for training)",
+            source,
+            ", ".join(repr(name) for name in beside),
+            ", ".join(f"{d.name}/" for d in split_dirs.values() if d is not None),
+        )
     out = {}
     for split in splits:
         folder = split_dirs.get(split)

@@ -246,6 +246,21 @@ def test_hidden_files_and_folders_are_passed_over(tmp_path, caplog):
     assert caplog.text == ""
 
 
+def test_class_folders_beside_split_folders_are_said_not_read(tmp_path, caplog):
+    """A user puts held-out faces in my_faces/test/ beside the class folders: the folder is
+    then a split layout and its class folders were left out without a word (deepfer train
+    then said only 'no training split found')."""
+    write_class_images(tmp_path, {"Happy": 3, "sad": 5}, n=2)
+    write_class_images(tmp_path / "test", {"happy": 3}, n=1)
+    with caplog.at_level(logging.WARNING, logger="deepfer.data.fer2013"):
+        splits = load_fer2013(tmp_path, ("train", "test"), progress=False)
+    assert list(splits) == ["test"]
+    assert caplog.records[0].getMessage() == (
+        f"{tmp_path}: the class folders 'Happy', 'sad' are not read: beside split folders "
+        "(test/) only those are; move them into one (train/ for training)"
+    )
+
+
 def test_a_binary_file_given_as_csv_is_named(tmp_path):
     bad = tmp_path / "fer2013.csv"
     bad.write_bytes(bytes(range(256)) * 8)
