@@ -256,7 +256,11 @@ def load_fer2013(
     if not any(split_dirs.values()):
         if any(_is_class(p.name) for p in source.iterdir() if p.is_dir()):
             return {"train": load_folder(source, size, progress)}
-        raise DataError(f"{source}: found neither fer2013.csv nor train/ test/ validation/ folders")
+        why = f"{source}: found neither fer2013.csv nor train/ test/ validation/ folders"
+        why += f" nor class folders ({', '.join(f'{c}/' for c in LABELS)})"
+        if any(is_image(p) for p in source.iterdir()):  # one class's folder: give its parent
+            why += f"; it holds images itself: give the folder above it, {source.parent}"
+        raise DataError(why)
     beside = [p.name for p in sorted(source.iterdir()) if p.is_dir() and _is_class(p.name)]
     if beside:  # e.g. a user's held-out faces put in my_faces/test/ beside the class folders
         log.warning(

@@ -367,6 +367,16 @@ def test_folder_errors_are_clear(tmp_path):
         load_folder(tmp_path, progress=False)
     with pytest.raises(DataError, match="neither fer2013.csv nor"):
         load_fer2013(tmp_path, progress=False)
+    # one class's folder given instead of the folder of class folders
+    mine = tmp_path / "my_faces"
+    write_class_images(mine, {"Happy": 3}, n=1)
+    with pytest.raises(DataError) as exc:
+        load_fer2013(mine / "Happy", progress=False)
+    assert str(exc.value) == (
+        f"{mine / 'Happy'}: found neither fer2013.csv nor train/ test/ validation/ folders "
+        "nor class folders (angry/, disgust/, fear/, happy/, neutral/, sad/, surprise/); it "
+        f"holds images itself: give the folder above it, {mine}"
+    )
     (tmp_path / "happy").mkdir()
     (tmp_path / "happy" / "x.jpg").write_bytes(b"junk")
     with pytest.raises(DataError, match="none of the 1 images could be read"):
