@@ -342,9 +342,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from deepfer.edge.daemon import Daemon
     from deepfer.edge.errors import DeepFERError
 
-    source = _make_source(config)
-    _check_first_picture(source)  # before the outputs start (the preview's address, MQTT)
-    with Daemon(config, source=source) as daemon:  # a setup error ends here, exit 2
+    with Daemon(config, source=_make_source(config)) as daemon:  # a setup error ends here, exit 2
         try:
             daemon.run()
         except DeepFERError as exc:  # the source failed mid-run: the run happened, exit 1
@@ -392,8 +390,7 @@ def cmd_view(args: argparse.Namespace) -> int:
     from deepfer.edge.outputs.preview.server import HeldOpen, PreviewServer
 
     classifier = load_classifier(config.model)
-    source = _make_source(config)
-    _check_first_picture(source)  # before the page's address is given
+    source = _make_source(config)  # (a source that cannot open fails before any address)
     preview = PreviewServer(
         config.preview.host,
         config.preview.port,
@@ -438,21 +435,15 @@ def cmd_view(args: argparse.Namespace) -> int:
 def _make_source(config):
     """``source.uri`` as the daemon would make it; a folder's files that ``deepfer detect
     FOLDER`` would take and this source passes over (its videos) are named once, in a
-    warning, rather than left out unsaid. A file whose container says it holds no video (an
-    MP4 of audio alone) is a SourceError saying so here, before any output starts (the
-    source's own ``open`` says the same to ``deepfer detect``)."""
-    from deepfer.edge.capture.inputs import no_video_stream
-    from deepfer.edge.capture.sources import ImageFolderSource, OpenCVSource, make_source
-    from deepfer.edge.errors import SourceError
+    warning, rather than left out unsaid. (A source that cannot be opened, a picture that
+    cannot be read, an MP4 of audio alone, fails when the daemon opens it, before any output
+    starts.)"""
+    from deepfer.edge.capture.sources import ImageFolderSource, make_source
 
     source = make_source(config.source.uri, config.source)
     inner = getattr(source, "inner", source)  # (turned by source.rotate)
     if isinstance(inner, ImageFolderSource):
         _say_passed_over(inner)
-    elif isinstance(inner, OpenCVSource) and not inner.live and isinstance(inner.target, str):
-        why = no_video_stream(inner.target)
-        if why:
-            raise SourceError(f"{inner.name}: {why}: no pictures to look for faces in")
     return source
 
 
@@ -473,41 +464,6 @@ def _say_passed_over(source, shown: int = 5) -> None:
         source.name,
         names,
     )
-
-
-def _check_first_picture(source) -> None:
-    """A photo, or a folder of photos, that cannot be read fails here (SourceError, naming the
-    file and why), not after the outputs have started (``deepfer view``'s page address, a
-    broker told the device is online); the source is opened again by the run. A folder's warnings about pictures it skips are kept back unless
-    none can be read (the run gives them again)."""
-    if not source.stills:
-        return
-    held = _HeldBack()
-    sources_log = logging.getLogger("deepfer.edge.capture.sources")
-    sources_log.addFilter(held)
-    try:
-        source.open()
-        source.read()
-    except Exception:
-        sources_log.removeFilter(held)
-        for record in held.records:
-            sources_log.handle(record)
-        raise
-    finally:
-        sources_log.removeFilter(held)
-        source.close()
-
-
-class _HeldBack(logging.Filter):
-    """Keeps a logger's records instead of letting them out."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        self.records.append(record)
-        return False
 
 
 def _wait_for_stop() -> None:

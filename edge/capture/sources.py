@@ -192,7 +192,8 @@ class OpenCVSource(Source):
 
 class PhotoSource(Source):
     """One picture file (a photo, or a file of one picture: :mod:`.inputs`): one frame a
-    pass. A picture that cannot be read ends the run (SourceError, naming the file and why)."""
+    pass. The picture is read when the source opens, so one that cannot be read fails there
+    (SourceError, naming the file and why), before any output starts."""
 
     stills = True
 
@@ -200,19 +201,17 @@ class PhotoSource(Source):
         self.path = Path(path)
         self.name = str(path)
         self.fps = fps or None
-        self._read = False
+        self._frame: Frame | None = None
 
     def open(self) -> None:
-        self._read = False
-
-    def read(self) -> Frame | None:
-        if self._read:
-            return None
-        self._read = True
         try:
-            return frame_from_image(read_picture(self.path))
+            self._frame = frame_from_image(read_picture(self.path))
         except InputError as exc:
             raise SourceError(str(exc)) from None
+
+    def read(self) -> Frame | None:
+        frame, self._frame = self._frame, None
+        return frame
 
 
 class ImageFolderSource(Source):
@@ -229,7 +228,7 @@ class ImageFolderSource(Source):
         self.name = name
         self.fps = fps or None
         self._next = 0
-        self._read_any = False
+        self._first: Frame | None = None
 
     @classmethod
     def from_folder(cls, folder: Path, fps: float = 0.0) -> ImageFolderSource:
@@ -248,22 +247,25 @@ class ImageFolderSource(Source):
         return cls(paths, str(folder), fps)
 
     def open(self) -> None:
+        """Reads on to the first picture that can be read, so that a folder none of whose
+        pictures can be read fails here (SourceError), before any output starts."""
         self._next = 0
-        self._read_any = False
+        self._first = self._next_picture()
+        if self._first is None:
+            raise SourceError(f"{self.name}: none of its {len(self.paths)} images can be read")
 
     def read(self) -> Frame | None:
+        frame, self._first = self._first, None
+        return frame if frame is not None else self._next_picture()
+
+    def _next_picture(self) -> Frame | None:
         while self._next < len(self.paths):
             path = self.paths[self._next]
             self._next += 1
             try:
-                image = read_picture(path)
+                return frame_from_image(read_picture(path))
             except InputError as exc:
                 log.warning("%s; skipped", exc)
-                continue
-            self._read_any = True
-            return frame_from_image(image)
-        if not self._read_any:
-            raise SourceError(f"{self.name}: none of its {len(self.paths)} images can be read")
         return None
 
 
