@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from deepfer.convert.errors import ConvertError
-from deepfer.data.dataset import DataError
+from deepfer.data.dataset import LAYOUT_CLASSES, DataError
 from deepfer.data.fer2013 import load_fer2013
 from deepfer.data.sampling import (
     DEFAULT_HELD_OUT_SLICE,
@@ -24,7 +24,7 @@ from deepfer.data.sampling import (
     HeldOutSet,
     held_out_set,
 )
-from deepfer.data.splits import find_split_dir, has_split_folders
+from deepfer.data.splits import find_split_dir
 from deepfer.edge.labels import LABELS
 from deepfer.evaluate.metrics import evaluate_predictions
 from deepfer.evaluate.subset import classes_in, stratified_sample
@@ -92,8 +92,7 @@ def check_set(
         if split is None:
             raise ConvertError(f"--check-data {source}: no faces found in it")
         ds = found[split]
-        plain = source.is_dir() and not (source / "fer2013.csv").is_file()
-        if split == "train" and plain and not has_split_folders(source):
+        if ds.layout == LAYOUT_CLASSES:
             split = "all"  # one folder of <class>/ folders: all of it
         cap = check_size or (DEFAULT_HELD_OUT_SLICE if split == "train" else 0)  # 28k faces
         ds, note = _exact_sample(ds, cap, f"--check-data {source}", seed)

@@ -23,15 +23,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deepfer.data.dataset import DataError, FaceDataset
-from deepfer.data.images import is_image, read_image
-from deepfer.data.splits import (
-    CSV_USAGES,
-    SPLIT_FOLDERS,
-    find_split_dir,
-    has_split_folders,
-    split_name,
+from deepfer.data.dataset import (
+    LAYOUT_CLASSES,
+    LAYOUT_CSV,
+    LAYOUT_SPLITS,
+    DataError,
+    FaceDataset,
 )
+from deepfer.data.images import is_image, read_image
+from deepfer.data.splits import CSV_USAGES, SPLIT_FOLDERS, find_split_dir, split_name
 from deepfer.edge.capture.imagefile import is_hidden, unreadable_photo
 from deepfer.edge.labels import FER2013_CSV_IDS, FOLDER_ALIASES, LABELS
 from deepfer.edge.preprocess import DEFAULT_SIZE, prepare_face
@@ -223,7 +223,9 @@ def load_csv(
         xs.append(prepare_face(img, size))
         ys.append(LABELS.index(label))
     return {
-        split: FaceDataset(np.stack(xs)[..., None], np.asarray(ys, np.int64), split)
+        split: FaceDataset(
+            np.stack(xs)[..., None], np.asarray(ys, np.int64), split, layout=LAYOUT_CSV
+        )
         for split, (xs, ys) in parts.items()
     }
 
@@ -239,7 +241,8 @@ def load_fer2013(
     Split names: ``train``, ``val``, ``test`` (PublicTest) and ``private_test``
     (PrivateTest). Returns the splits that exist among ``splits``. A folder
     that is itself a class layout (``<dir>/<class>/``) is returned as
-    ``{"train": ...}``.
+    ``{"train": ...}`` whatever ``splits`` asks. Each dataset's ``layout`` says which of
+    these was read (:data:`~deepfer.data.dataset.LAYOUT_CLASSES`, ``LAYOUT_SPLITS``, ``LAYOUT_CSV``).
     """
     source = Path(source)
     if source.is_file():
@@ -255,7 +258,9 @@ def load_fer2013(
         return load_fer2013(csv_file, splits, size, progress)
     if not any(split_dirs.values()):
         if any(_is_class(p.name) for p in source.iterdir() if p.is_dir()):
-            return {"train": load_folder(source, size, progress)}
+            ds = load_folder(source, size, progress)
+            ds.layout = LAYOUT_CLASSES
+            return {"train": ds}
         why = f"{source}: found neither fer2013.csv nor train/ test/ validation/ folders"
         why += f" nor class folders ({', '.join(f'{c}/' for c in LABELS)})"
         if any(is_image(p) for p in source.iterdir()):  # one class's folder: give its parent
@@ -275,6 +280,7 @@ def load_fer2013(
         folder = split_dirs.get(split)
         if folder is not None:
             out[split] = load_folder(folder, size, progress)
+            out[split].layout = LAYOUT_SPLITS
     return out
 
 
@@ -294,10 +300,10 @@ def load_split(
     if name is None:
         raise DataError(f"--split {split!r}: choose one of train, val, test, private_test")
     splits = load_fer2013(source, (name,), size=size[0], progress=progress)
+    if "train" in splits and splits["train"].layout == LAYOUT_CLASSES:
+        return splits["train"], "all"  # a plain <class>/ folder, --split train or not
     if name in splits:
         return splits[name], name
-    if set(splits) == {"train"} and not has_split_folders(source):
-        return splits["train"], "all"  # a plain <class>/ folder
     raise DataError(
         f"{source}: no {name!r} split found (splits are train/, test/, validation/, "
         "private_test/ folders or the fer2013.csv Usage column)"

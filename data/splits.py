@@ -40,21 +40,6 @@ def find_split_dir(root: Path, split: str) -> Path | None:
     return None
 
 
-def has_split_folders(source: str | Path) -> bool:
-    """True for a CSV file or a folder with at least one split folder in it."""
-    source = Path(source)
-    return source.is_file() or any(find_split_dir(source, s) for s in SPLIT_FOLDERS)
-
-
-def is_class_folder(source: str | Path) -> bool:
-    """A folder of class folders alone (no split folders, no fer2013.csv): one labelled set,
-    such as a user's own faces for fine-tuning, which loads as ``train`` whole."""
-    source = Path(source)
-    return (
-        source.is_dir() and not has_split_folders(source) and not (source / "fer2013.csv").is_file()
-    )
-
-
 def stratified_split(
     y: np.ndarray, fraction: float, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfer.data.dataset import DataError, FaceDataset, format_counts
+from deepfer.data.dataset import LAYOUT_CLASSES, DataError, FaceDataset, format_counts
 from deepfer.data.fer2013 import load_fer2013
-from deepfer.data.splits import cap_per_class, class_weights, is_class_folder, stratified_split
+from deepfer.data.splits import cap_per_class, class_weights, stratified_split
 from deepfer.edge.labels import LABELS, NUM_CLASSES
 from deepfer.evaluate.keras_model import with_dtype_policy
 from deepfer.train.augment import make_augmenter, make_batch_augment
@@ -206,7 +206,7 @@ def finish(cfg: TrainConfig, run: RunFolder, data: dict[str, FaceDataset], secon
         "labels": list(LABELS),
         "input_size": cfg.input_size,
         "data": str(cfg.data),
-        "data_layout": "class folders" if is_class_folder(cfg.data) else "splits",
+        "data_layout": "class folders" if train_ds.layout == LAYOUT_CLASSES else "splits",
         "train_faces": len(train_ds),
         "train_classes": train_ds.class_counts(),
         "val_faces": len(val_ds),

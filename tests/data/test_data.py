@@ -9,8 +9,14 @@ import cv2
 import numpy as np
 import pytest
 
-from deepfer.data.dataset import DataError, format_counts
-from deepfer.data.fer2013 import load_csv, load_fer2013, load_folder
+from deepfer.data.dataset import (
+    LAYOUT_CLASSES,
+    LAYOUT_CSV,
+    LAYOUT_SPLITS,
+    DataError,
+    format_counts,
+)
+from deepfer.data.fer2013 import load_csv, load_fer2013, load_folder, load_split
 from deepfer.data.splits import class_weights, stratified_split
 from deepfer.edge.labels import FER2013_CSV_IDS, LABELS
 from deepfer.edge.preprocess import prepare_face
@@ -272,6 +278,29 @@ def test_plain_class_folder_loads_as_train(tmp_path):
     write_class_images(tmp_path, {"sad": 5, "happy": 3}, n=2)
     splits = load_fer2013(tmp_path, progress=False)
     assert list(splits) == ["train"] and len(splits["train"]) == 4
+
+
+def test_the_layout_read_is_returned_with_the_faces(tmp_path):
+    """The loader says which layout it read, so that training, evaluation and conversion
+    need not judge the folder again (a folder of class folders is one labelled set)."""
+    mine = tmp_path / "mine"
+    write_class_images(mine, {"Happy": 3, "neutral ": 4}, n=3)
+    ds = load_fer2013(mine, progress=False)["train"]
+    assert ds.layout == LAYOUT_CLASSES
+    assert ds.subset(np.arange(2)).layout == LAYOUT_CLASSES  # a validation slice keeps it
+    for split in ("test", "train"):  # all of it, named so, whatever --split says
+        faces, name = load_split(mine, split, (48, 48), progress=False)
+        assert (name, len(faces), faces.layout) == ("all", 6, LAYOUT_CLASSES)
+    fer = tmp_path / "fer"
+    write_class_images(fer / "train", {"sad": 5}, n=2)
+    write_class_images(fer / "test", {"sad": 5}, n=1)
+    assert {k: v.layout for k, v in load_fer2013(fer, progress=False).items()} == {
+        "train": LAYOUT_SPLITS,
+        "test": LAYOUT_SPLITS,
+    }
+    assert load_split(fer, "train", (48, 48), progress=False)[1] == "train"
+    csv_file = write_csv(tmp_path / "fer2013.csv", [(3, pixels_text(face_of(30)), "Training")])
+    assert load_fer2013(csv_file, progress=False)["train"].layout == LAYOUT_CSV
 
 
 def test_colour_and_odd_sized_images_are_converted(tmp_path):
