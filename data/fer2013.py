@@ -115,15 +115,14 @@ def load_folder(
     nested: list[Path] = []  # images one level down or deeper: not loaded, but said
     others: list[Path] = []  # files of other kinds (an iPhone's .HEIC): not loaded, but said
     for sub, index in _class_folders(split_dir):
-        files += [(p, index) for p in sorted(sub.iterdir()) if is_image(p) and not is_hidden(p)]
-        others += [
-            p for p in sorted(sub.iterdir()) if p.is_file() and not is_image(p) and not is_hidden(p)
-        ]
+        entries = sorted(p for p in sub.iterdir() if not is_hidden(p))  # listed once
+        files += [(p, index) for p in entries if is_image(p)]
+        others += [p for p in entries if not is_image(p) and p.is_file()]
         nested += [
             p
-            for p in sorted(sub.rglob("*"))
-            if p.parent != sub and is_image(p)
-            and not any(is_hidden(part) for part in p.relative_to(sub).parts)
+            for folder in entries if folder.is_dir()
+            for p in sorted(folder.rglob("*"))
+            if is_image(p) and not any(is_hidden(part) for part in p.relative_to(sub).parts)
         ]  # fmt: skip
     if nested:
         folders = sorted({str(p.parent.relative_to(split_dir)) for p in nested})

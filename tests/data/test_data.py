@@ -234,6 +234,26 @@ def test_images_in_sub_folders_and_two_folders_of_one_class_are_said(tmp_path, c
     assert "folders happiness, happy are all read as happy" in caplog.text
 
 
+def test_each_class_folder_is_listed_once(tmp_path, monkeypatch, caplog):
+    """Images, files of other kinds and sub-folders all come from one listing of each class
+    folder (it was listed once for the images and again for the other files)."""
+    write_class_images(tmp_path, {"happy": 3, "sad": 5}, n=2)
+    (tmp_path / "happy" / "IMG_0002.HEIC").write_bytes(b"not read")
+    write_class_images(tmp_path / "sad", {"batch1": 5}, n=1)
+    listed: list[Path] = []
+    iterdir = Path.iterdir
+    monkeypatch.setattr(Path, "iterdir", lambda self: (listed.append(self), iterdir(self))[1])
+    with caplog.at_level(logging.WARNING):
+        ds = load_folder(tmp_path, progress=False)
+    assert len(ds) == 4
+    assert "1 file(s) in the class folders are not loaded" in caplog.text
+    assert "1 image(s) in sub-folders of the class folders are not loaded (sad/batch1)" in (
+        caplog.text
+    )
+    for sub in ("happy", "sad"):
+        assert listed.count(tmp_path / sub) == 1, listed
+
+
 def test_hidden_files_and_folders_are_passed_over(tmp_path, caplog):
     """A dataset copied from a Mac to a USB stick has a ``._x.png`` (metadata, no picture)
     beside every image and ``.DS_Store``; Jupyter leaves ``.ipynb_checkpoints/``. They were
