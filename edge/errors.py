@@ -78,4 +78,4 @@ class OutputError(DeepFERError):
 
 
 class InputError(DeepFERError):
-    """An input file that is missing or cannot be read."""
+    """An input that is missing or cannot be read: a file, or a picture given from Python."""

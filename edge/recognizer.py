@@ -13,6 +13,7 @@ order, as ``deepfer run`` does: faces tracked under ids, emotions smoothed over 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from deepfer.edge.capture.frame import Frame, frame_from_image
-from deepfer.edge.capture.imagefile import load_image
+from deepfer.edge.capture.pictures import as_picture
 from deepfer.edge.config import Config, load_config
 from deepfer.edge.detectors import Detector, make_detector, make_photo_detector
 from deepfer.edge.errors import InputError
@@ -31,11 +32,12 @@ from deepfer.edge.preprocess import prepare_face
 
 __all__ = ["EmotionRecognizer", "Face"]
 
-Picture = str | Path | np.ndarray | Frame
+Picture = str | Path | np.ndarray | Frame  # (or a PIL image: PIL is not imported here)
 
 
 class EmotionRecognizer:
-    """Faces and their emotions in pictures (paths, BGR/gray/BGRA arrays or frames).
+    """Faces and their emotions in pictures (paths, BGR/gray/BGRA arrays, PIL images or
+    frames; ``rgb=True``: arrays are RGB/RGBA; the kinds of array taken: ``capture/pictures.py``).
 
     ``model``: a ``.tflite`` with its sidecar, or a shipped model's name (default: the shipped
     default model). ``detector``: a ``detector.backend`` name (``auto``: the best installed;
@@ -46,8 +48,9 @@ class EmotionRecognizer:
     ``[model]``, ``[detector]`` and ``[tracker]`` sections apply); ``settings``: more of them by
     ``"section.key"``, e.g. ``{"model.level_above": 90}``. Photos are searched at 640 px wide
     as ``deepfer detect`` searches them (``settings={"detector.detect_width": ...}`` to
-    change it). ``DEEPFER_*`` variables are not read: a script says what it wants. Bad settings raise :class:`ConfigError`, a bad model
-    :class:`ModelLoadError`.
+    change it). ``DEEPFER_*`` variables are not read: a script says what it wants. Bad
+    settings and arguments raise :class:`ConfigError`, a bad model :class:`ModelLoadError` or
+    :class:`ModelInfoError`, a picture or time that cannot be read :class:`InputError`.
 
     One recognizer is not shared between threads (one TFLite interpreter); make one per
     thread.
@@ -62,6 +65,7 @@ class EmotionRecognizer:
         fps: float | None = None,
         config: Config | str | Path | None = None,
         settings: Mapping[str, Any] | None = None,
+        rgb: bool = False,
     ):
         # each value's origin, for error messages: "(from argument model=)"
         overrides: dict[str, Any] = {}
@@ -82,6 +86,8 @@ class EmotionRecognizer:
         self.config: Config = config
         self.video = video
         self.fps = fps
+        #: colour arrays are RGB(A), not BGR(A)
+        self.rgb = rgb
         self.classifier: EmotionClassifier = load_classifier(config.model)
         if video:
             self.detector: Detector = make_detector(config.detector)
@@ -115,14 +121,25 @@ class EmotionRecognizer:
         return self.pipeline.process(frame)
 
     def classify(self, crops: Iterable[np.ndarray] | np.ndarray) -> np.ndarray:
-        """Scores ``(n, len(labels))`` for pictures that are face crops already (any size,
-        grayscale or BGR, 0..255): each is scaled to the model's input as the training data
-        was (and, with ``model.normalise_light``, one lit far outside the training faces'
-        range brought into it, as the pipeline does)."""
+        """Scores ``(n, len(labels))`` for pictures that are face crops already, of any
+        size: a list of them (arrays, paths, PIL images), an array of one ``(h, w)`` /
+        ``(h, w, c)`` or a stack ``(n, h, w)`` / ``(n, h, w, c)``; pixels as :meth:`detect`
+        takes them. Each is scaled to the model's input as the training data was (and, with
+        ``model.normalise_light``, one lit far outside the training faces' range brought into
+        it, as the pipeline does)."""
         size = self.classifier.input_size[0]
-        if isinstance(crops, np.ndarray) and crops.ndim == 2:
+        if isinstance(crops, (str, os.PathLike)) or _is_one_picture(crops):
             crops = [crops]
-        faces = [self.pipeline.lit(prepare_face(np.asarray(c), size)) for c in crops]
+        elif crops is None or (isinstance(crops, np.ndarray) and crops.ndim not in (3, 4)):
+            what = "None" if crops is None else f"an array {crops.shape}"
+            raise InputError(
+                f"classify: crops is {what}: give a list of face crops, one crop (h, w) or "
+                "(h, w, c), or a stack (n, h, w) or (n, h, w, c)"
+            )
+        faces = [
+            self.pipeline.lit(prepare_face(as_picture(c, self.rgb, f"crop {i}"), size))
+            for i, c in enumerate(crops)
+        ]
         if not faces:
             return np.zeros((0, len(self.labels)), np.float32)
         return self.classifier.infer(np.stack(faces))
@@ -147,15 +164,7 @@ class EmotionRecognizer:
     def _frame(self, picture: Picture, t: float | None) -> Frame:
         if isinstance(picture, Frame):
             return picture
-        if isinstance(picture, (str, Path)):
-            image = load_image(picture)
-        else:
-            image = np.asarray(picture)
-            if image.dtype != np.uint8 or image.ndim not in (2, 3) or image.size == 0:
-                raise InputError(
-                    "a picture must be a file path or a uint8 image array (h, w), (h, w, 3) "
-                    f"BGR or (h, w, 4) BGRA; got {image.dtype} {image.shape}"
-                )
+        image = as_picture(picture, self.rgb)
         if t is None:
             t = self._stream_time()
         return frame_from_image(image, index=self._index, t=t)
@@ -169,6 +178,15 @@ class EmotionRecognizer:
         if self._t0 is None:
             self._t0 = now
         return now - self._t0
+
+
+def _is_one_picture(crops) -> bool:
+    """One crop rather than several: a PIL image, or an array (h, w) / (h, w, c)."""
+    if type(crops).__module__.startswith("PIL."):
+        return True
+    if not isinstance(crops, np.ndarray):
+        return False
+    return crops.ndim == 2 or (crops.ndim == 3 and crops.shape[2] in (1, 3, 4))
 
 
 def _flat(config: Config) -> dict[str, Any]:

@@ -125,28 +125,112 @@ def test_bad_pictures_are_clear_input_errors(recognizer, tmp_path):
     (tmp_path / "text.jpg").write_text("hello")
     with pytest.raises(InputError, match="text.jpg: cannot read this image \\(not an image"):
         recognizer.detect(tmp_path / "text.jpg")
-    with pytest.raises(InputError, match="uint8 image array"):
-        recognizer.detect(np.zeros((48, 48), np.float32))
+    with pytest.raises(InputError, match="float pictures are taken as 0..1"):
+        recognizer.detect(np.full((48, 48), 200.0, np.float32))
 
 
-def test_faces_in_a_dim_room_read_as_they_do_in_good_light(data_dir):
-    """model.normalise_light (the default): 70 PublicTest faces at 10% and 4% of their
-    brightness (a dim room, an underexposed camera) keep most of their readings; without it
-    the model reads most of them as something else (nearly all as angry)."""
+def _justin(media_dir):
+    return cv2.imread(str(media_dir / "justin.jpg"))
+
+
+def test_arrays_of_every_kind_give_the_faces_of_the_uint8_picture(recognizer, media_dir, tmp_path):
+    """16-bit (a PNG read unchanged: its top 8 bits, as cv2.imread reads it), float 0..1,
+    integers within 0..255, one channel, views of any strides and Fortran order: the same
+    faces and scores as the file itself."""
+    bgr = _justin(media_dir)
+    want = [_plain(f) for f in recognizer.detect(media_dir / "justin.jpg")]
+    assert len(want) == 1
+    cv2.imwrite(str(tmp_path / "justin16.png"), bgr.astype(np.uint16) * 257)
+    deep = cv2.imread(str(tmp_path / "justin16.png"), cv2.IMREAD_UNCHANGED)
+    assert deep.dtype == np.uint16
+    same = {
+        "uint16": deep,
+        "float32 0..1": bgr.astype(np.float32) / 255,
+        "float64 0..1": bgr / 255.0,
+        "int64 from a list": np.array(bgr.tolist()),
+        "fortran order": np.asfortranarray(bgr),
+        "BGRA view": cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)[:, :, :],
+    }
+    for name, picture in same.items():
+        assert [_plain(f) for f in recognizer.detect(picture)] == want, name
+    assert [_plain(f) for f in recognizer.detect(tmp_path / "justin16.png")] == want
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    by_gray = [_plain(f) for f in recognizer.detect(gray)]
+    assert [_plain(f) for f in recognizer.detect(gray[:, :, None])] == by_gray
+    big = np.zeros((2 * bgr.shape[0], 2 * bgr.shape[1], 3), np.uint8)
+    big[::2, ::2] = bgr
+    assert [_plain(f) for f in recognizer.detect(big[::2, ::2])] == want  # a strided view
+
+
+def test_rgb_pictures_are_said_so_and_pil_images_are_read_as_rgb(media_dir):
+    """BGR is assumed (OpenCV's order); ``rgb=True`` says arrays are RGB(A); a PIL image is
+    converted from its own mode: each gives the faces and scores of the file."""
+    bgr = _justin(media_dir)
+    bgr_rec, rgb_rec = EmotionRecognizer(), EmotionRecognizer(rgb=True)
+    want = [_plain(f) for f in bgr_rec.detect(media_dir / "justin.jpg")]
+    rgb = bgr[:, :, ::-1]  # (a view with a negative stride)
+    assert [_plain(f) for f in rgb_rec.detect(rgb)] == want
+    assert [_plain(f) for f in rgb_rec.detect(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGBA))] == want
+    assert [_plain(f) for f in rgb_rec.detect(media_dir / "justin.jpg")] == want  # files: as read
+    assert [_plain(f) for f in bgr_rec.detect(rgb)] != want  # RGB taken for BGR: other grey
+    crop = bgr[100:290, 90:280]
+    assert np.array_equal(rgb_rec.classify(crop[:, :, ::-1]), bgr_rec.classify(crop))
+    image = pytest.importorskip("PIL.Image")
+    photo = image.open(media_dir / "justin.jpg")
+    for rec in (bgr_rec, rgb_rec):
+        assert [_plain(f) for f in rec.detect(photo)] == want
+        assert [_plain(f) for f in rec.detect(photo.convert("RGBA"))] == want
+    gray = [_plain(f) for f in bgr_rec.detect(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))]
+    assert [_plain(f) for f in bgr_rec.detect(photo.convert("L"))] == gray
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda b: b.astype(np.float32), r"a picture: float32 values 0..255, but float pictures"),
+        (lambda b: np.full(b.shape, np.nan), "not numbers"),
+        (lambda b: b > 128, r"a bool array \(a mask\?\) is not a picture"),
+        (lambda b: b.astype(np.int16) - 128, r"int16 values -128..127, but pictures are uint8"),
+        (lambda b: np.ascontiguousarray(b.transpose(2, 0, 1)), "channels first"),
+        (lambda b: b[None], "a batch of one"),
+        (lambda b: b[:, :, :2], r"got uint8 \(384, 381, 2\)"),
+        (lambda b: b[:0], r"a picture is empty: uint8 \(0, 381, 3\)"),
+        (lambda b: b[0, 0], r"got uint8 \(3,\)"),
+        (lambda b: None, r"a picture is None \(a camera read that failed\?"),
+        (lambda b: b"photo.jpg", "decode the file's bytes first: cv2.imdecode"),
+    ],
+)
+def test_pictures_that_cannot_be_read_say_why(recognizer, media_dir, make, message):
+    with pytest.raises(InputError, match=message):
+        recognizer.detect(make(_justin(media_dir)))
+
+
+def test_a_video_or_a_folder_given_as_a_picture_says_what_it_is(recognizer, media_dir):
+    with pytest.raises(InputError, match="woman2.mp4: a video, not a picture: give its frames"):
+        recognizer.detect(media_dir / "woman2.mp4")
+    with pytest.raises(InputError, match="a folder, not an image"):
+        recognizer.detect(media_dir)
+
+
+def test_classify_takes_one_crop_or_many_of_any_kind(recognizer, data_dir):
+    """One BGR crop is one crop (not h crops of width 3); paths, float 0..1 and 16-bit crops
+    score as the uint8 crops do; a crop that cannot be read is named by its place."""
     test_dir = data_dir / "fer2013" / "test"
-    faces = np.stack(
-        [
-            cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
-            for label in sorted(d.name for d in test_dir.iterdir())
-            for p in sorted((test_dir / label).iterdir())[:10]
-        ]
-    )
-    agree = {}
-    for on in (True, False):
-        rec = EmotionRecognizer(settings={"model.normalise_light": on})
-        good = rec.classify(faces).argmax(1)
-        for factor in (0.1, 0.04):
-            dim = np.clip(np.rint(faces * factor), 0, 255).astype(np.uint8)
-            agree[on, factor] = (rec.classify(dim).argmax(1) == good).mean()
-    assert agree[True, 0.1] >= 0.75 and agree[True, 0.04] >= 0.65
-    assert agree[False, 0.1] <= 0.5 and agree[False, 0.04] <= 0.3
+    paths = [sorted((test_dir / label).iterdir())[0] for label in recognizer.labels]
+    crops = np.stack([cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in paths])
+    scores = recognizer.classify(crops)
+    colour = cv2.cvtColor(crops[3], cv2.COLOR_GRAY2BGR)
+    assert np.array_equal(recognizer.classify(colour), scores[3:4])
+    assert np.array_equal(recognizer.classify(paths[3]), scores[3:4])
+    assert np.array_equal(recognizer.classify(paths), scores)
+    assert np.array_equal(recognizer.classify(crops / 255.0), scores)
+    assert np.array_equal(recognizer.classify(crops.astype(np.uint16) << 8), scores)
+    assert np.array_equal(recognizer.classify(crops[..., None]), scores)  # (n, h, w, 1)
+    with pytest.raises(InputError, match="crop 2: float32 values .*0..1"):
+        recognizer.classify(list(crops[:2] / 255.0) + [crops[2].astype(np.float32)])
+    with pytest.raises(InputError, match=r"crop 1 is empty"):
+        recognizer.classify([crops[0], crops[1][:0]])
+    with pytest.raises(InputError, match=r"crops is an array \(48,\)"):
+        recognizer.classify(crops[0, 0])
+    with pytest.raises(InputError, match="crops is None"):
+        recognizer.classify(None)
