@@ -1,7 +1,8 @@
 """``deepfer benchmark``: compare models on a FER2013 split, int8 against float.
 
 For each model (``.tflite`` with its sidecar, or ``.keras`` / ``.h5``) and
-TFLite runtime: accuracy, macro-F1 and per-class F1 (:mod:`deepfer.evaluate.metrics`), top-1 agreement with the float reference,
+TFLite runtime: accuracy, macro-F1 and per-class F1 (:mod:`deepfer.evaluate.metrics`; a class
+with no faces in the data has no F1 and is left out of macro-F1), top-1 agreement with the float reference,
 file size, single-face latency (median and p90 after a warm-up, with 1 thread
 and with all cores), batch throughput, peak memory and the runtime that ran it.
 
@@ -210,7 +211,9 @@ def benchmark(
                     skipped.append({"model": str(entry.path), "runtime": runtime, "why": str(exc)})
                     continue
                 probs = m.pop("probs")
-                metrics = evaluate_predictions(y, probs, LABELS)
+                # a class with no faces here (a user's folders without it) has no F1: None,
+                # and is left out of macro-F1 (scikit-learn's labels= the classes with faces)
+                metrics = evaluate_predictions(y, probs, LABELS, average_over="truth")
                 rows.append(
                     {
                         "model": str(entry.path),
@@ -222,7 +225,10 @@ def benchmark(
                         "size_bytes": entry.path.stat().st_size,
                         "accuracy": metrics["accuracy"],
                         "macro_f1": metrics["macro_f1"],
-                        "per_class_f1": {k: v["f1"] for k, v in metrics["per_class"].items()},
+                        "per_class_f1": {
+                            k: v["f1"] if v["support"] else None
+                            for k, v in metrics["per_class"].items()
+                        },
                         **m,
                         "_pred": probs.argmax(1),
                     }
@@ -243,6 +249,9 @@ def benchmark(
         "split": split_name,
         "n": int(len(y)),
         "class_counts": {k: int(v) for k, v in zip(LABELS, counts)},
+        "absent_classes": [k for k, v in zip(LABELS, counts) if not v],
+        "macro_f1_over": "the classes with faces in the data (scikit-learn's f1_score with "
+        "labels= those classes); per_class_f1 is null for a class with none",
         "reference": ref_row["model"] if ref_row else None,
         "settings": {
             "warmup": settings.warmup,

@@ -5,7 +5,9 @@ matrix and one-vs-rest ROC curves with their AUC.
 Each agrees with scikit-learn's (``tests/evaluate/test_metrics.py`` checks them against it on
 random and edge-case inputs): precision of a class never predicted is 0 (``zero_division=0``),
 macro-F1 averages over the classes present in the truth or the predictions (scikit-learn's
-default ``labels``), and a class with no positives or no negatives has no AUC.
+default ``labels``), or with ``average_over="truth"`` over the classes that have faces
+(scikit-learn's ``labels=`` those classes), and a class with no positives or no negatives has
+no AUC.
 """
 
 from __future__ import annotations
@@ -68,7 +70,10 @@ def roc_curves(
 
 
 def evaluate_predictions(
-    y_true: np.ndarray, probs: np.ndarray, labels: Sequence[str] = LABELS
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    labels: Sequence[str] = LABELS,
+    average_over: str = "seen",
 ) -> dict:
     """Metrics for class indices ``y_true`` (n,) and probabilities ``probs`` (n, k).
 
@@ -78,8 +83,13 @@ def evaluate_predictions(
     ``auc`` per class (``None`` where a class is absent or is every sample)
     and ``macro_auc``. Precision of a class never predicted is 0. Macro-F1
     averages over the classes that occur in ``y_true`` or the predictions, as
-    scikit-learn does by default.
+    scikit-learn does by default (``average_over="seen"``), or over those that occur in
+    ``y_true`` (``"truth"``: a class with no faces, e.g. no folder for it in a user's data,
+    has no F1 to average, only its false alarms in the others' precision); ``macro_f1_over``
+    names the classes averaged.
     """
+    if average_over not in ("seen", "truth"):
+        raise ValueError(f"average_over must be 'seen' or 'truth', got {average_over!r}")
     y_true = np.asarray(y_true).astype(np.int64).reshape(-1)
     probs = np.asarray(probs, np.float64)
     labels = list(labels)
@@ -100,7 +110,7 @@ def evaluate_predictions(
         recall = np.where(support > 0, tp / support, 0.0)
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
         normalized = np.where(support[:, None] > 0, cm / support[:, None], 0.0)
-    present = (support > 0) | (predicted > 0)
+    present = (support > 0) | ((predicted > 0) if average_over == "seen" else False)
     curves = roc_curves(y_true, probs, labels)
     aucs = {label: (curves[label][2] if label in curves else None) for label in labels}
     known_aucs = [v for v in aucs.values() if v is not None]
@@ -110,6 +120,7 @@ def evaluate_predictions(
         "accuracy": float(tp.sum() / n) if n else 0.0,
         "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
         "weighted_f1": float((f1 * support).sum() / n) if n else 0.0,
+        "macro_f1_over": [label for c, label in enumerate(labels) if present[c]],
         "macro_auc": float(np.mean(known_aucs)) if known_aucs else None,
         "per_class": {
             label: {

@@ -89,17 +89,36 @@ def benchmark_table(report: dict) -> str:
     ]
     out += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
     out.append("")
-    out.append("per-class F1")
+    out.append("per-class F1" + _absent_note(report))
     names = _f1_names(report)
-    name_w = max(len(n) for n in names)
+    name_w = max(len(n) for n in [*names, FACES_ROW])
     out.append(" " * name_w + "  " + "  ".join(f"{lab[:8]:>8}" for lab in LABELS))
+    counts = report.get("class_counts") or {}
+    out.append(
+        FACES_ROW.ljust(name_w) + "  " + "  ".join(f"{counts.get(lab, 0):>8,}" for lab in LABELS)
+    )
     for r, name in zip(report["models"], names):
-        out.append(
-            name.ljust(name_w)
-            + "  "
-            + "  ".join(f"{r['per_class_f1'][lab]:>8.3f}" for lab in LABELS)
-        )
+        out.append(name.ljust(name_w) + "  " + "  ".join(f"{_f1(r, lab):>8}" for lab in LABELS))
     return "\n".join(out)
+
+
+FACES_ROW = "faces (support)"
+
+
+def _f1(row: dict, label: str) -> str:
+    """A class's F1, or "-" for a class with no faces in the data (no F1 to speak of)."""
+    f1 = row["per_class_f1"].get(label)
+    return "-" if f1 is None else f"{f1:.3f}"
+
+
+def _absent_note(report: dict) -> str:
+    absent = report.get("absent_classes") or []
+    if not absent:
+        return ""
+    return (
+        f" (-: no faces of {', '.join(absent)} in the data; macro-F1 averages the "
+        f"{len(LABELS) - len(absent)} classes with faces)"
+    )
 
 
 def benchmark_markdown(report: dict) -> str:
@@ -119,16 +138,17 @@ def benchmark_markdown(report: dict) -> str:
         "|" + "|".join("---" if i < 2 else "---:" for i in range(len(head))) + "|",
     ]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
+    counts = report.get("class_counts") or {}
     lines += [
         "",
-        "Per-class F1:",
+        f"Per-class F1{_absent_note(report)}:",
         "",
         "| model | " + " | ".join(LABELS) + " |",
         "|---|" + "---:|" * len(LABELS),
+        f"| {FACES_ROW} | " + " | ".join(f"{counts.get(lab, 0):,}" for lab in LABELS) + " |",
     ]
     for r, name in zip(report["models"], _f1_names(report)):
-        f1 = " | ".join(f"{r['per_class_f1'][lab]:.3f}" for lab in LABELS)
-        lines.append(f"| {name} | {f1} |")
+        lines.append(f"| {name} | " + " | ".join(_f1(r, lab) for lab in LABELS) + " |")
     lines += [
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}, Python {m['python']}. "

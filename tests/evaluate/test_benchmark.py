@@ -81,6 +81,37 @@ def test_benchmark_keras_model_is_the_float_reference(
     assert side["metrics"]["agreement_with_float"] > 0  # convert's own numbers are kept
 
 
+def test_classes_without_faces_are_shown_absent_with_the_faces_of_each(
+    tiny_tflite_model, tiny_fer, tmp_path, capsys
+):
+    """A user's class folders without some classes: their F1 is "-" (null in the JSON), not
+    0.000, macro-F1 averages the classes with faces, and each class's faces are given."""
+    mine = tmp_path / "mine"
+    for folder, label in (("Happy", "happy"), ("anger", "angry"), ("neutral ", "neutral")):
+        shutil.copytree(tiny_fer / "test" / label, mine / folder)
+    out = tmp_path / "b"
+    assert main(["benchmark", str(tiny_tflite_model), "--data", str(mine), "--out", str(out),
+                 "--threads", "1", *FAST]) == 0  # fmt: skip
+    screen = capsys.readouterr().out
+    report = json.loads((out / "benchmark.json").read_text())
+    absent = ["disgust", "fear", "sad", "surprise"]
+    assert report["split"] == "all" and report["absent_classes"] == absent
+    row = report["models"][0]
+    assert [k for k, v in row["per_class_f1"].items() if v is None] == absent
+    with_faces = [row["per_class_f1"][k] for k in ("angry", "happy", "neutral")]
+    assert row["macro_f1"] == pytest.approx(np.mean(with_faces))
+    faces = report["class_counts"]
+    table = screen[screen.index("per-class F1") :].splitlines()
+    assert "no faces of disgust, fear, sad, surprise in the data" in table[0]
+    assert "macro-F1 averages the 3 classes with faces" in table[0]
+    assert table[2].split()[2:] == [str(faces[k]) for k in LABELS]  # faces (support)
+    assert table[3].split()[1:] == [f"{v:.3f}" if v is not None else "-"
+                                    for v in row["per_class_f1"].values()]  # fmt: skip
+    md = (out / "benchmark.md").read_text()
+    assert "| faces (support) | " + " | ".join(str(faces[k]) for k in LABELS) + " |" in md
+    assert f"| {tiny_tflite_model.name} | " in md and "| - | - |" in md
+
+
 def test_benchmark_refuses_bad_models_clearly(tiny_tflite_model, tiny_fer, tmp_path, capsys):
     def run(*models):
         code = main(["benchmark", *map(str, models), "--data", str(tiny_fer), *FAST])

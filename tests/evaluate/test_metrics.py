@@ -101,6 +101,27 @@ def test_accuracy_f1_precision_recall_and_confusion_match_sklearn(name, y, probs
 
 
 @pytest.mark.parametrize(("name", "y", "probs"), CASES, ids=IDS)
+def test_macro_f1_over_the_classes_with_faces_matches_sklearn_labels(name, y, probs):
+    """``deepfer benchmark``'s macro-F1 (``average_over="truth"``): a class with no faces in the
+    data (no folder for it) is left out, as scikit-learn's ``labels=`` the classes with faces."""
+    m = evaluate_predictions(y, probs, LABELS, average_over="truth")
+    pred = probs.argmax(1)
+    with_faces = np.unique(y)
+    assert m["macro_f1"] == pytest.approx(
+        metrics.f1_score(y, pred, labels=with_faces, average="macro", zero_division=0)
+    )
+    assert m["macro_f1_over"] == [LABELS[c] for c in with_faces]
+    seen = evaluate_predictions(y, probs, LABELS)  # the default: truth or predictions
+    assert seen["macro_f1_over"] == [LABELS[c] for c in np.union1d(y, pred)]
+    assert m["per_class"] == seen["per_class"]  # only the average changes
+
+
+def test_average_over_is_checked():
+    with pytest.raises(ValueError, match="average_over"):
+        evaluate_predictions(np.zeros(2, int), np.eye(K)[[0, 0]], LABELS, average_over="all")
+
+
+@pytest.mark.parametrize(("name", "y", "probs"), CASES, ids=IDS)
 def test_one_vs_rest_roc_and_auc_match_sklearn(name, y, probs):
     m = evaluate_predictions(y, probs, LABELS)
     expected = {}
