@@ -479,6 +479,18 @@ class FacePipeline:
         """``end`` events for every open track (at shutdown, or when the camera fails)."""
         return self.tracker.close() if self.tracker is not None else []
 
+    def restart(self) -> list[TrackEvent]:
+        """A new stream from the next frame on (the camera's picture changed size, and the
+        tracked boxes mean nothing in it): :meth:`close`'s ``end`` events, and the next frame
+        detected on and searched whole, as a stream's first is. (A capture loop's
+        :meth:`pixel_clock` is not told: ``EmotionRecognizer`` uses this, with every
+        frame's pixels.)"""
+        events = self.close()
+        self._detections = self._detections.copy()
+        self._last_full_t = None
+        self.near_framing.keep(())
+        return events
+
 
 def _match(box, found: list[Detection], threshold: float) -> Detection | None:
     """The detection overlapping ``box`` most, if by IoU >= threshold."""

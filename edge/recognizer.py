@@ -13,6 +13,7 @@ order, as ``deepfer run`` does: faces tracked under ids, emotions smoothed over 
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Iterable, Mapping
@@ -25,7 +26,7 @@ from deepfer.edge.capture.frame import Frame, frame_from_image
 from deepfer.edge.capture.pictures import as_picture
 from deepfer.edge.config import Config, load_config
 from deepfer.edge.detectors import Detector, make_detector, make_photo_detector
-from deepfer.edge.errors import InputError
+from deepfer.edge.errors import ConfigError, InputError
 from deepfer.edge.model.classifier import EmotionClassifier, load_classifier
 from deepfer.edge.pipeline import Face, FacePipeline, FrameResult
 from deepfer.edge.preprocess import prepare_face
@@ -52,6 +53,10 @@ class EmotionRecognizer:
     settings and arguments raise :class:`ConfigError`, a bad model :class:`ModelLoadError` or
     :class:`ModelInfoError`, a picture or time that cannot be read :class:`InputError`.
 
+    With ``video``, a frame of another size than the one before (the camera's resolution
+    changed) starts a new stream: the open tracks end (their ``end`` events come with that
+    frame's result) and it is searched whole.
+
     One recognizer is not shared between threads (one TFLite interpreter); make one per
     thread.
     """
@@ -67,6 +72,7 @@ class EmotionRecognizer:
         settings: Mapping[str, Any] | None = None,
         rgb: bool = False,
     ):
+        _check_arguments(config, settings, fps)
         # each value's origin, for error messages: "(from argument model=)"
         overrides: dict[str, Any] = {}
         names: dict[str, str] = {}
@@ -85,7 +91,7 @@ class EmotionRecognizer:
         )
         self.config: Config = config
         self.video = video
-        self.fps = fps
+        self.fps = fps or None  # (0: unknown, as cv2.CAP_PROP_FPS says it)
         #: colour arrays are RGB(A), not BGR(A)
         self.rgb = rgb
         self.classifier: EmotionClassifier = load_classifier(config.model)
@@ -100,6 +106,7 @@ class EmotionRecognizer:
         )
         self._index = 0
         self._t0: float | None = None
+        self._size: tuple[int, int] | None = None  # the last frame's (video)
 
     @property
     def labels(self) -> list[str]:
@@ -118,7 +125,13 @@ class EmotionRecognizer:
         else the time since the first frame)."""
         frame = self._frame(picture, t)
         self._index += 1
-        return self.pipeline.process(frame)
+        ends = []
+        if self.video and self._size not in (None, frame.size):
+            ends = self.pipeline.restart()  # a new camera mode: a new stream
+        self._size = frame.size
+        result = self.pipeline.process(frame)
+        result.track_events[:0] = ends
+        return result
 
     def classify(self, crops: Iterable[np.ndarray] | np.ndarray) -> np.ndarray:
         """Scores ``(n, len(labels))`` for pictures that are face crops already, of any
@@ -145,8 +158,10 @@ class EmotionRecognizer:
         return self.classifier.infer(np.stack(faces))
 
     def close(self) -> list:
-        """End the open tracks (``video``): their ``end`` events."""
-        return self.pipeline.close()
+        """End the open tracks (``video``): their ``end`` events. The recognizer can go on:
+        the next frame starts a new stream (searched whole, new track ids)."""
+        self._size = None
+        return self.pipeline.restart()
 
     def __enter__(self) -> EmotionRecognizer:
         return self
@@ -162,6 +177,8 @@ class EmotionRecognizer:
         )
 
     def _frame(self, picture: Picture, t: float | None) -> Frame:
+        if t is not None:
+            t = _seconds(t)
         if isinstance(picture, Frame):
             return picture
         image = as_picture(picture, self.rgb)
@@ -178,6 +195,28 @@ class EmotionRecognizer:
         if self._t0 is None:
             self._t0 = now
         return now - self._t0
+
+
+def _check_arguments(config, settings, fps) -> None:
+    """ConfigError for an argument of the wrong kind, naming it."""
+    if fps is not None:
+        ok = isinstance(fps, (int, float, np.integer, np.floating)) and not isinstance(fps, bool)
+        if not ok or not math.isfinite(fps) or fps < 0:
+            raise ConfigError(
+                f"fps = {fps!r} (from argument fps=): must be the frames' rate, a positive "
+                "number (None or 0: unknown, the time of each call is used)"
+            )
+
+
+def _seconds(t) -> float:
+    """A frame's time ``t`` as float seconds, or InputError."""
+    try:
+        seconds = float(t)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if isinstance(t, (bool, str, bytes)) or not math.isfinite(seconds):
+        raise InputError(f"t = {t!r}: a frame's time must be a finite number of seconds")
+    return seconds
 
 
 def _is_one_picture(crops) -> bool:

@@ -234,3 +234,53 @@ def test_classify_takes_one_crop_or_many_of_any_kind(recognizer, data_dir):
         recognizer.classify(crops[0, 0])
     with pytest.raises(InputError, match="crops is None"):
         recognizer.classify(None)
+
+
+def test_a_camera_changing_resolution_starts_a_new_stream(media_dir):
+    """A frame of another size ends the open tracks (their end events come with it) and is
+    searched at once: a new track, in the new frame's pixels, not the old box carried."""
+    cap = cv2.VideoCapture(str(media_dir / "woman2.mp4"))
+    frames = [cap.read()[1] for _ in range(30)]
+    half = [cv2.resize(f, (f.shape[1] // 2, f.shape[0] // 2)) for f in frames[15:]]
+    with EmotionRecognizer(video=True, fps=30) as rec:
+        before = [rec.process(f) for f in frames[:15]]
+        after = [rec.process(f) for f in half]
+    assert {r.faces[0].track_id for r in before} == {1}
+    assert [e.type for e in after[0].track_events] == ["end"]
+    assert after[0].track_events[0].track.id == 1
+    assert after[0].detected and [f.track_id for f in after[0].faces] == [2]
+    old = np.array(before[-1].faces[0].box)
+    new = np.array(after[0].faces[0].box)
+    assert np.abs(new - old / 2).max() <= 8  # the same face, at half the size
+    assert all(r.faces[0].track_id == 2 for r in after)
+
+
+def test_close_ends_the_tracks_and_the_next_frame_starts_anew(media_dir):
+    cap = cv2.VideoCapture(str(media_dir / "woman2.mp4"))
+    frames = [cap.read()[1] for _ in range(12)]
+    rec = EmotionRecognizer(video=True, fps=30)
+    for f in frames[:10]:
+        rec.process(f)
+    assert [e.type for e in rec.close()] == ["end"]
+    assert rec.close() == []  # twice: nothing more to end
+    again = rec.process(frames[10])
+    assert again.detected and [f.track_id for f in again.faces] == [2]
+    # the with-block's exception is not hidden by close()
+    with pytest.raises(KeyError), EmotionRecognizer(video=True, fps=30) as other:
+        other.process(frames[0])
+        raise KeyError("the caller's")
+
+
+@pytest.mark.parametrize("fps", [-5, float("nan"), float("inf"), "30", True])
+def test_bad_frame_rates_are_config_errors(fps):
+    with pytest.raises(ConfigError, match=r"fps = .* \(from argument fps=\): must be the frames"):
+        EmotionRecognizer(video=True, fps=fps)
+
+
+@pytest.mark.parametrize("t", [float("nan"), float("inf"), "1.5", None])
+def test_bad_frame_times_are_input_errors(recognizer, media_dir, t):
+    if t is None:  # (None: the default, fine)
+        assert recognizer.detect(_justin(media_dir), t) != []
+        return
+    with pytest.raises(InputError, match="a frame's time must be a finite number of seconds"):
+        recognizer.detect(_justin(media_dir), t)
