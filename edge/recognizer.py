@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -57,8 +58,8 @@ class EmotionRecognizer:
     changed) starts a new stream: the open tracks end (their ``end`` events come with that
     frame's result) and it is searched whole.
 
-    One recognizer is not shared between threads (one TFLite interpreter); make one per
-    thread.
+    Make one recognizer per thread (each holds a TFLite interpreter): one shared between
+    threads takes their calls one at a time.
     """
 
     def __init__(
@@ -107,6 +108,7 @@ class EmotionRecognizer:
         self._index = 0
         self._t0: float | None = None
         self._size: tuple[int, int] | None = None  # the last frame's (video)
+        self._lock = threading.Lock()  # (one TFLite interpreter: one call at a time)
 
     @property
     def labels(self) -> list[str]:
@@ -123,13 +125,14 @@ class EmotionRecognizer:
         (``video``), per-stage milliseconds, whether faces were detected on this frame.
         ``t``: the frame's time in seconds of stream time (``video``; default: from ``fps``,
         else the time since the first frame)."""
-        frame = self._frame(picture, t)
-        self._index += 1
-        ends = []
-        if self.video and self._size not in (None, frame.size):
-            ends = self.pipeline.restart()  # a new camera mode: a new stream
-        self._size = frame.size
-        result = self.pipeline.process(frame)
+        with self._lock:
+            frame = self._frame(picture, t)
+            self._index += 1
+            ends = []
+            if self.video and self._size not in (None, frame.size):
+                ends = self.pipeline.restart()  # a new camera mode: a new stream
+            self._size = frame.size
+            result = self.pipeline.process(frame)
         result.track_events[:0] = ends
         return result
 
@@ -155,13 +158,15 @@ class EmotionRecognizer:
         ]
         if not faces:
             return np.zeros((0, len(self.labels)), np.float32)
-        return self.classifier.infer(np.stack(faces))
+        with self._lock:
+            return self.classifier.infer(np.stack(faces))
 
     def close(self) -> list:
         """End the open tracks (``video``): their ``end`` events. The recognizer can go on:
         the next frame starts a new stream (searched whole, new track ids)."""
-        self._size = None
-        return self.pipeline.restart()
+        with self._lock:
+            self._size = None
+            return self.pipeline.restart()
 
     def __enter__(self) -> EmotionRecognizer:
         return self
@@ -199,6 +204,20 @@ class EmotionRecognizer:
 
 def _check_arguments(config, settings, fps) -> None:
     """ConfigError for an argument of the wrong kind, naming it."""
+    if config is not None and not isinstance(config, (Config, str, os.PathLike)):
+        raise ConfigError(
+            f"config={type(config).__name__}: give a Config or a TOML file's path; single "
+            "settings go in settings={'section.key': value}"
+        )
+    if settings is not None:
+        if not isinstance(settings, Mapping):
+            raise ConfigError(
+                f"settings={type(settings).__name__}: give a mapping of 'section.key' to value, "
+                "e.g. settings={'detector.fps': 10}"
+            )
+        for key in settings:
+            if not isinstance(key, str):
+                raise ConfigError(f"settings[{key!r}]: keys are 'section.key' strings")
     if fps is not None:
         ok = isinstance(fps, (int, float, np.integer, np.floating)) and not isinstance(fps, bool)
         if not ok or not math.isfinite(fps) or fps < 0:

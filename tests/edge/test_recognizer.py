@@ -3,7 +3,9 @@ track per face on video frames, the model's own scores on face crops, clear erro
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import threading
 
 import cv2
 import numpy as np
@@ -11,7 +13,7 @@ import pytest
 from cli_subprocess import deepfer
 
 from deepfer.edge import EmotionRecognizer
-from deepfer.edge.errors import ConfigError, InputError
+from deepfer.edge.errors import ConfigError, InputError, ModelInfoError, ModelLoadError
 from deepfer.edge.preprocess import normalise_light
 
 
@@ -284,3 +286,83 @@ def test_bad_frame_times_are_input_errors(recognizer, media_dir, t):
         return
     with pytest.raises(InputError, match="a frame's time must be a finite number of seconds"):
         recognizer.detect(_justin(media_dir), t)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"settings": [("model.margin", 0.1)]}, "settings=list: give a mapping"),
+        ({"settings": {1: 2}}, r"settings\[1\]: keys are 'section.key' strings"),
+        ({"config": {"model": {"margin": 0.1}}}, "config=dict: give a Config or a TOML file"),
+    ],
+)
+def test_arguments_of_the_wrong_kind_are_config_errors(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        EmotionRecognizer(**kwargs)
+
+
+def test_a_model_file_without_its_sidecar_or_corrupt_says_so(tmp_path):
+    shipped = EmotionRecognizer(model="deepfer-single_int8").classifier.path
+    (tmp_path / "alone.tflite").write_bytes(shipped.read_bytes())
+    with pytest.raises(ModelInfoError, match="alone.tflite: no sidecar alone.json beside it"):
+        EmotionRecognizer(model=tmp_path / "alone.tflite")
+    (tmp_path / "broken.tflite").write_bytes(b"not a model" * 100)
+    (tmp_path / "broken.json").write_bytes(shipped.with_suffix(".json").read_bytes())
+    with pytest.raises(ModelLoadError, match="broken.tflite: not a valid TFLite model"):
+        EmotionRecognizer(model=tmp_path / "broken.tflite")
+
+
+def test_recognizers_in_threads_give_what_they_give_one_after_another(media_dir):
+    """One recognizer per thread, or one shared (its calls taken one at a time): the same
+    faces as the same calls made in turn."""
+    names = ("justin.jpg", "12_angry_men.jpg", "no-faces.jpg") * 3
+    photos = [cv2.imread(str(media_dir / n)) for n in names]
+    alone = EmotionRecognizer()
+    want = [[_plain(f) for f in alone.detect(p)] for p in photos]
+
+    def job(rec, out, i):
+        out[i] = [[_plain(f) for f in rec.detect(p)] for p in photos]
+
+    for shared in (False, True):
+        out: dict[int, list] = {}
+        threads = [
+            threading.Thread(target=job, args=(alone if shared else EmotionRecognizer(), out, i))
+            for i in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert [out[i] for i in range(4)] == [want] * 4, f"shared={shared}"
+
+
+def test_faces_are_plain_data_that_json_writes(recognizer, media_dir):
+    face = recognizer.detect(media_dir / "justin.jpg")[0]
+    assert all(type(v) is int for v in face.box) and type(face.score) is float
+    assert list(face.scores) == recognizer.labels
+    assert all(type(v) is float for v in face.scores.values())
+    again = json.loads(json.dumps(dataclasses.asdict(face)))
+    assert again["box"] == list(face.box) and again["scores"] == face.scores
+
+
+def test_faces_in_a_dim_room_read_as_they_do_in_good_light(data_dir):
+    """model.normalise_light (the default): 70 PublicTest faces at 10% and 4% of their
+    brightness (a dim room, an underexposed camera) keep most of their readings; without it
+    the model reads most of them as something else (nearly all as angry)."""
+    test_dir = data_dir / "fer2013" / "test"
+    faces = np.stack(
+        [
+            cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+            for label in sorted(d.name for d in test_dir.iterdir())
+            for p in sorted((test_dir / label).iterdir())[:10]
+        ]
+    )
+    agree = {}
+    for on in (True, False):
+        rec = EmotionRecognizer(settings={"model.normalise_light": on})
+        good = rec.classify(faces).argmax(1)
+        for factor in (0.1, 0.04):
+            dim = np.clip(np.rint(faces * factor), 0, 255).astype(np.uint8)
+            agree[on, factor] = (rec.classify(dim).argmax(1) == good).mean()
+    assert agree[True, 0.1] >= 0.75 and agree[True, 0.04] >= 0.65
+    assert agree[False, 0.1] <= 0.5 and agree[False, 0.04] <= 0.3
