@@ -20,6 +20,9 @@ from deepfer.edge.errors import DetectorError
 
 OUTPUTS = ("537", "538", "539", "540")  # heatmap, scale, offset, landmarks
 _MAX_NETS = 4
+#: The smallest input side the net is given (a smaller picture is padded up to it): at 32 it
+#: finds "faces" in a blank picture (several, scored 0.5-0.8), at 64 none.
+MIN_SIDE = 64
 
 
 class CenterFaceDetector(Detector):
@@ -35,7 +38,7 @@ class CenterFaceDetector(Detector):
     ):
         self.path = files.model_path("centerface")
         self._nets: OrderedDict[tuple[int, int], cv2.dnn.Net] = OrderedDict()
-        self._net((32, 32))  # fail at start, not on the first frame
+        self._net((MIN_SIDE, MIN_SIDE))  # fail at start, not on the first frame
         self.detect_width = detect_width
         self.score_threshold = score_threshold or self.default_score
         self.nms_threshold = nms_threshold
@@ -57,13 +60,17 @@ class CenterFaceDetector(Detector):
     def find(self, gray: np.ndarray, min_size: int = 0, coarse: bool = False) -> Found:
         small, s = scaled(gray, self.detect_width)
         h, w = small.shape[:2]
-        H, W = int(np.ceil(h / 32) * 32), int(np.ceil(w / 32) * 32)
+        H, W = (max(MIN_SIDE, int(np.ceil(n / 32) * 32)) for n in (h, w))
         padded = cv2.copyMakeBorder(small, 0, H - h, 0, W - w, cv2.BORDER_CONSTANT, value=0)
         blob = cv2.dnn.blobFromImage(cv2.cvtColor(padded, cv2.COLOR_GRAY2BGR))
         net = self._net((W, H))
         net.setInput(blob)
         heat, size, offset, marks = net.forward(list(OUTPUTS))
         boxes, scores, points = _decode(heat, size, offset, marks, self.score_threshold)
+        if len(boxes):  # (a face centred in the padding is none)
+            cx, cy = boxes[:, 0] + boxes[:, 2] / 2, boxes[:, 1] + boxes[:, 3] / 2
+            keep = (cx < w) & (cy < h)
+            boxes, scores, points = boxes[keep], scores[keep], points[keep]
         if len(boxes):
             keep = nms(boxes, scores, self.nms_threshold)
             boxes, scores, points = boxes[keep] / s, scores[keep], points[keep] / s

@@ -419,6 +419,17 @@ def test_centerface_keeps_one_net_per_input_shape(photos):
     assert [f.box for f in again] == [f.box for f in first]
 
 
+@needs_centerface
+@pytest.mark.parametrize("side", [1, 2, 20, 32, 40])
+def test_centerface_finds_no_face_in_a_tiny_blank_picture(side):
+    """A picture under 64 px is padded up to 64 for the net (at 32 it sees "faces" in a
+    blank picture), and a face centred in the padding is none: no box beyond the picture."""
+    detector = make_detector(_config("centerface").detector, photos=True)
+    for value in (0, 128, 255):
+        assert detector.detect(np.full((side, side), value, np.uint8)) == []
+    assert detector.detect(np.full((side, 640), 128, np.uint8)) == []
+
+
 # -- choosing ------------------------------------------------------------------------------
 
 
