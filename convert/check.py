@@ -102,7 +102,7 @@ def check_set(
         held = held_out_set(splits, calibration_dir, calib, sys.maxsize)
     except CalibrationError as exc:  # e.g. a user's one folder of faces, smaller than asked
         raise ConvertError(
-            f"{exc}: calibration took all {len(calib)} faces of its {calib.split} split and it "
+            f"{exc}: calibration took all {len(calib)} faces of its {calib.where()} and it "
             "has no test split; give held-out faces with --check-data FOLDER, a smaller "
             "--calibration-size, or --no-check"
         ) from None

@@ -285,8 +285,8 @@ def convert_model(
     calib = representative_set(splits, calibration_dir, n_calibration, seed)
     asked = f" of {n_calibration} asked for" if len(calib) < n_calibration else ""
     say(
-        f"calibration: {len(calib)} real faces{asked} from {calibration_dir} ({calib.split} "
-        f"split, seed {seed}): " + ", ".join(f"{k} {v}" for k, v in calib.per_class().items())
+        f"calibration: {len(calib)} real faces{asked} from {calibration_dir} ({calib.where()}, "
+        f"seed {seed}): " + ", ".join(f"{k} {v}" for k, v in calib.per_class().items())
     )
     warn_about_calibration(calib, calibration_dir, n_calibration)
     held = None
@@ -335,7 +335,7 @@ def convert_model(
     note = f"; {held.note}" if held.note else ""
     say(
         f"checking against float ({Path(reference).name}) on {len(held.data)} held-out faces "
-        f"({held.source}, {held.split} split{note}) ..."
+        f"({held.source}, {held.where()}{note}) ..."
     )
     result.check = check_models(paths, held, Path(reference), max_drop, min_agreement)
     for fmt, m in result.check["models"].items():

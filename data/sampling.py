@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfer.data.dataset import DataError, FaceDataset
+from deepfer.data.dataset import LAYOUT_CLASSES, DataError, FaceDataset
 from deepfer.data.fer2013 import load_fer2013
 from deepfer.data.splits import stratified_split
 from deepfer.edge.errors import DeepFERError
@@ -33,6 +33,18 @@ class CalibrationError(DeepFERError, ValueError):
     """Calibration or check data that cannot be used, with what and where."""
 
 
+def where(split: str, layout: str) -> str:
+    """Where faces came from, for a message: ``"test split"``, or ``"class folders"``."""
+    return "class folders" if layout == LAYOUT_CLASSES else f"{split} split"
+
+
+def layout_and_split(split: str, layout: str) -> dict:
+    """``{"layout": ..., "split": ...}`` for a sidecar; no ``split`` for class folders, which
+    have none (they load whole as ``train``; a FER2013 split name would mislead)."""
+    out = {"layout": layout} if layout else {}
+    return out if layout == LAYOUT_CLASSES else {**out, "split": split}
+
+
 @dataclass
 class CalibrationSet:
     """The faces fed to the converter, with where they came from."""
@@ -44,6 +56,7 @@ class CalibrationSet:
     seed: int
     indices: np.ndarray  # positions in the split they were drawn from
     files: list[str] = field(default_factory=list)
+    layout: str = ""  # the source's layout (FaceDataset.layout)
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -52,11 +65,17 @@ class CalibrationSet:
         counts = np.bincount(self.y, minlength=len(LABELS))
         return {label: int(n) for label, n in zip(LABELS, counts)}
 
+    def where(self) -> str:
+        """``"train split"``, or ``"class folders"`` for a folder of class folders (loaded whole
+        as ``train``: no FER2013 split to name)."""
+        return where(self.split, self.layout)
+
     def describe(self) -> dict:
-        """What the sidecar records about calibration."""
+        """What the sidecar records about calibration: ``split`` where the source has splits,
+        ``layout`` always."""
         return {
             "source": self.source,
-            "split": self.split,
+            **layout_and_split(self.split, self.layout),
             "n": len(self),
             "per_class": self.per_class(),
             "seed": self.seed,
@@ -84,8 +103,15 @@ class HeldOutSet:
     split: str
     note: str = ""
 
+    def where(self) -> str:
+        return where(self.split, self.data.layout)
+
     def describe(self) -> dict:
-        out = {"source": self.source, "split": self.split, "n": len(self.data)}
+        out = {
+            "source": self.source,
+            **layout_and_split(self.split, self.data.layout),
+            "n": len(self.data),
+        }
         if self.note:
             out["note"] = self.note
         return out
@@ -156,7 +182,9 @@ def representative_set(
     ds = splits[split]
     idx = balanced_indices(ds.y, n, seed)
     files = [ds.files[i] for i in idx] if ds.files else []
-    return CalibrationSet(ds.x[idx], ds.y[idx], str(source), split, seed, idx, files)
+    return CalibrationSet(
+        ds.x[idx], ds.y[idx], str(source), split, seed, idx, files, layout=ds.layout
+    )
 
 
 def held_out_set(
@@ -185,6 +213,8 @@ def held_out_set(
             keep[calibration.indices] = False
         ds = ds.subset(np.flatnonzero(keep), split)
         note = "no test split: faces of the training split not used for calibration"
+        if ds.layout == LAYOUT_CLASSES:
+            note = "faces of the class folders not used for calibration"
         limit = limit or DEFAULT_HELD_OUT_SLICE
     if len(ds) == 0:
         raise CalibrationError(f"{source}: no faces left for the held-out check")

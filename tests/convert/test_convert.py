@@ -52,6 +52,7 @@ def test_sidecar_is_complete(tiny_tflite_model, tiny_keras_model):
     assert side["source_model"]["pixels"] == {"pixels": "(p - 128) / 128", "rewritten": False}
     calib = side["calibration"]
     assert calib["split"] == "train" and calib["n"] == 140 and calib["seed"] == 0
+    assert calib["layout"] == "split folders"
     assert calib["per_class"] == dict.fromkeys(LABELS, 20)
     assert side["file"]["sha256"] == file_sha256(tiny_tflite_model)
     assert {"tensorflow", "keras"} & set(side["converter"]) and side["created"]
@@ -289,8 +290,10 @@ def test_few_calibration_faces_warn_and_a_folder_out_takes_the_model_name(
     assert sorted(p.name for p in out.iterdir()) == sorted([model.name, f"{model.stem}.json"])
     assert not list(tmp_path.glob("new_*"))
     evaluated = _sidecar(model)["metrics"]["evaluated_on"]
-    assert evaluated["split"] == "all" and evaluated["n"] == 10
-    assert "all split; stratified sample of 10 faces)" in captured.out
+    # a folder of class folders has no FER2013 split: none is named (it said "all")
+    assert evaluated["layout"] == "class folders" and "split" not in evaluated
+    assert evaluated["n"] == 10
+    assert "class folders; stratified sample of 10 faces)" in captured.out
     assert "top-1 agreement (at least 90%)" in captured.out
 
 
@@ -312,10 +315,39 @@ def test_a_users_one_folder_used_up_by_calibration_says_what_to_do(
     assert code == 2
     assert err.strip() == (
         f"deepfer convert: error: {mine}: no faces left for the held-out check: calibration "
-        "took all 6 faces of its train split and it has no test split; give held-out faces "
+        "took all 6 faces of its class folders and it has no test split; give held-out faces "
         "with --check-data FOLDER, a smaller --calibration-size, or --no-check"
     )
     assert not list(tmp_path.glob("m_*"))
+
+
+def test_a_users_class_folders_are_named_as_such_in_the_sidecar(
+    tmp_path, tiny_keras_model, tiny_fer, capsys
+):
+    """Calibrated and checked on a user's one folder of class folders: the sidecar says the
+    folder and its layout, not the FER2013 split names 'train' (calibration) and 'all'."""
+    import shutil
+
+    mine = tmp_path / "my_faces"
+    for folder, label in (("Happy", "happy"), ("sad", "sad"), ("neutral ", "neutral")):
+        shutil.copytree(tiny_fer / "train" / label, mine / folder)
+    out = tmp_path / "m"
+    code, _ = _convert(
+        capsys, tiny_keras_model, "--calibration-data", mine, "--out", out,
+        "--calibration-size", "30", "--no-float32", "--force",
+    )  # fmt: skip
+    assert code == 0
+    side = _sidecar(tmp_path / "m_int8.tflite")
+    calib = side["calibration"]
+    assert calib["source"] == str(mine) and calib["layout"] == "class folders"
+    assert "split" not in calib and calib["n"] == 30
+    evaluated = side["metrics"]["evaluated_on"]
+    assert evaluated == {
+        "source": str(mine),
+        "layout": "class folders",
+        "n": 3 * 24 - 30,  # (24 faces a class)
+        "note": "faces of the class folders not used for calibration",
+    }
 
 
 def test_int8_that_disagrees_with_float_fails_the_check(
