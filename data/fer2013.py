@@ -38,6 +38,12 @@ from deepfer.edge.preprocess import DEFAULT_SIZE, prepare_face
 
 log = logging.getLogger(__name__)
 
+#: A picture whose longer side is this many times the model's input (960 px for 48x48), or
+#: whose sides are this far from square (4:3 is 1.33), is said to look like a whole photo,
+#: not a face crop: it is still loaded, squeezed to a square as one face.
+WHOLE_PHOTO_SIDE = 20
+WHOLE_PHOTO_ASPECT = 1.3
+
 
 def _progress(items: Iterable, total: int, desc: str, enabled: bool) -> Iterator:
     if not enabled:
@@ -148,12 +154,14 @@ def load_folder(
         )
     if not files and labels_required:
         raise DataError(f"{split_dir}: the class folders hold no images")
-    xs, ys, names, bad = [], [], [], []
+    xs, ys, names, bad, whole = [], [], [], [], []
     for path, index in _progress(files, len(files), f"loading {split_dir.name}", progress):
         img = read_image(path)
         if img is None or img.size == 0:
             bad.append(path)
             continue
+        if _whole_photo(img.shape[:2], size):
+            whole.append((path, img.shape[1], img.shape[0]))
         if img.dtype == np.uint16:  # 16-bit PNG/TIFF: keep the top 8 bits, do not clip
             img = (img >> 8).astype(np.uint8)
         elif img.dtype != np.uint8:
@@ -173,8 +181,36 @@ def load_folder(
         )
     if not xs:
         raise DataError(f"{split_dir}: none of the {len(files)} images could be read")
+    if whole:
+        _warn_whole_photos(split_dir, whole, len(files), size)
     x = np.stack(xs)[..., None]
     return FaceDataset(x, np.asarray(ys, np.int64), split_dir.name, names, skipped=len(bad))
+
+
+def _whole_photo(shape: tuple[int, int], size: int) -> bool:
+    h, w = shape
+    return max(h, w) >= WHOLE_PHOTO_SIDE * size or max(h, w) >= WHOLE_PHOTO_ASPECT * min(h, w)
+
+
+def _warn_whole_photos(split_dir: Path, whole: list, n: int, size: int) -> None:
+    path, w, h = whole[0]
+    log.warning(
+        "%s: %d of the %d pictures look like whole photos, not face crops (e.g. %s, %dx%d): "
+        "%d px or larger, or far from square (4:3 or longer); each is squeezed to %dx%d as one "
+        "face. The model expects a face cropped square to its edges, as FER2013's are: crop "
+        "each picture to its face (`deepfer detect PICTURE --json` gives each face's box "
+        "[x, y, w, h]), or let `deepfer detect PHOTOS/` find the faces in whole photos and "
+        "classify them",
+        split_dir,
+        len(whole),
+        n,
+        path.relative_to(split_dir),
+        w,
+        h,
+        WHOLE_PHOTO_SIDE * size,
+        size,
+        size,
+    )
 
 
 def load_csv(

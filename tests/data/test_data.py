@@ -350,6 +350,36 @@ def with_orientation_tag(jpeg: bytes, orientation: int) -> bytes:
     return jpeg[:2] + b"\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1 + jpeg[2:]
 
 
+def test_whole_photos_given_as_face_crops_are_said_once_and_loaded(tmp_path, caplog):
+    """A user's class folders of whole phone photos (4:3, or thousands of pixels) are squeezed
+    to 48x48 as one face each: loaded as before, with one warning that says how many, shows one,
+    and how to get face crops. Face crops (square-ish, a few hundred pixels) draw no word."""
+    (tmp_path / "happy").mkdir()
+    (tmp_path / "sad").mkdir()
+    rng = np.random.default_rng(0)
+    for name, (h, w) in {"a_crop.png": (200, 180), "b_crop.png": (48, 48),
+                         "c_big_crop.png": (900, 900)}.items():  # fmt: skip
+        cv2.imwrite(str(tmp_path / "happy" / name), rng.integers(0, 255, (h, w, 3), np.uint8))
+    with caplog.at_level(logging.WARNING):
+        assert len(load_folder(tmp_path, progress=False)) == 3
+    assert "whole photos" not in caplog.text
+    photos = {"happy/IMG_0001.jpg": (1200, 1600), "sad/IMG_0002.jpg": (1000, 1000),
+              "sad/IMG_0003.jpg": (400, 300)}  # fmt: skip
+    for name, (h, w) in photos.items():
+        cv2.imwrite(str(tmp_path / name), rng.integers(0, 255, (h, w, 3), np.uint8))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        ds = load_folder(tmp_path, progress=False)
+    assert len(ds) == 6 and ds.x.shape[1:] == (48, 48, 1)  # loaded all the same
+    said = [r.getMessage() for r in caplog.records if "whole photos" in r.getMessage()]
+    assert len(said) == 1
+    assert said[0].startswith(
+        f"{tmp_path}: 3 of the 6 pictures look like whole photos, not face crops "
+        "(e.g. happy/IMG_0001.jpg, 1600x1200): 960 px or larger, or far from square"
+    )
+    assert "squeezed to 48x48" in said[0] and "deepfer detect" in said[0]
+
+
 def test_a_phone_photo_is_turned_upright_by_its_orientation_tag(tmp_path):
     """A phone stores a portrait photo sideways with orientation tag 6 ("turn 90 degrees
     clockwise to view"). Training read the pixels as stored (IMREAD_UNCHANGED ignores the
