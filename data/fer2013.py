@@ -46,7 +46,10 @@ WHOLE_PHOTO_ASPECT = 1.3
 
 
 def _progress(items: Iterable, total: int, desc: str, enabled: bool) -> Iterator:
-    if not enabled:
+    """``items``, with a loading bar on stderr when ``enabled`` and stderr is a terminal (as
+    ``deepfer detect``'s, :mod:`deepfer.edge.progress`): in a log file or a pipe it would
+    run into the lines printed after it."""
+    if not enabled or not getattr(sys.stderr, "isatty", lambda: False)():
         yield from items
         return
     try:

@@ -234,6 +234,29 @@ def test_images_in_sub_folders_and_two_folders_of_one_class_are_said(tmp_path, c
     assert "folders happiness, happy are all read as happy" in caplog.text
 
 
+def test_the_loading_bar_is_drawn_only_on_a_terminal(tmp_path, capsys, monkeypatch):
+    """``deepfer evaluate`` / ``train`` load with a bar on stderr: in a log file or a pipe it
+    ran into the lines printed after it (``loading test: 100%|...| model: ...``)."""
+    import io
+
+    write_class_images(tmp_path, {"happy": 3, "sad": 5}, n=3)
+    assert len(load_folder(tmp_path, progress=True)) == 6
+    assert capsys.readouterr().err == ""  # not a terminal: nothing drawn
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    assert len(load_folder(tmp_path, progress=True)) == 6
+    assert f"loading {tmp_path.name}" in terminal.getvalue()
+    terminal.seek(0)
+    terminal.truncate()
+    load_folder(tmp_path, progress=False)  # --no-progress
+    assert terminal.getvalue() == ""
+
+
 def test_each_class_folder_is_listed_once(tmp_path, monkeypatch, caplog):
     """Images, files of other kinds and sub-folders all come from one listing of each class
     folder (it was listed once for the images and again for the other files)."""
