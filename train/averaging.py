@@ -111,7 +111,7 @@ def _accuracies(model, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 def average_run(
     run: str | Path,
-    last: list[int],
+    last: list[int] | None = None,
     flip_average: bool = False,
     out: str | Path | None = None,
     echo=print,
@@ -126,6 +126,9 @@ def average_run(
     is saved beside it, without ``-flipavg``). The figures go to
     ``RUN/average.json`` and are returned.
 
+    ``last`` None: 5 and 10; with ``flip_average`` and a run that kept no snapshots (a
+    fine-tuning run, say), none: the best checkpoint alone, saved flip-averaged.
+
     ``averages_only``: the best checkpoint is scored but not a candidate. It was picked as
     the best of the run's epochs on this same slice, so its figure is the maximum of several
     noisy scores and biased upward; an average's is not.
@@ -139,7 +142,14 @@ def average_run(
     except RunFolderError as exc:
         raise AverageError(str(exc)) from None
     stray = sorted(set(folder.snapshot_files()) - set(snapshots))
-    if not snapshots:
+    if last is None:  # no snapshots to average: the best checkpoint alone, flip-averaged
+        last = [5, 10] if snapshots or not flip_average else []
+    if not last and averages_only:
+        raise AverageError(
+            "--averages-only: the run kept no snapshots, so there is no average to choose; "
+            "train (or --resume) with --snapshots"
+        )
+    if not snapshots and last:
         raise AverageError(
             f"{folder.checkpoints}: no epoch-NNN.weights.h5 snapshots"
             + (f" of this run ({len(stray)} from an earlier one)" if stray else "")

@@ -284,15 +284,17 @@ def add_average(sub: argparse._SubParsersAction) -> None:
         "--last",
         type=int,
         nargs="+",
-        default=[5, 10],
+        default=None,
         metavar="N",
-        help="average the last N epochs; several values are compared (default: 5 10)",
+        help="average the last N epochs; several values are compared (default: 5 10; with "
+        "--flip-average and a run without snapshots, none: the best checkpoint alone)",
     )
     p.add_argument(
         "--flip-average",
         action="store_true",
         help="rank by flip-averaged validation accuracy and save the model wrapped to average "
-        "its scores on the face and its mirror (two passes per face)",
+        "its scores on the face and its mirror (two passes per face); a run without "
+        "--snapshots (a fine-tuning run) gets its best checkpoint so wrapped",
     )
     p.add_argument(
         "--averages-only",

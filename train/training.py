@@ -228,10 +228,27 @@ def finish(cfg: TrainConfig, run: RunFolder, data: dict[str, FaceDataset], secon
         f"  {keras_path.name}, {h5_path.name}  best model (Keras, legacy HDF5)\n"
         "  history.csv, history.json, training_curves.png, class_distribution.png, summary.json\n"
         "  checkpoints/last.keras  to go on with --resume\n"
-        f"next: deepfer evaluate {keras_path} --data {next_data}",
+        + _next_steps(cfg, run, keras_path, next_data, summary["epochs_run"]),
         flush=True,
     )
     return summary
+
+
+def _next_steps(cfg: TrainConfig, run: RunFolder, keras_path: Path, data: str, epochs: int) -> str:
+    """The commands to run next: evaluate; a fine-tuned model is first wrapped to average its
+    scores on the face and its mirror, as the shipped models are (``deepfer average
+    --flip-average``: without --snapshots, the best checkpoint alone)."""
+    if not cfg.finetune:
+        return f"next: deepfer evaluate {keras_path} --data {data}"
+    stem = model_stem(cfg)
+    last, model = "", run.path / f"{stem}-best-flipavg.keras"
+    if cfg.snapshots:  # it may choose an average of the last epochs: its name is said then
+        last, model = f" --last {min(5, epochs)}", run.path / "<the -flipavg.keras it names>"
+    return (
+        f"next: deepfer average {run.path} --flip-average{last}  (one model that scores each "
+        "face and its mirror, as the shipped models do)\n"
+        f"      deepfer evaluate {model} --data {data}"
+    )
 
 
 def train(

@@ -128,6 +128,11 @@ def test_average_refuses_a_run_without_snapshots_or_too_few(snapshot_run, tmp_pa
     assert main(["average", str(bare)]) == 2
     err = capsys.readouterr().err
     assert "no epoch-NNN.weights.h5 snapshots" in err and "--snapshots" in err
+    # --flip-average alone takes the best checkpoint (tests/train/test_train.py); not with these
+    assert main(["average", str(bare), "--flip-average", "--last", "2"]) == 2
+    assert "no epoch-NNN.weights.h5 snapshots" in capsys.readouterr().err
+    assert main(["average", str(bare), "--flip-average", "--averages-only"]) == 2
+    assert "--averages-only: the run kept no snapshots" in capsys.readouterr().err
 
     assert main(["average", str(snapshot_run), "--last", "9"]) == 2
     assert "--last 9: the run has only 3 snapshot(s) (epochs 1-3)" in capsys.readouterr().err

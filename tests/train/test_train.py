@@ -163,12 +163,30 @@ def test_finetune_on_a_labelled_folder(one_epoch_run, tiny_fer, tmp_path, capsys
     argv = ["train", "--finetune", str(base), "--data", str(tiny_fer / "test"), "--out", str(run)]
     capsys.readouterr()
     assert main([*argv, "--epochs", "1", "--lr", "1e-4", *TINY]) == 0
-    # the next step is not to evaluate on the faces just trained on (as it was suggested)
+    # the next steps: the model wrapped to score the face and its mirror, as the shipped models
+    # are (it was not: 'deepfer average' needed snapshots), then evaluated on other faces than
+    # those just trained on (as it was suggested)
     said = capsys.readouterr().out
+    flipavg = run / "deepfer-edge-finetuned-best-flipavg.keras"
+    assert f"next: deepfer average {run} --flip-average  (one model that scores each face" in said
     assert (
-        f"next: deepfer evaluate {run / 'deepfer-edge-finetuned.keras'} --data HELD_OUT_FACES/ "
+        f"      deepfer evaluate {flipavg} --data HELD_OUT_FACES/ "
         f" (class folders of faces not in {tiny_fer / 'test'})" in said
     )
+    assert main(["average", str(run), "--flip-average"]) == 0  # no --snapshots: best alone
+    said = capsys.readouterr().out
+    assert "best checkpoint: validation " in said and f"chosen: best checkpoint -> {flipavg}" in (
+        said
+    )
+    import keras
+    import numpy as np
+
+    model = keras.models.load_model(flipavg, compile=False)
+    faces = np.random.default_rng(1).uniform(0, 255, (3, 48, 48, 1)).astype(np.float32)
+    np.testing.assert_allclose(
+        model.predict(faces, verbose=0), model.predict(faces[:, :, ::-1], verbose=0), atol=1e-5
+    )
+    assert (run / "deepfer-edge-finetuned-best.keras").is_file()  # the plain one beside it
     assert (run / "deepfer-edge-finetuned.keras").is_file()
     assert (run / "deepfer-edge-finetuned.h5").is_file()
     summary = json.loads((run / "summary.json").read_text())
