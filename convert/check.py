@@ -26,7 +26,7 @@ from deepfer.data.sampling import (
 )
 from deepfer.data.splits import find_split_dir
 from deepfer.edge.labels import LABELS
-from deepfer.evaluate.metrics import evaluate_predictions
+from deepfer.evaluate.metrics import per_class_f1, report_metrics
 from deepfer.evaluate.subset import classes_in, stratified_sample
 from deepfer.evaluate.tta import predict_probs
 
@@ -152,11 +152,15 @@ def check_models(
     for fmt, path in paths.items():
         probs = ref_probs if path == reference else predict_probs(path, x)
         pred = probs.argmax(1)
-        m = evaluate_predictions(y, probs, LABELS)
+        # as deepfer evaluate and benchmark: a class with no faces in the held-out data (class
+        # folders without it) has no F1 (null) and is left out of macro-F1
+        m = report_metrics(y, probs, LABELS)
         per_model[fmt] = {
             "accuracy": m["accuracy"],
             "macro_f1": m["macro_f1"],
-            "per_class_f1": {k: v["f1"] for k, v in m["per_class"].items()},
+            "per_class_f1": per_class_f1(m),
+            "absent_classes": m["absent_classes"],
+            "macro_f1_over": m["macro_f1_over"],
             "float_accuracy": ref_acc,
             "agreement_with_float": float((pred == ref_pred).mean()),
             "accuracy_drop_points": round(100.0 * (ref_acc - m["accuracy"]), 3),

@@ -35,7 +35,7 @@ from deepfer.evaluate.measure import (
     RuntimeSkipped,
     measure_model,
 )
-from deepfer.evaluate.metrics import evaluate_predictions
+from deepfer.evaluate.metrics import per_class_f1, report_metrics
 from deepfer.evaluate.model_file import KERAS_SUFFIXES, keras_file_problem
 from deepfer.evaluate.outputs import check_outputs
 from deepfer.evaluate.predictors import resolve_model_file
@@ -213,7 +213,7 @@ def benchmark(
                 probs = m.pop("probs")
                 # a class with no faces here (a user's folders without it) has no F1: None,
                 # and is left out of macro-F1 (scikit-learn's labels= the classes with faces)
-                metrics = evaluate_predictions(y, probs, LABELS, average_over="truth")
+                metrics = report_metrics(y, probs, LABELS)
                 rows.append(
                     {
                         "model": str(entry.path),
@@ -225,10 +225,7 @@ def benchmark(
                         "size_bytes": entry.path.stat().st_size,
                         "accuracy": metrics["accuracy"],
                         "macro_f1": metrics["macro_f1"],
-                        "per_class_f1": {
-                            k: v["f1"] if v["support"] else None
-                            for k, v in metrics["per_class"].items()
-                        },
+                        "per_class_f1": per_class_f1(metrics),
                         **m,
                         "_pred": probs.argmax(1),
                     }
@@ -249,9 +246,9 @@ def benchmark(
         "split": split_name,
         "n": int(len(y)),
         "class_counts": {k: int(v) for k, v in zip(LABELS, counts)},
-        "absent_classes": [k for k, v in zip(LABELS, counts) if not v],
-        "macro_f1_over": "the classes with faces in the data (scikit-learn's f1_score with "
-        "labels= those classes); per_class_f1 is null for a class with none",
+        # the same for every model (the same faces): per_class_f1 is null for an absent class
+        "absent_classes": metrics["absent_classes"],
+        "macro_f1_over": metrics["macro_f1_over"],
         "reference": ref_row["model"] if ref_row else None,
         "settings": {
             "warmup": settings.warmup,

@@ -21,7 +21,7 @@ from deepfer.data.ferplus import ferplus_majority, load_ferplus_votes
 from deepfer.data.splits import split_name as canonical_split
 from deepfer.edge.errors import DeepFERError
 from deepfer.edge.labels import LABELS
-from deepfer.evaluate.metrics import evaluate_predictions, roc_curves
+from deepfer.evaluate.metrics import report_metrics, roc_curves
 from deepfer.evaluate.outputs import check_outputs
 from deepfer.evaluate.predictors import EvaluateError, load_predictor, resolve_model_file
 from deepfer.evaluate.reports import metrics_table
@@ -106,7 +106,7 @@ def evaluate_model(
     started = time.perf_counter()
     probs = predict_probs(model, ds.x)
     seconds = time.perf_counter() - started
-    metrics = evaluate_predictions(ds.y, probs, LABELS)
+    metrics = report_metrics(ds.y, probs, LABELS)  # a class with no faces: no F1, not averaged
     report = {
         "model": str(model_path),
         "model_type": model.kind,
@@ -128,7 +128,7 @@ def evaluate_model(
     for mode in modes:
         t0 = time.perf_counter()
         tta_probs[mode] = predict_probs(model, ds.x, tta=mode)
-        m = evaluate_predictions(ds.y, tta_probs[mode], LABELS)
+        m = report_metrics(ds.y, tta_probs[mode], LABELS)
         m["predict_seconds"] = round(time.perf_counter() - t0, 3)
         m["ms_per_face"] = _ms_per_face(m["predict_seconds"], len(ds))
         m["cost_vs_plain"] = round(m["predict_seconds"] / max(seconds, 1e-9), 2)
@@ -150,8 +150,9 @@ def evaluate_model(
         report["plots"]["confusion_matrix"] = str(
             plotting.confusion_matrix(cm, LABELS, out_dir / "confusion_matrix.png", title)
         )
+        curves = roc_curves(ds.y, probs, LABELS)  # none for a class with no faces
         report["plots"]["roc_curves"] = str(
-            plotting.roc_curves(roc_curves(ds.y, probs, LABELS), out_dir / "roc_curves.png", title)
+            plotting.roc_curves(curves, out_dir / "roc_curves.png", title, LABELS)
         )
         for mode, m in report["tta"].items():
             cm = np.asarray(m["confusion_matrix"]["counts"])

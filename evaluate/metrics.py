@@ -8,6 +8,11 @@ macro-F1 averages over the classes present in the truth or the predictions (scik
 default ``labels``), or with ``average_over="truth"`` over the classes that have faces
 (scikit-learn's ``labels=`` those classes), and a class with no positives or no negatives has
 no AUC.
+
+:func:`report_metrics` is what ``deepfer evaluate``, ``deepfer benchmark`` and ``deepfer
+convert``'s check report, the one rule for a class with no faces in the data (a user's class
+folders without it): no recall or F1 (``None``, shown as ``-``), listed in
+``absent_classes``, and left out of macro-F1.
 """
 
 from __future__ import annotations
@@ -85,7 +90,7 @@ def evaluate_predictions(
     averages over the classes that occur in ``y_true`` or the predictions, as
     scikit-learn does by default (``average_over="seen"``), or over those that occur in
     ``y_true`` (``"truth"``: a class with no faces, e.g. no folder for it in a user's data,
-    has no F1 to average, only its false alarms in the others' precision); ``macro_f1_over``
+    has no F1 to average, only its false alarms in the others' recall); ``macro_f1_over``
     names the classes averaged.
     """
     if average_over not in ("seen", "truth"):
@@ -139,3 +144,27 @@ def evaluate_predictions(
         },
         "auc": aucs,
     }
+
+
+def report_metrics(y_true: np.ndarray, probs: np.ndarray, labels: Sequence[str] = LABELS) -> dict:
+    """The metrics the commands report: :func:`evaluate_predictions` with macro-F1 over the
+    classes with faces (``average_over="truth"``), where a class with no faces in the data
+    has no recall and no F1 (``None``, not scikit-learn's stand-in 0) and no precision unless
+    it was predicted (then 0: every such answer was wrong); ``absent_classes`` lists them.
+
+    With every class present the figures are :func:`evaluate_predictions`'s, to the bit.
+    """
+    m = evaluate_predictions(y_true, probs, labels, average_over="truth")
+    predicted = np.asarray(m["confusion_matrix"]["counts"]).sum(axis=0)
+    absent = [label for label, v in m["per_class"].items() if not v["support"]]
+    for c, label in enumerate(m["per_class"]):
+        if label in absent:
+            v = m["per_class"][label]
+            v.update(recall=None, f1=None, precision=v["precision"] if predicted[c] else None)
+    m["absent_classes"] = absent
+    return m
+
+
+def per_class_f1(metrics: dict) -> dict[str, float | None]:
+    """``{label: F1}`` of :func:`report_metrics`'s result, ``None`` for a class with no faces."""
+    return {label: v["f1"] if v["support"] else None for label, v in metrics["per_class"].items()}

@@ -22,12 +22,15 @@ def pyplot():
 def confusion_matrix(
     cm: np.ndarray, labels: Sequence[str], path: str | Path, title: str = ""
 ) -> Path:
-    """Counts and row-normalised confusion matrices side by side."""
+    """Counts and row-normalised confusion matrices side by side; a class with no faces (a row
+    of zeros: nothing to normalise) is named ``(no faces)`` and its shares are ``-``."""
     plt = pyplot()
     cm = np.asarray(cm)
+    empty = cm.sum(axis=1) == 0
     with np.errstate(invalid="ignore", divide="ignore"):
         norm = cm / cm.sum(axis=1, keepdims=True)
     norm = np.nan_to_num(norm)
+    rows = [f"{label} (no faces)" if empty[i] else label for i, label in enumerate(labels)]
     fig, axes = plt.subplots(1, 2, figsize=(14, 6))
     for ax, mat, name, fmt in (
         (axes[0], cm, "counts", "d"),
@@ -35,7 +38,7 @@ def confusion_matrix(
     ):
         im = ax.imshow(mat, cmap="Blues")
         ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-        ax.set_yticks(range(len(labels)), labels)
+        ax.set_yticks(range(len(labels)), rows)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(f"{title}: {name}" if title else name)
@@ -45,7 +48,7 @@ def confusion_matrix(
                 ax.text(
                     j,
                     i,
-                    format(mat[i, j], fmt),
+                    "-" if fmt != "d" and empty[i] else format(mat[i, j], fmt),
                     ha="center",
                     va="center",
                     fontsize=8,
@@ -59,9 +62,13 @@ def confusion_matrix(
 
 
 def roc_curves(
-    curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], path: str | Path, title: str = ""
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]],
+    path: str | Path,
+    title: str = "",
+    labels: Sequence[str] = (),
 ) -> Path:
-    """One-vs-rest ROC curves, ``{label: (fpr, tpr, auc)}``."""
+    """One-vs-rest ROC curves, ``{label: (fpr, tpr, auc)}``; a class of ``labels`` without one
+    (no faces of it in the data) is named above the legend."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 6))
     for label, (fpr, tpr, auc) in curves.items():
@@ -70,10 +77,14 @@ def roc_curves(
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
     ax.set_title(f"{title}: one-vs-rest ROC" if title else "one-vs-rest ROC")
+    missing = [label for label in labels if label not in curves]
     if curves:
         ax.legend(loc="lower right", fontsize=8)
     else:  # one class only: a one-vs-rest ROC needs positives and negatives
         ax.text(0.5, 0.5, "no class has both positives and negatives", ha="center")
+    if curves and missing:  # with 2+ curves, a class without one has no faces in the data
+        ax.text(0.98, 0.4, f"no curve for {', '.join(missing)}: no faces in the data",
+                ha="right", fontsize=8, transform=ax.transAxes)  # fmt: skip
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -11,24 +11,42 @@ from deepfer.edge.labels import LABELS
 
 
 def metrics_table(metrics: dict, title: str = "") -> str:
-    """A readable per-class table with the summary lines under it."""
+    """A readable per-class table with the summary lines under it; a figure a class does not
+    have (no faces of it: no recall, F1 or AUC) is ``-``."""
     lines = [title] if title else []
     lines.append(
         f"{'class':<10} {'precision':>9} {'recall':>7} {'f1':>6} {'AUC':>6} {'support':>8}"
     )
     for label, m in metrics["per_class"].items():
-        auc_text = f"{m['auc']:.3f}" if m["auc"] is not None else "-"
         lines.append(
-            f"{label:<10} {m['precision']:>9.3f} {m['recall']:>7.3f} {m['f1']:>6.3f} "
-            f"{auc_text:>6} {m['support']:>8,}"
+            f"{label:<10} {num(m['precision']):>9} {num(m['recall']):>7} {num(m['f1']):>6} "
+            f"{num(m['auc']):>6} {m['support']:>8,}"
         )
-    macro_auc = f"{metrics['macro_auc']:.3f}" if metrics["macro_auc"] is not None else "-"
     lines.append(
         f"accuracy {metrics['accuracy']:.2%}   macro-F1 {metrics['macro_f1']:.3f}   "
-        f"weighted-F1 {metrics['weighted_f1']:.3f}   macro-AUC {macro_auc}   "
+        f"weighted-F1 {metrics['weighted_f1']:.3f}   macro-AUC {num(metrics['macro_auc'])}   "
         f"({metrics['n']:,} faces)"
     )
+    note = absent_note(metrics.get("absent_classes"), len(metrics["per_class"]))
+    if note:
+        lines.append(note)
     return "\n".join(lines)
+
+
+def num(value: float | None) -> str:
+    """A figure to 3 decimals, or ``-`` where there is none (a class with no faces)."""
+    return "-" if value is None else f"{value:.3f}"
+
+
+def absent_note(absent: list[str] | None, classes: int = len(LABELS)) -> str:
+    """``-: no faces of X, Y in the data; macro-F1 averages the N classes with faces``, or ""
+    when every class has faces."""
+    if not absent:
+        return ""
+    return (
+        f"-: no faces of {', '.join(absent)} in the data; macro-F1 averages the "
+        f"{classes - len(absent)} classes with faces"
+    )
 
 
 # --------------------------------------------------------------------------- benchmark
@@ -107,18 +125,12 @@ FACES_ROW = "faces (support)"
 
 def _f1(row: dict, label: str) -> str:
     """A class's F1, or "-" for a class with no faces in the data (no F1 to speak of)."""
-    f1 = row["per_class_f1"].get(label)
-    return "-" if f1 is None else f"{f1:.3f}"
+    return num(row["per_class_f1"].get(label))
 
 
 def _absent_note(report: dict) -> str:
-    absent = report.get("absent_classes") or []
-    if not absent:
-        return ""
-    return (
-        f" (-: no faces of {', '.join(absent)} in the data; macro-F1 averages the "
-        f"{len(LABELS) - len(absent)} classes with faces)"
-    )
+    note = absent_note(report.get("absent_classes"))
+    return f" ({note})" if note else ""
 
 
 def benchmark_markdown(report: dict) -> str:
@@ -176,6 +188,8 @@ def update_sidecars(report: dict) -> list[Path]:
             "accuracy": r["accuracy"],
             "macro_f1": r["macro_f1"],
             "per_class_f1": r["per_class_f1"],
+            "absent_classes": report["absent_classes"],
+            "macro_f1_over": report["macro_f1_over"],
             "agreement_with_float": r["agreement_with_reference"],
             "float_reference": Path(report["reference"]).name if report["reference"] else None,
             "latency_ms": {

@@ -377,3 +377,67 @@ def test_int8_that_disagrees_with_float_fails_the_check(
     assert side["metrics"]["agreement_with_float"] == 0.0
     assert main([*argv, "--min-agreement", "0"]) == 0
     assert "0.00% top-1 agreement (at least 0%)" in capsys.readouterr().out
+
+
+def test_a_check_on_class_folders_without_some_classes_stores_null_f1(
+    tmp_path, tiny_keras_model, tiny_fer, capsys
+):
+    """Checked on a user's class folders without disgust, fear, sad and surprise: the sidecar
+    stored 0.0 F1 for them and a macro-F1 that counted a class only predicted as 0. Now null,
+    ``absent_classes`` and ``macro_f1_over`` as deepfer benchmark and evaluate report, with
+    evaluate's figures on the same faces; the edge loader still reads the sidecar."""
+    import shutil
+
+    mine = tmp_path / "mine"
+    for folder, label in (("Happy", "happy"), ("anger", "angry"), ("neutral ", "neutral")):
+        shutil.copytree(tiny_fer / "test" / label, mine / folder)
+    out = tmp_path / "m"
+    code, err = _convert(capsys, tiny_keras_model, "--calibration-data", tiny_fer, "--out", out,
+                         "--calibration-size", "70", "--check-data", mine, "--force")  # fmt: skip
+    assert code == 0, err
+    absent, present = ["disgust", "fear", "sad", "surprise"], ["angry", "happy", "neutral"]
+    for fmt in ("int8", "float32"):
+        model = tmp_path / f"m_{fmt}.tflite"
+        m = _sidecar(model)["metrics"]
+        assert m["evaluated_on"]["layout"] == "class folders"
+        assert m["absent_classes"] == absent and m["macro_f1_over"] == present
+        assert [k for k, v in m["per_class_f1"].items() if v is None] == absent
+        assert m["macro_f1"] == pytest.approx(sum(m["per_class_f1"][k] for k in present) / 3)
+        assert load_model_info(model).raw["metrics"] == m  # the edge loader takes null
+        assert main(["evaluate", str(model), "--data", str(mine), "--out", str(tmp_path / fmt),
+                     "--tta", "none", "--no-progress"]) == 0  # fmt: skip
+        report = json.loads((tmp_path / fmt / "report.json").read_text())
+        assert report["accuracy"] == pytest.approx(m["accuracy"], abs=1e-12)
+        assert report["macro_f1"] == pytest.approx(m["macro_f1"], abs=1e-12)
+        assert {k: v["f1"] for k, v in report["per_class"].items()} == m["per_class_f1"]
+        assert report["absent_classes"] == absent
+
+
+@pytest.mark.parametrize(
+    "int8_name, float_name",
+    [("deepfer_int8", "deepfer_float32"), ("deepfer-single_int8", "deepfer-single_float32")],
+)
+def test_the_check_still_gives_the_shipped_sidecars_figures(data_dir, int8_name, float_name):
+    """With all seven classes in the held-out faces (PublicTest), the check's rule for a class
+    with no faces changes nothing: it recomputes each shipped sidecar's figures exactly."""
+    from deepfer.convert.check import check_models, check_set
+    from deepfer.models import MODELS_DIR
+
+    paths = {
+        "int8": MODELS_DIR / f"{int8_name}.tflite",
+        "float32": MODELS_DIR / f"{float_name}.tflite",
+    }
+    if not paths["float32"].is_file():
+        pytest.skip(f"{float_name}: the float32 references ship with a checkout, not the wheel")
+    # as --check-data DIR with another calibration folder: DIR's test split, all of it
+    held = check_set(data_dir / "fer2013", Path("/calibrated/elsewhere"), {}, None, 48)
+    assert len(held.data) == 3589 and held.split == "test"
+    check = check_models(paths, held, paths["float32"])
+    keys = ("accuracy", "macro_f1", "per_class_f1", "float_accuracy", "agreement_with_float",
+            "accuracy_drop_points")  # fmt: skip
+    for fmt, path in paths.items():
+        stored = _sidecar(path)["metrics"]
+        got = check["models"][fmt]
+        assert {k: got[k] for k in keys} == {k: stored[k] for k in keys}, fmt
+        assert got["absent_classes"] == [] and got["macro_f1_over"] == list(LABELS)
+        assert stored["benchmark"]["per_class_f1"] == got["per_class_f1"]

@@ -334,3 +334,56 @@ def test_evaluate_against_ferplus_votes(tiny_tflite_model, tiny_fer, tmp_path, c
     assert run_cli(*args, "--labels", "ferplus") == 2
     err = capsys.readouterr().err
     assert f"no FER+ votes at {data / 'ferplus_test.csv'}; pass --ferplus-votes" in err
+
+
+@pytest.mark.slow
+def test_class_folders_without_some_classes_score_as_benchmark_does(
+    tiny_tflite_model, tiny_fer, tmp_path, capsys
+):
+    """A user's class folders without disgust, fear, sad and surprise: evaluate's macro-F1
+    averaged scikit-learn's default way (the classes in the data or the predictions, a class
+    only predicted counting 0) and printed 0.000 for their F1, unlike benchmark on the same
+    model and faces. Now both leave them out: '-' on screen, null in the JSON, no NaN."""
+    import re
+
+    mine = tmp_path / "mine"
+    for folder, label in (("Happy", "happy"), ("anger", "angry"), ("neutral ", "neutral")):
+        shutil.copytree(tiny_fer / "test" / label, mine / folder)
+    out = tmp_path / "e"
+    assert run_cli(str(tiny_tflite_model), "--data", str(mine), "--out", str(out),
+                   "--tta", "flip") == 0  # fmt: skip
+    screen = capsys.readouterr().out
+    text = (out / "report.json").read_text()
+    report = json.loads(text)
+    absent, present = ["disgust", "fear", "sad", "surprise"], ["angry", "happy", "neutral"]
+    assert report["absent_classes"] == report["tta"]["flip"]["absent_classes"] == absent
+    assert report["macro_f1_over"] == report["tta"]["flip"]["macro_f1_over"] == present
+    pc = report["per_class"]
+    assert all(pc[k]["f1"] is None and pc[k]["recall"] is None for k in absent)
+    assert report["macro_f1"] == pytest.approx(np.mean([pc[k]["f1"] for k in present]))
+    table = screen[screen.index("class      precision") :].splitlines()
+    rows = {line.split()[0]: line.split()[1:] for line in table[1:8]}
+    assert all(rows[k][1:4] == ["-", "-", "-"] and rows[k][4] == "0" for k in absent)
+    assert all(rows[k][2] == f"{pc[k]['f1']:.3f}" for k in present)
+    note = "-: no faces of disgust, fear, sad, surprise in the data; macro-F1 averages the 3"
+    assert note in table[9]
+    assert not re.search(r"\bnan\b", screen, re.IGNORECASE) and "NaN" not in text
+    assert set(report["auc"]) == set(LABELS) and all(report["auc"][k] is None for k in absent)
+    for name in ("confusion_matrix.png", "roc_curves.png", "confusion_matrix_flip.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    bench, model = tmp_path / "b", tmp_path / tiny_tflite_model.name  # a copy: its sidecar
+    shutil.copy(tiny_tflite_model, model)  # is written (--update-sidecars)
+    shutil.copy(tiny_tflite_model.with_suffix(".json"), model.with_suffix(".json"))
+    assert main(["benchmark", str(model), "--data", str(mine), "--out", str(bench), "--threads",
+                 "1", "--runs", "5", "--warmup", "1", "--batch-size", "4",
+                 "--update-sidecars"]) == 0  # fmt: skip
+    b = json.loads((bench / "benchmark.json").read_text())
+    assert b["absent_classes"] == absent and b["macro_f1_over"] == present
+    row = b["models"][0]
+    assert row["accuracy"] == pytest.approx(report["accuracy"], abs=1e-12)
+    assert row["macro_f1"] == pytest.approx(report["macro_f1"], abs=1e-12)
+    assert row["per_class_f1"] == {k: v["f1"] for k, v in pc.items()}
+    stored = load_model_info(model).raw["metrics"]["benchmark"]
+    assert stored["per_class_f1"] == row["per_class_f1"] and stored["absent_classes"] == absent
+    assert stored["macro_f1_over"] == present

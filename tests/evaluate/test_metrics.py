@@ -13,7 +13,13 @@ import warnings
 import numpy as np
 import pytest
 
-from deepfer.evaluate.metrics import auc, evaluate_predictions, roc_curve
+from deepfer.evaluate.metrics import (
+    auc,
+    evaluate_predictions,
+    per_class_f1,
+    report_metrics,
+    roc_curve,
+)
 
 metrics = pytest.importorskip("sklearn.metrics", reason="scikit-learn is in the train extra")
 
@@ -119,6 +125,48 @@ def test_macro_f1_over_the_classes_with_faces_matches_sklearn_labels(name, y, pr
 def test_average_over_is_checked():
     with pytest.raises(ValueError, match="average_over"):
         evaluate_predictions(np.zeros(2, int), np.eye(K)[[0, 0]], LABELS, average_over="all")
+
+
+@pytest.mark.parametrize(("name", "y", "probs"), CASES, ids=IDS)
+def test_the_reported_metrics_leave_classes_without_faces_out(name, y, probs):
+    """What evaluate, benchmark and convert's check report (:func:`report_metrics`): a class
+    with no faces has no recall or F1 (None, not scikit-learn's 0), no precision unless it was
+    predicted (0 then), and is left out of macro-F1; every other figure is unchanged."""
+    m = report_metrics(y, probs, LABELS)
+    plain = evaluate_predictions(y, probs, LABELS, average_over="truth")
+    pred = probs.argmax(1)
+    absent = [label for c, label in enumerate(LABELS) if not (y == c).any()]
+    assert m["absent_classes"] == absent
+    assert (
+        m["macro_f1"]
+        == plain["macro_f1"]
+        == pytest.approx(
+            metrics.f1_score(y, pred, labels=np.unique(y), average="macro", zero_division=0)
+        )
+    )
+    assert m["macro_f1_over"] == [label for label in LABELS if label not in absent]
+    for c, label in enumerate(LABELS):
+        got, was = m["per_class"][label], plain["per_class"][label]
+        if label in absent:
+            assert got["recall"] is None and got["f1"] is None and got["auc"] is None
+            assert got["precision"] == (0.0 if (pred == c).any() else None)
+            assert per_class_f1(m)[label] is None
+        else:
+            assert got == was and per_class_f1(m)[label] == was["f1"]
+    for key in ("n", "accuracy", "weighted_f1", "macro_auc", "confusion_matrix", "auc"):
+        assert m[key] == plain[key], key
+
+
+def test_with_every_class_present_the_reported_metrics_are_the_plain_ones():
+    """The shipped models' figures (all 7 classes in FER2013's splits) do not move: the rule
+    for a class with no faces changes nothing when every class has faces."""
+    rng = np.random.default_rng(3)
+    y = np.r_[np.arange(K), rng.integers(0, K, 400)]
+    probs = with_predictions(rng, y, never=[1])  # a class never predicted still counts
+    m, plain = report_metrics(y, probs, LABELS), evaluate_predictions(y, probs, LABELS)
+    assert m.pop("absent_classes") == [] and m == plain  # bit for bit
+    assert m["macro_f1_over"] == LABELS
+    assert per_class_f1(m) == {label: v["f1"] for label, v in plain["per_class"].items()}
 
 
 @pytest.mark.parametrize(("name", "y", "probs"), CASES, ids=IDS)
