@@ -137,7 +137,8 @@ def test_secret_order(tmp_path):
     got = resolve_secret(env="UNSET", environ=env)
     assert got.value == "from-systemd" and "systemd" in got.source
     (creds / "mqtt-password").write_text("")  # install.sh's empty credential: no password
-    assert resolve_secret(env="UNSET", environ=env).value is None
+    empty = resolve_secret(env="UNSET", environ=env)
+    assert empty.value is None and "$CREDENTIALS_DIRECTORY/mqtt-password: empty" in empty.source
     none = resolve_secret(env="UNSET", environ={})
     assert none.value is None and "$UNSET" in none.source
     assert "from-env" not in repr(resolve_secret(env="PW", environ=env))

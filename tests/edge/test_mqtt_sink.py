@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 import threading
 import time
@@ -326,7 +327,7 @@ def test_auth_password_from_env_and_wrong_password_backs_off(tmp_path, closing, 
         mqtt_config(url=url, password_env="TEST_MQTT_PW"),
         DEVICE,
         "tiny",
-        environ={"TEST_MQTT_PW": "nope"},
+        environ={**os.environ, "TEST_MQTT_PW": "nope"},
     )  # fmt: skip (default backoff: 1 s, doubling)
     closing(wrong)
     with caplog.at_level(logging.WARNING, logger="deepfer.edge.outputs.mqtt.sink"):
@@ -337,6 +338,8 @@ def test_auth_password_from_env_and_wrong_password_backs_off(tmp_path, closing, 
     assert 2 <= failures <= 4, failures  # attempts at 0, 1, 3 s: backing off, not spinning
     assert "refused" in caplog.text and "authori" in caplog.text.lower()
     assert "environment variable TEST_MQTT_PW" in caplog.text and "nope" not in caplog.text
+    # a refusal in an MQTT 5 CONNACK is the broker speaking MQTT 5: no fall back to 3.1.1
+    assert "does not speak MQTT 5" not in caplog.text and "3.1.1" not in caplog.text
     wrong.flush_timeout_s = 0
     wrong.close()
     assert sub.on(f"{PREFIX}/events") == []
@@ -361,7 +364,7 @@ def test_systemd_credentials_directory(tmp_path, closing):
     with Mosquitto(tmp_path / "broker", password_file=pwfile) as broker:
         sink = MqttSink(
             mqtt_config(url=broker.url, username="robot"), DEVICE, "tiny",
-            environ={"CREDENTIALS_DIRECTORY": str(creds)}, **FAST,
+            environ={**os.environ, "CREDENTIALS_DIRECTORY": str(creds)}, **FAST,
         )  # fmt: skip
         closing(sink)
         sink.start()

@@ -63,12 +63,14 @@ def resolve_secret(
         if value:
             return Secret(value, f"environment variable {env}")
     cred_dir = environ.get("CREDENTIALS_DIRECTORY")
+    empty = ""
     if credential and cred_dir:
         path = Path(cred_dir) / credential
         if path.is_file():
             value = _read_secret_file(path, "CREDENTIALS_DIRECTORY", allow_empty=True)
             if value:  # an empty credential (install.sh makes the file empty) means no password
                 return Secret(value, f"systemd credential {credential}")
+            empty = ": empty"
     tried = [f"${env}"] if env else []
-    tried.append(f"$CREDENTIALS_DIRECTORY/{credential}" if credential else "no credential")
+    tried.append(f"$CREDENTIALS_DIRECTORY/{credential}{empty}" if credential else "no credential")
     return Secret(None, "none (looked at " + ", ".join(tried) + ")")

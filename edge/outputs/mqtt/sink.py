@@ -131,7 +131,7 @@ class MqttSink(Sink):
         self._conn: tuple[int, bool] = (0, False)  # (connection generation, connected)
         self._ha_republish = False
         self._protocol = 3
-        self._spoke_v5 = False  # connected once with MQTT 5: never fall back to 3.1.1
+        self._spoke_v5 = False  # answered once in MQTT 5: never fall back to 3.1.1
         self._fallback = False
         self._state_props: Any = None
         self._client: Any = None
@@ -402,6 +402,10 @@ class MqttSink(Sink):
             self._fallback = True
             self._wake.set()
             return
+        # an answer in MQTT 5 (connected, or refused for a reason other than the protocol: a
+        # wrong password) is a broker that speaks it: the disconnect that follows a refusal
+        # is not a 3.1.1 broker hanging up
+        self._spoke_v5 = self._spoke_v5 or self._protocol == 5
         if reason_code.is_failure:
             self._connect_failed(f"the broker refused the connection: {reason_code}")
             return
@@ -411,7 +415,6 @@ class MqttSink(Sink):
         else:
             log.info("MQTT: connected to %s", self.settings.broker)
         self._fail_streak = 0
-        self._spoke_v5 = self._protocol == 5
         if self.cfg.ha_discovery:
             client.subscribe(self.ha_status_topic, qos=1)
         self._conn = (self._conn[0] + 1, True)
