@@ -157,6 +157,26 @@ def _timescale(data: bytearray, path: tuple[bytes, ...]) -> int:
     return struct.unpack_from(">I", data, fields + (16 if version else 8))[0]
 
 
+#: The display matrix (a, b, c, d of the tkhd box's 3x3, 16.16 fixed point) of each turn a
+#: player makes, degrees clockwise, as a phone writes them.
+_TURNS = {0: (1, 0, 0, 1), 90: (0, 1, -1, 0), 180: (-1, 0, 0, -1), 270: (0, -1, 1, 0)}
+
+
+def set_mp4_rotation(path: Path, degrees: int) -> Path:
+    """Tags an mp4's video track to be shown turned ``degrees`` clockwise, in place, as a
+    phone tags a video filmed in portrait (its pixels stored on their side): the track
+    header's (``tkhd``) display matrix, which players and FFmpeg turn the picture by."""
+    data = bytearray(path.read_bytes())
+    fields, version = _mp4_full_box(data, (*_MP4_TRACK, b"tkhd"))
+    # after the times, track id, reserved, duration (8 or 4 bytes more in version 1),
+    # reserved (8), layer, group, volume, reserved (2 each): the matrix, 9 int32
+    matrix = fields + (32 if version else 20) + 8 + 8
+    a, b, c, d = (v * 0x10000 for v in _TURNS[degrees])
+    struct.pack_into(">9i", data, matrix, a, b, 0, c, d, 0, 0, 0, 0x40000000)
+    path.write_bytes(bytes(data))
+    return path
+
+
 def retime_mp4(path: Path, durations_s: list[float]) -> Path:
     """Gives an mp4's video frames these durations (seconds, one per frame, in order), in
     place: a variable frame rate, as phones record, in a file :func:`write_video` made at a

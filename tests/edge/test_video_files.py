@@ -1,0 +1,93 @@
+"""Video files nobody tuned for, made at test time from woman2.mp4: a phone's portrait video
+(pixels stored on their side, a rotation tag to show them upright), through ``deepfer detect``
+and ``deepfer run --source FILE``."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import pytest
+from cli_subprocess import deepfer
+from synthetic import set_mp4_rotation, write_video
+
+W, H = 596, 336  # woman2.mp4
+
+
+@pytest.fixture(scope="module")
+def woman2_frames(media_dir):
+    cap = cv2.VideoCapture(str(media_dir / "woman2.mp4"))
+    frames = [cap.read()[1] for _ in range(20)]
+    cap.release()
+    assert all(f is not None and f.shape == (H, W, 3) for f in frames)
+    return frames
+
+
+def _faces(video, model, *flags):
+    proc = deepfer("detect", video, "--json", "--model", model, *flags)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _centre(box):
+    x, y, w, h = box
+    return x + w / 2, y + h / 2
+
+
+def _near(a, b, px=6):  # two encodings of the same frames: a few pixels apart
+    (ax, ay), (bx, by) = _centre(a), _centre(b)
+    return abs(ax - bx) <= px and abs(ay - by) <= px
+
+
+@pytest.mark.parametrize("tag", [90, 270])
+def test_a_phone_video_with_a_rotation_tag_is_read_as_players_show_it(
+    woman2_frames, tiny_tflite_model, tmp_path, tag
+):
+    """A phone filming in portrait stores its pixels on their side and tags the video track
+    (the tkhd box's display matrix) with the turn that shows them upright. Read upright as
+    every player shows it (OpenCV applies the tag): the face is found in every frame, boxes
+    are in the upright picture (those of the untagged upright clip), the annotated copy is the
+    upright picture with no tag, and run's events have the same boxes."""
+    upright = write_video(tmp_path / "upright.mp4", woman2_frames, 30)
+    # stored so that turning it `tag` degrees clockwise sets it upright
+    store = cv2.ROTATE_90_COUNTERCLOCKWISE if tag == 90 else cv2.ROTATE_90_CLOCKWISE
+    phone = write_video(tmp_path / "phone.mp4", [cv2.rotate(f, store) for f in woman2_frames], 30)
+    set_mp4_rotation(phone, tag)
+    cap = cv2.VideoCapture(str(phone))  # the input is what it says: stored 336 wide, tagged
+    assert cap.get(cv2.CAP_PROP_ORIENTATION_META) == tag
+    cap.release()
+
+    want = _faces(upright, tiny_tflite_model)
+    out = tmp_path / "copy.mp4"
+    got = _faces(phone, tiny_tflite_model, "--out", out)
+    assert len(want) == 20 and [f["frame"] for f in got] == [f["frame"] for f in want]
+    assert {f["track_id"] for f in got} == {1}
+    for a, b in zip(got, want, strict=True):
+        assert _near(a["box"], b["box"]), (a["box"], b["box"])
+    copy = cv2.VideoCapture(str(out))
+    assert (copy.get(cv2.CAP_PROP_FRAME_WIDTH), copy.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (W, H)
+    assert copy.get(cv2.CAP_PROP_ORIENTATION_META) == 0
+    copy.release()
+
+    proc = deepfer("run", "--source", phone, "--model", tiny_tflite_model)
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    start = next(e for e in events if e["type"] == "start")
+    assert _near(start["box"], want[0]["box"]), (start["box"], want[0]["box"])
+    assert "source.rotate" not in proc.stderr  # upright: no camera-turn hint
+
+
+def test_rotate_turns_a_tagged_video_after_its_tag(woman2_frames, tiny_tflite_model, tmp_path):
+    """The file's tag is applied first, then source.rotate (--rotate) turns the picture as
+    shown: stored upside down and tagged 90 shows the face on its side (turned 270 in all),
+    and --rotate 90 sets it upright, boxes in the upright picture."""
+    upright = write_video(tmp_path / "upright.mp4", woman2_frames, 30)
+    odd = write_video(
+        tmp_path / "odd.mp4", [cv2.rotate(f, cv2.ROTATE_180) for f in woman2_frames], 30
+    )
+    set_mp4_rotation(odd, 90)
+    want = _faces(upright, tiny_tflite_model)
+    got = _faces(odd, tiny_tflite_model, "--rotate", "90")
+    assert len(want) == 20 and [f["frame"] for f in got] == [f["frame"] for f in want]
+    for a, b in zip(got, want, strict=True):
+        assert _near(a["box"], b["box"]), (a["box"], b["box"])
