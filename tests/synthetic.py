@@ -228,3 +228,23 @@ def retime_mp4(path: Path, durations_s: list[float]) -> Path:
         data[edts + 4 : edts + 8] = b"free"
     path.write_bytes(bytes(data))
     return path
+
+
+def faststart_mp4(path: Path, target: Path) -> Path:
+    """``path`` (an mp4 as OpenCV writes it: the ``moov`` after the ``mdat``) with its
+    ``moov`` moved before the ``mdat``, as a phone's or a web video's is ("faststart"): the
+    chunk offsets (``stco``) move on by the ``moov``'s size. Cut anywhere in its frames, such
+    a file still has its index."""
+    data = bytearray(path.read_bytes())
+    mdat = _mp4_boxes(data, (b"mdat",))[0][0]
+    moov_at, moov_size, _ = _mp4_boxes(data, (b"moov",))[0]
+    if moov_at < mdat:
+        raise ValueError(f"{path}: moov already before mdat")
+    moov = bytearray(data[moov_at : moov_at + moov_size])
+    fields, _ = _mp4_full_box(moov, (*_MP4_STBL, b"stco"))
+    for i in range(struct.unpack_from(">I", moov, fields)[0]):
+        at = fields + 4 + 4 * i
+        struct.pack_into(">I", moov, at, struct.unpack_from(">I", moov, at)[0] + moov_size)
+    rest = data[:moov_at] + data[moov_at + moov_size :]
+    target.write_bytes(bytes(rest[:mdat] + moov + rest[mdat:]))
+    return target

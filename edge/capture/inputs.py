@@ -5,7 +5,8 @@ A file is a photo by its suffix (:data:`~deepfer.edge.capture.imagefile.PHOTO_EX
 otherwise by what OpenCV's FFmpeg finds in it: two frames or more, a video; one (a still
 GIF, a JPEG without a suffix, a one-frame clip), a photo, since a tracker would never see
 its face twice. A file FFmpeg cannot open but OpenCV decodes as an image is a photo too.
-An MP4, MOV, M4A or 3GP file whose tracks are audio only says so (:func:`no_video_stream`).
+An MP4, MOV, M4A or 3GP file whose tracks are audio only says so (:func:`no_video_stream`),
+and one cut short (an interrupted recording or copy) too (:func:`mp4_cut_short`).
 """
 
 from __future__ import annotations
@@ -99,6 +100,47 @@ def no_video_stream(path: Path) -> str | None:
     return f"holds no video stream (only {' and '.join(said)})"
 
 
+#: An MP4 that cannot be read for want of its index (:func:`mp4_cut_short`).
+NO_INDEX = "no_index"
+#: An MP4 whose frames stop short of its end, index intact: read up to the cut.
+PART = "part"
+
+
+def mp4_cut_short(path: Path) -> tuple[str, str] | None:
+    """``(kind, words)`` for an MP4, MOV or 3GP file that was cut short, by its boxes'
+    headers alone: :data:`NO_INDEX` when it has no whole track list (``moov``; a camera or
+    phone writes it last, so an interrupted recording or an unfinished copy or download lacks
+    it, and nothing can play it), :data:`PART` when a box runs past the file's end but the track list
+    is there (its frames up to the cut can be read). None for a whole file or another
+    format."""
+    try:
+        with open(path, "rb") as fh:
+            end = fh.seek(0, 2)
+            top = list(_boxes(fh, 0, end, overrun=True))
+    except OSError:
+        return None
+    if not top or top[0][0] not in _FIRST_BOXES:
+        return None
+    last_end = top[-1][2]
+    cut = last_end > end and top[-1][0].isalnum()  # (not trailing bytes that are no box)
+    if any(kind == b"moov" and stop <= end for kind, _, stop in top):
+        if not cut:
+            return None
+        share = f"{end / last_end:.0%}" if last_end < 100 * end else "under 1%"
+        return PART, (
+            f"is cut short ({end:,} bytes of the {last_end:,} its boxes say, {share}): "
+            "an interrupted recording, copy or download; only its frames before the cut are read"
+        )
+    if not any(kind in (b"mdat", b"moov") for kind, _, _ in top):
+        return None  # no frames and no index: not a recording cut short (left to FFmpeg)
+    how = f"{end:,} bytes of at least {last_end:,}, " if cut else ""
+    return NO_INDEX, (
+        f"is cut short ({how}with no index: the MP4 'moov' box, which a camera or phone writes "
+        "last, is missing or cut): an interrupted recording, copy or download; it cannot be played "
+        "as it is (copy it again, or rebuild the index with a repair tool such as untrunc)"
+    )
+
+
 def _bmff_tracks(fh: BinaryIO) -> list[bytes] | None:
     """The handler type of each track (``vide``, ``soun``, ...) of an ISO base media file,
     or None when the file is not one or has no track list (``moov``)."""
@@ -127,9 +169,12 @@ def _children(fh: BinaryIO, start: int, stop: int, kind: bytes) -> Iterator[tupl
             yield body, end
 
 
-def _boxes(fh: BinaryIO, start: int, stop: int) -> Iterator[tuple[bytes, int, int]]:
+def _boxes(
+    fh: BinaryIO, start: int, stop: int, overrun: bool = False
+) -> Iterator[tuple[bytes, int, int]]:
     """``(type, body start, end)`` of each box from ``start`` to ``stop``; stops at one
-    that does not fit (a file cut short)."""
+    that does not fit (a file cut short), or with ``overrun`` gives it last, its end past
+    ``stop`` as its size says."""
     at = start
     while at + 8 <= stop:
         fh.seek(at)
@@ -142,7 +187,11 @@ def _boxes(fh: BinaryIO, start: int, stop: int) -> Iterator[tuple[bytes, int, in
             size, body = struct.unpack(">Q", large)[0], at + 16
         elif size == 0:  # to the end
             size = stop - at
-        if size < body - at or at + size > stop:
+        if size < body - at:
+            return
+        if at + size > stop:
+            if overrun:
+                yield kind, body, at + size
             return
         yield kind, body, at + size
         at += size

@@ -24,9 +24,11 @@ import numpy as np
 from deepfer.edge.capture.frame import Frame, frame_from_image
 from deepfer.edge.capture.imagefile import IMAGE_EXTS, is_hidden, is_photo
 from deepfer.edge.capture.inputs import (
+    NO_INDEX,
     PHOTO,
     VIDEO_EXTS,
     input_kind,
+    mp4_cut_short,
     no_video_stream,
     read_picture,
 )
@@ -120,12 +122,19 @@ class OpenCVSource(Source):
         self.width, self.height, self.want_fps = width, height, fps
         self.cap: cv2.VideoCapture | None = None
         self._size = (0, 0)  # of the frames, for frames taken without their pixels
+        self._said_cut = False  # a file cut short is warned about once, not each loop
 
     def open(self) -> None:
         if not self.live and isinstance(self.target, str):
             why = no_video_stream(self.target)  # (an MP4 of audio alone: say so, not "cannot")
             if why:
                 raise SourceError(f"{self.name}: {why}: no pictures to look for faces in")
+            cut = mp4_cut_short(self.target)  # (an interrupted recording: say so, not "cannot")
+            if cut and cut[0] == NO_INDEX:
+                raise SourceError(f"{self.name}: {cut[1]}")
+            if cut and not self._said_cut:
+                log.warning("%s: %s", self.name, cut[1])
+                self._said_cut = True
         if self.live:
             cap = cv2.VideoCapture(self.target)
         else:  # a file: one decoding thread costs less CPU per frame than FFmpeg's several,

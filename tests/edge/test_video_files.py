@@ -1,6 +1,6 @@
-"""Video files nobody tuned for, made at test time from woman2.mp4: a phone's portrait video
-(pixels stored on their side, a rotation tag to show them upright), through ``deepfer detect``
-and ``deepfer run --source FILE``."""
+"""Video files nobody tuned for, made at test time: a phone's portrait video (pixels stored
+on their side, a rotation tag to show them upright; from woman2.mp4), MP4s cut short, through
+``deepfer detect`` and ``deepfer run --source FILE``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 import cv2
 import pytest
 from cli_subprocess import deepfer
-from synthetic import set_mp4_rotation, write_video
+from synthetic import faststart_mp4, moving_square_frames, set_mp4_rotation, write_video
 
 W, H = 596, 336  # woman2.mp4
 
@@ -91,3 +91,49 @@ def test_rotate_turns_a_tagged_video_after_its_tag(woman2_frames, tiny_tflite_mo
     assert len(want) == 20 and [f["frame"] for f in got] == [f["frame"] for f in want]
     for a, b in zip(got, want, strict=True):
         assert _near(a["box"], b["box"]), (a["box"], b["box"])
+
+
+def test_an_mp4_cut_short_before_its_index_says_so(tiny_tflite_model, tmp_path):
+    """A recording interrupted (or a copy that did not finish) lacks the moov box a camera
+    writes last: nothing can play it. detect and run say it is cut short and why, instead of
+    'cannot open it as a video file'; the other inputs are still done."""
+    whole = write_video(tmp_path / "whole.mp4", moving_square_frames(60), 30)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    for size in (len(data) // 2, 200):  # in its frames; just past the file's header
+        cut.write_bytes(data[:size])
+        proc = deepfer("detect", cut, whole, "--model", tiny_tflite_model, "--detector", "haar")
+        assert proc.returncode == 1, proc.stderr
+        assert f"{cut}: is cut short" in proc.stderr and "'moov' box" in proc.stderr
+        assert "cannot open it" not in proc.stderr and "Traceback" not in proc.stderr
+        assert "whole.mp4: no faces" in proc.stdout
+    proc = deepfer("run", "--source", cut, "--model", tiny_tflite_model, "--detector", "haar")
+    assert proc.returncode == 2 and f"{cut}: is cut short" in proc.stderr, proc.stderr
+
+
+def test_an_mp4_cut_short_after_its_index_is_read_to_the_cut(tiny_tflite_model, tmp_path):
+    """A file whose index comes first (a phone's or web video's "faststart") cut in its frames:
+    the frames before the cut are read, with one warning that it is cut short (once, however
+    often --loop opens it again); a whole one gives no warning."""
+    made = write_video(tmp_path / "made.mp4", moving_square_frames(60), 30)
+    whole = faststart_mp4(made, tmp_path / "whole.mp4")
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    model = ("--model", tiny_tflite_model, "--detector", "haar")
+
+    def run(video, *flags):
+        stats = tmp_path / "stats.json"
+        proc = deepfer("run", "--source", video, "--stats-json", stats, *model, *flags)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stderr, json.loads(stats.read_text())["frames"]
+
+    said, frames = run(whole)
+    assert frames == 60 and "cut short" not in said
+    said, frames = run(cut)
+    assert 10 < frames < 60, frames
+    assert said.count("is cut short") == 1 and "only its frames before the cut" in said
+    said, frames = run(cut, "--loop", "--max-frames", str(3 * frames))
+    assert said.count("is cut short") == 1, said
+    proc = deepfer("detect", cut, *model)
+    assert proc.returncode == 0 and proc.stderr.count("is cut short") == 1, proc.stderr
