@@ -6,7 +6,7 @@ otherwise by what OpenCV's FFmpeg finds in it: two frames or more, a video; one 
 GIF, a JPEG without a suffix, a one-frame clip), a photo, since a tracker would never see
 its face twice. A file FFmpeg cannot open but OpenCV decodes as an image is a photo too.
 An MP4, MOV, M4A or 3GP file whose tracks are audio only says so (:func:`no_video_stream`),
-and one cut short (an interrupted recording or copy) too (:func:`mp4_cut_short`).
+and an MP4 or AVI cut short (an interrupted recording or copy) too (:func:`video_cut_short`).
 """
 
 from __future__ import annotations
@@ -100,22 +100,25 @@ def no_video_stream(path: Path) -> str | None:
     return f"holds no video stream (only {' and '.join(said)})"
 
 
-#: An MP4 that cannot be read for want of its index (:func:`mp4_cut_short`).
+#: A video cut short that cannot be read for want of its index (an MP4's ``moov``).
 NO_INDEX = "no_index"
-#: An MP4 whose frames stop short of its end, index intact: read up to the cut.
+#: A video whose frames stop short of where its header says it ends: read up to the cut.
 PART = "part"
 
 
-def mp4_cut_short(path: Path) -> tuple[str, str] | None:
-    """``(kind, words)`` for an MP4, MOV or 3GP file that was cut short, by its boxes'
-    headers alone: :data:`NO_INDEX` when it has no whole track list (``moov``; a camera or
-    phone writes it last, so an interrupted recording or an unfinished copy or download lacks
-    it, and nothing can play it), :data:`PART` when a box runs past the file's end but the track list
-    is there (its frames up to the cut can be read). None for a whole file or another
-    format."""
+def video_cut_short(path: Path) -> tuple[str, str] | None:
+    """``(kind, words)`` for a video file that was cut short (an interrupted recording, copy
+    or download), by its header alone. An MP4, MOV or 3GP (ISO boxes): :data:`NO_INDEX` when
+    it has no whole track list (``moov``: a camera or phone writes it last, and without it
+    nothing can play the file), :data:`PART` when a box runs past the file's end but the track
+    list is there. An AVI (RIFF): :data:`PART` when its RIFF chunk runs past the end (FFmpeg
+    reads an AVI without its index). None for a whole file or another format."""
     try:
         with open(path, "rb") as fh:
             end = fh.seek(0, 2)
+            head = _read_at(fh, 0, 12)
+            if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+                return _riff_cut(fh, end)
             top = list(_boxes(fh, 0, end, overrun=True))
     except OSError:
         return None
@@ -124,21 +127,44 @@ def mp4_cut_short(path: Path) -> tuple[str, str] | None:
     last_end = top[-1][2]
     cut = last_end > end and top[-1][0].isalnum()  # (not trailing bytes that are no box)
     if any(kind == b"moov" and stop <= end for kind, _, stop in top):
-        if not cut:
-            return None
-        share = f"{end / last_end:.0%}" if last_end < 100 * end else "under 1%"
-        return PART, (
-            f"is cut short ({end:,} bytes of the {last_end:,} its boxes say, {share}): "
-            "an interrupted recording, copy or download; only its frames before the cut are read"
-        )
+        return (PART, _cut_words(end, last_end, "boxes")) if cut else None
     if not any(kind in (b"mdat", b"moov") for kind, _, _ in top):
         return None  # no frames and no index: not a recording cut short (left to FFmpeg)
     how = f"{end:,} bytes of at least {last_end:,}, " if cut else ""
     return NO_INDEX, (
-        f"is cut short ({how}with no index: the MP4 'moov' box, which a camera or phone writes "
-        "last, is missing or cut): an interrupted recording, copy or download; it cannot be played "
-        "as it is (copy it again, or rebuild the index with a repair tool such as untrunc)"
+        f"is cut short ({how}with no index: the MP4 'moov' box, which a camera or phone "
+        "writes last, is missing or cut): an interrupted recording, copy or download; it "
+        "cannot be played as it is (copy it again, or rebuild the index with a repair tool "
+        "such as untrunc)"
     )
+
+
+def _cut_words(end: int, said: int, what: str) -> str:
+    share = f"{end / said:.0%}" if said < 100 * end else "under 1%"
+    return (
+        f"is cut short ({end:,} bytes of the {said:,} its {what} say, {share}): an "
+        "interrupted recording, copy or download"
+    )
+
+
+def _read_at(fh: BinaryIO, at: int, n: int) -> bytes:
+    fh.seek(at)
+    return fh.read(n)
+
+
+def _riff_cut(fh: BinaryIO, end: int) -> tuple[str, str] | None:
+    """An AVI's RIFF chunks (``AVI ``, then ``AVIX`` past 1 GB) followed to the file's end:
+    :data:`PART` when the last one runs past it."""
+    at = 0
+    while at + 8 <= end:
+        kind, size = struct.unpack("<4sI", _read_at(fh, at, 8))
+        if kind != b"RIFF" or size == 0:  # (0: a writer that never came back to fill it in)
+            return None
+        stop = at + 8 + size + (size & 1)
+        if stop > end + 1:  # (a last pad byte may be left out)
+            return PART, _cut_words(end, stop, "RIFF chunks")
+        at = stop
+    return None
 
 
 def _bmff_tracks(fh: BinaryIO) -> list[bytes] | None:

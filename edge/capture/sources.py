@@ -28,9 +28,9 @@ from deepfer.edge.capture.inputs import (
     PHOTO,
     VIDEO_EXTS,
     input_kind,
-    mp4_cut_short,
     no_video_stream,
     read_picture,
+    video_cut_short,
 )
 from deepfer.edge.config.sections import ROTATIONS
 from deepfer.edge.errors import InputError, SourceError
@@ -125,16 +125,14 @@ class OpenCVSource(Source):
         self._said_cut = False  # a file cut short is warned about once, not each loop
 
     def open(self) -> None:
+        cut = None  # (kind, words) of a file cut short: an interrupted recording or copy
         if not self.live and isinstance(self.target, str):
             why = no_video_stream(self.target)  # (an MP4 of audio alone: say so, not "cannot")
             if why:
                 raise SourceError(f"{self.name}: {why}: no pictures to look for faces in")
-            cut = mp4_cut_short(self.target)  # (an interrupted recording: say so, not "cannot")
-            if cut and cut[0] == NO_INDEX:
+            cut = video_cut_short(self.target)
+            if cut and cut[0] == NO_INDEX:  # (nothing can play it: say so, not "cannot")
                 raise SourceError(f"{self.name}: {cut[1]}")
-            if cut and not self._said_cut:
-                log.warning("%s: %s", self.name, cut[1])
-                self._said_cut = True
         if self.live:
             cap = cv2.VideoCapture(self.target)
         else:  # a file: one decoding thread costs less CPU per frame than FFmpeg's several,
@@ -147,8 +145,13 @@ class OpenCVSource(Source):
                     f"camera {self.target}: cannot open it (is it plugged in, and may this user "
                     "read /dev/video*? try another index)"
                 )
+            if cut:
+                raise SourceError(f"{self.name}: {cut[1]}; FFmpeg cannot open what is left")
             what = "stream" if self.live else "video file"
             raise SourceError(f"{self.name}: cannot open it as a {what} (OpenCV/FFmpeg)")
+        if cut and not self._said_cut:
+            log.warning("%s: %s; only its frames before the cut are read", self.name, cut[1])
+            self._said_cut = True
         if isinstance(self.target, int):
             if self.width and self.height:
                 cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)

@@ -110,15 +110,28 @@ def test_an_mp4_cut_short_before_its_index_says_so(tiny_tflite_model, tmp_path):
     proc = deepfer("run", "--source", cut, "--model", tiny_tflite_model, "--detector", "haar")
     assert proc.returncode == 2 and f"{cut}: is cut short" in proc.stderr, proc.stderr
 
+    # an AVI cut inside its header: FFmpeg cannot open it; said to be cut short
+    avi = write_video(tmp_path / "whole.avi", moving_square_frames(60), 30, "MJPG")
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(avi.read_bytes()[:300])
+    proc = deepfer("detect", cut, "--model", tiny_tflite_model, "--detector", "haar")
+    assert proc.returncode == 1, proc.stderr
+    assert f"{cut}: is cut short (300 bytes of the" in proc.stderr, proc.stderr
 
-def test_an_mp4_cut_short_after_its_index_is_read_to_the_cut(tiny_tflite_model, tmp_path):
-    """A file whose index comes first (a phone's or web video's "faststart") cut in its frames:
-    the frames before the cut are read, with one warning that it is cut short (once, however
-    often --loop opens it again); a whole one gives no warning."""
-    made = write_video(tmp_path / "made.mp4", moving_square_frames(60), 30)
-    whole = faststart_mp4(made, tmp_path / "whole.mp4")
+
+@pytest.mark.parametrize("kind", ["faststart.mp4", "mjpeg.avi"])
+def test_a_video_cut_short_in_its_frames_is_read_to_the_cut(tiny_tflite_model, tmp_path, kind):
+    """An MP4 whose index comes first (a phone's or web video's "faststart"), or an AVI (read
+    without its index), cut in its frames: the frames before the cut are read, with one
+    warning that it is cut short (once, however often --loop opens it again); a whole one
+    gives no warning."""
+    frames = moving_square_frames(60)
+    if kind.endswith(".mp4"):
+        whole = faststart_mp4(write_video(tmp_path / "made.mp4", frames, 30), tmp_path / kind)
+    else:
+        whole = write_video(tmp_path / kind, frames, 30, "MJPG")
     data = whole.read_bytes()
-    cut = tmp_path / "cut.mp4"
+    cut = tmp_path / f"cut-{kind}"
     cut.write_bytes(data[: len(data) * 2 // 3])
     model = ("--model", tiny_tflite_model, "--detector", "haar")
 
@@ -128,12 +141,12 @@ def test_an_mp4_cut_short_after_its_index_is_read_to_the_cut(tiny_tflite_model, 
         assert proc.returncode == 0, proc.stderr
         return proc.stderr, json.loads(stats.read_text())["frames"]
 
-    said, frames = run(whole)
-    assert frames == 60 and "cut short" not in said
-    said, frames = run(cut)
-    assert 10 < frames < 60, frames
+    said, n = run(whole)
+    assert n == 60 and "cut short" not in said
+    said, n = run(cut)
+    assert 10 < n < 60, n
     assert said.count("is cut short") == 1 and "only its frames before the cut" in said
-    said, frames = run(cut, "--loop", "--max-frames", str(3 * frames))
+    said, _ = run(cut, "--loop", "--max-frames", str(3 * n))
     assert said.count("is cut short") == 1, said
     proc = deepfer("detect", cut, *model)
     assert proc.returncode == 0 and proc.stderr.count("is cut short") == 1, proc.stderr
