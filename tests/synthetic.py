@@ -248,3 +248,27 @@ def faststart_mp4(path: Path, target: Path) -> Path:
     rest = data[:moov_at] + data[moov_at + moov_size :]
     target.write_bytes(bytes(rest[:mdat] + moov + rest[mdat:]))
     return target
+
+
+def set_mp4_pixel_aspect(path: Path, h_spacing: int, v_spacing: int) -> Path:
+    """Gives an mp4's pixels the shape ``h_spacing:v_spacing`` (wide pixels when above 1),
+    in place: a ``pasp`` box after the video sample entry's fields, as an HDV or DV camera's
+    or a DVD's video has (stored 1440 wide, shown 1920). Players show such a video stretched
+    to its display aspect; FFmpeg reads the box as the stream's sample aspect ratio."""
+    data = bytearray(path.read_bytes())
+    if _mp4_boxes(data, (b"mdat",))[0][0] > _mp4_boxes(data, (b"moov",))[0][0]:
+        raise ValueError(f"{path}: moov before mdat; its chunk offsets would move")
+    stsd = (*_MP4_STBL, b"stsd")
+    fields, _ = _mp4_full_box(data, stsd)
+    entry = fields + 4  # the first sample entry (an mp4 as OpenCV writes it has one)
+    size = struct.unpack_from(">I", data, entry)[0]
+    # a visual sample entry's fields are 78 bytes after its header; its boxes follow them
+    pasp = struct.pack(">I4sII", 16, b"pasp", h_spacing, v_spacing)
+    at = entry + 8 + 78
+    data[at:at] = pasp
+    struct.pack_into(">I", data, entry, size + len(pasp))
+    for parent, _, header in _mp4_boxes(data, stsd):  # the boxes around it
+        field, kind = (parent + 8, ">Q") if header == 16 else (parent, ">I")
+        struct.pack_into(kind, data, field, struct.unpack_from(kind, data, field)[0] + len(pasp))
+    path.write_bytes(bytes(data))
+    return path

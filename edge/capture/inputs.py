@@ -55,10 +55,37 @@ def input_kind(path: Path) -> str:
     return UNKNOWN
 
 
+#: Pixels this close to square are taken as square (a rounding in the container's ratio).
+SQUARE = 0.01
+
+
+def pixel_aspect(cap: cv2.VideoCapture) -> float:
+    """The width of a video's stored pixel over its height as shown (the stream's sample
+    aspect ratio: 4/3 for HDV's 1440x1080 shown at 1920x1080); 1 where it names none."""
+    num, den = cap.get(cv2.CAP_PROP_SAR_NUM), cap.get(cv2.CAP_PROP_SAR_DEN)
+    return float(num / den) if num > 0 and den > 0 else 1.0
+
+
+def shown_size(cap: cv2.VideoCapture, size: tuple[int, int]) -> tuple[int, int] | None:
+    """The size players show a video of non-square pixels at (its stored width stretched by
+    :func:`pixel_aspect`, before the turn of its rotation tag: OpenCV gives the frames turned,
+    ``size`` as given, so a quarter-turned one is stretched in height), or None for square
+    pixels."""
+    aspect = pixel_aspect(cap)
+    if abs(aspect - 1.0) <= SQUARE or not all(size):
+        return None
+    w, h = size
+    quarter = (
+        cap.get(cv2.CAP_PROP_ORIENTATION_AUTO)
+        and cap.get(cv2.CAP_PROP_ORIENTATION_META) % 180 == 90
+    )
+    return (w, max(1, round(h * aspect))) if quarter else (max(1, round(w * aspect)), h)
+
+
 def read_picture(path: Path) -> np.ndarray:
     """The picture of a ``PHOTO`` input: a photo as :func:`load_image` reads it, another
     file's one picture as OpenCV decodes it as an image (orientation tag applied) or else as
-    its first frame; an :class:`InputError` naming the file when there is none."""
+    its first frame (non-square pixels stretched as players show them: :func:`shown_size`); an :class:`InputError` naming the file when there is none."""
     path = Path(path)
     if is_photo(path):
         return load_image(path)
@@ -69,11 +96,12 @@ def read_picture(path: Path) -> np.ndarray:
     cap = cv2.VideoCapture(str(path))
     try:
         ok, image = cap.read()
+        shown = shown_size(cap, (image.shape[1], image.shape[0])) if ok else None
     finally:
         cap.release()
     if not ok or image is None:
         raise InputError(f"{path}: cannot read its picture")
-    return image
+    return image if shown is None else cv2.resize(image, shown, interpolation=cv2.INTER_LINEAR)
 
 
 #: Track kinds of ISO base media files (MP4, MOV, M4A, 3GP: the ``hdlr`` box), as said.

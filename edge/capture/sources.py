@@ -29,7 +29,9 @@ from deepfer.edge.capture.inputs import (
     VIDEO_EXTS,
     input_kind,
     no_video_stream,
+    pixel_aspect,
     read_picture,
+    shown_size,
     video_cut_short,
 )
 from deepfer.edge.config.sections import ROTATIONS
@@ -122,6 +124,7 @@ class OpenCVSource(Source):
         self.width, self.height, self.want_fps = width, height, fps
         self.cap: cv2.VideoCapture | None = None
         self._size = (0, 0)  # of the frames, for frames taken without their pixels
+        self._shown: tuple[int, int] | None = None  # a file of non-square pixels: as shown
         self._said_cut = False  # a file cut short is warned about once, not each loop
 
     def open(self) -> None:
@@ -163,6 +166,13 @@ class OpenCVSource(Source):
             int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
             int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
         )
+        self._shown = None if self.live else shown_size(cap, self._size)
+        if self._shown:
+            log.info(
+                "%s: pixels not square (aspect %g): read at %dx%d as players show it, not %dx%d",
+                self.name, pixel_aspect(cap), *self._shown, *self._size,
+            )  # fmt: skip
+            self._size = self._shown
         self.cap = cap
 
     def read(self) -> Frame | None:
@@ -189,6 +199,8 @@ class OpenCVSource(Source):
         ok, image = self.cap.retrieve()
         if not ok or image is None:
             return None
+        if self._shown and (image.shape[1], image.shape[0]) != self._shown:
+            image = cv2.resize(image, self._shown, interpolation=cv2.INTER_LINEAR)
         self._size = (image.shape[1], image.shape[0])
         return frame_from_image(image)
 

@@ -1,6 +1,7 @@
 """Video files nobody tuned for, made at test time: a phone's portrait video (pixels stored
-on their side, a rotation tag to show them upright; from woman2.mp4), MP4s cut short, through
-``deepfer detect`` and ``deepfer run --source FILE``."""
+on their side, a rotation tag to show them upright; from woman2.mp4), a video of non-square
+pixels (HDV, DV, DVD), MP4s and AVIs cut short, through ``deepfer detect`` and
+``deepfer run --source FILE``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ import json
 import cv2
 import pytest
 from cli_subprocess import deepfer
-from synthetic import faststart_mp4, moving_square_frames, set_mp4_rotation, write_video
+from synthetic import (
+    faststart_mp4,
+    moving_square_frames,
+    set_mp4_pixel_aspect,
+    set_mp4_rotation,
+    write_video,
+)
 
 W, H = 596, 336  # woman2.mp4
 
@@ -150,3 +157,43 @@ def test_a_video_cut_short_in_its_frames_is_read_to_the_cut(tiny_tflite_model, t
     assert said.count("is cut short") == 1, said
     proc = deepfer("detect", cut, *model)
     assert proc.returncode == 0 and proc.stderr.count("is cut short") == 1, proc.stderr
+
+
+def test_a_video_of_non_square_pixels_is_read_as_players_show_it(
+    woman2_frames, tiny_tflite_model, tmp_path
+):
+    """An HDV or DV camera's video, or a DVD's, stores its picture squeezed (HDV: 1440 wide,
+    shown 1920) and names its pixels' shape; players stretch it back. It is read stretched, as
+    shown: the boxes of the clip of square pixels, the annotated copy at the shown size, run's
+    events alike; a one-frame clip (searched as a photo) too; with a rotation tag, the stored
+    width is stretched before the turn (the shown height after it). Read squeezed, faces were
+    narrow (woman2 squeezed to 400 px: 31% surprise or fear, none as shown)."""
+    want = _faces(write_video(tmp_path / "square.mp4", woman2_frames, 30), tiny_tflite_model)
+    squeezed = [cv2.resize(f, (400, H), interpolation=cv2.INTER_AREA) for f in woman2_frames]
+    wide = set_mp4_pixel_aspect(write_video(tmp_path / "wide.mp4", squeezed, 30), 149, 100)
+    out = tmp_path / "copy.mp4"
+    got = _faces(wide, tiny_tflite_model, "--out", out)
+    assert len(want) == 20 and [f["frame"] for f in got] == [f["frame"] for f in want]
+    for a, b in zip(got, want, strict=True):
+        assert _near(a["box"], b["box"], 8), (a["box"], b["box"])
+    copy = cv2.VideoCapture(str(out))
+    assert (copy.get(cv2.CAP_PROP_FRAME_WIDTH), copy.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (W, H)
+    copy.release()
+    proc = deepfer("run", "--source", wide, "--model", tiny_tflite_model)
+    assert proc.returncode == 0, proc.stderr
+    start = next(json.loads(line) for line in proc.stdout.splitlines() if '"start"' in line)
+    assert _near(start["box"], want[0]["box"], 8), (start["box"], want[0]["box"])
+    assert "pixels not square (aspect 1.49): read at 596x336" in proc.stderr
+
+    one = set_mp4_pixel_aspect(write_video(tmp_path / "one.mp4", squeezed[:1], 30), 149, 100)
+    (face,) = _faces(one, tiny_tflite_model)
+    assert _near(face["box"], want[0]["box"], 8), (face["box"], want[0]["box"])
+
+    sideways = [cv2.rotate(f, cv2.ROTATE_90_COUNTERCLOCKWISE) for f in woman2_frames]
+    stored = [cv2.resize(f, (224, W), interpolation=cv2.INTER_AREA) for f in sideways]
+    turned = set_mp4_pixel_aspect(write_video(tmp_path / "turned.mp4", stored, 30), 3, 2)
+    set_mp4_rotation(turned, 90)
+    got = _faces(turned, tiny_tflite_model)
+    assert [f["frame"] for f in got] == [f["frame"] for f in want]
+    for a, b in zip(got, want, strict=True):
+        assert _near(a["box"], b["box"], 8), (a["box"], b["box"])
