@@ -57,6 +57,10 @@ def input_kind(path: Path) -> str:
 
 #: Pixels this close to square are taken as square (a rounding in the container's ratio).
 SQUARE = 0.01
+#: Pixel shapes (width over height) past these are taken as a writer's mistake and ignored:
+#: video formats have them from about 0.7 (DV) to 2 (anamorphic), and a ratio of 1000:1
+#: would make frames of gigabytes.
+PIXEL_ASPECTS = (0.25, 4.0)
 
 
 def pixel_aspect(cap: cv2.VideoCapture) -> float:
@@ -70,9 +74,10 @@ def shown_size(cap: cv2.VideoCapture, size: tuple[int, int]) -> tuple[int, int] 
     """The size players show a video of non-square pixels at (its stored width stretched by
     :func:`pixel_aspect`, before the turn of its rotation tag: OpenCV gives the frames turned,
     ``size`` as given, so a quarter-turned one is stretched in height), or None for square
-    pixels."""
+    pixels (or a shape past :data:`PIXEL_ASPECTS`)."""
     aspect = pixel_aspect(cap)
-    if abs(aspect - 1.0) <= SQUARE or not all(size):
+    low, high = PIXEL_ASPECTS
+    if abs(aspect - 1.0) <= SQUARE or not low <= aspect <= high or not all(size):
         return None
     w, h = size
     quarter = (

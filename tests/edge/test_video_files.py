@@ -197,3 +197,19 @@ def test_a_video_of_non_square_pixels_is_read_as_players_show_it(
     assert [f["frame"] for f in got] == [f["frame"] for f in want]
     for a, b in zip(got, want, strict=True):
         assert _near(a["box"], b["box"], 8), (a["box"], b["box"])
+
+
+def test_a_pixel_shape_past_any_format_is_ignored(tmp_path):
+    """A sample aspect ratio no format has (a writer's mistake: 1000:1) is ignored, read as
+    stored, rather than stretched into frames of gigabytes."""
+    from deepfer.edge.capture.sources import OpenCVSource
+
+    for shape, want in (((1000, 1), (96, 64)), ((1, 1000), (96, 64)), ((2, 1), (192, 64))):
+        clip = write_video(tmp_path / "clip.mp4", moving_square_frames(4), 30)
+        source = OpenCVSource(str(set_mp4_pixel_aspect(clip, *shape)), live=False)
+        source.open()
+        try:
+            frame = source.read()
+            assert frame.size == want and frame.image.shape[:2] == want[::-1], shape
+        finally:
+            source.close()
