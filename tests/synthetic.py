@@ -162,17 +162,18 @@ def _timescale(data: bytearray, path: tuple[bytes, ...]) -> int:
 _TURNS = {0: (1, 0, 0, 1), 90: (0, 1, -1, 0), 180: (-1, 0, 0, -1), 270: (0, -1, 1, 0)}
 
 
-def set_mp4_rotation(path: Path, degrees: int) -> Path:
+def set_mp4_rotation(path: Path, degrees: int, matrix: tuple[int, ...] | None = None) -> Path:
     """Tags an mp4's video track to be shown turned ``degrees`` clockwise, in place, as a
     phone tags a video filmed in portrait (its pixels stored on their side): the track
-    header's (``tkhd``) display matrix, which players and FFmpeg turn the picture by."""
+    header's (``tkhd``) display matrix, which players and FFmpeg turn the picture by.
+    ``matrix``: its ``(a, b, c, d)`` given instead (a flip: ``(-1, 0, 0, 1)``)."""
     data = bytearray(path.read_bytes())
     fields, version = _mp4_full_box(data, (*_MP4_TRACK, b"tkhd"))
     # after the times, track id, reserved, duration (8 or 4 bytes more in version 1),
     # reserved (8), layer, group, volume, reserved (2 each): the matrix, 9 int32
-    matrix = fields + (32 if version else 20) + 8 + 8
-    a, b, c, d = (v * 0x10000 for v in _TURNS[degrees])
-    struct.pack_into(">9i", data, matrix, a, b, 0, c, d, 0, 0, 0, 0x40000000)
+    at = fields + (32 if version else 20) + 8 + 8
+    a, b, c, d = (v * 0x10000 for v in (matrix or _TURNS[degrees]))
+    struct.pack_into(">9i", data, at, a, b, 0, c, d, 0, 0, 0, 0x40000000)
     path.write_bytes(bytes(data))
     return path
 

@@ -133,6 +133,57 @@ def no_video_stream(path: Path) -> str | None:
     return f"holds no video stream (only {' and '.join(said)})"
 
 
+def mirrored_matrix(path: Path) -> tuple[int, int, int, int] | None:
+    """``(a, b, c, d)`` of an MP4's or MOV's video track display matrix (``tkhd``) when it
+    mirrors the picture (a negative determinant: a turn and a flip, as a front camera's
+    video may be tagged), else None. OpenCV takes such a tag for a turn alone (a mirrored
+    picture read upside down); players show it mirrored (:func:`as_shown`)."""
+    try:
+        with open(path, "rb") as fh:
+            end = fh.seek(0, 2)
+            top = list(_boxes(fh, 0, end))
+            if not top or top[0][0] not in _FIRST_BOXES:
+                return None
+            for moov in (box[1:] for box in top if box[0] == b"moov"):
+                for trak in _children(fh, *moov, b"trak"):
+                    kinds = [
+                        _read_at(fh, body + 8, 4)
+                        for mdia in _children(fh, *trak, b"mdia")
+                        for body, _ in _children(fh, *mdia, b"hdlr")
+                    ]
+                    if b"vide" not in kinds:
+                        continue
+                    for body, stop in _children(fh, *trak, b"tkhd"):
+                        at = body + 4 + (32 if _read_at(fh, body, 1) == b"\1" else 20) + 16
+                        if at + 36 > stop:
+                            return None
+                        m = struct.unpack(">9i", _read_at(fh, at, 36))
+                        a, b, c, d = (round(v / 65536) for v in (m[0], m[1], m[3], m[4]))
+                        dihedral = {abs(a), abs(b), abs(c), abs(d)} == {0, 1} and (
+                            (a == d == 0) != (b == c == 0)
+                        )
+                        return (a, b, c, d) if dihedral and a * d - b * c < 0 else None
+    except (OSError, struct.error):
+        return None
+    return None
+
+
+def as_shown(image: np.ndarray, matrix: tuple[int, int, int, int]) -> np.ndarray:
+    """``image`` (as stored) as players show it by a display ``matrix`` of quarter turns and
+    flips: a stored point (x, y) is shown at (a x + c y, b x + d y), moved back into view."""
+    a, b, c, d = matrix
+    if a == 0:  # a quarter turn: rows become columns
+        image = image.swapaxes(0, 1)
+        flip_rows, flip_cols = b < 0, c < 0
+    else:
+        flip_rows, flip_cols = d < 0, a < 0
+    if flip_rows:
+        image = image[::-1]
+    if flip_cols:
+        image = image[:, ::-1]
+    return np.ascontiguousarray(image)
+
+
 #: A video cut short that cannot be read for want of its index (an MP4's ``moov``).
 NO_INDEX = "no_index"
 #: A video whose frames stop short of where its header says it ends: read up to the cut.

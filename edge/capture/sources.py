@@ -27,7 +27,9 @@ from deepfer.edge.capture.inputs import (
     NO_INDEX,
     PHOTO,
     VIDEO_EXTS,
+    as_shown,
     input_kind,
+    mirrored_matrix,
     no_video_stream,
     pixel_aspect,
     read_picture,
@@ -125,6 +127,7 @@ class OpenCVSource(Source):
         self.cap: cv2.VideoCapture | None = None
         self._size = (0, 0)  # of the frames, for frames taken without their pixels
         self._shown: tuple[int, int] | None = None  # a file of non-square pixels: as shown
+        self._mirror: tuple[int, int, int, int] | None = None  # a mirroring display matrix
         self._said_cut = False  # a file cut short is warned about once, not each loop
 
     def open(self) -> None:
@@ -162,6 +165,10 @@ class OpenCVSource(Source):
             if self.want_fps:
                 cap.set(cv2.CAP_PROP_FPS, self.want_fps)
         self.fps = stated_fps(cap)
+        self._mirror = None if self.live else mirrored_matrix(self.target)
+        if self._mirror:  # OpenCV would turn it upside down: shown here as players show it
+            cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 0)
+            log.info("%s: its rotation tag mirrors the picture: shown mirrored", self.name)
         self._size = (
             int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
             int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
@@ -173,6 +180,8 @@ class OpenCVSource(Source):
                 self.name, pixel_aspect(cap), *self._shown, *self._size,
             )  # fmt: skip
             self._size = self._shown
+        if self._mirror and self._mirror[0] == 0:  # (a quarter turn)
+            self._size = self._size[::-1]
         self.cap = cap
 
     def read(self) -> Frame | None:
@@ -201,6 +210,8 @@ class OpenCVSource(Source):
             return None
         if self._shown and (image.shape[1], image.shape[0]) != self._shown:
             image = cv2.resize(image, self._shown, interpolation=cv2.INTER_LINEAR)
+        if self._mirror:
+            image = as_shown(image, self._mirror)
         self._size = (image.shape[1], image.shape[0])
         return frame_from_image(image)
 

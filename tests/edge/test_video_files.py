@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import cv2
+import numpy as np
 import pytest
 from cli_subprocess import deepfer
 from synthetic import (
@@ -213,3 +214,25 @@ def test_a_pixel_shape_past_any_format_is_ignored(tmp_path):
             assert frame.size == want and frame.image.shape[:2] == want[::-1], shape
         finally:
             source.close()
+
+
+@pytest.mark.parametrize(
+    ("matrix", "store"),
+    [
+        ((-1, 0, 0, 1), lambda f: cv2.flip(f, 1)),  # shown mirrored left to right
+        ((0, 1, 1, 0), lambda f: f.swapaxes(0, 1)),  # a quarter turn and a flip
+    ],
+)
+def test_a_mirroring_rotation_tag_is_shown_as_players_show_it(
+    woman2_frames, tiny_tflite_model, tmp_path, matrix, store
+):
+    """A display matrix that mirrors the picture (a front camera's video may carry one): OpenCV
+    takes it for a turn alone and read the mirrored picture upside down, where players show
+    it mirrored. Read as shown: here the upright picture, the boxes of the upright clip."""
+    want = _faces(write_video(tmp_path / "upright.mp4", woman2_frames, 30), tiny_tflite_model)
+    frames = [np.ascontiguousarray(store(f)) for f in woman2_frames]
+    clip = set_mp4_rotation(write_video(tmp_path / "mirror.mp4", frames, 30), 0, matrix)
+    got = _faces(clip, tiny_tflite_model)
+    assert len(want) == 20 and [f["frame"] for f in got] == [f["frame"] for f in want]
+    for a, b in zip(got, want, strict=True):
+        assert _near(a["box"], b["box"]), (a["box"], b["box"])
