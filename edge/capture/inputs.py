@@ -90,7 +90,8 @@ def shown_size(cap: cv2.VideoCapture, size: tuple[int, int]) -> tuple[int, int] 
 def read_picture(path: Path) -> np.ndarray:
     """The picture of a ``PHOTO`` input: a photo as :func:`load_image` reads it, another
     file's one picture as OpenCV decodes it as an image (orientation tag applied) or else as
-    its first frame (non-square pixels stretched as players show them: :func:`shown_size`); an :class:`InputError` naming the file when there is none."""
+    its first frame (non-square pixels stretched and a mirroring tag applied as players show
+    them: :func:`shown_size`, :func:`mirrored_matrix`); an :class:`InputError` naming the file when there is none."""
     path = Path(path)
     if is_photo(path):
         return load_image(path)
@@ -98,15 +99,20 @@ def read_picture(path: Path) -> np.ndarray:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is not None:
             return image
+    mirror = mirrored_matrix(path)
     cap = cv2.VideoCapture(str(path))
     try:
+        if mirror:  # (OpenCV would turn it upside down)
+            cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 0)
         ok, image = cap.read()
         shown = shown_size(cap, (image.shape[1], image.shape[0])) if ok else None
     finally:
         cap.release()
     if not ok or image is None:
         raise InputError(f"{path}: cannot read its picture")
-    return image if shown is None else cv2.resize(image, shown, interpolation=cv2.INTER_LINEAR)
+    if shown:
+        image = cv2.resize(image, shown, interpolation=cv2.INTER_LINEAR)
+    return as_shown(image, mirror) if mirror else image
 
 
 #: Track kinds of ISO base media files (MP4, MOV, M4A, 3GP: the ``hdlr`` box), as said.
