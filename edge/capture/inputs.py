@@ -147,8 +147,8 @@ def mirrored_matrix(path: Path) -> tuple[int, int, int, int] | None:
     try:
         with open(path, "rb") as fh:
             end = fh.seek(0, 2)
-            top = list(_boxes(fh, 0, end))
-            if not top or top[0][0] not in _FIRST_BOXES:
+            top = _top_boxes(fh, end)
+            if not top:
                 return None
             for moov in (box[1:] for box in top if box[0] == b"moov"):
                 for trak in _children(fh, *moov, b"trak"):
@@ -209,10 +209,10 @@ def video_cut_short(path: Path) -> tuple[str, str] | None:
             head = _read_at(fh, 0, 12)
             if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
                 return _riff_cut(fh, end)
-            top = list(_boxes(fh, 0, end, overrun=True))
+            top = _top_boxes(fh, end, overrun=True)
     except OSError:
         return None
-    if not top or top[0][0] not in _FIRST_BOXES:
+    if not top:
         return None
     last_end = top[-1][2]
     cut = last_end > end and top[-1][0].isalnum()  # (not trailing bytes that are no box)
@@ -255,6 +255,14 @@ def _riff_cut(fh: BinaryIO, end: int) -> tuple[str, str] | None:
             return PART, _cut_words(end, stop, "RIFF chunks")
         at = stop
     return None
+
+
+def _top_boxes(fh: BinaryIO, end: int, overrun: bool = False) -> list[tuple[bytes, int, int]]:
+    """The top-level boxes of an ISO base media file (:func:`_boxes`), or none when its first
+    box is not one such a file begins with (another format: its bytes are not walked)."""
+    boxes = _boxes(fh, 0, end, overrun)
+    first = next(boxes, None)
+    return [] if first is None or first[0] not in _FIRST_BOXES else [first, *boxes]
 
 
 def _bmff_tracks(fh: BinaryIO) -> list[bytes] | None:
