@@ -13,6 +13,8 @@ import logging
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from deepfer.convert.errors import ConvertError
 from deepfer.data.dataset import LAYOUT_CLASSES, DataError
 from deepfer.data.fer2013 import load_fer2013
@@ -133,6 +135,31 @@ def warn_about_calibration(calib: CalibrationSet, source: Path, asked: int) -> N
         )
 
 
+def score_models(probs: dict[str, np.ndarray], y: np.ndarray, ref_probs: np.ndarray) -> dict:
+    """The check's figures for each model's scores ``probs[fmt]`` on faces of labels ``y``,
+    against the float reference's scores ``ref_probs``; the part of :func:`check_models` that
+    needs no model file (the shipped sidecars' figures are tested through it)."""
+    ref_pred = ref_probs.argmax(1)
+    ref_acc = float((ref_pred == y).mean())
+    per_model = {}
+    for fmt, p in probs.items():
+        pred = p.argmax(1)
+        # as deepfer evaluate and benchmark: a class with no faces in the held-out data (class
+        # folders without it) has no F1 (null) and is left out of macro-F1
+        m = report_metrics(y, p, LABELS)
+        per_model[fmt] = {
+            "accuracy": m["accuracy"],
+            "macro_f1": m["macro_f1"],
+            "per_class_f1": per_class_f1(m),
+            "absent_classes": m["absent_classes"],
+            "macro_f1_over": m["macro_f1_over"],
+            "float_accuracy": ref_acc,
+            "agreement_with_float": float((pred == ref_pred).mean()),
+            "accuracy_drop_points": round(100.0 * (ref_acc - m["accuracy"]), 3),
+        }
+    return per_model
+
+
 def check_models(
     paths: dict[str, Path],
     held_out: HeldOutSet,
@@ -146,25 +173,12 @@ def check_models(
     ``failures`` says which failed."""
     x, y = held_out.data.x, held_out.data.y
     ref_probs = predict_probs(reference, x)
-    ref_pred = ref_probs.argmax(1)
-    ref_acc = float((ref_pred == y).mean())
-    per_model = {}
-    for fmt, path in paths.items():
-        probs = ref_probs if path == reference else predict_probs(path, x)
-        pred = probs.argmax(1)
-        # as deepfer evaluate and benchmark: a class with no faces in the held-out data (class
-        # folders without it) has no F1 (null) and is left out of macro-F1
-        m = report_metrics(y, probs, LABELS)
-        per_model[fmt] = {
-            "accuracy": m["accuracy"],
-            "macro_f1": m["macro_f1"],
-            "per_class_f1": per_class_f1(m),
-            "absent_classes": m["absent_classes"],
-            "macro_f1_over": m["macro_f1_over"],
-            "float_accuracy": ref_acc,
-            "agreement_with_float": float((pred == ref_pred).mean()),
-            "accuracy_drop_points": round(100.0 * (ref_acc - m["accuracy"]), 3),
-        }
+    probs = {
+        fmt: ref_probs if path == reference else predict_probs(path, x)
+        for fmt, path in paths.items()
+    }
+    per_model = score_models(probs, y, ref_probs)
+    ref_acc = float((ref_probs.argmax(1) == y).mean())
     check = {
         "held_out": held_out.describe(),
         "float_reference": str(reference),

@@ -411,33 +411,3 @@ def test_a_check_on_class_folders_without_some_classes_stores_null_f1(
         assert report["macro_f1"] == pytest.approx(m["macro_f1"], abs=1e-12)
         assert {k: v["f1"] for k, v in report["per_class"].items()} == m["per_class_f1"]
         assert report["absent_classes"] == absent
-
-
-@pytest.mark.parametrize(
-    "int8_name, float_name",
-    [("deepfer_int8", "deepfer_float32"), ("deepfer-single_int8", "deepfer-single_float32")],
-)
-def test_the_check_still_gives_the_shipped_sidecars_figures(data_dir, int8_name, float_name):
-    """With all seven classes in the held-out faces (PublicTest), the check's rule for a class
-    with no faces changes nothing: it recomputes each shipped sidecar's figures exactly."""
-    from deepfer.convert.check import check_models, check_set
-    from deepfer.models import MODELS_DIR
-
-    paths = {
-        "int8": MODELS_DIR / f"{int8_name}.tflite",
-        "float32": MODELS_DIR / f"{float_name}.tflite",
-    }
-    if not paths["float32"].is_file():
-        pytest.skip(f"{float_name}: the float32 references ship with a checkout, not the wheel")
-    # as --check-data DIR with another calibration folder: DIR's test split, all of it
-    held = check_set(data_dir / "fer2013", Path("/calibrated/elsewhere"), {}, None, 48)
-    assert len(held.data) == 3589 and held.split == "test"
-    check = check_models(paths, held, paths["float32"])
-    keys = ("accuracy", "macro_f1", "per_class_f1", "float_accuracy", "agreement_with_float",
-            "accuracy_drop_points")  # fmt: skip
-    for fmt, path in paths.items():
-        stored = _sidecar(path)["metrics"]
-        got = check["models"][fmt]
-        assert {k: got[k] for k in keys} == {k: stored[k] for k in keys}, fmt
-        assert got["absent_classes"] == [] and got["macro_f1_over"] == list(LABELS)
-        assert stored["benchmark"]["per_class_f1"] == got["per_class_f1"]

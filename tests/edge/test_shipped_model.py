@@ -148,3 +148,16 @@ def test_publictest_figures_in_the_sidecars_reproduce(
         load_model_info(float_path).raw["metrics"]["accuracy"], abs=1e-9
     )
     assert float_acc == pytest.approx(stored["float_accuracy"], abs=1e-9)
+    # deepfer convert's check (its rule for a class with no faces, here all seven have faces)
+    # gives each sidecar's figures exactly, and benchmark's per-class F1
+    from deepfer.convert.check import score_models
+
+    check = score_models({"int8": p_int8, "float32": p_float}, test.y, p_float)
+    keys = ("accuracy", "macro_f1", "per_class_f1", "float_accuracy", "agreement_with_float",
+            "accuracy_drop_points")  # fmt: skip
+    for fmt, path in (("int8", int8_path), ("float32", float_path)):
+        kept = load_model_info(path).raw["metrics"]
+        got = check[fmt]
+        assert {k: got[k] for k in keys} == {k: kept[k] for k in keys}, fmt
+        assert got["absent_classes"] == [] and got["macro_f1_over"] == list(LABELS)
+        assert kept["benchmark"]["per_class_f1"] == got["per_class_f1"]
