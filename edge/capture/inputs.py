@@ -128,9 +128,10 @@ def no_video_stream(path: Path) -> str | None:
     told (no track list: a recording cut short). Reads only the boxes' headers."""
     try:
         with open(path, "rb") as fh:
-            kinds = _bmff_tracks(fh)
+            tracks = _tracks(fh)
     except OSError:
         return None
+    kinds = None if tracks is None else [kind for kind, _, _ in tracks]
     if kinds is None or b"vide" in kinds:
         return None
     if not kinds:
@@ -146,29 +147,19 @@ def mirrored_matrix(path: Path) -> tuple[int, int, int, int] | None:
     picture read upside down); players show it mirrored (:func:`as_shown`)."""
     try:
         with open(path, "rb") as fh:
-            end = fh.seek(0, 2)
-            top = _top_boxes(fh, end)
-            if not top:
-                return None
-            for moov in (box[1:] for box in top if box[0] == b"moov"):
-                for trak in _children(fh, *moov, b"trak"):
-                    kinds = [
-                        _read_at(fh, body + 8, 4)
-                        for mdia in _children(fh, *trak, b"mdia")
-                        for body, _ in _children(fh, *mdia, b"hdlr")
-                    ]
-                    if b"vide" not in kinds:
-                        continue
-                    for body, stop in _children(fh, *trak, b"tkhd"):
-                        at = body + 4 + (32 if _read_at(fh, body, 1) == b"\1" else 20) + 16
-                        if at + 36 > stop:
-                            return None
-                        m = struct.unpack(">9i", _read_at(fh, at, 36))
-                        a, b, c, d = (round(v / 65536) for v in (m[0], m[1], m[3], m[4]))
-                        dihedral = {abs(a), abs(b), abs(c), abs(d)} == {0, 1} and (
-                            (a == d == 0) != (b == c == 0)
-                        )
-                        return (a, b, c, d) if dihedral and a * d - b * c < 0 else None
+            for kind, start, stop in _tracks(fh) or ():
+                if kind != b"vide":
+                    continue
+                for body, end in _children(fh, start, stop, b"tkhd"):
+                    at = body + 4 + (32 if _read_at(fh, body, 1) == b"\1" else 20) + 16
+                    if at + 36 > end:
+                        return None
+                    m = struct.unpack(">9i", _read_at(fh, at, 36))
+                    a, b, c, d = (round(v / 65536) for v in (m[0], m[1], m[3], m[4]))
+                    dihedral = {abs(a), abs(b), abs(c), abs(d)} == {0, 1} and (
+                        (a == d == 0) != (b == c == 0)
+                    )
+                    return (a, b, c, d) if dihedral and a * d - b * c < 0 else None
     except (OSError, struct.error):
         return None
     return None
@@ -265,25 +256,20 @@ def _top_boxes(fh: BinaryIO, end: int, overrun: bool = False) -> list[tuple[byte
     return [] if first is None or first[0] not in _FIRST_BOXES else [first, *boxes]
 
 
-def _bmff_tracks(fh: BinaryIO) -> list[bytes] | None:
-    """The handler type of each track (``vide``, ``soun``, ...) of an ISO base media file,
-    or None when the file is not one or has no track list (``moov``)."""
-    end = fh.seek(0, 2)
-    top = _boxes(fh, 0, end)
-    first = next(top, None)
-    if first is None or first[0] not in _FIRST_BOXES:
-        return None
-    for kind, start, stop in (first, *top):
+def _tracks(fh: BinaryIO) -> list[tuple[bytes, int, int]] | None:
+    """``(handler type, body start, end)`` of each track (``trak``: ``vide``, ``soun``, ...)
+    of an ISO base media file, or None when the file is not one or has no track list
+    (``moov``)."""
+    for kind, start, stop in _top_boxes(fh, fh.seek(0, 2)):
         if kind != b"moov":
             continue
-        kinds = []
+        tracks = []
         for trak in _children(fh, start, stop, b"trak"):
             for mdia in _children(fh, *trak, b"mdia"):
                 for body, end in _children(fh, *mdia, b"hdlr"):
-                    if end - body >= 12:
-                        fh.seek(body + 8)  # past version and flags, pre_defined
-                        kinds.append(fh.read(4))
-        return kinds
+                    if end - body >= 12:  # past version and flags, pre_defined
+                        tracks.append((_read_at(fh, body + 8, 4), *trak))
+        return tracks
     return None
 
 
