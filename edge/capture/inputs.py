@@ -5,8 +5,9 @@ A file is a photo by its suffix (:data:`~deepfer.edge.capture.imagefile.PHOTO_EX
 otherwise by what OpenCV's FFmpeg finds in it: two frames or more, a video; one (a still
 GIF, a JPEG without a suffix, a one-frame clip), a photo, since a tracker would never see
 its face twice. A file FFmpeg cannot open but OpenCV decodes as an image is a photo too.
-An MP4, MOV, M4A or 3GP file whose tracks are audio only says so (:func:`no_video_stream`),
-and an MP4 or AVI cut short (an interrupted recording or copy) too (:func:`video_cut_short`).
+What a video file's header says (:func:`video_header`, one read of it): an MP4, MOV, M4A or
+3GP file whose tracks are audio only, an MP4 or AVI cut short (an interrupted recording or
+copy), and a rotation tag that mirrors the picture.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import struct
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -91,7 +93,8 @@ def read_picture(path: Path) -> np.ndarray:
     """The picture of a ``PHOTO`` input: a photo as :func:`load_image` reads it, another
     file's one picture as OpenCV decodes it as an image (orientation tag applied) or else as
     its first frame (non-square pixels stretched and a mirroring tag applied as players show
-    them: :func:`shown_size`, :func:`mirrored_matrix`); an :class:`InputError` naming the file when there is none."""
+    them: :func:`shown_size`, :attr:`VideoHeader.mirror`); an :class:`InputError` naming the
+    file when there is none."""
     path = Path(path)
     if is_photo(path):
         return load_image(path)
@@ -99,7 +102,7 @@ def read_picture(path: Path) -> np.ndarray:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is not None:
             return image
-    mirror = mirrored_matrix(path)
+    mirror = video_header(path).mirror
     cap = cv2.VideoCapture(str(path))
     try:
         if mirror:  # (OpenCV would turn it upside down)
@@ -121,16 +124,58 @@ _TRACKS = {b"soun": "audio", b"text": "text", b"sbtl": "subtitles", b"subt": "su
 _FIRST_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot"}
 
 
-def no_video_stream(path: Path) -> str | None:
-    """Why a file holds nothing to look at, when its container says so itself: an MP4, MOV,
-    M4A or 3GP whose tracks are all audio (or text) gives ``"holds no video stream (only
-    audio)"``. None for a file with a video track, another format, or one that cannot be
-    told (no track list: a recording cut short). Reads only the boxes' headers."""
+#: A video cut short that cannot be read for want of its index (an MP4's ``moov``).
+NO_INDEX = "no_index"
+#: A video whose frames stop short of where its header says it ends: read up to the cut.
+PART = "part"
+
+
+@dataclass(frozen=True)
+class VideoHeader:
+    """What a video file's header says, from one read of it (:func:`video_header`); each
+    None where the file says nothing of it, is of another format or cannot be read.
+
+    ``no_video``: why it holds nothing to look at, when its container says so itself: an
+    MP4, MOV, M4A or 3GP whose tracks are all audio (or text) gives ``"holds no video stream
+    (only audio)"`` (None with a video track, or no track list to tell: a recording cut
+    short). ``cut``: ``(kind, words)`` for a file cut short (an interrupted recording, copy or
+    download). An MP4, MOV or 3GP (ISO boxes): :data:`NO_INDEX` when it has no whole track
+    list (``moov``: a camera or phone writes it last, and without it nothing can play the
+    file), :data:`PART` when a box runs past the file's end but the track list is there. An
+    AVI (RIFF): :data:`PART` when its RIFF chunk runs past the end (FFmpeg reads an AVI
+    without its index). ``mirror``: ``(a, b, c, d)`` of an MP4's or MOV's video track display
+    matrix (``tkhd``) when it mirrors the picture (a negative determinant: a turn and a flip,
+    as a front camera's video may be tagged). OpenCV takes such a tag for a turn alone (a
+    mirrored picture read upside down); players show it mirrored (:func:`as_shown`).
+    """
+
+    no_video: str | None = None
+    cut: tuple[str, str] | None = None
+    mirror: tuple[int, int, int, int] | None = None
+
+
+def video_header(path: Path) -> VideoHeader:
+    """A video file's :class:`VideoHeader`: its boxes' (or RIFF chunks') headers read once,
+    never its frames."""
     try:
         with open(path, "rb") as fh:
-            tracks = _tracks(fh)
+            end = fh.seek(0, 2)
+            head = _read_at(fh, 0, 12)
+            if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+                return VideoHeader(cut=_riff_cut(fh, end))
+            top = _top_boxes(fh, end, overrun=True)
+            tracks = _tracks(fh, [box for box in top if box[2] <= end])
+            return VideoHeader(_no_video(tracks), _iso_cut(top, end), _mirror(fh, tracks))
     except OSError:
-        return None
+        return VideoHeader()
+
+
+def no_video_stream(path: Path) -> str | None:
+    """:attr:`VideoHeader.no_video` of a file."""
+    return video_header(path).no_video
+
+
+def _no_video(tracks: list[tuple[bytes, int, int]] | None) -> str | None:
     kinds = None if tracks is None else [kind for kind, _, _ in tracks]
     if kinds is None or b"vide" in kinds:
         return None
@@ -140,27 +185,25 @@ def no_video_stream(path: Path) -> str | None:
     return f"holds no video stream (only {' and '.join(said)})"
 
 
-def mirrored_matrix(path: Path) -> tuple[int, int, int, int] | None:
-    """``(a, b, c, d)`` of an MP4's or MOV's video track display matrix (``tkhd``) when it
-    mirrors the picture (a negative determinant: a turn and a flip, as a front camera's
-    video may be tagged), else None. OpenCV takes such a tag for a turn alone (a mirrored
-    picture read upside down); players show it mirrored (:func:`as_shown`)."""
+def _mirror(
+    fh: BinaryIO, tracks: list[tuple[bytes, int, int]] | None
+) -> tuple[int, int, int, int] | None:
+    """:attr:`VideoHeader.mirror` from the first video track's ``tkhd``."""
     try:
-        with open(path, "rb") as fh:
-            for kind, start, stop in _tracks(fh) or ():
-                if kind != b"vide":
-                    continue
-                for body, end in _children(fh, start, stop, b"tkhd"):
-                    at = body + 4 + (32 if _read_at(fh, body, 1) == b"\1" else 20) + 16
-                    if at + 36 > end:
-                        return None
-                    m = struct.unpack(">9i", _read_at(fh, at, 36))
-                    a, b, c, d = (round(v / 65536) for v in (m[0], m[1], m[3], m[4]))
-                    dihedral = {abs(a), abs(b), abs(c), abs(d)} == {0, 1} and (
-                        (a == d == 0) != (b == c == 0)
-                    )
-                    return (a, b, c, d) if dihedral and a * d - b * c < 0 else None
-    except (OSError, struct.error):
+        for kind, start, stop in tracks or ():
+            if kind != b"vide":
+                continue
+            for body, end in _children(fh, start, stop, b"tkhd"):
+                at = body + 4 + (32 if _read_at(fh, body, 1) == b"\1" else 20) + 16
+                if at + 36 > end:
+                    return None
+                m = struct.unpack(">9i", _read_at(fh, at, 36))
+                a, b, c, d = (round(v / 65536) for v in (m[0], m[1], m[3], m[4]))
+                dihedral = {abs(a), abs(b), abs(c), abs(d)} == {0, 1} and (
+                    (a == d == 0) != (b == c == 0)
+                )
+                return (a, b, c, d) if dihedral and a * d - b * c < 0 else None
+    except struct.error:
         return None
     return None
 
@@ -181,28 +224,9 @@ def as_shown(image: np.ndarray, matrix: tuple[int, int, int, int]) -> np.ndarray
     return np.ascontiguousarray(image)
 
 
-#: A video cut short that cannot be read for want of its index (an MP4's ``moov``).
-NO_INDEX = "no_index"
-#: A video whose frames stop short of where its header says it ends: read up to the cut.
-PART = "part"
-
-
-def video_cut_short(path: Path) -> tuple[str, str] | None:
-    """``(kind, words)`` for a video file that was cut short (an interrupted recording, copy
-    or download), by its header alone. An MP4, MOV or 3GP (ISO boxes): :data:`NO_INDEX` when
-    it has no whole track list (``moov``: a camera or phone writes it last, and without it
-    nothing can play the file), :data:`PART` when a box runs past the file's end but the track
-    list is there. An AVI (RIFF): :data:`PART` when its RIFF chunk runs past the end (FFmpeg
-    reads an AVI without its index). None for a whole file or another format."""
-    try:
-        with open(path, "rb") as fh:
-            end = fh.seek(0, 2)
-            head = _read_at(fh, 0, 12)
-            if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
-                return _riff_cut(fh, end)
-            top = _top_boxes(fh, end, overrun=True)
-    except OSError:
-        return None
+def _iso_cut(top: list[tuple[bytes, int, int]], end: int) -> tuple[str, str] | None:
+    """:attr:`VideoHeader.cut` of an ISO base media file from its top-level boxes (the last
+    one may run past the file's ``end``)."""
     if not top:
         return None
     last_end = top[-1][2]
@@ -256,11 +280,11 @@ def _top_boxes(fh: BinaryIO, end: int, overrun: bool = False) -> list[tuple[byte
     return [] if first is None or first[0] not in _FIRST_BOXES else [first, *boxes]
 
 
-def _tracks(fh: BinaryIO) -> list[tuple[bytes, int, int]] | None:
+def _tracks(fh: BinaryIO, top: list[tuple[bytes, int, int]]) -> list[tuple[bytes, int, int]] | None:
     """``(handler type, body start, end)`` of each track (``trak``: ``vide``, ``soun``, ...)
-    of an ISO base media file, or None when the file is not one or has no track list
-    (``moov``)."""
-    for kind, start, stop in _top_boxes(fh, fh.seek(0, 2)):
+    of an ISO base media file from its whole top-level boxes ``top``, or None when the file
+    is not one or has no track list (``moov``)."""
+    for kind, start, stop in top:
         if kind != b"moov":
             continue
         tracks = []

@@ -27,14 +27,13 @@ from deepfer.edge.capture.inputs import (
     NO_INDEX,
     PHOTO,
     VIDEO_EXTS,
+    VideoHeader,
     as_shown,
     input_kind,
-    mirrored_matrix,
-    no_video_stream,
     pixel_aspect,
     read_picture,
     shown_size,
-    video_cut_short,
+    video_header,
 )
 from deepfer.edge.config.sections import ROTATIONS
 from deepfer.edge.errors import InputError, SourceError
@@ -131,14 +130,16 @@ class OpenCVSource(Source):
         self._said_cut = False  # a file cut short is warned about once, not each loop
 
     def open(self) -> None:
-        cut = None  # (kind, words) of a file cut short: an interrupted recording or copy
+        header = VideoHeader()  # a file's: audio only, cut short, a mirroring rotation tag
         if not self.live and isinstance(self.target, str):
-            why = no_video_stream(self.target)  # (an MP4 of audio alone: say so, not "cannot")
-            if why:
-                raise SourceError(f"{self.name}: {why}: no pictures to look for faces in")
-            cut = video_cut_short(self.target)
-            if cut and cut[0] == NO_INDEX:  # (nothing can play it: say so, not "cannot")
-                raise SourceError(f"{self.name}: {cut[1]}")
+            header = video_header(self.target)
+            if header.no_video:  # (an MP4 of audio alone: say so, not "cannot")
+                raise SourceError(
+                    f"{self.name}: {header.no_video}: no pictures to look for faces in"
+                )
+            if header.cut and header.cut[0] == NO_INDEX:  # (nothing can play it: say so)
+                raise SourceError(f"{self.name}: {header.cut[1]}")
+        cut = header.cut  # (kind, words) of a file cut short: an interrupted recording or copy
         if self.live:
             cap = cv2.VideoCapture(self.target)
         else:  # a file: one decoding thread costs less CPU per frame than FFmpeg's several,
@@ -165,7 +166,7 @@ class OpenCVSource(Source):
             if self.want_fps:
                 cap.set(cv2.CAP_PROP_FPS, self.want_fps)
         self.fps = stated_fps(cap)
-        self._mirror = None if self.live else mirrored_matrix(self.target)
+        self._mirror = header.mirror
         if self._mirror:  # OpenCV would turn it upside down: shown here as players show it
             cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 0)
             log.info("%s: its rotation tag mirrors the picture: shown mirrored", self.name)
