@@ -166,5 +166,6 @@ def report_metrics(y_true: np.ndarray, probs: np.ndarray, labels: Sequence[str] 
 
 
 def per_class_f1(metrics: dict) -> dict[str, float | None]:
-    """``{label: F1}`` of :func:`report_metrics`'s result, ``None`` for a class with no faces."""
-    return {label: v["f1"] if v["support"] else None for label, v in metrics["per_class"].items()}
+    """``{label: F1}`` of :func:`report_metrics`'s result (``None`` for a class with no faces:
+    report_metrics' rule, not decided again here)."""
+    return {label: v["f1"] for label, v in metrics["per_class"].items()}
