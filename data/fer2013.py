@@ -115,8 +115,10 @@ def load_folder(
     size: int = DEFAULT_SIZE,
     progress: bool = True,
     labels_required: bool = True,
+    layout: str = "",
 ) -> FaceDataset:
-    """Load one split folder laid out as ``<split_dir>/<class>/<image>``."""
+    """Load one split folder laid out as ``<split_dir>/<class>/<image>``; ``layout``: the
+    source's layout it is part of, kept on the dataset (:func:`load_fer2013` says which)."""
     split_dir = Path(split_dir)
     if not split_dir.is_dir():
         raise DataError(f"{split_dir}: not a folder")
@@ -187,7 +189,9 @@ def load_folder(
     if whole:
         _warn_whole_photos(split_dir, whole, len(files), size)
     x = np.stack(xs)[..., None]
-    return FaceDataset(x, np.asarray(ys, np.int64), split_dir.name, names, skipped=len(bad))
+    return FaceDataset(
+        x, np.asarray(ys, np.int64), split_dir.name, names, skipped=len(bad), layout=layout
+    )
 
 
 def _whole_photo(shape: tuple[int, int], size: int) -> bool:
@@ -296,9 +300,7 @@ def load_fer2013(
         return load_fer2013(csv_file, splits, size, progress)
     if not any(split_dirs.values()):
         if any(_is_class(p.name) for p in source.iterdir() if p.is_dir()):
-            ds = load_folder(source, size, progress)
-            ds.layout = LAYOUT_CLASSES
-            return {"train": ds}
+            return {"train": load_folder(source, size, progress, layout=LAYOUT_CLASSES)}
         why = f"{source}: found neither fer2013.csv nor train/ test/ validation/ folders"
         why += f" nor class folders ({', '.join(f'{c}/' for c in LABELS)})"
         if any(is_image(p) for p in source.iterdir()):  # one class's folder: give its parent
@@ -317,8 +319,7 @@ def load_fer2013(
     for split in splits:
         folder = split_dirs.get(split)
         if folder is not None:
-            out[split] = load_folder(folder, size, progress)
-            out[split].layout = LAYOUT_SPLITS
+            out[split] = load_folder(folder, size, progress, layout=LAYOUT_SPLITS)
     return out
 
 
