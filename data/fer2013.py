@@ -33,6 +33,7 @@ from deepfer.data.dataset import (
 from deepfer.data.images import is_image, read_image
 from deepfer.data.splits import CSV_USAGES, SPLIT_FOLDERS, find_split_dir, split_name
 from deepfer.edge.capture.imagefile import is_hidden, unreadable_photo
+from deepfer.edge.capture.pictures import eight_bits
 from deepfer.edge.labels import FER2013_CSV_IDS, FOLDER_ALIASES, LABELS
 from deepfer.edge.preprocess import DEFAULT_SIZE, prepare_face
 
@@ -167,8 +168,8 @@ def load_folder(
             continue
         if _whole_photo(img.shape[:2], size):
             whole.append((path, img.shape[1], img.shape[0]))
-        if img.dtype == np.uint16:  # 16-bit PNG/TIFF: keep the top 8 bits, do not clip
-            img = (img >> 8).astype(np.uint8)
+        if img.dtype == np.uint16:  # 16-bit PNG/TIFF: as the edge reads one, not clipped
+            img = eight_bits(img)
         elif img.dtype != np.uint8:
             bad.append(path)
             continue

@@ -93,7 +93,7 @@ def _uint8(image: np.ndarray, what: str) -> np.ndarray:
     if image.dtype == np.uint8:
         return image
     if image.dtype == np.uint16:
-        return (image >> 8).astype(np.uint8)  # (what cv2.imread does with a 16-bit PNG)
+        return eight_bits(image)
     if kind == "b":
         raise InputError(
             f"{what}: a bool array (a mask?) is not a picture: give uint8, e.g. "
@@ -116,6 +116,12 @@ def _uint8(image: np.ndarray, what: str) -> np.ndarray:
             "uint16 or float (0..1)"
         )
     return image.astype(np.uint8)
+
+
+def eight_bits(image: np.ndarray) -> np.ndarray:
+    """A ``uint16`` picture as ``uint8``: its top 8 bits, as ``cv2.imread`` turns a 16-bit PNG
+    into 8 bits (the one rule: training data is read by it too, ``data/fer2013.py``)."""
+    return (image >> 8).astype(np.uint8)
 
 
 def _from_file(path: Path) -> np.ndarray:

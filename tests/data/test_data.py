@@ -18,6 +18,7 @@ from deepfer.data.dataset import (
 )
 from deepfer.data.fer2013 import load_csv, load_fer2013, load_folder, load_split
 from deepfer.data.splits import class_weights, stratified_split
+from deepfer.edge.capture.pictures import as_picture
 from deepfer.edge.labels import FER2013_CSV_IDS, LABELS
 from deepfer.edge.preprocess import prepare_face
 
@@ -361,6 +362,8 @@ def test_colour_and_odd_sized_images_are_converted(tmp_path):
     np.testing.assert_array_equal(ds.x[0, ..., 0], prepare_face(colour))
     np.testing.assert_array_equal(ds.x[1, ..., 0], prepare_face(bgra))
     np.testing.assert_array_equal(ds.x[2, ..., 0], (sixteen >> 8).astype(np.uint8))
+    # (the edge's rule for a 16-bit picture: what EmotionRecognizer reads such an array as)
+    np.testing.assert_array_equal(ds.x[2, ..., 0], as_picture(sixteen))
     # and at another input size
     assert load_folder(tmp_path, size=64, progress=False).x.shape == (3, 64, 64, 1)
 
