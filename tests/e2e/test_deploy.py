@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -50,18 +51,25 @@ def test_systemd_analyze_verify_accepts_the_unit(tmp_path):
 
 
 def test_install_script_dry_run():
-    env = {**os.environ, "DRY_RUN": "1"}
+    """The whole plan, whatever this machine holds: a prefix that does not exist (a real
+    install in /opt/deepfer has its venv, and no venv would be planned) and a service user
+    that does not exist (install.sh sourced, its USER_NAME set, then its main)."""
+    prefix = f"/opt/deepfer-plan-{uuid.uuid4().hex[:12]}"  # (not /tmp: the unit cannot see it)
+    script = 'source "$INSTALL"; USER_NAME=deepfer-test-nobody; main "$@"'
+    env = {**os.environ, "DRY_RUN": "1", "INSTALL": str(DEPLOY / "install.sh")}
     proc = subprocess.run(
-        ["bash", str(DEPLOY / "install.sh"), "--from", str(DEPLOY.parent)],
+        ["bash", "-c", script, "install.sh", "--from", str(DEPLOY.parent), "--prefix", prefix],
         capture_output=True, text=True, env=env, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    assert "python3 -m venv" in out and "/opt/deepfer/venv" in out
-    assert "pip install -q --upgrade " + str(DEPLOY.parent) + "[edge" in out
+    assert f"python3 -m venv {prefix}/venv" in out
+    assert f"{prefix}/venv/bin/python -m pip install -q --upgrade {DEPLOY.parent}[edge" in out
     assert "/etc/deepfer/deepfer.toml" in out and "/etc/deepfer/mqtt-password" in out
-    assert "/etc/systemd/system/deepfer.service" in out
-    assert "useradd --system" in out or "usermod" in out
+    unit = f"{DEPLOY}/deepfer.service > /etc/systemd/system/deepfer.service"
+    assert f"+ sed s#/opt/deepfer/#{prefix}/#g {unit}" in out  # the unit runs the prefix's
+    assert "+ useradd --system" in out and "deepfer-test-nobody" in out
+    assert not Path(prefix).exists()  # a plan: nothing made
 
 
 def test_example_config_lists_every_option_and_loads():
