@@ -46,7 +46,7 @@ class EmotionRecognizer:
     ``none``: each picture is a face crop already). ``video``: pictures are the frames of one
     stream, in order: faces are tracked (``Face.track_id``) and their emotions smoothed, and
     faces are detected ``detector.fps`` times a second of stream time (``fps``: the frames'
-    rate; default: the time of each call). ``config``: a :class:`Config` or a TOML file (the
+    rate, with ``video`` only; default: the time of each call). ``config``: a :class:`Config` or a TOML file (the
     ``[model]``, ``[detector]`` and ``[tracker]`` sections apply); ``settings``: more of them by
     ``"section.key"``, e.g. ``{"model.level_above": 90}``. Photos are searched at 640 px wide
     as ``deepfer detect`` searches them (``settings={"detector.detect_width": ...}`` to
@@ -73,7 +73,7 @@ class EmotionRecognizer:
         settings: Mapping[str, Any] | None = None,
         rgb: bool = False,
     ):
-        _check_arguments(config, settings, fps)
+        _check_arguments(config, settings, fps, video)
         # each value's origin, for error messages: "(from argument model=)"
         overrides: dict[str, Any] = {}
         names: dict[str, str] = {}
@@ -202,7 +202,7 @@ class EmotionRecognizer:
         return now - self._t0
 
 
-def _check_arguments(config, settings, fps) -> None:
+def _check_arguments(config, settings, fps, video) -> None:
     """ConfigError for an argument of the wrong kind, naming it."""
     if config is not None and not isinstance(config, (Config, str, os.PathLike)):
         raise ConfigError(
@@ -224,6 +224,11 @@ def _check_arguments(config, settings, fps) -> None:
             raise ConfigError(
                 f"fps = {fps!r} (from argument fps=): must be the frames' rate, a positive "
                 "number (None or 0: unknown, the time of each call is used)"
+            )
+        if fps and not video:  # (photos have no stream time: it would be ignored)
+            raise ConfigError(
+                f"fps = {fps!r} (from argument fps=): only applies with video=True (the frames "
+                "of one stream); photos are searched one by one, with no time between them"
             )
 
 

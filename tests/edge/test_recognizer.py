@@ -279,6 +279,14 @@ def test_bad_frame_rates_are_config_errors(fps):
         EmotionRecognizer(video=True, fps=fps)
 
 
+def test_a_frame_rate_without_video_is_a_config_error():
+    """fps is the frames' rate of one stream (video=True); for photos it would be ignored."""
+    with pytest.raises(
+        ConfigError, match=r"fps = 30 \(from argument fps=\): only applies with video=True"
+    ):
+        EmotionRecognizer(fps=30)
+
+
 @pytest.mark.parametrize("t", [float("nan"), float("inf"), "1.5", None])
 def test_bad_frame_times_are_input_errors(recognizer, media_dir, t):
     if t is None:  # (None: the default, fine)
