@@ -39,7 +39,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -96,6 +96,34 @@ class FrameResult:
     timings: dict[str, float] = field(default_factory=dict)
     #: False on a frame between detections (faces carried by the tracker, scores held).
     detected: bool = True
+
+    def to_dict(self) -> dict:
+        """The result as plain data that ``json.dumps`` writes (as ``dataclasses.asdict`` of a
+        :class:`Face` is): the frame as its ``index``, ``t`` and ``size`` (not its pixels),
+        ``faces`` as ``asdict`` gives them, each track event as ``type``, ``track_id``,
+        ``emotion``, ``score``, ``scores``, ``box``, ``dwell_s`` and ``histogram``, then
+        ``timings`` and ``detected``."""
+        return {
+            "index": int(self.frame.index),
+            "t": float(self.frame.t),
+            "size": [int(v) for v in self.frame.size],
+            "faces": [asdict(face) for face in self.faces],
+            "track_events": [
+                {
+                    "type": ev.type,
+                    "track_id": int(ev.track.id),
+                    "emotion": ev.emotion,
+                    "score": float(ev.score),
+                    "scores": {k: float(v) for k, v in ev.scores.items()},
+                    "box": [int(v) for v in ev.box],
+                    "dwell_s": float(ev.dwell_s),
+                    "histogram": {k: int(v) for k, v in ev.histogram.items()},
+                }
+                for ev in self.track_events
+            ],
+            "timings": {k: float(v) for k, v in self.timings.items()},
+            "detected": bool(self.detected),
+        }
 
 
 class Interval:

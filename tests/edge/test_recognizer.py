@@ -255,6 +255,10 @@ def test_a_camera_changing_resolution_starts_a_new_stream(media_dir):
     new = np.array(after[0].faces[0].box)
     assert np.abs(new - old / 2).max() <= 8  # the same face, at half the size
     assert all(r.faces[0].track_id == 2 for r in after)
+    plain = json.loads(json.dumps(after[0].to_dict()))  # a result is plain data too
+    assert [(e["type"], e["track_id"]) for e in plain["track_events"]] == [("end", 1)]
+    assert plain["track_events"][0]["histogram"] and plain["faces"][0]["track_id"] == 2
+    assert plain["size"] == list(half[0].shape[1::-1]) and plain["detected"] is True
 
 
 def test_close_ends_the_tracks_and_the_next_frame_starts_anew(media_dir):
@@ -351,6 +355,9 @@ def test_faces_are_plain_data_that_json_writes(recognizer, media_dir):
     assert all(type(v) is float for v in face.scores.values())
     again = json.loads(json.dumps(dataclasses.asdict(face)))
     assert again["box"] == list(face.box) and again["scores"] == face.scores
+    result = json.loads(json.dumps(recognizer.process(media_dir / "justin.jpg").to_dict()))
+    assert result["faces"] == [again] and result["track_events"] == []
+    assert set(result["timings"]) == {"detect", "classify", "track"}
 
 
 def test_faces_in_a_dim_room_read_as_they_do_in_good_light(data_dir):
