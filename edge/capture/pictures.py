@@ -125,10 +125,16 @@ def eight_bits(image: np.ndarray) -> np.ndarray:
 
 
 def _from_file(path: Path) -> np.ndarray:
-    """A picture file as ``deepfer detect`` reads it; a video is said to be one."""
+    """A picture file as ``deepfer detect`` reads it; a video is said to be one. A leading
+    ``~`` is not expanded (as ``cv2.imread``, PIL and pathlib do not): a missing one says so."""
     try:
         return load_image(path)
-    except InputError:
+    except InputError as exc:
+        if str(path).startswith("~") and not path.exists():
+            raise InputError(
+                f"{exc}; a path's leading ~ is not expanded in Python (as cv2.imread and PIL "
+                "do not): give Path(...).expanduser()"
+            ) from None
         kind = input_kind(path)  # (only when it is no image: it opens the file as a video)
         if kind == VIDEO:
             raise InputError(

@@ -283,6 +283,18 @@ def test_bad_frame_rates_are_config_errors(fps):
         EmotionRecognizer(video=True, fps=fps)
 
 
+def test_a_picture_path_with_a_tilde_is_read_as_written_and_says_so(recognizer, tmp_path):
+    """~ is not expanded in a picture's path (as cv2.imread and PIL do not): a missing one
+    says how to expand it; a file really named so in the working folder is read."""
+    with pytest.raises(InputError, match=r"no such file\); a path's leading ~ is not expanded"):
+        recognizer.detect("~/deepfer-no-such-photo.jpg")
+    (tmp_path / "~").mkdir()
+    cv2.imwrite(str(tmp_path / "~" / "grey.png"), np.full((60, 60), 128, np.uint8))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path)
+        assert recognizer.detect("~/grey.png") == []
+
+
 def test_a_frame_rate_without_video_is_a_config_error():
     """fps is the frames' rate of one stream (video=True); for photos it would be ignored."""
     with pytest.raises(
