@@ -15,6 +15,14 @@ them once more (at-least-once; consumers drop repeated ``(device_id, seq)``).
 
 Bounded: at most ``max_messages`` rows and none older than ``max_age_s``; the oldest go first,
 counted. Not thread-safe by design: one thread (the MQTT sink's sender) owns an open outbox.
+
+Ages are counted on the outbox's own clock, never the wall clock: a Raspberry Pi has no
+real-time clock, boots at the time of its last shutdown (fake-hwclock) or in 1970, and NTP
+later jumps its wall clock by hours, days or decades, forward or (rarely) back. The clock
+(``meta.clock_ms``) advances by the system's boot time (``CLOCK_BOOTTIME``, monotonic, counts
+suspend) while the daemon runs and, within one boot (``/proc/sys/kernel/random/boot_id``),
+across its restarts; time the device spent switched off is not counted (nothing on it can
+measure that honestly). Each row keeps the clock at which it was stored (``stored_ms``).
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,10 +48,26 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload BLOB NOT NULL,
     qos INTEGER NOT NULL,
     kind TEXT NOT NULL,
-    seq INTEGER
+    seq INTEGER,
+    stored_ms INTEGER
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def boot_clock() -> tuple[int | None, float]:
+    """``(boot, seconds)``: this boot's id (an int; None where the system has none) and the
+    seconds since it (``CLOCK_BOOTTIME``; ``time.monotonic()`` where there is none). Neither
+    moves when the wall clock is set."""
+    try:
+        boot: int | None = int(_BOOT_ID.read_text().strip().replace("-", "")[:15], 16)
+    except (OSError, ValueError):
+        boot = None
+    clock_id = getattr(time, "CLOCK_BOOTTIME", None)
+    seconds = time.clock_gettime(clock_id) if clock_id is not None else time.monotonic()
+    return boot, seconds
 
 
 class OutboxError(DeepFERError):
@@ -81,7 +105,8 @@ class Row:
 
 @dataclass(frozen=True)
 class New:
-    """A message to store: ``created`` is a wall-clock time (for the age bound)."""
+    """A message to store: ``created`` is the wall-clock time it was made (kept as said, not
+    used for the age bound: see the module's docstring)."""
 
     topic: str
     payload: bytes
@@ -103,9 +128,15 @@ class Dropped:
 
 class Outbox:
     """``Outbox(path, max_messages, max_age_s).open()``; then ``commit()``, ``read()``,
-    ``close()`` from one thread."""
+    ``close()`` from one thread. ``clock``: :func:`boot_clock` (tests give their own)."""
 
-    def __init__(self, path: Path, max_messages: int = 10000, max_age_s: float = 0.0):
+    def __init__(
+        self,
+        path: Path,
+        max_messages: int = 10000,
+        max_age_s: float = 0.0,
+        clock: Callable[[], tuple[int | None, float]] = boot_clock,
+    ):
         self.path = Path(path)
         self.max_messages = int(max_messages)
         self.max_age_s = float(max_age_s)
@@ -113,6 +144,21 @@ class Outbox:
         self._lock_file = None
         self.count = 0
         self.next_seq = 1
+        self._clock = clock
+        #: The outbox's clock, ms: see the module's docstring; ``_mark``: (boot, seconds) of
+        #: the system's clock when it was last advanced.
+        self.clock_ms = 0
+        self._mark: tuple[int | None, float] = (None, 0.0)
+
+    def _tick(self) -> int:
+        """Advances the outbox's clock by the system's boot time since the last mark (only
+        within the same boot) and returns it, in ms."""
+        boot, seconds = self._clock()
+        last_boot, last = self._mark
+        if boot is not None and boot == last_boot and seconds >= last:
+            self.clock_ms += int(round((seconds - last) * 1000))
+        self._mark = (boot, seconds)
+        return self.clock_ms
 
     def _fail(self, what: str, exc: BaseException) -> OutboxError:
         return OutboxError(f"MQTT outbox {self.path}: {what} ({exc})")
@@ -140,9 +186,21 @@ class Outbox:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(SCHEMA)
+            columns = [r[1] for r in db.execute("PRAGMA table_info(outbox)")]
+            if "stored_ms" not in columns:  # an outbox of an earlier version
+                db.execute("ALTER TABLE outbox ADD COLUMN stored_ms INTEGER")
             self.count = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
-            row = db.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()
-            self.next_seq = int(row[0]) if row else 1
+            meta = dict(db.execute("SELECT key, value FROM meta"))
+            self.next_seq = int(meta.get("next_seq", 1))
+            self.clock_ms = int(meta.get("clock_ms", 0))
+            boot = meta.get("boot")
+            self._mark = (
+                int(boot) if boot is not None and boot >= 0 else None,
+                meta.get("boot_ms", 0) / 1000,
+            )
+            now = self._tick()  # a restart within the same boot: the time it was down counts
+            # rows from before ages were kept (or from an older version) start ageing now
+            db.execute("UPDATE outbox SET stored_ms=? WHERE stored_ms IS NULL", (now,))
         except sqlite3.Error as exc:
             self.close()
             raise self._fail("not a usable outbox (move it away to start afresh)", exc) from exc
@@ -153,15 +211,14 @@ class Outbox:
             self._lock_file.close()
             self._lock_file = None
 
-    def commit(
-        self, new: Iterable[New] = (), acked: Iterable[int] = (), now: float | None = None
-    ) -> list[Dropped]:
+    def commit(self, new: Iterable[New] = (), acked: Iterable[int] = ()) -> list[Dropped]:
         """One transaction: store ``new``, delete the ``acked`` row ids, apply the bounds.
         Returns what the bounds dropped. Raises :class:`OutboxError` (nothing changed)."""
         db = self._db
         if db is None:
             raise OutboxError(f"MQTT outbox {self.path} is closed")
-        now = time.time() if now is None else now
+        before = (self.clock_ms, self._mark)
+        now = self._tick()
         new = list(new)
         acked = list(acked)
         dropped: list[Dropped] = []
@@ -169,8 +226,9 @@ class Outbox:
             db.execute("BEGIN IMMEDIATE")
             if new:
                 db.executemany(
-                    "INSERT INTO outbox (created, topic, payload, qos, kind, seq) VALUES (?,?,?,?,?,?)",
-                    [(m.created, m.topic, m.payload, m.qos, m.kind, m.seq) for m in new],
+                    "INSERT INTO outbox (created, topic, payload, qos, kind, seq, stored_ms)"
+                    " VALUES (?,?,?,?,?,?,?)",
+                    [(m.created, m.topic, m.payload, m.qos, m.kind, m.seq, now) for m in new],
                 )
                 seqs = [m.seq for m in new if m.seq is not None]
                 if seqs and max(seqs) + 1 > self.next_seq:
@@ -180,8 +238,18 @@ class Outbox:
                     )
             if acked:
                 db.executemany("DELETE FROM outbox WHERE id=?", [(i,) for i in acked])
+            boot = self._mark[0]
+            db.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                [
+                    ("clock_ms", now),
+                    ("boot", -1 if boot is None else boot),
+                    ("boot_ms", int(round(self._mark[1] * 1000))),
+                ],
+            )
             if self.max_age_s > 0:
-                dropped += self._drop(db, "created < ?", (now - self.max_age_s,), "too old")
+                oldest = now - int(round(self.max_age_s * 1000))
+                dropped += self._drop(db, "stored_ms < ?", (oldest,), "too old")
             count = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
             if count > self.max_messages:
                 limit = count - self.max_messages
@@ -194,6 +262,7 @@ class Outbox:
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
+            self.clock_ms, self._mark = before  # not kept: as if this commit never happened
             raise self._fail("cannot write", exc) from exc
         self.count = count
         if new:
