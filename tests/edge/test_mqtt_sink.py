@@ -407,3 +407,32 @@ def test_home_assistant_discovery(broker, closing):
     late.wait_for(lambda s: len(s.messages) >= 2, what="retained configs")
     assert all(m.retain for m in late.messages)
     sink.close()
+
+
+def test_summary_period_is_monotonic_time_whatever_the_wall_clock_does():
+    """NTP setting the clock of a Pi without a real-time clock (here back a day, then forward
+    a year) changes the summaries' ``ts``, not how long their periods were."""
+    from deepfer.edge.outputs.summary import PeriodCounter
+
+    mono = [500.0]
+    counter = PeriodCounter(DEVICE, "m", LABELS, monotonic=lambda: mono[0])
+    counter.add_frame([{"emotion": "happy", "track_id": 1}])
+    mono[0] += 60.0
+    first = counter.take(1_800_000_000.0)
+    assert first["period_s"] == 60.0 and first["frames"] == 1
+    mono[0] += 60.0
+    second = counter.take(1_800_000_000.0 - 86_400 + 60)
+    mono[0] += 60.0
+    third = counter.take(1_800_000_000.0 + 365 * 86_400)
+    for summary in (first, second, third):
+        assert summary["period_s"] == 60.0 and validate_summary_times(summary)
+
+
+def validate_summary_times(summary) -> bool:
+    """``from`` is ``ts - period_s``."""
+    from datetime import datetime
+
+    def parse(s):
+        return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+
+    return abs(parse(summary["ts"]) - parse(summary["from"]) - summary["period_s"]) < 1e-3

@@ -150,7 +150,7 @@ class MqttSink(Sink):
             "undelivered": 0,
             "resumed": 0,
         }
-        self._period = PeriodCounter(device_id, model, self.labels, time.time())
+        self._period = PeriodCounter(device_id, model, self.labels)
 
     # -- the Sink interface ---------------------------------------------------------------
 
