@@ -436,3 +436,45 @@ def validate_summary_times(summary) -> bool:
         return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
 
     return abs(parse(summary["ts"]) - parse(summary["from"]) - summary["period_s"]) < 1e-3
+
+
+def test_a_full_disk_keeps_the_daemon_going_and_says_what_is_lost(broker, closing, caplog):
+    """The outbox's disk fills up (SQLite's own 'database or disk is full', by capping the
+    file's pages): messages wait in memory, one error says so (not one per try), and they go
+    out, in order, once the outbox can be written again; what is still in memory at
+    shutdown is counted and logged as lost."""
+    sink = MqttSink(
+        mqtt_config(url=broker.url, summary_interval_s=0, commit_interval_s=0.05),
+        DEVICE, "tiny", reconnect_delay_s=(0.2, 1.0), flush_timeout_s=0.5,
+    )  # fmt: skip
+    closing(sink)
+    sub = Subscriber(broker, [f"{PREFIX}/events"])
+    closing(sub)
+    sink.start()
+    wait_until(lambda: sink.stats()["mqtt_connected"], what="connected")
+    db = sink.outbox._db
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    builder = EventBuilder(DEVICE, "tiny")
+    events = make_events(builder, 10, changes=1)  # 30 events: more than a page
+    with caplog.at_level(logging.WARNING, logger="deepfer.edge.outputs.mqtt.sink"):
+        db.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full
+        for ev in events:
+            sink.publish_event(ev)
+        wait_until(lambda: sink.stats()["mqtt_outbox_errors"] >= 3, what="failed commits")
+        assert sink.stats()["mqtt_queue"] == 30 and sink.stats()["mqtt_sent"] == 0
+        failures = [r for r in caplog.records if "held in memory" in r.getMessage()]
+        assert len(failures) == 1, caplog.text  # said once, not at every try
+        assert "database or disk is full" in failures[0].getMessage()
+        assert str(sink.outbox.path) in failures[0].getMessage()
+        db.execute("PRAGMA max_page_count = 1000000")  # space again
+        sub.wait_for(lambda s: len(first_seqs(s)) >= 30, what="the held events")
+        assert first_seqs(sub) == list(range(1, 31))
+        assert "can be written again" in caplog.text
+        db.execute(f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0]}")
+        for ev in make_events(builder, 10, changes=1):
+            sink.publish_event(ev)
+        wait_until(lambda: sink.stats()["mqtt_outbox_errors"] >= 4, what="full again")
+        sink.close()
+    stats = sink.stats()
+    assert stats["mqtt_lost"] == 30 and stats["mqtt_undelivered"] == 0
+    assert "30 message(s) lost at shutdown" in caplog.text

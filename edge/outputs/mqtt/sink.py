@@ -59,6 +59,10 @@ WINDOW = 20
 COMMIT_BATCH = 200
 #: MQTT 5: a state message older than this is stale: brokers drop it instead of delivering it.
 STATE_EXPIRY_S = 10
+#: While messages are being dropped, or the outbox cannot be written (a full disk), a log line
+#: when it starts and then a reminder this often (s): not one per message or per try, which
+#: over days fills a Pi's journal (docs/mqtt.md, "Logs").
+OUTBOX_LOG_S = 600.0
 
 
 def _json(obj: Any) -> bytes:
@@ -140,6 +144,9 @@ class MqttSink(Sink):
         self._last_state = -math.inf
         self._fail_streak = 0
         self._last_drop_log = -math.inf
+        self._outbox_error = ""  # sender thread: why the last commit failed ("" = it did not)
+        self._outbox_failing_since = 0.0
+        self._last_outbox_log = -math.inf
         self._counts = {
             "sent": 0,
             "summaries": 0,
@@ -149,6 +156,8 @@ class MqttSink(Sink):
             "connect_failures": 0,
             "undelivered": 0,
             "resumed": 0,
+            "outbox_errors": 0,
+            "lost": 0,
         }
         self._period = PeriodCounter(device_id, model, self.labels)
 
@@ -266,6 +275,8 @@ class MqttSink(Sink):
             "mqtt_connect_failures": c["connect_failures"],
             "mqtt_undelivered": c["undelivered"],
             "mqtt_resumed": c["resumed"],
+            "mqtt_outbox_errors": c["outbox_errors"],
+            "mqtt_lost": c["lost"],
         }
 
     def close(self) -> None:
@@ -290,6 +301,16 @@ class MqttSink(Sink):
         self._wake.set()
         if self._sender is not None:
             self._sender.join(5)
+        if self._outbox_error:  # what never reached the disk dies with the process
+            with self._lock:
+                lost = len(self._incoming) + self._committing
+                self._incoming, self._committing = [], 0
+            self._counts["lost"] = lost
+            if lost:
+                log.error(
+                    "MQTT: %d message(s) lost at shutdown: the outbox %s could not be written "
+                    "(%s)", lost, self.outbox.path, self._outbox_error,
+                )  # fmt: skip
         left = self._backlog()
         if left:
             self._counts["undelivered"] = left
@@ -335,7 +356,8 @@ class MqttSink(Sink):
             del self._incoming[: max(0, over)]
             batch = len(self._incoming) >= COMMIT_BATCH
         if gone:
-            self._count_dropped(len(gone), "queue full", gone[0].kind, gone[0].seq)
+            why = "outbox not writable, memory queue full" if self._outbox_error else "queue full"
+            self._count_dropped(len(gone), why, gone[0].kind, gone[0].seq)
         if batch or self._stop.is_set():
             self._wake.set()
 
@@ -343,7 +365,7 @@ class MqttSink(Sink):
         with self._lock:  # the pipeline thread and the sender thread both drop
             self._counts["dropped"] += n
         now = time.monotonic()
-        if now - self._last_drop_log >= 10.0:
+        if now - self._last_drop_log >= OUTBOX_LOG_S:
             self._last_drop_log = now
             log.warning(
                 "MQTT: %s (%d, max age %g s, broker %s): dropped the oldest %s%s; %d dropped so far",
@@ -370,16 +392,44 @@ class MqttSink(Sink):
             with self._lock:  # keep them for the next try (bounded by _enqueue)
                 self._incoming[:0] = new
                 self._committing = 0
-            log.error("%s; retrying", exc)
+                held = len(self._incoming)
+            self._outbox_failed(exc, held)
             self._last_commit = time.monotonic()
             return
         self._last_commit = time.monotonic()
+        if self._outbox_error:
+            self._outbox_error = ""
+            log.warning(
+                "MQTT: the outbox %s can be written again after %.0f s: %d held message(s) "
+                "stored", self.outbox.path, self._last_commit - self._outbox_failing_since,
+                len(new),
+            )  # fmt: skip
         self._acked.difference_update(acked)
         with self._lock:
             self._stored = self.outbox.count
             self._committing = 0
         for d in dropped:
             self._count_dropped(d.count, d.reason, d.first_kind, d.first_seq)
+
+    def _outbox_failed(self, exc: OutboxError, held: int) -> None:
+        """A commit failed (a full disk, an I/O error): the daemon goes on, holding messages in
+        memory; said at once, then every OUTBOX_LOG_S while it lasts (not at every try)."""
+        self._counts["outbox_errors"] += 1
+        now = time.monotonic()
+        if not self._outbox_error:
+            self._outbox_failing_since = self._last_outbox_log = now
+            log.error(
+                "%s; %d message(s) held in memory meanwhile (at most mqtt.queue_size = %d, the "
+                "oldest dropped beyond), lost if the daemon stops first; retrying every %g s",
+                exc, held, self.cfg.queue_size, self.cfg.commit_interval_s,
+            )  # fmt: skip
+        elif now - self._last_outbox_log >= OUTBOX_LOG_S:
+            self._last_outbox_log = now
+            log.error(
+                "%s, for %.0f s now; %d message(s) held in memory, %d dropped so far; retrying",
+                exc, now - self._outbox_failing_since, held, self._counts["dropped"],
+            )  # fmt: skip
+        self._outbox_error = str(exc)
 
     # -- summaries ------------------------------------------------------------------------
 
