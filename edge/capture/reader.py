@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 
 #: Frames a file or photo folder is decoded ahead (a few frames of memory).
 PREFETCH_FRAMES = 4
+#: While a live source stays away, a failed reopen is logged this often (s), not at every try.
+REOPEN_LOG_S = 600.0
 #: The frame rate a file's frames without timestamps are counted at when it says none.
 DEFAULT_FPS = 30.0
 _END = object()  # the capture thread's last item: the source has no more frames
@@ -142,6 +144,8 @@ class FrameReader:
         self.reopens = 0
         self.failures = 0
         self.opened = False
+        self._opened_at = 0.0  # monotonic time of the last (re)open that worked
+        self._delay = 0.0  # the last wait before a reopen (0: none yet)
         #: Frames decoded ahead on a capture thread (files and photo folders; 0: none).
         self.prefetch = 0 if source.live else max(0, int(prefetch))
         #: Which frames to decode, by stream time (None: all); see the module's docstring.
@@ -155,26 +159,53 @@ class FrameReader:
         if not self.opened:
             self.source.open()
             self.opened = True
+            self._opened_at = time.monotonic()
 
     def _reopen(self) -> bool:
-        """Close and reopen a live source, backing off; False if stopped meanwhile."""
+        """Close and reopen a live source, backing off; False if stopped meanwhile.
+
+        The wait starts at ``reopen_min_s`` and doubles up to ``reopen_max_s`` at each failed
+        try; it starts again from ``reopen_min_s`` only once the source has given frames for
+        ``reopen_max_s`` since it was last opened: one that opens and fails at once (a camera
+        on a failing USB port, a stream server that hangs up) is not reopened twice a second
+        for days. A failure is logged when it starts and then every REOPEN_LOG_S, not at
+        every try."""
         self.failures += 1
         quietly(self.source.close)
         if self.on_failure is not None:
             self.on_failure()  # e.g. end the open tracks: nobody can be followed meanwhile
-        delay = self.reopen_min_s
+        started = time.monotonic()
+        if not self._delay or started - self._opened_at >= self.reopen_max_s:
+            delay = self.reopen_min_s
+        else:  # it failed soon after the last reopen: go on backing off
+            delay = min(self._delay * 2.0, self.reopen_max_s)
+        log.warning("%s: no frames; reopening in %.1f s", self.source.name, delay)
+        tries, last_log = 0, started
         while not self.stop_event.is_set():
-            log.warning("%s: no frames; reopening in %.1f s", self.source.name, delay)
+            self._delay = delay
             if self.stop_event.wait(delay):
                 return False
             self.reopens += 1
+            tries += 1
             try:
                 self.source.open()
             except Exception as exc:
-                log.warning("%s: reopen failed: %s", self.source.name, exc)
                 delay = min(delay * 2.0, self.reopen_max_s)
+                now = time.monotonic()
+                if tries == 1 or now - last_log >= REOPEN_LOG_S:
+                    last_log = now
+                    log.warning(
+                        "%s: reopen failed (%d tries, %.0f s without frames): %s; trying every "
+                        "%.1f s at most", self.source.name, tries, now - started, exc, delay,
+                    )  # fmt: skip
+                else:
+                    log.debug("%s: reopen failed: %s", self.source.name, exc)
                 continue
-            log.warning("%s: reopened", self.source.name)
+            self._opened_at = time.monotonic()
+            log.warning(
+                "%s: reopened after %.1f s (%d tries)",
+                self.source.name, self._opened_at - started, tries,
+            )  # fmt: skip
             return True
         return False
 

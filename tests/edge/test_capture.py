@@ -3,6 +3,7 @@ reopening a failed camera with backoff, and clear errors for unknown sources."""
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 import textwrap
@@ -323,6 +324,35 @@ def test_camera_that_disappears_is_reopened_with_backoff():
     assert failed == [1]  # the daemon ends open tracks here
     gaps = np.diff(source.open_times[1:])  # waits between reopen attempts double
     assert gaps[0] >= 0.035 and gaps[1] >= 0.045
+
+
+class OneFrameSource(FlakySource):
+    """A camera that opens, gives one frame and fails, again and again (a failing USB port,
+    a stream server that hangs up at once)."""
+
+    def open(self):
+        self.opens += 1
+        self.open_times.append(time.monotonic())
+        self.reads = 0
+
+    def read(self):
+        self.reads += 1
+        return Frame(gray=np.zeros((4, 4), np.uint8), size=(4, 4)) if self.reads == 1 else None
+
+
+def test_a_camera_that_fails_at_once_after_each_reopen_is_backed_off_not_spun(caplog):
+    source = OneFrameSource()
+    reader = FrameReader(source, reopen_min_s=0.01, reopen_max_s=0.08)
+    with caplog.at_level(logging.DEBUG, logger="deepfer.edge.capture.reader"):
+        frames = []
+        for frame in reader:
+            frames.append(frame)
+            if len(frames) == 7:
+                break
+    assert len(frames) == 7 and reader.failures == 6
+    gaps = np.diff(source.open_times)  # each wait doubles, up to reopen_max_s
+    assert list(gaps >= [0.009, 0.019, 0.039, 0.079, 0.079, 0.079]) == [True] * 6, gaps
+    assert caplog.text.count("reopening in") == 6  # a line per failure, not per frame
 
 
 def test_stop_interrupts_the_backoff():
