@@ -51,9 +51,12 @@ def compose(
             "dtype": details["output"]["dtype"],
             "shape": details["output"]["shape"],
             "quantization": details["output"]["quantization"],
-            "kind": "probabilities"
-            if details["ops"] and details["ops"][-1]["op"] == "SOFTMAX"
-            else "scores",
+            "kind": source.output_kind
+            or (
+                "probabilities"
+                if details["ops"] and details["ops"][-1]["op"] == "SOFTMAX"
+                else "scores"
+            ),
         },
         "quantization": fmt,
         "quantization_description": description,

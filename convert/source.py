@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from deepfer.convert.errors import ConvertError
+from deepfer.edge.errors import ModelInfoError
 from deepfer.edge.labels import LABELS
+from deepfer.edge.model.sidecar import ModelInfo, load_model_info, sidecar_path
 from deepfer.edge.paths import file_sha256
 from deepfer.evaluate.model_file import KERAS_SUFFIXES, keras_file_problem
-from deepfer.evaluate.predictors import resolve_model_file
+from deepfer.evaluate.predictors import EvaluateError, label_order, resolve_model_file
 from deepfer.train.ensemble_record import ensemble_training_info, read_ensemble_record
 from deepfer.train.run_folder import RunFolder
 
@@ -30,10 +32,10 @@ class SourceModel:
     training: dict = field(default_factory=dict)
     #: how the model turns pixels into its input (:func:`deepfer.convert.exact_input`)
     pixels: dict = field(default_factory=dict)
-
-    @property
-    def labels(self) -> list[str]:
-        return list(LABELS)
+    #: its outputs' names in order: its sidecar's labels, else DeepFER's order (LABELS)
+    labels: list[str] = field(default_factory=lambda: list(LABELS))
+    #: its sidecar's ``output.kind`` (``logits``...), if it says
+    output_kind: str | None = None
 
 
 def find_training_info(model_path: str | Path) -> tuple[str | None, dict]:
@@ -63,6 +65,7 @@ def load_source_model(path: str | Path, trained_on: str | None = None) -> Source
     why = keras_file_problem(path)
     if why:
         raise ConvertError(f"{path}: {why}")
+    info = keras_sidecar(path)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
@@ -91,12 +94,25 @@ def load_source_model(path: str | Path, trained_on: str | None = None) -> Source
         )
     if in_shape[1] != in_shape[2]:
         raise ConvertError(f"{path}: only square inputs are supported, got {in_shape[1:3]}")
-    if len(out_shape) != 2 or out_shape[1] != len(LABELS):
+    labels = info.labels if info else list(LABELS)
+    if len(out_shape) != 2 or out_shape[1] != len(labels):
+        named = (
+            f"its sidecar's labels, {info.path.with_suffix('.json').name}"
+            if info
+            else "DeepFER's order"
+        )
         raise ConvertError(
-            f"{path}: {what}: expected an output of {len(LABELS)} class scores "
-            f"({', '.join(LABELS)}), got shape {out_shape}"
+            f"{path}: {what}: expected an output of {len(labels)} class scores "
+            f"({', '.join(labels)}: {named}), got shape {out_shape}"
+        )
+    if info and info.input_size != (in_shape[1], in_shape[2]):
+        raise ConvertError(
+            f"{info.path.with_suffix('.json')}: input.size {list(info.input_size)} but the "
+            f"model {path.name} takes {in_shape[1]}x{in_shape[2]} faces"
         )
     found, training = find_training_info(path)
+    if info and not found and info.trained_on:
+        found = info.trained_on
     return SourceModel(
         path=path,
         model=model,
@@ -105,7 +121,23 @@ def load_source_model(path: str | Path, trained_on: str | None = None) -> Source
         sha256=file_sha256(path),
         trained_on=trained_on or found or "unknown",
         training=training,
+        labels=labels,
+        output_kind=info.output_kind if info else None,
     )
+
+
+def keras_sidecar(path: Path) -> ModelInfo | None:
+    """The sidecar beside a Keras model (``<stem>.json``: a model not made by ``deepfer
+    train``, whose outputs may be in another order), checked; None without one. Its labels
+    must be FER2013's seven classes, in any order: the conversion is checked on them."""
+    if not sidecar_path(path).is_file():
+        return None
+    try:
+        info = load_model_info(path)
+        label_order(path, info.labels)
+    except (ModelInfoError, EvaluateError) as exc:
+        raise ConvertError(str(exc)) from None
+    return info
 
 
 def training_record(sidecar: str | Path) -> tuple[str, dict]:

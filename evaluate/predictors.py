@@ -19,6 +19,7 @@ from deepfer.edge.capture.imagefile import is_hidden
 from deepfer.edge.errors import DeepFERError, ModelLoadError
 from deepfer.edge.labels import FOLDER_ALIASES, LABELS
 from deepfer.edge.model.classifier import as_probabilities
+from deepfer.edge.model.sidecar import load_model_info, sidecar_path
 from deepfer.edge.preprocess import prepare_face
 from deepfer.evaluate.model_file import KERAS_SUFFIXES, keras_file_problem
 
@@ -89,7 +90,7 @@ class Predictor:
         self.path = path
         self.model_labels = list(model_labels)
         self.input_size = (int(input_size[0]), int(input_size[1]))
-        self._order = _label_order(path, self.model_labels)
+        self._order = label_order(path, self.model_labels)
 
     @property
     def labels(self) -> list[str]:
@@ -139,7 +140,10 @@ class TFLitePredictor(Predictor):
 
 
 class KerasPredictor(Predictor):
-    """A ``.keras`` / ``.h5`` model; its outputs are taken to be in :data:`LABELS` order."""
+    """A ``.keras`` / ``.h5`` model. With a sidecar beside it (``<stem>.json``, as a
+    ``.tflite`` has) its labels give the output order and its input size is checked against
+    the graph; without one (``deepfer train``'s models) the outputs are taken to be in
+    :data:`LABELS` order."""
 
     kind = "keras"
 
@@ -147,6 +151,7 @@ class KerasPredictor(Predictor):
         why = keras_file_problem(path)
         if why:
             raise EvaluateError(f"{path}: {why}")
+        info = load_model_info(path) if sidecar_path(path).is_file() else None
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         try:
             import keras
@@ -164,23 +169,38 @@ class KerasPredictor(Predictor):
             raise EvaluateError(f"{path}: expected one input, the model has {len(shape)}")
         if len(shape) != 4 or shape[1] is None or shape[2] is None:
             raise EvaluateError(f"{path}: expected an (n, H, W, C) image input, got {shape}")
-        self.channels = int(shape[3])
-        outputs = int(self.model.output_shape[-1])
-        if outputs != len(LABELS):
+        out_shape = self.model.output_shape
+        if isinstance(out_shape, list):  # (a model of one output has its shape, a tuple)
             raise EvaluateError(
-                f"{path}: {outputs} outputs, but a DeepFER Keras model has {len(LABELS)} "
-                f"({', '.join(LABELS)})"
+                f"{path}: {len(out_shape)} outputs {[tuple(s) for s in out_shape]}; expected "
+                "one output of class scores"
             )
+        self.channels = int(shape[3])
+        labels = info.labels if info else list(LABELS)
+        where = f"the labels of its sidecar {sidecar_path(path).name}" if info else "DeepFER has"
+        if int(out_shape[-1]) != len(labels):
+            raise EvaluateError(
+                f"{path}: {out_shape[-1]} outputs, but {where} {len(labels)} "
+                f"({', '.join(labels)})"
+                + ("" if info else "; put a sidecar beside it naming its labels in output order")
+            )
+        if info and info.input_size != (shape[1], shape[2]):
+            raise EvaluateError(
+                f"{sidecar_path(path)}: input.size {list(info.input_size)} but the model "
+                f"{path.name} takes {shape[1]}x{shape[2]} faces"
+            )
+        self.logits = info is not None and info.output_kind == "logits"
         self.runtime = f"keras {keras.__version__}"
         self.input_dtype = "float32"
-        super().__init__(path, LABELS, (shape[1], shape[2]))
+        super().__init__(path, labels, (shape[1], shape[2]))
 
     def _raw(self, batch: np.ndarray) -> np.ndarray:
         x = batch.astype(np.float32)
         if self.channels != 1:
             x = np.repeat(x, self.channels, axis=3)
         # compiled once per batch shape: about twice as fast as calling the model eagerly
-        return as_probabilities(np.asarray(self.model.predict_on_batch(x), np.float32))
+        scores = np.asarray(self.model.predict_on_batch(x), np.float32)
+        return as_probabilities(scores, logits=self.logits)
 
 
 def load_predictor(
@@ -201,13 +221,14 @@ def load_predictor(
     )
 
 
-def _label_order(path: Path, model_labels: Sequence[str]) -> np.ndarray:
+def label_order(path: Path, model_labels: Sequence[str]) -> np.ndarray:
     """Column index in the model's output for each of :data:`LABELS`."""
     names = [FOLDER_ALIASES.get(str(x).strip().lower()) for x in model_labels]
     if sorted(n for n in names if n) != sorted(LABELS) or None in names:
         raise EvaluateError(
             f"{path}: the model's labels {list(model_labels)} are not DeepFER's seven emotions "
-            f"({', '.join(LABELS)})"
+            f"({', '.join(LABELS)}, in any order), so it cannot be scored on FER2013's labels; "
+            "deepfer detect and deepfer run use it with its own labels"
         )
     return np.array([names.index(label) for label in LABELS])
 

@@ -15,6 +15,9 @@ from deepfer.edge.errors import ModelInfoError
 
 SIDECAR_FORMAT = "deepfer-model/1"
 REQUIRED_KEYS = ("labels", "input", "trained_on", "metrics")
+#: ``output.kind``: what the scores are (``scores``: not said; softmaxed unless they are
+#: probabilities already)
+OUTPUT_KINDS = ("probabilities", "logits", "scores")
 
 
 @dataclass
@@ -30,6 +33,14 @@ class ModelInfo:
     def name(self) -> str:
         name = self.raw.get("name")
         return name if isinstance(name, str) and name else self.path.stem
+
+    @property
+    def output_kind(self) -> str | None:
+        """``output.kind``: ``probabilities``, ``logits`` (softmaxed by DeepFER) or
+        ``scores`` (not said: outputs that are not probabilities are softmaxed), if given."""
+        output = self.raw.get("output")
+        kind = output.get("kind") if isinstance(output, dict) else None
+        return kind if isinstance(kind, str) else None
 
 
 def sidecar_path(model_path: str | Path) -> Path:
@@ -70,6 +81,12 @@ def load_model_info(model_path: str | Path) -> ModelInfo:
         and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
     ):
         raise ModelInfoError(f"{side}: input.size must be [height, width], got {size!r}")
+    output = raw.get("output")
+    kind = output.get("kind") if isinstance(output, dict) else None
+    if kind is not None and kind not in OUTPUT_KINDS:
+        raise ModelInfoError(
+            f"{side}: output.kind must be one of {', '.join(OUTPUT_KINDS)}, got {kind!r}"
+        )
     metrics = raw.get("metrics") or {}
     if not isinstance(metrics, dict):
         raise ModelInfoError(f"{side}: metrics must be an object, got {metrics!r}")
