@@ -53,6 +53,14 @@ class SourceError(DeepFERError):
     """A source that cannot be opened or is not understood, with what and why."""
 
 
+class SourceUnavailable(SourceError):
+    """A live source (a camera, a stream) that cannot be opened now: unplugged, not yet up
+    at boot, its server away. Exit 75 (EX_TEMPFAIL), so that a service manager tries again
+    later, where exit 2 (a wrong setting) is not worth retrying."""
+
+    exit_code = 75
+
+
 class DetectorError(DeepFERError):
     """A detector that cannot be built (missing file, OpenCV without it), saying what to do."""
 

@@ -36,7 +36,7 @@ from deepfer.edge.capture.inputs import (
     video_header,
 )
 from deepfer.edge.config.sections import ROTATIONS
-from deepfer.edge.errors import InputError, SourceError
+from deepfer.edge.errors import InputError, SourceError, SourceUnavailable
 from deepfer.edge.netaddr import redact_url
 from deepfer.edge.paths import user_path
 
@@ -148,14 +148,15 @@ class OpenCVSource(Source):
         if not cap.isOpened():
             cap.release()
             if isinstance(self.target, int):
-                raise SourceError(
+                raise SourceUnavailable(
                     f"camera {self.target}: cannot open it (is it plugged in, and may this user "
                     "read /dev/video*? try another index)"
                 )
             if cut:
                 raise SourceError(f"{self.name}: {cut[1]}; FFmpeg cannot open what is left")
-            what = "stream" if self.live else "video file"
-            raise SourceError(f"{self.name}: cannot open it as a {what} (OpenCV/FFmpeg)")
+            if self.live:  # (a stream's server may be away for now)
+                raise SourceUnavailable(f"{self.name}: cannot open it as a stream (OpenCV/FFmpeg)")
+            raise SourceError(f"{self.name}: cannot open it as a video file (OpenCV/FFmpeg)")
         if cut and not self._said_cut:
             log.warning("%s: %s; only its frames before the cut are read", self.name, cut[1])
             self._said_cut = True
@@ -358,7 +359,7 @@ class Picamera2Source(Source):
         except Exception as exc:  # picamera2 raises many kinds (IndexError: no camera...)
             if cam is not None:
                 quietly(cam.close)
-            raise SourceError(f"picamera2: cannot start the camera ({exc!r})") from None
+            raise SourceUnavailable(f"picamera2: cannot start the camera ({exc!r})") from None
         self.cam = cam
 
     def read(self) -> Frame | None:

@@ -24,6 +24,8 @@ def test_unit_has_the_hardening_and_credential():
         "ProtectSystem=strict",
         "PrivateTmp=yes",
         "Restart=on-failure",
+        "RestartPreventExitStatus=2",  # a wrong setting is not retried (it cannot loop)
+        "StartLimitIntervalSec=0",  # a camera not yet there at boot (exit 75) is, always
         "LoadCredential=mqtt-password:/etc/deepfer/mqtt-password",
         "ExecStart=/opt/deepfer/venv/bin/deepfer run --config /etc/deepfer/deepfer.toml",
     ):

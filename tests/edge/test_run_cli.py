@@ -127,6 +127,24 @@ def test_unknown_source_and_bad_model(media_dir, tiny_tflite_model, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_a_camera_or_stream_not_there_exits_75_for_a_later_try(tiny_tflite_model):
+    """A live source that cannot be opened at start (a camera unplugged or not yet up at
+    boot, a stream's server away) exits 75 (EX_TEMPFAIL), which the unit retries; a wrong
+    setting exits 2, which it does not (RestartPreventExitStatus=2)."""
+    import socket
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for source, words in (
+        (63, "camera 63: cannot open it (is it plugged in"),
+        (f"http://127.0.0.1:{port}/cam.mjpg", "cannot open it as a stream"),
+    ):
+        proc = deepfer("run", "--source", source, "--model", tiny_tflite_model)
+        assert proc.returncode == 75 and words in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
 def test_sigterm_ends_tracks_flushes_and_exits_0_with_preview(media_dir, tiny_tflite_model):
     proc = subprocess.Popen(
         [
