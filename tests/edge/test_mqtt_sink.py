@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import threading
 import time
@@ -195,19 +196,27 @@ def test_state_and_summary_hold_only_faces_whose_track_has_started(broker, closi
     assert summary["emotions"]["fear"] == 0 and summary["emotions"]["happy"] == 2
 
 
-def test_missing_broker_never_blocks_and_queue_goes_out_on_connect(tmp_path, closing):
+def test_missing_broker_never_blocks_and_queue_goes_out_on_connect(tmp_path, closing, caplog):
+    """... and the failed tries are logged twice, not at every try (a broker away for a day
+    was 1,440 lines at the 60 s backoff)."""
     broker = Mosquitto(tmp_path / "broker")  # port chosen, not started yet
-    sink = MqttSink(mqtt_config(url=broker.url, summary_interval_s=0), DEVICE, "tiny", **FAST)
+    sink = MqttSink(
+        mqtt_config(url=broker.url, summary_interval_s=0), DEVICE, "tiny",
+        reconnect_delay_s=(0.05, 0.1), flush_timeout_s=5.0,
+    )  # fmt: skip
     closing(sink)
+    caplog.set_level(logging.WARNING, logger="deepfer.edge.outputs.mqtt.sink")
     t0 = time.monotonic()
     sink.start()
     events = make_events(EventBuilder(DEVICE, "tiny"), 4)
     for ev in events:
         sink.publish_event(ev)
     assert time.monotonic() - t0 < 0.5
-    time.sleep(0.5)
+    wait_until(lambda: sink.stats()["mqtt_connect_failures"] >= 5, what="five failed tries")
     assert sink.stats()["mqtt_connected"] is False
     assert sink.stats()["mqtt_queue"] == len(events)
+    said = [r.getMessage() for r in caplog.records if "connect to" in r.getMessage()]
+    assert len(said) == 2 and "still cannot connect" in said[1], said
     with broker:
         sub = Subscriber(broker, [f"{PREFIX}/events"])
         closing(sub)
@@ -215,6 +224,7 @@ def test_missing_broker_never_blocks_and_queue_goes_out_on_connect(tmp_path, clo
         assert first_seqs(sub) == list(range(1, len(events) + 1))
         wait_until(lambda: sink.stats()["mqtt_queue"] == 0, what="empty queue")
         sink.close()
+    assert re.search(r"connected to \S+ again after \d+ failed tries", caplog.text)
 
 
 def test_broker_restart_loses_nothing_and_keeps_order(tmp_path, closing):

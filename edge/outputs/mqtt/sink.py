@@ -59,10 +59,10 @@ WINDOW = 20
 COMMIT_BATCH = 200
 #: MQTT 5: a state message older than this is stale: brokers drop it instead of delivering it.
 STATE_EXPIRY_S = 10
-#: While messages are being dropped, or the outbox cannot be written (a full disk), a log line
-#: when it starts and then a reminder this often (s): not one per message or per try, which
-#: over days fills a Pi's journal (docs/mqtt.md, "Logs").
-OUTBOX_LOG_S = 600.0
+#: While messages are being dropped, the outbox cannot be written (a full disk) or the broker
+#: cannot be reached, a log line when it starts and then a reminder this often (s): not one
+#: per message or per try, which over days fills a Pi's journal (docs/mqtt.md, "Logs").
+REMIND_LOG_S = 600.0
 
 
 def _json(obj: Any) -> bytes:
@@ -143,6 +143,7 @@ class MqttSink(Sink):
         self._closed = False
         self._last_state = -math.inf
         self._fail_streak = 0
+        self._last_fail_log = -math.inf
         self._last_drop_log = -math.inf
         self._outbox_error = ""  # sender thread: why the last commit failed ("" = it did not)
         self._outbox_failing_since = 0.0
@@ -365,7 +366,7 @@ class MqttSink(Sink):
         with self._lock:  # the pipeline thread and the sender thread both drop
             self._counts["dropped"] += n
         now = time.monotonic()
-        if now - self._last_drop_log >= OUTBOX_LOG_S:
+        if now - self._last_drop_log >= REMIND_LOG_S:
             self._last_drop_log = now
             log.warning(
                 "MQTT: %s (%d, max age %g s, broker %s): dropped the oldest %s%s; %d dropped so far",
@@ -413,7 +414,7 @@ class MqttSink(Sink):
 
     def _outbox_failed(self, exc: OutboxError, held: int) -> None:
         """A commit failed (a full disk, an I/O error): the daemon goes on, holding messages in
-        memory; said at once, then every OUTBOX_LOG_S while it lasts (not at every try)."""
+        memory; said at once, then every REMIND_LOG_S while it lasts (not at every try)."""
         self._counts["outbox_errors"] += 1
         now = time.monotonic()
         if not self._outbox_error:
@@ -423,7 +424,7 @@ class MqttSink(Sink):
                 "oldest dropped beyond), lost if the daemon stops first; retrying every %g s",
                 exc, held, self.cfg.queue_size, self.cfg.commit_interval_s,
             )  # fmt: skip
-        elif now - self._last_outbox_log >= OUTBOX_LOG_S:
+        elif now - self._last_outbox_log >= REMIND_LOG_S:
             self._last_outbox_log = now
             log.error(
                 "%s, for %.0f s now; %d message(s) held in memory, %d dropped so far; retrying",
@@ -461,7 +462,8 @@ class MqttSink(Sink):
             return
         self._counts["connects"] += 1
         if self._fail_streak or self._counts["connects"] > 1:
-            log.warning("MQTT: connected to %s again", self.settings.broker)
+            tries = f" after {self._fail_streak} failed tries" if self._fail_streak > 1 else ""
+            log.warning("MQTT: connected to %s again%s", self.settings.broker, tries)
         else:
             log.info("MQTT: connected to %s", self.settings.broker)
         self._fail_streak = 0
@@ -482,15 +484,21 @@ class MqttSink(Sink):
         s = self.settings
         if "refused" in why and ("authoriz" in why.lower() or "password" in why.lower()):
             why += f" (user {s.username!r}, password from {self._secret.source})"
+        now = time.monotonic()
         if self._fail_streak == 1:
             log.error("MQTT: cannot connect to %s: %s; retrying with backoff", s.broker, why)
-        else:
+        elif self._fail_streak == 2 or now - self._last_fail_log >= REMIND_LOG_S:
+            # (the second try, then a reminder: with the backoff at 60 s a broker away for a
+            # day was 1,440 lines)
             log.warning(
                 "MQTT: still cannot connect to %s (attempt %d): %s",
                 s.broker,
                 self._fail_streak,
                 why,
             )
+        else:
+            return
+        self._last_fail_log = now
 
     def _may_fall_back(self) -> bool:
         return self.cfg.protocol == "auto" and self._protocol == 5 and not self._spoke_v5
