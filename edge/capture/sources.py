@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from deepfer.edge.capture import picamera2_import
 from deepfer.edge.capture.frame import Frame, frame_from_image
 from deepfer.edge.capture.imagefile import IMAGE_EXTS, is_hidden, is_photo
 from deepfer.edge.capture.inputs import (
@@ -335,14 +336,7 @@ class Picamera2Source(Source):
         self._request = None  # taken by grab(), released by retrieve()
 
     def open(self) -> None:
-        try:
-            from picamera2 import Picamera2
-        except ImportError as exc:
-            raise SourceError(
-                f"picamera2 is not installed ({exc}): on Raspberry Pi OS run "
-                "`sudo apt install python3-picamera2` and make the venv with "
-                "--system-site-packages (deploy/install.sh does both)"
-            ) from None
+        Picamera2 = picamera2_import.import_picamera2()  # noqa: N806 (SourceError: missing, or why broken)
         cam = None
         try:
             cam = Picamera2()
@@ -468,10 +462,17 @@ def quietly(fn: Callable[[], object]) -> None:
 
 
 def picamera2_available() -> bool:
-    try:
-        import picamera2  # noqa: F401
-    except Exception:  # ImportError, or a broken libcamera install
+    """Is picamera2 there for ``auto``? One that is installed but cannot be imported (its apt
+    packages built for another numpy than the venv's) is a SourceError saying why, not a
+    fall back to a USB camera that a Pi camera's owner does not have."""
+    if not picamera2_import.installed():
         return False
+    try:
+        picamera2_import.import_picamera2()
+    except SourceError as exc:
+        raise SourceError(
+            f"source auto: {exc} (or give a camera index to use a USB camera)"
+        ) from None
     return True
 
 

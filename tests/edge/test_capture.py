@@ -258,6 +258,28 @@ def test_picamera2_missing_is_a_clear_error(monkeypatch):
     assert isinstance(make_source("auto"), OpenCVSource)  # auto falls back to camera 0
 
 
+def test_picamera2_built_for_another_numpy_is_named_not_passed_over(tmp_path, monkeypatch):
+    """On a Pi, picamera2's apt packages (simplejpeg) are built for the system's numpy; a
+    numpy 2 that pip put in the venv makes them fail to import. auto used to fall back to a
+    USB camera 0 the owner of a Pi camera does not have; now both say why and the fix."""
+    pkg = tmp_path / "broken" / "picamera2"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(
+        "raise ValueError('numpy.dtype size changed, may indicate binary incompatibility. "
+        "Expected 96 from C header, got 88 from PyObject')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "broken"))
+    monkeypatch.delitem(sys.modules, "picamera2", raising=False)
+    for spec in ("picamera2", "auto"):
+        with pytest.raises(SourceError) as err:
+            make_source(spec).open()
+        words = str(err.value)
+        assert "picamera2 is installed but cannot be imported" in words, words
+        assert "numpy.dtype size changed" in words and f"numpy {np.__version__}" in words
+        assert "pip install" in words and "deploy/install.sh" in words
+    assert "give a camera index" in words  # auto's way out
+
+
 def test_pipeline_on_picamera2_boxes_in_main_pixels(fake_picamera2, tiny_tflite_model):
     from deepfer.edge.detectors.base import Detector, Found
     from deepfer.edge.model.classifier import EmotionClassifier
