@@ -72,6 +72,15 @@ def pixel_aspect(cap: cv2.VideoCapture) -> float:
     return float(num / den) if num > 0 and den > 0 else 1.0
 
 
+def follow_rotation_tag(cap: cv2.VideoCapture, mirror: bool) -> None:
+    """Has OpenCV turn a video's frames by its rotation tag, as players do (a phone's portrait
+    video is stored on its side), or not at all for a tag that ``mirror``-s the picture (which
+    OpenCV would turn upside down instead: :attr:`VideoHeader.mirror`). Set either way: OpenCV
+    4.11, the newest for numpy 1.x (a Raspberry Pi's system numpy), turns none by default
+    (its issue 26795); 4.8-4.10 and 4.12 on do."""
+    cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 0 if mirror else 1)
+
+
 def shown_size(cap: cv2.VideoCapture, size: tuple[int, int]) -> tuple[int, int] | None:
     """The size players show a video of non-square pixels at (its stored width stretched by
     :func:`pixel_aspect`, before the turn of its rotation tag: OpenCV gives the frames turned,
@@ -105,8 +114,7 @@ def read_picture(path: Path) -> np.ndarray:
     mirror = video_header(path).mirror
     cap = cv2.VideoCapture(str(path))
     try:
-        if mirror:  # (OpenCV would turn it upside down)
-            cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 0)
+        follow_rotation_tag(cap, bool(mirror))
         ok, image = cap.read()
         shown = shown_size(cap, (image.shape[1], image.shape[0])) if ok else None
     finally:

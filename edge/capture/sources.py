@@ -30,6 +30,7 @@ from deepfer.edge.capture.inputs import (
     VIDEO_EXTS,
     VideoHeader,
     as_shown,
+    follow_rotation_tag,
     input_kind,
     pixel_aspect,
     read_picture,
@@ -169,8 +170,9 @@ class OpenCVSource(Source):
                 cap.set(cv2.CAP_PROP_FPS, self.want_fps)
         self.fps = stated_fps(cap)
         self._mirror = header.mirror
+        if not isinstance(self.target, int):  # (a file's or stream's tag, turned as players do)
+            follow_rotation_tag(cap, bool(self._mirror))
         if self._mirror:  # OpenCV would turn it upside down: shown here as players show it
-            cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 0)
             log.info("%s: its rotation tag mirrors the picture: shown mirrored", self.name)
         self._size = (
             int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),

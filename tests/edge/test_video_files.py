@@ -44,7 +44,10 @@ def _centre(box):
     return x + w / 2, y + h / 2
 
 
-def _near(a, b, px=6):  # two encodings of the same frames: a few pixels apart
+# two encodings of the same frames: a few pixels apart. mp4v's noise moves the tiny model's box
+# centre up to 6 px over woman2's 20 frames with OpenCV 4.14's FFmpeg and 6.5 px with 4.11's
+# (a mirrored clip); a picture read upside down, mirrored or on its side is 26 px or more off
+def _near(a, b, px=8):
     (ax, ay), (bx, by) = _centre(a), _centre(b)
     return abs(ax - bx) <= px and abs(ay - by) <= px
 
@@ -184,19 +187,19 @@ def test_a_video_of_non_square_pixels_is_read_as_players_show_it(
     got = _faces(wide, tiny_tflite_model, "--out", out)
     assert len(want) == 20 and [f["frame"] for f in got] == [f["frame"] for f in want]
     for a, b in zip(got, want, strict=True):
-        assert _near(a["box"], b["box"], 8), (a["box"], b["box"])
+        assert _near(a["box"], b["box"]), (a["box"], b["box"])
     copy = cv2.VideoCapture(str(out))
     assert (copy.get(cv2.CAP_PROP_FRAME_WIDTH), copy.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (W, H)
     copy.release()
     proc = deepfer("run", "--source", wide, "--model", tiny_tflite_model)
     assert proc.returncode == 0, proc.stderr
     start = next(json.loads(line) for line in proc.stdout.splitlines() if '"start"' in line)
-    assert _near(start["box"], want[0]["box"], 8), (start["box"], want[0]["box"])
+    assert _near(start["box"], want[0]["box"]), (start["box"], want[0]["box"])
     assert "pixels not square (aspect 1.49): read at 596x336" in proc.stderr
 
     one = set_mp4_pixel_aspect(write_video(tmp_path / "one.mp4", squeezed[:1], 30), 149, 100)
     (face,) = _faces(one, tiny_tflite_model)
-    assert _near(face["box"], want[0]["box"], 8), (face["box"], want[0]["box"])
+    assert _near(face["box"], want[0]["box"]), (face["box"], want[0]["box"])
 
     sideways = [cv2.rotate(f, cv2.ROTATE_90_COUNTERCLOCKWISE) for f in woman2_frames]
     stored = [cv2.resize(f, (224, W), interpolation=cv2.INTER_AREA) for f in sideways]
@@ -205,7 +208,7 @@ def test_a_video_of_non_square_pixels_is_read_as_players_show_it(
     got = _faces(turned, tiny_tflite_model)
     assert [f["frame"] for f in got] == [f["frame"] for f in want]
     for a, b in zip(got, want, strict=True):
-        assert _near(a["box"], b["box"], 8), (a["box"], b["box"])
+        assert _near(a["box"], b["box"]), (a["box"], b["box"])
 
 
 def test_a_pixel_shape_past_any_format_is_ignored(tmp_path):
