@@ -109,6 +109,35 @@ def write_video(path: Path, frames: list[np.ndarray], fps: float, fourcc: str = 
     return path
 
 
+def write_gif(path: Path, frames: list[np.ndarray], delay_cs: int = 10) -> Path:
+    """``frames`` (BGR, one size) as a GIF, one frame a still: written here rather than by
+    ``cv2.imwrite``, which has no GIF writer before OpenCV 4.12 (4.11 is the newest for numpy
+    1.x, a Raspberry Pi's). Colours on a 6x7x6 cube, no dithering; LZW codes kept 9 bits wide
+    by a clear code every 254 pixels (valid GIF, barely compressed: a test's size)."""
+    h, w = frames[0].shape[:2]
+    levels = np.array([6, 7, 6])  # of blue, green, red
+    cube = np.stack(np.meshgrid(*(np.arange(n) for n in levels[::-1]), indexing="ij"), -1)
+    palette = (cube.reshape(-1, 3) * 255 // (levels[::-1] - 1)).astype(np.uint8)  # RGB
+    palette = np.vstack([palette, np.zeros((256 - len(palette), 3), np.uint8)])
+    out = bytearray(b"GIF89a" + struct.pack("<HHBBB", w, h, 0xF7, 0, 0) + palette.tobytes())
+    if len(frames) > 1:  # loop for ever (the NETSCAPE2.0 block)
+        out += b"\x21\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00"
+    for frame in frames:
+        b, g, r = (frame[..., i].astype(np.int32) * levels[i] // 256 for i in range(3))
+        index = ((r * levels[1] + g) * levels[0] + b).ravel()
+        runs = [index[i : i + 254] for i in range(0, len(index), 254)]
+        codes = np.concatenate([np.insert(run, 0, 256) for run in runs] + [np.array([257])])
+        bits = (codes[:, None] >> np.arange(9)) & 1
+        data = np.packbits(bits.astype(np.uint8).ravel(), bitorder="little").tobytes()
+        out += b"\x21\xf9\x04\x00" + struct.pack("<H", delay_cs) + b"\x00\x00"
+        out += b"\x2c" + struct.pack("<HHHHB", 0, 0, w, h, 0) + b"\x08"
+        for i in range(0, len(data), 255):
+            out += bytes([len(data[i : i + 255])]) + data[i : i + 255]
+        out += b"\x00"
+    path.write_bytes(bytes(out + b"\x3b"))
+    return path
+
+
 # -- a variable frame rate: an mp4's sample durations rewritten --------------------------------
 
 _MP4_TRACK = (b"moov", b"trak")

@@ -14,7 +14,7 @@ from itertools import islice
 import cv2
 import numpy as np
 import pytest
-from synthetic import moving_square_frames, retime_mp4, write_video
+from synthetic import moving_square_frames, retime_mp4, write_gif, write_video
 
 from deepfer.edge.capture.frame import Frame, frame_from_image
 from deepfer.edge.capture.imagefile import cut_short, load_image
@@ -575,7 +575,7 @@ def test_a_file_of_one_picture_is_a_photo_source_whatever_its_suffix(tmp_path, m
     skipped."""
     photo = cv2.imread(str(media_dir / "justin.jpg"))[:380, :380]  # even sides for mp4
     (tmp_path / "no_suffix").write_bytes(cv2.imencode(".jpg", photo)[1].tobytes())
-    assert cv2.imwrite(str(tmp_path / "still.gif"), photo)
+    write_gif(tmp_path / "still.gif", [photo])
     write_video(tmp_path / "one.mp4", [photo], 30)
     write_video(tmp_path / "two.mp4", [photo, photo], 30)
     for name in ("no_suffix", "still.gif", "one.mp4"):

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 from cli_subprocess import deepfer
-from synthetic import retime_mp4, write_video
+from synthetic import retime_mp4, write_gif, write_video
 
 from deepfer.edge.annotated_video import FrameSlots
 
@@ -302,7 +302,7 @@ def test_one_picture_files_are_searched_as_photos(media_dir, tiny_tflite_model, 
     folder = tmp_path / "pictures"
     folder.mkdir()
     shutil.copy(media_dir / "justin.jpg", folder / "photo.jfif")
-    assert cv2.imwrite(str(folder / "still.gif"), photo)
+    write_gif(folder / "still.gif", [photo])
     shutil.copy(media_dir / "justin.jpg", tmp_path / "no_suffix")
     writer = cv2.VideoWriter(
         str(tmp_path / "one.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 30, photo.shape[1::-1]

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_subprocess import deepfer, env_without_settings
+from synthetic import write_gif
 
 from deepfer.edge.labels import LABELS
 from deepfer.edge.messages import validate_event
@@ -275,7 +276,7 @@ def test_a_folders_files_that_run_passes_over_are_named_once(
     folder.mkdir()
     photo = cv2.imread(str(media_dir / "justin.jpg"))
     shutil.copy(media_dir / "justin.jpg", folder / "a.jpg")
-    assert cv2.imwrite(str(folder / "b_still.gif"), photo)
+    write_gif(folder / "b_still.gif", [photo])
     clip = cv2.VideoWriter(str(folder / "c.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 48))
     for _ in range(3):
         clip.write(cv2.resize(photo, (64, 48)))
@@ -436,7 +437,7 @@ def test_run_takes_a_file_of_one_picture_as_a_photo(media_dir, tiny_tflite_model
     import cv2
 
     shutil.copy(media_dir / "justin.jpg", tmp_path / "no_suffix")
-    assert cv2.imwrite(str(tmp_path / "still.gif"), cv2.imread(str(media_dir / "justin.jpg")))
+    write_gif(tmp_path / "still.gif", [cv2.imread(str(media_dir / "justin.jpg"))])
     model = ("--model", tiny_tflite_model)
     detect = deepfer("detect", tmp_path / "no_suffix", tmp_path / "still.gif", "--json", *model)
     assert detect.returncode == 0, detect.stderr
