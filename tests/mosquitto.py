@@ -63,7 +63,10 @@ def make_ca(folder: Path, name: str = "ca") -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     key, cert = folder / f"{name}.key", folder / f"{name}.crt"
     _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
-             "-subj", f"/CN=DeepFER test {name}", "-keyout", str(key), "-out", str(cert), cwd=folder)  # fmt: skip
+             "-subj", f"/CN=DeepFER test {name}", "-keyout", str(key), "-out", str(cert),
+             # a CA as RFC 5280 has it (Python 3.13's strict check refuses one without)
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=folder)  # fmt: skip
     return cert, key
 
 
@@ -77,6 +80,7 @@ def make_pki(folder: Path) -> Pki:
         "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
         "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
         "extendedKeyUsage=serverAuth\n"
+        "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n"
     )
     _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=127.0.0.1",
              "-keyout", str(key), "-out", str(csr), cwd=folder)  # fmt: skip

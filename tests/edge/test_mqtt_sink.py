@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import shutil
+import ssl
 import threading
 import time
 from types import SimpleNamespace
@@ -488,3 +489,20 @@ def test_a_full_disk_keeps_the_daemon_going_and_says_what_is_lost(broker, closin
     stats = sink.stats()
     assert stats["mqtt_lost"] == 30 and stats["mqtt_undelivered"] == 0
     assert "30 message(s) lost at shutdown" in caplog.text
+
+
+def test_a_hand_made_ca_refused_by_strict_checks_is_explained(monkeypatch):
+    """Python 3.13 turns on strict certificate checks: a CA made by hand without keyUsage
+    (as many how-tos make one) is refused with OpenSSL's words alone, 'self-signed
+    certificate in certificate chain' or 'CA cert does not include key usage extension';
+    the error says what the strict check wants and where the docs show it."""
+    from deepfer.edge.outputs.mqtt import client
+
+    err = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    err.verify_message = "CA cert does not include key usage extension"
+    monkeypatch.setattr(client, "STRICT_X509", True)
+    words = client.describe_connect_error(err)
+    assert "Python 3.13 and later check certificates strictly" in words
+    assert "keyUsage keyCertSign" in words and "docs/mqtt.md" in words
+    monkeypatch.setattr(client, "STRICT_X509", False)
+    assert "check mqtt.tls_ca" in client.describe_connect_error(err)

@@ -35,12 +35,31 @@ def tls_context(s: MqttConfig) -> ssl.SSLContext:
     return ctx
 
 
+#: Python's default TLS context checks certificates strictly (VERIFY_X509_STRICT, 3.13 on):
+#: what OpenSSL says for a hand-made CA that older Pythons took.
+STRICT_X509 = bool(
+    getattr(ssl, "VERIFY_X509_STRICT", 0) & ssl.create_default_context().verify_flags
+)
+STRICT_WORDS = (
+    "key usage",
+    "Authority Key Identifier",
+    "Basic Constraints",
+    "Subject Key Identifier",
+)
+
+
 def describe_connect_error(exc: BaseException | None) -> str:
     if exc is None:
         return "connection failed"
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return (
-            f"TLS: the broker's certificate cannot be verified ({exc.verify_message}); "
+        why = f"TLS: the broker's certificate cannot be verified ({exc.verify_message}); "
+        if STRICT_X509 and any(w in str(exc.verify_message) for w in STRICT_WORDS):
+            return why + (
+                "Python 3.13 and later check certificates strictly (RFC 5280): a CA made by "
+                "hand needs keyUsage keyCertSign and critical basicConstraints, the broker's "
+                "certificate an authorityKeyIdentifier; make them again as docs/mqtt.md (TLS) shows"
+            )
+        return why + (
             "check mqtt.tls_ca (the CA that signed the broker's certificate) and the host name"
         )
     if isinstance(exc, ssl.SSLError):
