@@ -9,7 +9,9 @@
 3. convert to each requested format: ``int8`` (int8 input and output,
    ``TFLITE_BUILTINS_INT8`` only, verified op by op by :mod:`deepfer.convert.inspect`),
    ``float32``, and on request ``float16`` and ``dynamic`` (dynamic-range: int8 weights,
-   float I/O);
+   float I/O); int8 FULLY_CONNECTED ops without a bias get a zero one, checked bit-identical
+   on the calibration faces (:mod:`deepfer.convert.zero_bias`: tflite-runtime 2.14 crashes
+   on aarch64 without it);
 4. write each ``.tflite`` with a JSON sidecar of the same stem (:mod:`deepfer.convert.sidecar`);
 5. check every converted model against the float one on held-out faces
    (:mod:`deepfer.convert.check`: top-1 agreement and both accuracies), store the numbers
@@ -53,6 +55,7 @@ from deepfer.convert.source import (
     short,
     training_record,
 )
+from deepfer.convert.zero_bias import with_zero_biases
 from deepfer.data.sampling import (
     DEFAULT_CALIBRATION_SIZE,
     DEFAULT_SEED,
@@ -317,6 +320,15 @@ def convert_model(
     for fmt, path in paths.items():
         say(f"converting to {fmt} ...")
         data = tflite_bytes(source, fmt, calib if fmt == "int8" else None)
+        zero_biases = None
+        if fmt == "int8":
+            data, zero_biases = with_zero_biases(data, calib.faces(source.channels), str(path))
+            if zero_biases["fully_connected_zero_biases"]:
+                say(
+                    f"  zero biases: {zero_biases['fully_connected_zero_biases']} int8 "
+                    "FULLY_CONNECTED without a bias given one (for tflite-runtime on aarch64); "
+                    f"outputs bit-identical on {zero_biases['checked_on_faces']} calibration faces"
+                )
         path.write_bytes(data)
         details = inspect_tflite(path)
         if fmt == "int8":
@@ -324,6 +336,8 @@ def convert_model(
         info = sidecar.compose(
             source, fmt, FORMATS[fmt], path, details, calib if fmt == "int8" else None
         )
+        if zero_biases is not None:
+            info["zero_biases"] = {**zero_biases, "checked_on": "calibration faces"}
         sidecar_path = write_sidecar(path, info)
         models[fmt] = ConvertedModel(fmt, path, sidecar_path, len(data))
         say(f"  wrote {path} ({len(data) / 1024:,.0f} KiB) and {sidecar_path.name}")

@@ -2,7 +2,8 @@
 
 The interpreter comes from ai-edge-litert (preferred), else tflite-runtime,
 else TensorFlow's ``tf.lite.Interpreter`` (imported only as the last resort,
-never when one of the light runtimes works).
+never when one of the light runtimes works). A model a runtime is known to crash on is refused
+(:func:`runtime_problem`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import platform
 from pathlib import Path
 from typing import Any
 
@@ -80,11 +82,69 @@ def make_interpreter(
         except (AttributeError, TypeError) as exc:  # e.g. tflite-runtime 2.14 with numpy 2
             errors.append(f"{name}: {exc}")
             continue
+        problem = runtime_problem(path, interpreter, name)
+        if problem:
+            raise ModelLoadError(problem)
         log.info("TFLite runtime: %s (%d thread(s)) for %s", name, threads, path.name)
         return interpreter, name
     raise RuntimeUnavailable(
         "no working TFLite runtime: install ai-edge-litert (pip install 'deepfer[edge]') "
         f"or tflite-runtime; tried {'; '.join(errors) or ', '.join(order)}"
+    )
+
+
+#: ``platform.machine()`` of 64-bit ARM (a Raspberry Pi 3/4/5 with a 64-bit OS, Linux / macOS)
+ARM64 = ("aarch64", "arm64")
+
+
+def bias_less_int8_fully_connected(interpreter) -> list[int] | None:
+    """Indices of the int8 FULLY_CONNECTED ops without a bias, from the interpreter's own op
+    list (``_get_ops_details``; None where the runtime cannot list its ops)."""
+    try:
+        ops = interpreter._get_ops_details()
+    except (AttributeError, TypeError, ValueError, RuntimeError):
+        return None
+    dtypes: dict[int, Any] = {}
+    found = []
+    for op in ops:
+        inputs = [int(i) for i in op.get("inputs", [])]
+        if op.get("op_name") != "FULLY_CONNECTED" or not inputs:
+            continue
+        if len(inputs) > 2 and inputs[2] >= 0:
+            continue
+        types = list(op.get("operand_types") or [])
+        if not types:  # older runtimes: the input tensor's own type
+            if not dtypes:
+                dtypes = {d["index"]: d["dtype"] for d in interpreter.get_tensor_details()}
+            types = [dtypes.get(inputs[0])]
+        if types[0] is not None and np.dtype(types[0]) == np.int8:
+            found.append(int(op.get("index", -1)))
+    return found
+
+
+def runtime_problem(
+    path: str | Path, interpreter, runtime_name: str, machine: str | None = None
+) -> str | None:
+    """Why ``runtime_name`` cannot run this model on ``machine`` (default: this one), or None.
+
+    tflite-runtime (2.14.0, its last release) crashes with a segmentation fault on aarch64 in
+    an int8 FULLY_CONNECTED without a bias over more than one row: the flip average's mirror
+    in DeepFER models converted before 2026-12-07. The process would die at the first face;
+    this says why instead. ``deepfer convert`` now gives such ops a zero bias
+    (:mod:`deepfer.convert.zero_bias`)."""
+    machine = (machine if machine is not None else platform.machine()).lower()
+    if runtime_name != "tflite-runtime" or machine not in ARM64:
+        return None
+    ops = bias_less_int8_fully_connected(interpreter)
+    if not ops:
+        return None
+    return (
+        f"{Path(path)}: has {len(ops)} int8 FULLY_CONNECTED op(s) without a bias (op "
+        f"{', '.join(map(str, ops))}), which tflite-runtime crashes on (segmentation fault) on "
+        f"{machine}; use ai-edge-litert (pip install ai-edge-litert; model.runtime auto or "
+        "ai-edge-litert), or re-convert the model with a current `deepfer convert` (or patch "
+        "it: python -m deepfer.convert.zero_bias MODEL.tflite --check-data FER2013_DIR), "
+        "which gives those ops a zero bias"
     )
 
 
