@@ -78,6 +78,7 @@ def test_the_default_scores_above_the_single_model():
 @pytest.mark.parametrize("int8_path, float_path, max_bytes, max_ms", SHIPPED, ids=IDS)
 def test_the_int8_model_classifies_with_the_edge_runtime(int8_path, float_path, max_bytes, max_ms):
     from deepfer.edge.model.classifier import EmotionClassifier
+    from deepfer.edge.model.runtime import runtime_problem
 
     clf = EmotionClassifier(int8_path, num_threads=1)
     faces = np.random.default_rng(0).integers(0, 256, (3, 48, 48), dtype=np.uint8)
@@ -91,6 +92,8 @@ def test_the_int8_model_classifies_with_the_edge_runtime(int8_path, float_path, 
     step = load_model_info(int8_path).raw["output"]["quantization"]["scale"]
     np.testing.assert_allclose(scores, mirrored, atol=4 * step + 1e-6)
     assert (scores.argmax(1) == mirrored.argmax(1)).all()
+    # the mirror has a zero bias: tflite-runtime on aarch64 crashed without it (runtime.py)
+    assert runtime_problem(int8_path, clf.interpreter, "tflite-runtime", "aarch64") is None
     ref = EmotionClassifier(_reference(float_path), num_threads=1)
     np.testing.assert_allclose(ref.infer(faces), ref.infer(faces[:, :, ::-1]), atol=1e-5)
 
