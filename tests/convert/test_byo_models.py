@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import made_once
 
 from deepfer.edge.errors import ModelInfoError, ModelLoadError
 from deepfer.edge.labels import LABELS
 from deepfer.edge.model.classifier import EmotionClassifier
-from tests.conftest import made_once
 
 pytestmark = pytest.mark.slow
 
