@@ -178,11 +178,6 @@ def video_header(path: Path) -> VideoHeader:
         return VideoHeader()
 
 
-def no_video_stream(path: Path) -> str | None:
-    """:attr:`VideoHeader.no_video` of a file."""
-    return video_header(path).no_video
-
-
 def _no_video(tracks: list[tuple[bytes, int, int]] | None) -> str | None:
     kinds = None if tracks is None else [kind for kind, _, _ in tracks]
     if kinds is None or b"vide" in kinds:

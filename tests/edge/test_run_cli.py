@@ -372,13 +372,13 @@ def test_an_mp4_of_audio_alone_is_said_to_hold_no_video(media_dir, tiny_tflite_m
     judged so."""
     import cv2
 
-    from deepfer.edge.capture.inputs import no_video_stream
+    from deepfer.edge.capture.inputs import video_header
 
     model = ("--model", tiny_tflite_model)
     for name, moov_last in (("voice.mp4", False), ("memo.mp4", True)):
         sound = audio_only_mp4(tmp_path / name, moov_last)
         assert cv2.VideoCapture(str(sound)).isOpened() is False
-        assert no_video_stream(sound) == "holds no video stream (only audio)"
+        assert video_header(sound).no_video == "holds no video stream (only audio)"
         for command in (("run",), ("view", "--no-browser", "--port", 0)):
             proc = deepfer(*command, "--source", sound, *model)
             assert proc.returncode == 2, proc.stderr
@@ -399,8 +399,8 @@ def test_an_mp4_of_audio_alone_is_said_to_hold_no_video(media_dir, tiny_tflite_m
     text = tmp_path / "notes.mp4"
     text.write_text("hello, not a video")
     for path in (media_dir / "woman2.mp4", clip, media_dir / "justin.jpg", cut, text):
-        assert no_video_stream(path) is None, path
-    assert no_video_stream(tmp_path / "gone.mp4") is None
+        assert video_header(path).no_video is None, path
+    assert video_header(tmp_path / "gone.mp4").no_video is None
     proc = deepfer("run", "--source", text, *model)  # what it was: the generic words stay
     assert proc.returncode == 2 and "cannot open it as a video file" in proc.stderr
 
@@ -415,7 +415,7 @@ def test_an_mp4_of_audio_made_by_ffmpeg_is_said_to_hold_no_video(tmp_path):
         ffmpeg = shutil.which("ffmpeg")
     if not ffmpeg:
         pytest.skip("no FFmpeg program (imageio-ffmpeg or ffmpeg on PATH) to write an AAC track")
-    from deepfer.edge.capture.inputs import no_video_stream
+    from deepfer.edge.capture.inputs import video_header
 
     sound = tmp_path / "tone.mp4"
     made = subprocess.run(
@@ -424,7 +424,7 @@ def test_an_mp4_of_audio_made_by_ffmpeg_is_said_to_hold_no_video(tmp_path):
         text=True,
     )
     assert made.returncode == 0, made.stderr
-    assert no_video_stream(sound) == "holds no video stream (only audio)"
+    assert video_header(sound).no_video == "holds no video stream (only audio)"
     proc = deepfer("run", "--source", sound)
     assert proc.returncode == 2
     assert f"{sound}: holds no video stream (only audio)" in proc.stderr
