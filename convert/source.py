@@ -11,9 +11,14 @@ from typing import Any
 from deepfer.convert.errors import ConvertError
 from deepfer.edge.errors import ModelInfoError
 from deepfer.edge.labels import LABELS
-from deepfer.edge.model.sidecar import ModelInfo, load_model_info, sidecar_path
+from deepfer.edge.model.sidecar import ModelInfo
 from deepfer.edge.paths import file_sha256
-from deepfer.evaluate.model_file import KERAS_SUFFIXES, keras_file_problem
+from deepfer.evaluate.model_file import (
+    KERAS_SUFFIXES,
+    keras_file_problem,
+    keras_sidecar,
+    sidecar_size_problem,
+)
 from deepfer.evaluate.predictors import EvaluateError, label_order, resolve_model_file
 from deepfer.train.ensemble_record import ensemble_training_info, read_ensemble_record
 from deepfer.train.run_folder import RunFolder
@@ -65,7 +70,7 @@ def load_source_model(path: str | Path, trained_on: str | None = None) -> Source
     why = keras_file_problem(path)
     if why:
         raise ConvertError(f"{path}: {why}")
-    info = keras_sidecar(path)
+    info = checked_sidecar(path)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
@@ -105,11 +110,9 @@ def load_source_model(path: str | Path, trained_on: str | None = None) -> Source
             f"{path}: {what}: expected an output of {len(labels)} class scores "
             f"({', '.join(labels)}: {named}), got shape {out_shape}"
         )
-    if info and info.input_size != (in_shape[1], in_shape[2]):
-        raise ConvertError(
-            f"{info.path.with_suffix('.json')}: input.size {list(info.input_size)} but the "
-            f"model {path.name} takes {in_shape[1]}x{in_shape[2]} faces"
-        )
+    why = sidecar_size_problem(path, info, (in_shape[1], in_shape[2]))
+    if why:
+        raise ConvertError(why)
     found, training = find_training_info(path)
     if info and not found and info.trained_on:
         found = info.trained_on
@@ -126,14 +129,13 @@ def load_source_model(path: str | Path, trained_on: str | None = None) -> Source
     )
 
 
-def keras_sidecar(path: Path) -> ModelInfo | None:
-    """The sidecar beside a Keras model (``<stem>.json``: a model not made by ``deepfer
-    train``, whose outputs may be in another order), checked; None without one. Its labels
-    must be FER2013's seven classes, in any order: the conversion is checked on them."""
-    if not sidecar_path(path).is_file():
-        return None
+def checked_sidecar(path: Path) -> ModelInfo | None:
+    """:func:`keras_sidecar`, whose labels must be FER2013's seven classes, in any order: the
+    conversion is checked on them."""
     try:
-        info = load_model_info(path)
+        info = keras_sidecar(path)
+        if info is None:
+            return None
         label_order(path, info.labels)
     except (ModelInfoError, EvaluateError) as exc:
         raise ConvertError(str(exc)) from None

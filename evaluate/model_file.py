@@ -3,7 +3,9 @@ is refused with one line before any data loads, and not with Keras' "File not fo
 ``.keras`` file that exists but is no zip archive.
 
 The one owner of that check: train (``--finetune``, ``--teacher``, ``--resume``, average,
-ensemble), convert, evaluate and benchmark all ask :func:`keras_file_problem`.
+ensemble), convert, evaluate and benchmark all ask :func:`keras_file_problem`; convert,
+evaluate and benchmark read a Keras model's own sidecar by :func:`keras_sidecar` and check it
+against the graph by :func:`sidecar_size_problem`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import os
 import zipfile
 from pathlib import Path
+
+from deepfer.edge.model.sidecar import ModelInfo, load_model_info, sidecar_path
 
 #: Suffixes of Keras model files.
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -67,3 +71,23 @@ def keras_file_problem(path: str | os.PathLike) -> str | None:
     if "config.json" not in names:
         return "not a Keras model file (the zip archive holds no config.json)"
     return None
+
+
+def keras_sidecar(path: str | os.PathLike) -> ModelInfo | None:
+    """The sidecar beside a Keras model (``<stem>.json``: a model not made by ``deepfer
+    train``, whose outputs may be in another order), as :func:`load_model_info` reads and
+    checks it (ModelInfoError); None without one (``deepfer train``'s models: DeepFER's order)."""
+    return load_model_info(path) if sidecar_path(path).is_file() else None
+
+
+def sidecar_size_problem(
+    path: str | os.PathLike, info: ModelInfo | None, input_hw: tuple[int, int]
+) -> str | None:
+    """Why a Keras model's sidecar does not fit its graph (``input.size`` is not the graph's
+    ``input_hw``), or None (also without a sidecar)."""
+    if info is None or info.input_size == tuple(input_hw):
+        return None
+    return (
+        f"{sidecar_path(path)}: input.size {list(info.input_size)} but the model "
+        f"{Path(path).name} takes {input_hw[0]}x{input_hw[1]} faces"
+    )

@@ -19,9 +19,14 @@ from deepfer.edge.capture.imagefile import is_hidden
 from deepfer.edge.errors import DeepFERError, ModelLoadError
 from deepfer.edge.labels import FOLDER_ALIASES, LABELS
 from deepfer.edge.model.classifier import as_probabilities
-from deepfer.edge.model.sidecar import load_model_info, sidecar_path
+from deepfer.edge.model.sidecar import sidecar_path
 from deepfer.edge.preprocess import prepare_face
-from deepfer.evaluate.model_file import KERAS_SUFFIXES, keras_file_problem
+from deepfer.evaluate.model_file import (
+    KERAS_SUFFIXES,
+    keras_file_problem,
+    keras_sidecar,
+    sidecar_size_problem,
+)
 
 #: Model files by suffix: the one definition (evaluate, benchmark, convert, train).
 TFLITE_SUFFIXES = (".tflite",)
@@ -151,7 +156,7 @@ class KerasPredictor(Predictor):
         why = keras_file_problem(path)
         if why:
             raise EvaluateError(f"{path}: {why}")
-        info = load_model_info(path) if sidecar_path(path).is_file() else None
+        info = keras_sidecar(path)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         try:
             import keras
@@ -184,11 +189,9 @@ class KerasPredictor(Predictor):
                 f"({', '.join(labels)})"
                 + ("" if info else "; put a sidecar beside it naming its labels in output order")
             )
-        if info and info.input_size != (shape[1], shape[2]):
-            raise EvaluateError(
-                f"{sidecar_path(path)}: input.size {list(info.input_size)} but the model "
-                f"{path.name} takes {shape[1]}x{shape[2]} faces"
-            )
+        why = sidecar_size_problem(path, info, (shape[1], shape[2]))
+        if why:
+            raise EvaluateError(why)
         self.logits = info is not None and info.output_kind == "logits"
         self.runtime = f"keras {keras.__version__}"
         self.input_dtype = "float32"
