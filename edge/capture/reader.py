@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterator
 from deepfer.edge.capture.frame import Frame
 from deepfer.edge.capture.sources import Source, quietly
 from deepfer.edge.errors import DeepFERError, SourceError
+from deepfer.edge.reminder import Reminder
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +181,7 @@ class FrameReader:
         else:  # it failed soon after the last reopen: go on backing off
             delay = min(self._delay * 2.0, self.reopen_max_s)
         log.warning("%s: no frames; reopening in %.1f s", self.source.name, delay)
-        tries, last_log = 0, started
+        tries, said = 0, Reminder(REOPEN_LOG_S)
         while not self.stop_event.is_set():
             self._delay = delay
             if self.stop_event.wait(delay):
@@ -192,8 +193,7 @@ class FrameReader:
             except Exception as exc:
                 delay = min(delay * 2.0, self.reopen_max_s)
                 now = time.monotonic()
-                if tries == 1 or now - last_log >= REOPEN_LOG_S:
-                    last_log = now
+                if said.due(now):
                     log.warning(
                         "%s: reopen failed (%d tries, %.0f s without frames): %s; trying every "
                         "%.1f s at most", self.source.name, tries, now - started, exc, delay,

@@ -11,7 +11,7 @@ EDGE = Path(deepfer.edge.__file__).resolve().parent
 
 #: Layers, lowest first: a module may import its own layer and those below, never above.
 LAYERS = [
-    {"errors", "labels", "paths"},
+    {"errors", "labels", "paths", "reminder"},
     {"preprocess", "boxes", "netaddr", "messages", "stats", "progress", "recording"},
     {"config"},
     {"capture"},

@@ -50,6 +50,7 @@ from deepfer.edge.outputs.mqtt.ha_discovery import discovery_messages
 from deepfer.edge.outputs.mqtt.outbox import New, Outbox, OutboxError, Row, outbox_path
 from deepfer.edge.outputs.mqtt.outbox import state_dir as _state_dir
 from deepfer.edge.outputs.summary import PeriodCounter
+from deepfer.edge.reminder import Reminder
 
 log = logging.getLogger(__name__)
 
@@ -143,11 +144,11 @@ class MqttSink(Sink):
         self._closed = False
         self._last_state = -math.inf
         self._fail_streak = 0
-        self._last_fail_log = -math.inf
-        self._last_drop_log = -math.inf
+        self._fail_said = Reminder(REMIND_LOG_S)
+        self._drop_said = Reminder(REMIND_LOG_S)
         self._outbox_error = ""  # sender thread: why the last commit failed ("" = it did not)
         self._outbox_failing_since = 0.0
-        self._last_outbox_log = -math.inf
+        self._outbox_said = Reminder(REMIND_LOG_S)
         self._counts = {
             "sent": 0,
             "summaries": 0,
@@ -365,9 +366,7 @@ class MqttSink(Sink):
     def _count_dropped(self, n: int, reason: str, kind: str, seq: int | None) -> None:
         with self._lock:  # the pipeline thread and the sender thread both drop
             self._counts["dropped"] += n
-        now = time.monotonic()
-        if now - self._last_drop_log >= REMIND_LOG_S:
-            self._last_drop_log = now
+        if self._drop_said.due():
             log.warning(
                 "MQTT: %s (%d, max age %g s, broker %s): dropped the oldest %s%s; %d dropped so far",
                 reason, self.cfg.queue_size, self.cfg.max_age_s,
@@ -417,15 +416,17 @@ class MqttSink(Sink):
         memory; said at once, then every REMIND_LOG_S while it lasts (not at every try)."""
         self._counts["outbox_errors"] += 1
         now = time.monotonic()
-        if not self._outbox_error:
-            self._outbox_failing_since = self._last_outbox_log = now
+        starts = not self._outbox_error
+        if starts:
+            self._outbox_failing_since = now
+            self._outbox_said.reset()
+        if starts and self._outbox_said.due(now):
             log.error(
                 "%s; %d message(s) held in memory meanwhile (at most mqtt.queue_size = %d, the "
                 "oldest dropped beyond), lost if the daemon stops first; retrying every %g s",
                 exc, held, self.cfg.queue_size, self.cfg.commit_interval_s,
             )  # fmt: skip
-        elif now - self._last_outbox_log >= REMIND_LOG_S:
-            self._last_outbox_log = now
+        elif self._outbox_said.due(now):
             log.error(
                 "%s, for %.0f s now; %d message(s) held in memory, %d dropped so far; retrying",
                 exc, now - self._outbox_failing_since, held, self._counts["dropped"],
@@ -484,21 +485,19 @@ class MqttSink(Sink):
         s = self.settings
         if "refused" in why and ("authoriz" in why.lower() or "password" in why.lower()):
             why += f" (user {s.username!r}, password from {self._secret.source})"
-        now = time.monotonic()
+        if self._fail_streak <= 2:  # the first and the second try are said, then a reminder:
+            self._fail_said.reset()  # with the backoff at 60 s a day away was 1,440 lines
+        if not self._fail_said.due():
+            return
         if self._fail_streak == 1:
             log.error("MQTT: cannot connect to %s: %s; retrying with backoff", s.broker, why)
-        elif self._fail_streak == 2 or now - self._last_fail_log >= REMIND_LOG_S:
-            # (the second try, then a reminder: with the backoff at 60 s a broker away for a
-            # day was 1,440 lines)
+        else:
             log.warning(
                 "MQTT: still cannot connect to %s (attempt %d): %s",
                 s.broker,
                 self._fail_streak,
                 why,
             )
-        else:
-            return
-        self._last_fail_log = now
 
     def _may_fall_back(self) -> bool:
         return self.cfg.protocol == "auto" and self._protocol == 5 and not self._spoke_v5
