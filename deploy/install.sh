@@ -10,6 +10,7 @@
 #
 # More options: --spec 'deepfer[edge]==0.1.0' (what pip installs), --prefix DIR (an absolute
 # path; default /opt/deepfer), --python PATH (the Python of the venv; default /usr/bin/python3).
+# 64-bit only (x86_64, aarch64): a 32-bit system (32-bit Pi OS, armhf) is refused first.
 # What it does (again is safe: nothing you edited is overwritten):
 #   * system user `deepfer` (no login, no home) in group `video` (camera access)
 #   * venv in /opt/deepfer/venv (with --system-site-packages on Pi OS, where picamera2 and
@@ -120,6 +121,27 @@ pick_python() {
   fi
 }
 
+# 64-bit x86 or Arm only: ai-edge-litert (the TFLite runtime deepfer[edge] installs) has no
+# 32-bit Arm wheels, nor have numpy and OpenCV on PyPI, so pip would fail late and at length.
+# A Pi 4 or 5 on 32-bit Pi OS boots a 64-bit kernel: uname -m says aarch64 while dpkg and the
+# Python are 32-bit (armhf), so all three are asked.
+check_architecture() {
+  local machine userland="" bits="" py="${PYTHON:-/usr/bin/python3}" bad=0
+  machine="$(uname -m)"
+  if command -v dpkg >/dev/null 2>&1; then userland="$(dpkg --print-architecture 2>/dev/null)"; fi
+  bits="$("$py" -c 'import struct; print(struct.calcsize("P") * 8)' 2>/dev/null)" || bits=""
+  case "$machine" in x86_64 | aarch64) ;; *) bad=1 ;; esac
+  case "$userland" in "" | amd64 | arm64) ;; *) bad=1 ;; esac
+  case "$bits" in "" | 64) ;; *) bad=1 ;; esac
+  [ "$bad" = 1 ] || return 0
+  die "DeepFER needs a 64-bit system, x86_64 or aarch64 (arm64); this one is not:" \
+    "uname -m says $machine, dpkg --print-architecture ${userland:-(no dpkg)}, $py is" \
+    "${bits:-?}-bit. ai-edge-litert, the TFLite runtime DeepFER installs, has no 32-bit Arm" \
+    "(armv7l) wheels, nor have numpy and OpenCV on PyPI. On a Raspberry Pi, flash Raspberry" \
+    "Pi OS (64-bit) with Raspberry Pi Imager: the Zero 2 W, 3, 4 and 5 all run it (on the" \
+    "32-bit one a Pi 4 or 5 says aarch64 to uname -m, but armhf to dpkg). See docs/deploy.md"
+}
+
 # Can the service user run the venv's Python? (a venv made from a Python under /root cannot)
 venv_usable() {
   [ -x "$PREFIX/venv/bin/python" ] || return 1
@@ -216,6 +238,7 @@ keep_system_numpy() {
 }
 
 do_install() {
+  check_architecture
   pick_python
   # Pi OS: the camera stack (picamera2, libcamera) is only packaged by apt.
   IS_PI=0

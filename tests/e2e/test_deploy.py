@@ -286,3 +286,35 @@ def test_a_pi_venv_keeps_the_systems_numpy(tmp_path, numpy, pins):
         assert lines == pins
     plan = (INSTALL.read_text().split("do_install() {")[1]).split("\n}\n")[0]
     assert 'keep=(-c "$PREFIX/venv/constraints.txt")' in plan and '"${keep[@]}" "$SPEC"' in plan
+
+
+@pytest.mark.parametrize(
+    ("machine", "userland", "bits", "refused"),
+    [
+        ("armv7l", "armhf", 32, True),  # 32-bit Pi OS on a Zero 2 W or a Pi 3
+        ("aarch64", "armhf", 32, True),  # 32-bit Pi OS on a Pi 4 or 5: a 64-bit kernel
+        ("aarch64", "arm64", 64, False),  # Raspberry Pi OS (64-bit)
+    ],
+)
+def test_install_script_refuses_a_32_bit_system_first(tmp_path, machine, userland, bits, refused):
+    """No wheels of the TFLite runtime, numpy or OpenCV for 32-bit Arm: install.sh says so
+    before apt or pip, from uname -m, dpkg and the Python (here answered by stand-ins)."""
+    python = tmp_path / "python3"  # answers the version check (exit 0) and the pointer size
+    python.write_text(f'#!/bin/sh\ncase "$*" in *calcsize*) echo {bits};; esac\nexit 0\n')
+    python.chmod(0o755)
+    script = (
+        f'source "$INSTALL"; uname() {{ echo {machine}; }}; dpkg() {{ echo {userland}; }}; '
+        'USER_NAME=deepfer-test-nobody; main --python "$PY" --prefix /opt/deepfer-arch-test'
+    )
+    env = {**os.environ, "DRY_RUN": "1", "INSTALL": str(INSTALL), "PY": str(python)}
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env,
+                          timeout=60)  # fmt: skip
+    if not refused:
+        assert proc.returncode == 0 and "pip install" in proc.stdout, proc.stderr
+        return
+    assert (
+        proc.returncode == 1 and "pip install" not in proc.stdout and "apt-get" not in proc.stdout
+    )
+    said = " ".join(proc.stderr.split())
+    assert f"uname -m says {machine}, dpkg --print-architecture {userland}" in said, said
+    assert f"{python} is {bits}-bit" in said and "flash Raspberry Pi OS (64-bit)" in said, said
