@@ -17,6 +17,7 @@ from deepfer.evaluate.model_file import (
     KERAS_SUFFIXES,
     keras_file_problem,
     keras_sidecar,
+    output_count_problem,
     sidecar_size_problem,
 )
 from deepfer.evaluate.predictors import EvaluateError, label_order, resolve_model_file
@@ -99,18 +100,9 @@ def load_source_model(path: str | Path, trained_on: str | None = None) -> Source
         )
     if in_shape[1] != in_shape[2]:
         raise ConvertError(f"{path}: only square inputs are supported, got {in_shape[1:3]}")
-    labels = info.labels if info else list(LABELS)
-    if len(out_shape) != 2 or out_shape[1] != len(labels):
-        named = (
-            f"its sidecar's labels, {info.path.with_suffix('.json').name}"
-            if info
-            else "DeepFER's order"
-        )
-        raise ConvertError(
-            f"{path}: {what}: expected an output of {len(labels)} class scores "
-            f"({', '.join(labels)}: {named}), got shape {out_shape}"
-        )
-    why = sidecar_size_problem(path, info, (in_shape[1], in_shape[2]))
+    why = output_count_problem(path, info, out_shape) or sidecar_size_problem(
+        path, info, (in_shape[1], in_shape[2])
+    )
     if why:
         raise ConvertError(why)
     found, training = find_training_info(path)
@@ -124,7 +116,7 @@ def load_source_model(path: str | Path, trained_on: str | None = None) -> Source
         sha256=file_sha256(path),
         trained_on=trained_on or found or "unknown",
         training=training,
-        labels=labels,
+        labels=info.labels if info else list(LABELS),
         output_kind=info.output_kind if info else None,
     )
 

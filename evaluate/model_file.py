@@ -5,7 +5,7 @@ is refused with one line before any data loads, and not with Keras' "File not fo
 The one owner of that check: train (``--finetune``, ``--teacher``, ``--resume``, average,
 ensemble), convert, evaluate and benchmark all ask :func:`keras_file_problem`; convert,
 evaluate and benchmark read a Keras model's own sidecar by :func:`keras_sidecar` and check it
-against the graph by :func:`sidecar_size_problem`.
+against the graph by :func:`sidecar_size_problem` and :func:`output_count_problem`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import os
 import zipfile
 from pathlib import Path
 
+from deepfer.edge.labels import LABELS
 from deepfer.edge.model.sidecar import ModelInfo, load_model_info, sidecar_path
 
 #: Suffixes of Keras model files.
@@ -90,4 +91,25 @@ def sidecar_size_problem(
     return (
         f"{sidecar_path(path)}: input.size {list(info.input_size)} but the model "
         f"{Path(path).name} takes {input_hw[0]}x{input_hw[1]} faces"
+    )
+
+
+def output_count_problem(
+    path: str | os.PathLike, info: ModelInfo | None, output_shape: tuple
+) -> str | None:
+    """Why a Keras model's one output is not a score per label, ``(n, k)`` with ``k`` the labels
+    of its sidecar (DeepFER's seven without one), or None."""
+    labels = info.labels if info else list(LABELS)
+    shape = tuple(output_shape)
+    if len(shape) == 2 and shape[1] == len(labels):
+        return None
+    named = (
+        f"the labels of its sidecar {sidecar_path(path).name}"
+        if info
+        else "DeepFER's order; a model of other labels or another order needs a sidecar "
+        "beside it naming them in output order"
+    )
+    return (
+        f"{path}: not a DeepFER emotion classifier: expected an output of {len(labels)} class "
+        f"scores ({', '.join(labels)}: {named}), got shape {shape}"
     )

@@ -19,12 +19,12 @@ from deepfer.edge.capture.imagefile import is_hidden
 from deepfer.edge.errors import DeepFERError, ModelLoadError
 from deepfer.edge.labels import FOLDER_ALIASES, LABELS
 from deepfer.edge.model.classifier import as_probabilities
-from deepfer.edge.model.sidecar import sidecar_path
 from deepfer.edge.preprocess import prepare_face
 from deepfer.evaluate.model_file import (
     KERAS_SUFFIXES,
     keras_file_problem,
     keras_sidecar,
+    output_count_problem,
     sidecar_size_problem,
 )
 
@@ -181,17 +181,12 @@ class KerasPredictor(Predictor):
                 "one output of class scores"
             )
         self.channels = int(shape[3])
-        labels = info.labels if info else list(LABELS)
-        where = f"the labels of its sidecar {sidecar_path(path).name}" if info else "DeepFER has"
-        if int(out_shape[-1]) != len(labels):
-            raise EvaluateError(
-                f"{path}: {out_shape[-1]} outputs, but {where} {len(labels)} "
-                f"({', '.join(labels)})"
-                + ("" if info else "; put a sidecar beside it naming its labels in output order")
-            )
-        why = sidecar_size_problem(path, info, (shape[1], shape[2]))
+        why = output_count_problem(path, info, out_shape) or sidecar_size_problem(
+            path, info, (shape[1], shape[2])
+        )
         if why:
             raise EvaluateError(why)
+        labels = info.labels if info else list(LABELS)
         self.logits = info is not None and info.output_kind == "logits"
         self.runtime = f"keras {keras.__version__}"
         self.input_dtype = "float32"

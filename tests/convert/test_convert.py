@@ -143,6 +143,11 @@ def test_not_a_classifier_is_refused(tmp_path, tiny_fer, capsys):
     model.save(path)
     code, err = _convert(capsys, path, "--calibration-data", tiny_fer, "--out", tmp_path / "x")
     assert code == 2 and "not a DeepFER emotion classifier" in err and "(None, 48, 48, 1)" in err
+    from deepfer.evaluate.predictors import EvaluateError, load_predictor
+
+    with pytest.raises(EvaluateError) as said:  # evaluate and benchmark: the same words
+        load_predictor(path)
+    assert str(said.value) in err and "needs a sidecar beside it" in err
 
 
 def test_empty_calibration_folder(tmp_path, tiny_keras_model, capsys):
