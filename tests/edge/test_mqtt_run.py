@@ -77,9 +77,10 @@ def _no_daemon_left_behind():
 
 
 def deepfer_run(
-    model: Path, video: Path, url: str, tmp_path: Path, *args: str, env=None, wait: bool = True
-):
-    cmd = [*DEEPFER, "-v", "run", "--source", str(video), "--model", str(model), "--mqtt", url,
+    model: Path, video: Path, url: str, tmp_path: Path, *args: str, env=None, wait: bool = True,
+    wrap: tuple[str, ...] = (),
+):  # fmt: skip
+    cmd = [*wrap, *DEEPFER, "-v", "run", "--source", str(video), "--model", str(model), "--mqtt", url,
            "--device-id", DEVICE, "--stats-json", str(tmp_path / "stats.json"), *args]  # fmt: skip
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env or run_env()
@@ -353,6 +354,41 @@ def test_run_refuses_a_state_dir_it_cannot_use(tmp_path, tiny_tflite_model, vide
     )  # fmt: skip
     assert rc == 2, err
     assert f"MQTT outbox {blocker / 'state'}" in err and "run.state_dir" in err
+    assert "Traceback" not in err
+
+
+def on_a_full_disk(folder: Path, files: Path) -> tuple[str, ...]:
+    """A prefix that runs a command with ``folder`` on a real full disk: a 64 KiB tmpfs
+    mounted there in a private mount namespace (``unshare``: no root needed, and nothing
+    outside sees it), given a copy of ``files``' files and then filled up."""
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"]).returncode:
+        pytest.skip("no unshare -rm here (user namespaces) for a small file system")
+    script = (
+        'd=$1; f=$2; shift 2; mount -t tmpfs -o size=64k deepfer-full "$d" && cp "$f"/* "$d"/ '
+        '&& { cat /dev/zero > "$d/filler" 2>/dev/null; exec "$@"; }'
+    )
+    return ("unshare", "-rm", "sh", "-c", script, "sh", str(folder), str(files))
+
+
+def test_a_full_disk_at_start_exits_75_to_be_tried_again(tmp_path, tiny_tflite_model, video):
+    """The state folder's disk is full at start (with the outbox of the last run in it:
+    SQLite then says only 'disk I/O error'): not a wrong setting (exit 2, which the unit does
+    not retry, and 'move it away' would lose what it holds) but exit 75, naming the folder
+    and the space left, so that systemd tries again until there is room."""
+    from deepfer.edge.outputs.mqtt.outbox import New, Outbox
+
+    last_run = tmp_path / "last-run"
+    with Outbox(last_run / f"mqtt-outbox-{DEVICE}.sqlite3") as box:
+        box.commit([New(f"{PREFIX}/events", b"{}", 1, "event", 7, 0.0)])  # never delivered
+    state = tmp_path / "state"
+    state.mkdir()
+    rc, _, err = deepfer_run(
+        tiny_tflite_model, video, Mosquitto(tmp_path / "broker").url, tmp_path,
+        "--max-frames", "5", "--state-dir", str(state), wrap=on_a_full_disk(state, last_run),
+    )  # fmt: skip
+    assert rc == 75, err
+    assert f"MQTT outbox {state / f'mqtt-outbox-{DEVICE}.sqlite3'}: the disk is full" in err
+    assert f"bytes free in {state}" in err and "move it away" not in err
     assert "Traceback" not in err
 
 

@@ -28,6 +28,7 @@ measure that honestly). Each row keeps the clock at which it was stored (``store
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import re
@@ -56,6 +57,11 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
+#: Less free space than this (bytes, to the daemon's user) where the outbox cannot be opened is
+#: a full disk: SQLite says so for a new file ("database or disk is full") but not for one left
+#: by the last run ("disk I/O error": its shared-memory file cannot grow).
+FULL_DISK_BYTES = 1 << 20
+
 
 def boot_clock() -> tuple[int | None, float]:
     """``(boot, seconds)``: this boot's id (an int; None where the system has none) and the
@@ -72,6 +78,27 @@ def boot_clock() -> tuple[int | None, float]:
 
 class OutboxError(DeepFERError):
     """The outbox file cannot be opened or written (names the file)."""
+
+
+class OutboxDiskFull(OutboxError):
+    """The outbox cannot be opened at start for want of disk space. That passes (logs rotate,
+    someone frees space): exit 75 (EX_TEMPFAIL), tried again by the service like a camera not
+    yet there, where exit 2 (a wrong setting) is not. Running on without the outbox would give
+    ``seq`` numbers again from 1: the one in the file is not known."""
+
+    exit_code = 75
+
+
+def free_bytes(folder: Path) -> int | None:
+    """Bytes free to this user on the disk of ``folder`` (or of its nearest existing parent);
+    None if there is none to ask."""
+    for place in (folder, *folder.parents):
+        try:
+            st = os.statvfs(place)
+        except OSError:
+            continue
+        return st.f_bavail * st.f_frsize
+    return None
 
 
 def state_dir(configured: str = "", environ: Mapping[str, str] | None = None) -> Path:
@@ -163,11 +190,29 @@ class Outbox:
     def _fail(self, what: str, exc: BaseException) -> OutboxError:
         return OutboxError(f"MQTT outbox {self.path}: {what} ({exc})")
 
+    def _open_failed(self, what: str, exc: BaseException) -> OutboxError:
+        """Why :meth:`open` failed: a full disk (:class:`OutboxDiskFull`), else ``what``."""
+        folder = self.path.parent
+        free = free_bytes(folder)
+        full = (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == 13 or (  # SQLITE_FULL
+            isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        )
+        if not full and (free is None or free >= FULL_DISK_BYTES):
+            return self._fail(what, exc)
+        left = "no" if free is None else f"{free:,} bytes"
+        return OutboxDiskFull(
+            f"MQTT outbox {self.path}: the disk is full ({left} free in {folder}: {exc}); free "
+            "some space there or set run.state_dir to another disk (exit 75: the service tries "
+            "again)"
+        )
+
     def open(self) -> Outbox:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise self._fail("cannot create the state folder (set run.state_dir)", exc) from exc
+            raise self._open_failed(
+                "cannot create the state folder (set run.state_dir)", exc
+            ) from exc
         lock_path = self.path.with_suffix(".lock")
         try:
             self._lock_file = open(lock_path, "a+")  # noqa: SIM115 (held while open)
@@ -179,7 +224,9 @@ class Outbox:
             ) from exc
         except OSError as exc:
             self._release_lock()
-            raise self._fail("cannot write in the state folder (set run.state_dir)", exc) from exc
+            raise self._open_failed(
+                "cannot write in the state folder (set run.state_dir)", exc
+            ) from exc
         try:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db = db
@@ -203,7 +250,9 @@ class Outbox:
             db.execute("UPDATE outbox SET stored_ms=? WHERE stored_ms IS NULL", (now,))
         except sqlite3.Error as exc:
             self.close()
-            raise self._fail("not a usable outbox (move it away to start afresh)", exc) from exc
+            raise self._open_failed(
+                "not a usable outbox (move it away to start afresh)", exc
+            ) from exc
         return self
 
     def _release_lock(self) -> None:
