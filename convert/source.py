@@ -40,7 +40,8 @@ class SourceModel:
     pixels: dict = field(default_factory=dict)
     #: its outputs' names in order: its sidecar's labels, else DeepFER's order (LABELS)
     labels: list[str] = field(default_factory=lambda: list(LABELS))
-    #: its sidecar's ``output.kind`` (``logits``...), if it says
+    #: its sidecar's ``output.kind`` (``logits``...) if it says, else ``probabilities`` where
+    #: the graph shows it (:func:`keras_output_kind`)
     output_kind: str | None = None
 
 
@@ -117,8 +118,58 @@ def load_source_model(path: str | Path, trained_on: str | None = None) -> Source
         trained_on=trained_on or found or "unknown",
         training=training,
         labels=info.labels if info else list(LABELS),
-        output_kind=info.output_kind if info else None,
+        output_kind=(info.output_kind if info else None) or keras_output_kind(model),
     )
+
+
+def keras_output_kind(model) -> str | None:
+    """``"probabilities"`` where the Keras graph shows that the output is one: a softmax, the
+    mean of such outputs (``with_flip_average``, ``deepfer ensemble`` with equal weights) or
+    their weighted mean (its fixed Dense over the concatenated scores: blocks of ``w * I``
+    with weights summing to 1); ``None`` where it cannot tell (the converted graph's last op
+    then decides, as before)."""
+    import numpy as np
+
+    def kind(tensor) -> bool:
+        history = getattr(tensor, "_keras_history", None)
+        if history is None:
+            return False
+        op = history.operation
+        inputs = op._inbound_nodes[history.node_index].input_tensors
+        name = type(op).__name__
+        if name in ("Functional", "Model", "Sequential"):
+            return len(op.outputs) == 1 and kind(op.outputs[0])
+        if name == "Softmax":
+            return True
+        activation = getattr(getattr(op, "activation", None), "__name__", None)
+        if activation == "softmax" and name in ("Dense", "Activation"):
+            return True
+        if name == "Average":
+            return all(kind(t) for t in inputs)
+        if name == "Dense" and activation == "linear" and not op.use_bias and len(inputs) == 1:
+            producer = getattr(inputs[0], "_keras_history", None)
+            if producer is None or type(producer.operation).__name__ != "Concatenate":
+                return False
+            parts = producer.operation._inbound_nodes[producer.node_index].input_tensors
+            kernel = np.asarray(op.get_weights()[0], dtype="float64")
+            k = kernel.shape[1]
+            if kernel.shape[0] != k * len(parts) or not all(t.shape[-1] == k for t in parts):
+                return False
+            blocks = kernel.reshape(len(parts), k, k)
+            weights = [b[0, 0] for b in blocks]
+            mixes = all(np.allclose(b, w * np.eye(k), atol=1e-6) for b, w in zip(blocks, weights))
+            return (
+                mixes
+                and min(weights) >= 0
+                and abs(sum(weights) - 1) < 1e-5
+                and all(kind(t) for t in parts)
+            )
+        return False
+
+    try:
+        return "probabilities" if len(model.outputs) == 1 and kind(model.outputs[0]) else None
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None
 
 
 def checked_sidecar(path: Path) -> ModelInfo | None:

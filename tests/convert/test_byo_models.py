@@ -179,3 +179,24 @@ def test_a_keras_models_sidecar_gives_its_label_order(byo_models, tmp_path):
         load_predictor(model)
     with pytest.raises(ConvertError, match="csv.json: missing key"):
         load_source_model(model)
+
+
+def test_a_keras_graph_that_outputs_probabilities_is_said_so():
+    """convert writes ``output.kind: probabilities`` where the graph shows it (a softmax, the
+    flip average or an ensemble's mean of softmaxes; the shipped models' last op is the
+    average, not SOFTMAX), and leaves logits and unnormalised mixes to the converted graph."""
+    from deepfer.convert.source import keras_output_kind
+    from deepfer.train.ensemble import build_ensemble
+    from deepfer.train.models import with_flip_average
+
+    probs, logits = _build(), _build(softmax=False)
+    flip = with_flip_average(probs)
+    assert keras_output_kind(probs) == "probabilities"
+    assert keras_output_kind(flip) == "probabilities"
+    assert keras_output_kind(build_ensemble([flip, probs], [1, 1])) == "probabilities"
+    assert keras_output_kind(build_ensemble([flip, probs], [0.3, 0.7])) == "probabilities"
+    assert keras_output_kind(logits) is None
+    assert keras_output_kind(with_flip_average(logits)) is None
+    assert keras_output_kind(build_ensemble([probs, logits], [1, 1])) is None
+    # weights that do not sum to 1 (build_ensemble normalises them; a hand-made mix may not)
+    assert keras_output_kind(build_ensemble([probs, probs], [0.5, 1.0])) is None
