@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Check the Raspberry Pi install path on an x86-64 Linux box: an emulated arm64 Debian bookworm
-# (debootstrap + qemu-user-static, Python 3.11 as on Pi OS Bookworm). No Pi, no camera needed.
+# Check the Raspberry Pi install path on an x86-64 Linux box: an emulated arm64 Debian
+# (debootstrap + qemu-user-static). No Pi, no camera needed.
 #
 #   sudo deploy/arm64-check.sh [ROOTFS_DIR] [PHOTO] [VIDEO]
+#   sudo ARM64_CHECK_SUITE=trixie deploy/arm64-check.sh      # what a new Pi gets today
+#
+# ARM64_CHECK_SUITE: bookworm (the default; Python 3.11 and apt numpy 1.24, as on Pi OS
+# Bookworm) or trixie (Python 3.13 and apt numpy 2.x, as on Pi OS Trixie, autumn 2025 on).
 #
 # Steps (ARM64_CHECK_STEPS, default "pip service pi-numpy tflite-runtime"; each runs even when an
 # earlier one failed, and the script exits non-zero when any did):
@@ -24,19 +28,28 @@
 #                   says offline after SIGKILL. Then install.sh again with --start (an update:
 #                   exit 3 without systemd, the edited config kept) and --uninstall --purge.
 #   pi-numpy        the venv install.sh makes on a Pi (no picamera2 here: it is not in Debian):
-#                   --system-site-packages over apt's numpy (python3-numpy, 1.24 on bookworm),
-#                   pip held to it by install.sh's own constraints (keep_system_numpy); the
-#                   wheels pip picks then, and `deepfer detect PHOTO` with BlazeFace and Haar.
+#                   --system-site-packages over apt's numpy (python3-numpy: 1.24 on bookworm,
+#                   2.x on trixie), pip held to it by install.sh's own constraints
+#                   (keep_system_numpy); the constraints, the wheels pip picks then, `pip check`,
+#                   and `deepfer detect PHOTO` with BlazeFace and Haar.
 #   tflite-runtime  the other documented runtime: a second venv, /opt/venv-tflite, with
 #                   tflite-runtime and numpy<2 instead of ai-edge-litert; `deepfer detect PHOTO`.
+#                   Where the Python is 3.12 or later (trixie) tflite-runtime has no wheel: the
+#                   step checks that pip finds none, as docs/deploy.md says.
 #
-# ROOTFS_DIR (default /var/tmp/deepfer-arm64) is created once and reused; PHOTO defaults to
+# ROOTFS_DIR (default /var/tmp/deepfer-arm64, /var/tmp/deepfer-arm64-trixie for trixie) is
+# created once and reused; PHOTO defaults to
 # $DEEPFER_DATA/media/justin.jpg, VIDEO to $DEEPFER_DATA/media/woman2.mp4. The checkout's tracked
 # files are copied as they are in the work tree (uncommitted edits included). Needs root, network
 # access to Debian and PyPI, and the packages debootstrap, qemu-user-static and binfmt-support
 # (and mosquitto for the service step). Emulated timings say nothing about a Pi's speed.
 set -euo pipefail
-root=${1:-/var/tmp/deepfer-arm64}
+suite=${ARM64_CHECK_SUITE:-bookworm}
+case "$suite" in
+  bookworm) root=${1:-/var/tmp/deepfer-arm64} ;;
+  trixie) root=${1:-/var/tmp/deepfer-arm64-trixie} ;;
+  *) echo "arm64-check: ARM64_CHECK_SUITE=$suite: bookworm or trixie" >&2; exit 1 ;;
+esac
 photo=${2:-${DEEPFER_DATA:-}/media/justin.jpg}
 video=${3:-${DEEPFER_DATA:-}/media/woman2.mp4}
 steps=${ARM64_CHECK_STEPS:-pip service pi-numpy tflite-runtime}
@@ -61,11 +74,14 @@ esac
 update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
 
 if [ ! -x "$root/usr/bin/python3" ]; then
-  echo "== debootstrap arm64 bookworm into $root (a few minutes, once)"
+  echo "== debootstrap arm64 $suite into $root (a few minutes, once)"
   debootstrap --arch=arm64 --variant=minbase \
-    --include=python3,python3-venv,python3-pip,ca-certificates bookworm "$root" \
+    --include=python3,python3-venv,python3-pip,ca-certificates "$suite" "$root" \
     http://deb.debian.org/debian
 fi
+release=$(. "$root/etc/os-release" && echo "${VERSION_CODENAME:-?}")
+[ "$release" = "$suite" ] || die "$root holds Debian $release, not $suite: give another ROOTFS_DIR"
+echo "== Debian $suite arm64 in $root: $(chroot "$root" python3 -V)"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 # behind a TLS-inspecting proxy (a company's, a CI sandbox's) pip needs the host's CA bundle
 host_ca=${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}
@@ -401,6 +417,7 @@ step_pi_numpy() {
   "$venv/bin/pip" install -q --upgrade pip
   { time "$venv/bin/pip" install -q --upgrade -c "$venv/constraints.txt" "/opt/src[edge]"; } 2> /tmp/pip.time
   echo "   pip install -c constraints.txt /opt/src[edge]: $(tail -1 /tmp/pip.time)"
+  "$venv/bin/pip" check | sed 's/^/   pip check: /'   # (its exit status fails the step)
   "$venv/bin/deepfer" detectors install >/dev/null
   "$venv/bin/python" - <<'PY'
 import importlib.metadata as md, sys
@@ -420,6 +437,19 @@ SH
 step_tflite_runtime() {
   echo "== tflite-runtime instead of ai-edge-litert: /opt/venv-tflite with numpy<2"
   in_chroot <<'SH'
+  if python3 -c 'import sys; sys.exit(sys.version_info < (3, 12))'; then
+    # tflite-runtime 2.14.0 (its last release) has wheels for Python 3.8 to 3.11 only
+    python3 -m venv --clear /tmp/venv-probe
+    if /tmp/venv-probe/bin/pip download -q --no-deps -d /tmp/probe tflite-runtime > /tmp/pip.out 2>&1; then
+      echo "pip found a tflite-runtime for $(python3 -V): $(ls /tmp/probe);" \
+        "docs/deploy.md says it has none (update it, and run this step's detect)" >&2
+      exit 1
+    fi
+    grep -q "No matching distribution found for tflite-runtime" /tmp/pip.out || { cat /tmp/pip.out; exit 1; }
+    echo "   $(python3 -V): pip finds no tflite-runtime (as documented: ai-edge-litert only)"
+    rm -rf /tmp/venv-probe /tmp/probe
+    exit 0
+  fi
   python3 -m venv --clear /opt/venv-tflite
   /opt/venv-tflite/bin/pip install -q --upgrade pip
   /opt/venv-tflite/bin/pip install -q "numpy<2" tflite-runtime "/opt/src"
