@@ -130,22 +130,32 @@ def test_run_with_the_default_model(media_dir):
 def test_publictest_figures_in_the_sidecars_reproduce(
     data_dir, int8_path, float_path, max_bytes, max_ms
 ):
-    """What `deepfer benchmark` stored, recomputed here: same faces, same runtime, same numbers."""
+    """What `deepfer benchmark` stored, recomputed here: same faces, same runtime, same numbers.
+
+    On another TFLite runtime than the one that measured them (the sidecar's
+    ``benchmark.runtime``) the float32 figures are still exact, but the int8 ones are only
+    close: tflite-runtime 2.14's int8 kernels round differently from ai-edge-litert's (up to 8
+    steps of the output's 1/255 on a face, 15 and 24 PublicTest answers of 3,589 changed, the
+    same mean distance from the float32 scores; docs/compatibility.md)."""
     from deepfer.data.fer2013 import load_fer2013
     from deepfer.evaluate.metrics import evaluate_predictions
+    from deepfer.evaluate.predictors import load_predictor
     from deepfer.evaluate.tta import predict_probs
 
     float_path = _reference(float_path)  # before the faces: a wheel install skips at once
     test = load_fer2013(data_dir / "fer2013", ("test",), progress=False)["test"]
     assert len(test) == 3589
-    p_int8 = predict_probs(int8_path, test.x)
+    int8 = load_predictor(int8_path)
+    p_int8 = predict_probs(int8, test.x)
     p_float = predict_probs(float_path, test.x)
     stored = load_model_info(int8_path).raw["metrics"]
+    same_runtime = stored["benchmark"]["runtime"].split(" ")[0] == int8.runtime
+    tol = 1e-9 if same_runtime else 0.005  # another runtime: within half a point
     m = evaluate_predictions(test.y, p_int8, LABELS)
-    assert m["accuracy"] == pytest.approx(stored["accuracy"], abs=1e-9)
-    assert m["macro_f1"] == pytest.approx(stored["macro_f1"], abs=1e-9)
+    assert m["accuracy"] == pytest.approx(stored["accuracy"], abs=tol)
+    assert m["macro_f1"] == pytest.approx(stored["macro_f1"], abs=tol)
     agreement = float((p_int8.argmax(1) == p_float.argmax(1)).mean())
-    assert agreement == pytest.approx(stored["agreement_with_float"], abs=1e-9)
+    assert agreement == pytest.approx(stored["agreement_with_float"], abs=tol)
     float_acc = float((p_float.argmax(1) == test.y).mean())
     assert float_acc == pytest.approx(
         load_model_info(float_path).raw["metrics"]["accuracy"], abs=1e-9
@@ -159,6 +169,8 @@ def test_publictest_figures_in_the_sidecars_reproduce(
     keys = ("accuracy", "macro_f1", "per_class_f1", "float_accuracy", "agreement_with_float",
             "accuracy_drop_points")  # fmt: skip
     for fmt, path in (("int8", int8_path), ("float32", float_path)):
+        if fmt == "int8" and not same_runtime:
+            continue  # (its figures checked within tol above)
         kept = load_model_info(path).raw["metrics"]
         got = check[fmt]
         assert {k: got[k] for k in keys} == {k: kept[k] for k in keys}, fmt
