@@ -18,7 +18,7 @@ from synthetic import moving_square_frames, retime_mp4, write_gif, write_video
 
 from deepfer.edge.capture.frame import Frame, frame_from_image
 from deepfer.edge.capture.imagefile import cut_short, load_image
-from deepfer.edge.capture.inputs import PHOTO, input_kind
+from deepfer.edge.capture.inputs import PHOTO, input_kind, video_header
 from deepfer.edge.capture.reader import FrameReader
 from deepfer.edge.capture.sources import (
     ImageFolderSource,
@@ -453,6 +453,12 @@ def test_a_variable_frame_rate_video_is_timed_by_its_container(clips):
     assert [f.t for f in turned] == asked == t.tolist()
     # the same frames at a constant rate: index / fps, as they were before
     assert np.abs(times(str(cfr)) - np.arange(FAST + SLOW) / 29.97).max() < 1e-4
+    # its rate is its average (150 frames in 5 s) on every OpenCV (4.8 names 60, its base rate)
+    for clip, fps in ((vfr, 30.0), (cfr, 29.97)):
+        source = make_source(str(clip))
+        source.open()
+        assert video_header(clip).rate == pytest.approx(fps) and source.fps == pytest.approx(fps)
+        source.close()
 
 
 def test_a_constant_frame_rate_file_keeps_its_times(media_dir):
