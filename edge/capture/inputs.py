@@ -7,7 +7,7 @@ GIF, a JPEG without a suffix, a one-frame clip), a photo, since a tracker would 
 its face twice. A file FFmpeg cannot open but OpenCV decodes as an image is a photo too.
 What a video file's header says (:func:`video_header`, one read of it): an MP4, MOV, M4A or
 3GP file whose tracks are audio only, an MP4 or AVI cut short (an interrupted recording or
-copy), and a rotation tag that mirrors the picture.
+copy), a rotation tag that mirrors the picture, and an MP4's or MOV's average frame rate.
 """
 
 from __future__ import annotations
@@ -130,6 +130,9 @@ def read_picture(path: Path) -> np.ndarray:
 _TRACKS = {b"soun": "audio", b"text": "text", b"sbtl": "subtitles", b"subt": "subtitles"}
 #: Boxes an ISO base media file may begin with.
 _FIRST_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot"}
+#: ``stts`` entries (8 bytes each) read at once for :attr:`VideoHeader.rate`: memory stays
+#: small however many a file holds or claims.
+_STTS_CHUNK = 1 << 16
 
 
 #: A video cut short that cannot be read for want of its index (an MP4's ``moov``).
@@ -237,17 +240,33 @@ def _rate(
                 for minf in _children(fh, *mdia, b"minf"):
                     for stbl in _children(fh, *minf, b"stbl"):
                         for body, end in _children(fh, *stbl, b"stts"):
-                            n = struct.unpack(">I", _read_at(fh, body + 4, 4))[0]
-                            if body + 8 + 8 * n > end:
-                                return None
-                            table = struct.unpack(f">{2 * n}I", _read_at(fh, body + 8, 8 * n))
-                            ticks = sum(c * d for c, d in zip(table[0::2], table[1::2]))
-                            rate = sum(table[0::2]) * scale / ticks if ticks else 0.0
+                            frames, ticks = _stts_sums(fh, body, end)
+                            rate = frames * scale / ticks if ticks else 0.0
                             return rate if 0 < rate < 1000 else None
             return None
     except struct.error:
         return None
     return None
+
+
+def _stts_sums(fh: BinaryIO, body: int, end: int) -> tuple[float, float]:
+    """``(frames, ticks)`` of an ``stts`` box (its body from ``body`` to ``end``): the sums of
+    its sample counts and of count x duration, read :data:`_STTS_CHUNK` entries at a time (a
+    long variable-rate recording has millions; a broken file may claim more than it holds:
+    then ``(0, 0)``)."""
+    n = struct.unpack(">I", _read_at(fh, body + 4, 4))[0]
+    stop = body + 8 + 8 * n
+    if stop > end:
+        return 0.0, 0.0
+    frames = ticks = 0.0
+    for at in range(body + 8, stop, 8 * _STTS_CHUNK):
+        raw = _read_at(fh, at, min(8 * _STTS_CHUNK, stop - at))
+        if len(raw) % 8:
+            return 0.0, 0.0
+        table = np.frombuffer(raw, dtype=">u4").reshape(-1, 2).astype(np.float64)
+        frames += float(table[:, 0].sum())
+        ticks += float((table[:, 0] * table[:, 1]).sum())
+    return frames, ticks
 
 
 def as_shown(image: np.ndarray, matrix: tuple[int, int, int, int]) -> np.ndarray:

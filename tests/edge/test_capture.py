@@ -461,6 +461,67 @@ def test_a_variable_frame_rate_video_is_timed_by_its_container(clips):
         source.close()
 
 
+def test_a_broken_mp4s_rate_is_none_and_a_huge_timing_table_is_read_in_little_memory(
+    clips, tmp_path
+):
+    """video_header's rate on the VFR clip made odd (moov after mdat, a zero time scale, an
+    ``stts`` claiming more entries than it holds, cut in it, not an MP4): the rate or None,
+    never an error. A 64 MiB ``stts`` (sparse) is summed whole in a few MiB of memory: it was
+    unpacked into one tuple of Python ints (several times its size; a broken file may claim
+    gigabytes)."""
+    import struct
+    import tracemalloc
+
+    data = clips[1].read_bytes()
+    top, at = {}, 0
+    while at < len(data):
+        size, kind = struct.unpack(">I4s", data[at : at + 8])
+        top[kind], at = data[at : at + size], at + size
+    stts, mdhd = data.index(b"stts") + 4, data.index(b"mdhd") + 4
+    scale_at = mdhd + 4 + (16 if data[mdhd] == 1 else 8)
+
+    def put(at: int, value: int) -> bytes:
+        return data[:at] + struct.pack(">I", value) + data[at + 4 :]
+
+    odd = {
+        "moov_last": (top[b"ftyp"] + top[b"mdat"] + top[b"moov"], 30.0),
+        "zero_scale": (put(scale_at, 0), None),
+        "stts_claims_more": (put(stts + 4, 0xFFFFFFFF), None),
+        "cut_in_stts": (data[: stts + 12], None),
+        "not_mp4": (b"\0\0\0\x08junk" * 100, None),
+    }
+    for name, (body, rate) in odd.items():
+        path = tmp_path / f"{name}.mp4"
+        path.write_bytes(body)
+        assert video_header(path).rate == (rate and pytest.approx(rate)), name
+
+    def box(kind: bytes, size: int, body: bytes = b"") -> bytes:
+        return struct.pack(">I4s", size, kind) + body
+
+    n = 8 << 20  # entries: 64 MiB, zeros but the first and the last (100 + 50 frames of 1/30 s)
+    table = 16 + 8 * n
+    mdhd_box = box(b"mdhd", 32, struct.pack(">4I", 0, 0, 0, 30000) + bytes(8))
+    hdlr = box(b"hdlr", 33, bytes(8) + b"vide" + bytes(13))
+    mdia = 8 + len(mdhd_box) + len(hdlr) + 16 + table
+    head = (
+        box(b"ftyp", 16, b"isom" + bytes(4))
+        + box(b"moov", 16 + mdia) + box(b"trak", 8 + mdia) + box(b"mdia", mdia) + mdhd_box + hdlr
+        + box(b"minf", 16 + table) + box(b"stbl", 8 + table)
+        + box(b"stts", table, struct.pack(">3I", 0, n, 100) + struct.pack(">I", 1000))
+    )  # fmt: skip
+    huge = tmp_path / "huge_stts.mp4"
+    with open(huge, "wb") as fh:
+        fh.write(head)
+        fh.seek(len(head) + 8 * (n - 2))
+        fh.write(struct.pack(">2I", 50, 1000))
+    tracemalloc.start()
+    try:
+        assert video_header(huge).rate == pytest.approx(30.0)
+        assert tracemalloc.get_traced_memory()[1] < 8 << 20
+    finally:
+        tracemalloc.stop()
+
+
 def test_a_constant_frame_rate_file_keeps_its_times(media_dir):
     t = times(str(media_dir / "woman2.mp4"))
     assert len(t) == 464 and np.abs(t - np.arange(464) / 29.97).max() < 1e-4
