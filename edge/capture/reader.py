@@ -48,8 +48,6 @@ log = logging.getLogger(__name__)
 
 #: Frames a file or photo folder is decoded ahead (a few frames of memory).
 PREFETCH_FRAMES = 4
-#: While a live source stays away, a failed reopen is logged this often (s), not at every try.
-REOPEN_LOG_S = 600.0
 #: The frame rate a file's frames without timestamps are counted at when it says none.
 DEFAULT_FPS = 30.0
 _END = object()  # the capture thread's last item: the source has no more frames
@@ -169,8 +167,8 @@ class FrameReader:
         try; it starts again from ``reopen_min_s`` only once the source has given frames for
         ``reopen_max_s`` since it was last opened: one that opens and fails at once (a camera
         on a failing USB port, a stream server that hangs up) is not reopened twice a second
-        for days. A failure is logged when it starts and then every REOPEN_LOG_S, not at
-        every try."""
+        for days. A failure is logged when it starts and then as a reminder (edge/reminder.py),
+        not at every try."""
         self.failures += 1
         quietly(self.source.close)
         if self.on_failure is not None:
@@ -181,7 +179,7 @@ class FrameReader:
         else:  # it failed soon after the last reopen: go on backing off
             delay = min(self._delay * 2.0, self.reopen_max_s)
         log.warning("%s: no frames; reopening in %.1f s", self.source.name, delay)
-        tries, said = 0, Reminder(REOPEN_LOG_S)
+        tries, said = 0, Reminder()
         while not self.stop_event.is_set():
             self._delay = delay
             if self.stop_event.wait(delay):

@@ -1,6 +1,6 @@
 """The one rule for logging a lasting trouble (edge/reminder.py)."""
 
-from deepfer.edge.reminder import Reminder
+from deepfer.edge.reminder import REMIND_S, Reminder
 
 
 def test_said_when_it_starts_then_once_a_period_and_at_once_after_a_reset():
@@ -9,3 +9,4 @@ def test_said_when_it_starts_then_once_a_period_and_at_once_after_a_reset():
     said.reset()  # a new trouble: said at once, then a period from there
     assert said.due(1301) and not said.due(1900) and said.due(1901)
     assert Reminder(600).due()  # on time.monotonic() when no time is given
+    assert Reminder().period_s == REMIND_S == 600  # the one period: camera, broker, outbox

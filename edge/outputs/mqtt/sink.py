@@ -60,10 +60,6 @@ WINDOW = 20
 COMMIT_BATCH = 200
 #: MQTT 5: a state message older than this is stale: brokers drop it instead of delivering it.
 STATE_EXPIRY_S = 10
-#: While messages are being dropped, the outbox cannot be written (a full disk) or the broker
-#: cannot be reached, a log line when it starts and then a reminder this often (s): not one
-#: per message or per try, which over days fills a Pi's journal (docs/mqtt.md, "Logs").
-REMIND_LOG_S = 600.0
 
 
 def _json(obj: Any) -> bytes:
@@ -144,11 +140,11 @@ class MqttSink(Sink):
         self._closed = False
         self._last_state = -math.inf
         self._fail_streak = 0
-        self._fail_said = Reminder(REMIND_LOG_S)
-        self._drop_said = Reminder(REMIND_LOG_S)
+        self._fail_said = Reminder()
+        self._drop_said = Reminder()
         self._outbox_error = ""  # sender thread: why the last commit failed ("" = it did not)
         self._outbox_failing_since = 0.0
-        self._outbox_said = Reminder(REMIND_LOG_S)
+        self._outbox_said = Reminder()
         self._counts = {
             "sent": 0,
             "summaries": 0,
@@ -413,20 +409,22 @@ class MqttSink(Sink):
 
     def _outbox_failed(self, exc: OutboxError, held: int) -> None:
         """A commit failed (a full disk, an I/O error): the daemon goes on, holding messages in
-        memory; said at once, then every REMIND_LOG_S while it lasts (not at every try)."""
+        memory; said at once, then a reminder while it lasts (not at every try)."""
         self._counts["outbox_errors"] += 1
         now = time.monotonic()
         starts = not self._outbox_error
         if starts:
             self._outbox_failing_since = now
             self._outbox_said.reset()
-        if starts and self._outbox_said.due(now):
+        if not self._outbox_said.due(now):  # (due at once when it starts: the reset)
+            pass
+        elif starts:
             log.error(
                 "%s; %d message(s) held in memory meanwhile (at most mqtt.queue_size = %d, the "
                 "oldest dropped beyond), lost if the daemon stops first; retrying every %g s",
                 exc, held, self.cfg.queue_size, self.cfg.commit_interval_s,
             )  # fmt: skip
-        elif self._outbox_said.due(now):
+        else:
             log.error(
                 "%s, for %.0f s now; %d message(s) held in memory, %d dropped so far; retrying",
                 exc, now - self._outbox_failing_since, held, self._counts["dropped"],
