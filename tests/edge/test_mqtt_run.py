@@ -377,15 +377,17 @@ def test_run_refuses_a_state_dir_it_cannot_use(tmp_path, tiny_tflite_model, vide
     assert "Traceback" not in err
 
 
-def on_a_full_disk(folder: Path, files: Path) -> tuple[str, ...]:
+def on_a_full_disk(folder: Path, files: Path, read_only: bool = False) -> tuple[str, ...]:
     """A prefix that runs a command with ``folder`` on a real full disk: a 64 KiB tmpfs
     mounted there in a private mount namespace (``unshare``: no root needed, and nothing
-    outside sees it), given a copy of ``files``' files and then filled up."""
+    outside sees it), given a copy of ``files``' files and then filled up; ``read_only``:
+    then remounted read-only (0 bytes free, as squashfs or an ext4 remounted after errors)."""
     if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"]).returncode:
         pytest.skip("no unshare -rm here (user namespaces) for a small file system")
+    then = 'mount -o remount,ro "$d" && ' if read_only else ""
     script = (
         'd=$1; f=$2; shift 2; mount -t tmpfs -o size=64k deepfer-full "$d" && cp "$f"/* "$d"/ '
-        '&& { cat /dev/zero > "$d/filler" 2>/dev/null; exec "$@"; }'
+        f'&& {{ cat /dev/zero > "$d/filler" 2>/dev/null; {then}exec "$@"; }}'
     )
     return ("unshare", "-rm", "sh", "-c", script, "sh", str(folder), str(files))
 
@@ -410,6 +412,15 @@ def test_a_full_disk_at_start_exits_75_to_be_tried_again(tmp_path, tiny_tflite_m
     assert f"MQTT outbox {state / f'mqtt-outbox-{DEVICE}.sqlite3'}: the disk is full" in err
     assert f"bytes free in {state}" in err and "move it away" not in err
     assert "Traceback" not in err
+    # the same disk read-only (0 bytes free too): a wrong setting, exit 2, not tried again
+    rc, _, err = deepfer_run(
+        tiny_tflite_model, video, Mosquitto(tmp_path / "broker").url, tmp_path,
+        "--max-frames", "5", "--state-dir", str(state),
+        wrap=on_a_full_disk(state, last_run, read_only=True),
+    )  # fmt: skip
+    assert rc == 2, err
+    assert "cannot write in the state folder (set run.state_dir)" in err, err
+    assert "Read-only file system" in err and "disk is full" not in err, err
 
 
 def test_sigkill_with_the_broker_away_keeps_what_was_committed(tmp_path, tiny_tflite_model, video):

@@ -191,13 +191,20 @@ class Outbox:
         return OutboxError(f"MQTT outbox {self.path}: {what} ({exc})")
 
     def _open_failed(self, what: str, exc: BaseException) -> OutboxError:
-        """Why :meth:`open` failed: a full disk (:class:`OutboxDiskFull`), else ``what``."""
+        """Why :meth:`open` failed: a full disk (:class:`OutboxDiskFull`), else ``what``. A
+        read-only file system or a permission refused is never a full disk, whatever the space
+        left (a read-only one may say 0 bytes free: squashfs, a filled ext4 remounted read-only
+        after an SD card error): it is a wrong setting, and trying again does not mend it."""
         folder = self.path.parent
         free = free_bytes(folder)
-        full = (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == 13 or (  # SQLITE_FULL
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        full = code == 13 or (  # SQLITE_FULL
             isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
         )
-        if not full and (free is None or free >= FULL_DISK_BYTES):
+        refused = code in (3, 8) or (  # SQLITE_PERM, SQLITE_READONLY
+            isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
+        )
+        if refused or (not full and (free is None or free >= FULL_DISK_BYTES)):
             return self._fail(what, exc)
         left = "no" if free is None else f"{free:,} bytes"
         return OutboxDiskFull(
