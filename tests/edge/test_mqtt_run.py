@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -181,12 +182,17 @@ def test_run_survives_a_broker_restart_in_order(tmp_path, tiny_tflite_model, vid
         broker.stop()
         down = time.time()
         read, away_at, made_away = [], None, False
-        for connected, made, line in _mqtt_stats_lines(proc):
-            read.append(line)
-            if connected is False:
-                away_at = made if away_at is None else away_at
-                if made_away := made > away_at:  # an event made with the broker known away
-                    break
+        hung = threading.Timer(60, proc.kill)  # a daemon that hangs fails here, not the CI job
+        hung.start()
+        try:
+            for connected, made, line in _mqtt_stats_lines(proc):
+                read.append(line)
+                if connected is False:
+                    away_at = made if away_at is None else away_at
+                    if made_away := made > away_at:  # an event made with the broker known away
+                        break
+        finally:
+            hung.cancel()
         broker.start()
         up = time.time()
         out, err = proc.communicate(timeout=60)
