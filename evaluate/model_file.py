@@ -14,6 +14,7 @@ import os
 import zipfile
 from pathlib import Path
 
+from deepfer.edge.errors import ModelInfoError
 from deepfer.edge.labels import LABELS
 from deepfer.edge.model.sidecar import ModelInfo, load_model_info, sidecar_path
 
@@ -113,3 +114,21 @@ def output_count_problem(
         f"{path}: not a DeepFER emotion classifier: expected an output of {len(labels)} class "
         f"scores ({', '.join(labels)}: {named}), got shape {shape}"
     )
+
+
+def deepfer_order_problem(path: str | os.PathLike, output_shape: tuple, use: str) -> str | None:
+    """Why a Keras model cannot be used where its scores are taken in DeepFER's order as they
+    come (``use``: an ensemble's member, a teacher): not one ``(n, 7)`` output, or a sidecar
+    beside it naming other labels or another order; None if it can. A sidecar that cannot be
+    read is a problem too (ModelInfoError's message)."""
+    try:
+        info = keras_sidecar(path)
+    except ModelInfoError as exc:
+        return str(exc)
+    if info is not None and list(info.labels) != list(LABELS):
+        return (
+            f"{path}: its sidecar {sidecar_path(path).name} names its outputs "
+            f"{', '.join(info.labels)}; {use} must output DeepFER's order "
+            f"({', '.join(LABELS)})"
+        )
+    return output_count_problem(path, None, output_shape)

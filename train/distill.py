@@ -27,6 +27,7 @@ import numpy as np
 from deepfer.data.dataset import FaceDataset
 from deepfer.edge.labels import NUM_CLASSES
 from deepfer.edge.paths import file_sha256
+from deepfer.evaluate.model_file import deepfer_order_problem
 
 #: Faces scored by the teacher per call.
 SCORE_BATCH = 512
@@ -118,11 +119,13 @@ def load_teacher(path: Path, input_size: int):
 
     model = load_keras_model(path, error=ConfigError)
     shape, out = tuple(model.input_shape), tuple(model.output_shape)
-    if shape[1:] != (input_size, input_size, 1) or out[-1] != NUM_CLASSES:
+    if shape[1:] != (input_size, input_size, 1) or len(out) != 2 or out[-1] != NUM_CLASSES:
         raise ConfigError(
             f"train.teacher = {str(path)!r}: takes {shape} and gives {out}; the student needs "
             f"(None, {input_size}, {input_size}, 1) faces in and {NUM_CLASSES} scores out"
         )
+    if problem := deepfer_order_problem(path, out, "a teacher"):
+        raise ConfigError(f"train.teacher: {problem}")
     return model
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from deepfer.edge.errors import DeepFERError
 from deepfer.edge.labels import LABELS
 from deepfer.edge.paths import file_sha256, unwritable
-from deepfer.evaluate.model_file import keras_file_problem
+from deepfer.evaluate.model_file import deepfer_order_problem, keras_file_problem
 from deepfer.train.ensemble_record import ensemble_record_path, write_ensemble_record
 from deepfer.train.run_folder import RunFolder
 
@@ -87,11 +87,13 @@ def _load_member(path: Path) -> Member:
     model = with_dtype_policy(load_keras_model(path, error=EnsembleError))
     shape = tuple(model.input_shape) if not isinstance(model.input_shape, list) else None
     out = tuple(model.output_shape) if not isinstance(model.output_shape, list) else None
-    if shape is None or len(shape) != 4 or out is None or out[-1] != len(LABELS):
+    if shape is None or len(shape) != 4 or out is None:
         raise EnsembleError(
             f"{path}: not a DeepFER emotion classifier (input {model.input_shape}, output "
             f"{model.output_shape}; expected one image input and {len(LABELS)} scores)"
         )
+    if problem := deepfer_order_problem(path, out, "an ensemble's member"):
+        raise EnsembleError(problem)
     run = RunFolder.containing(path)
     trained_on, training = run.training_info(path) if run is not None else ("unknown", {})
     return Member(path, model, shape[1:], file_sha256(path), trained_on, training)

@@ -198,6 +198,19 @@ def test_a_teacher_that_cannot_score_the_faces_is_refused(tmp_path, tiny_fer, ca
     err = capsys.readouterr().err
     assert "train.teacher" in err and "(None, 48, 48, 1) faces in" in err
 
+    # the right shape, but its own sidecar names another order: its scores would teach the
+    # wrong classes
+    other = tmp_path / "other.keras"
+    inputs = keras.Input((48, 48, 1))
+    keras.Model(inputs, keras.layers.Dense(7)(keras.layers.Flatten()(inputs))).save(other)
+    order = ["happy", *[c for c in LABELS if c != "happy"]]
+    other.with_suffix(".json").write_text(
+        json.dumps({"labels": order, "input": {"size": [48, 48]}, "trained_on": "x", "metrics": {}})
+    )
+    assert main([*argv, "--teacher", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "other.json names its outputs happy, angry" in err and "a teacher must" in err
+
 
 def test_ferplus_votes_soften_the_training_labels_only(tiny_fer, tmp_path, capsys):
     """--soft-labels: the label side of each training target mixes in the face's FER+ vote

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from deepfer.cli import main
+from deepfer.edge.labels import LABELS
 
 TINY = ["--model", "deepfer-edge", "--batch-size", "32", "--threads", "2", "--no-progress"]
 
@@ -137,6 +138,16 @@ def test_bad_ensembles_are_refused_clearly(two_runs, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "alone.keras: not in a `deepfer train` run folder" in err and "--no-score" in err
     assert main(["ensemble", str(two_runs[0]), str(alone), "--out", out, "--no-score"]) == 0
+
+    # a member whose own sidecar names another order would be averaged class against wrong
+    # class: refused, saying so (before, only the number of scores was checked)
+    other = ["happy", *[c for c in LABELS if c != "happy"]]
+    (alone.with_suffix(".json")).write_text(
+        json.dumps({"labels": other, "input": {"size": [48, 48]}, "trained_on": "x", "metrics": {}})
+    )
+    assert main(["ensemble", str(two_runs[0]), str(alone), "--out", out, "--no-score"]) == 2
+    err = capsys.readouterr().err
+    assert "alone.json names its outputs happy, angry" in err and "DeepFER's order" in err
 
 
 def test_display_names_tell_members_apart():
