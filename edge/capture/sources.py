@@ -168,8 +168,8 @@ class OpenCVSource(Source):
                 cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
             if self.want_fps:
                 cap.set(cv2.CAP_PROP_FPS, self.want_fps)
-        # a file's own average where its header gives one: what OpenCV 4.9 on say, and 4.8
-        # not for a variable rate (VideoHeader.rate)
+        # a file's own average rate where its header gives one: what OpenCV 4.9 and later say,
+        # and 4.8 does not for a variable rate (VideoHeader.rate)
         self.fps = header.rate or stated_fps(cap)
         self._mirror = header.mirror
         if not isinstance(self.target, int):  # (a file's or stream's tag, turned as players do)

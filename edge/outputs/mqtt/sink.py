@@ -416,9 +416,10 @@ class MqttSink(Sink):
         if starts:
             self._outbox_failing_since = now
             self._outbox_said.reset()
+        self._outbox_error = str(exc)
         if not self._outbox_said.due(now):  # (due at once when it starts: the reset)
-            pass
-        elif starts:
+            return
+        if starts:
             log.error(
                 "%s; %d message(s) held in memory meanwhile (at most mqtt.queue_size = %d, the "
                 "oldest dropped beyond), lost if the daemon stops first; retrying every %g s",
@@ -429,7 +430,6 @@ class MqttSink(Sink):
                 "%s, for %.0f s now; %d message(s) held in memory, %d dropped so far; retrying",
                 exc, now - self._outbox_failing_since, held, self._counts["dropped"],
             )  # fmt: skip
-        self._outbox_error = str(exc)
 
     # -- summaries ------------------------------------------------------------------------
 
