@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import soak_run
 from file_costs import UNKNOWN_S, load_costs
-from synthetic import convert_tiny_model, make_tiny_fer, train_tiny_keras_model
+from synthetic import convert_tiny_model, make_tiny_fer, train_tiny_keras_model, train_tiny_run
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -143,6 +143,26 @@ def tiny_keras_model(tmp_path_factory, tiny_fer) -> Path:
         tmp_path_factory,
         "tiny_model",
         lambda folder: train_tiny_keras_model(tiny_fer, folder / "tiny.keras"),
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_fer) -> Path:
+    """A `deepfer train` run folder on the tiny set, ``run3/`` (seed 3; 3 epochs with their
+    snapshots; split seed 9), shared by the ensemble, distillation and averaging tests:
+    read it, copy it to change it."""
+    pytest.importorskip("tensorflow")
+    return made_once(
+        tmp_path_factory, "tiny_run3", lambda f: train_tiny_run(tiny_fer, f / "run3", 3)
+    )
+
+
+@pytest.fixture(scope="session")
+def second_tiny_run(tmp_path_factory, tiny_fer) -> Path:
+    """As :func:`tiny_run` with seed 4, ``run4/``: the same validation faces, other weights."""
+    pytest.importorskip("tensorflow")
+    return made_once(
+        tmp_path_factory, "tiny_run4", lambda f: train_tiny_run(tiny_fer, f / "run4", 4)
     )
 
 

@@ -63,6 +63,20 @@ def train_tiny_keras_model(data_root: Path, out: Path) -> Path:
     return out
 
 
+#: `deepfer train` options for the tiny runs (the model and batch of the train tests)
+TINY_TRAIN = ["--model", "deepfer-edge", "--batch-size", "32", "--threads", "2", "--no-progress"]
+
+
+def train_tiny_run(data_root: Path, run: Path, seed: int) -> Path:
+    """``run``: a `deepfer train` run folder on the tiny set: 3 epochs, each epoch's weights
+    kept (--snapshots), the validation split of split seed 9 (needs TensorFlow)."""
+    from deepfer.cli import main
+
+    argv = ["train", "--data", str(data_root), "--out", str(run), "--epochs", "3", *TINY_TRAIN]
+    assert main([*argv, "--snapshots", "--seed", str(seed), "--split-seed", "9"]) == 0
+    return run
+
+
 def convert_tiny_model(keras_model: Path, data_root: Path, out: Path, trained_on: str):
     """The tiny model converted by ``deepfer convert``'s API to ``out``'s ``_int8`` (full int8,
     calibrated on ``data_root``) and ``_float32`` .tflite files with their sidecars: the

@@ -9,8 +9,6 @@ import pytest
 
 from deepfer.cli import main
 
-TINY = ["--model", "deepfer-edge", "--batch-size", "32", "--threads", "2", "--no-progress"]
-
 
 def _bn_model(width: int = 6):
     import keras
@@ -53,11 +51,11 @@ def test_average_weights_is_the_element_wise_mean(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def snapshot_run(tmp_path_factory, tiny_fer):
-    run = tmp_path_factory.mktemp("swa") / "edge"
-    argv = ["train", "--data", str(tiny_fer), "--out", str(run), "--epochs", "3", *TINY]
-    assert main([*argv, "--snapshots", "--seed", "3"]) == 0
-    return run
+def snapshot_run(tmp_path_factory, tiny_run):
+    """A copy of the shared tiny run (3 epochs, --snapshots): these tests write beside it."""
+    import shutil
+
+    return shutil.copytree(tiny_run, tmp_path_factory.mktemp("swa") / "edge")
 
 
 @pytest.mark.slow

@@ -20,11 +20,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def teacher(tmp_path_factory, tiny_fer):
-    run = tmp_path_factory.mktemp("teacher") / "run"
-    argv = ["train", "--data", str(tiny_fer), "--out", str(run), "--epochs", "2", *TINY]
-    assert main([*argv, "--seed", "3", "--split-seed", "9"]) == 0
-    return run / "deepfer-edge.keras"
+def teacher(tiny_run):
+    return tiny_run / "deepfer-edge.keras"
 
 
 def test_student_learns_the_teachers_scores_on_cached_views(teacher, tiny_fer, tmp_path, capsys):

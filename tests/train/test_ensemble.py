@@ -12,22 +12,13 @@ import pytest
 from deepfer.cli import main
 from deepfer.edge.labels import LABELS
 
-TINY = ["--model", "deepfer-edge", "--batch-size", "32", "--threads", "2", "--no-progress"]
-
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory, tiny_fer):
-    """Two tiny runs on the same data and validation split, different seeds."""
-    root = tmp_path_factory.mktemp("ensemble")
-    models = []
-    for seed in (3, 4):
-        run = root / f"run{seed}"
-        argv = ["train", "--data", str(tiny_fer), "--out", str(run), "--epochs", "2", *TINY]
-        assert main([*argv, "--seed", str(seed), "--split-seed", "9"]) == 0
-        models.append(run / "deepfer-edge.keras")
-    return models
+def two_runs(tiny_run, second_tiny_run):
+    """Two tiny runs' models on the same data and validation split, different seeds."""
+    return [tiny_run / "deepfer-edge.keras", second_tiny_run / "deepfer-edge.keras"]
 
 
 def _faces(n: int = 5) -> np.ndarray:
