@@ -13,6 +13,16 @@ import os
 import shutil
 from pathlib import Path
 
+#: One thread per library pool in every test process and the commands it starts (set here,
+#: before numpy or OpenCV is first imported; a value already set wins). The suite runs one
+#: worker more than there are cores (below), and numpy's OpenBLAS and OpenCV each started a
+#: pool of a thread per core in every process, spinning while they wait: run_cli and
+#: detect_cli took 91 s of CPU with the pools, 71 s without, in the same wall time alone; under
+#: xdist the spinning takes the cores the workers need. TensorFlow's and TFLite's threads are
+#: set by the code tested.
+for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OPENCV_FOR_THREADS_NUM"):
+    os.environ.setdefault(_name, "1")
+
 import pytest
 import soak_run
 from file_costs import UNKNOWN_S, load_costs
