@@ -63,8 +63,9 @@ def train_tiny_keras_model(data_root: Path, out: Path) -> Path:
     return out
 
 
-#: `deepfer train` options for the tiny runs (the model and batch of the train tests)
-TINY_TRAIN = ["--model", "deepfer-edge", "--batch-size", "32", "--threads", "2", "--no-progress"]
+#: `deepfer train` options for the tiny runs (the train tests'; one TensorFlow thread: the suite
+#: runs a worker per core and one more)
+TINY_TRAIN = ["--model", "deepfer-edge", "--batch-size", "32", "--threads", "1", "--no-progress"]
 
 
 def train_tiny_run(data_root: Path, run: Path, seed: int) -> Path:

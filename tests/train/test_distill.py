@@ -14,7 +14,7 @@ from deepfer.cli import main
 from deepfer.edge.labels import LABELS
 from deepfer.train.config import ConfigError, TrainConfig
 
-TINY = ["--model", "deepfer-edge", "--batch-size", "32", "--threads", "2", "--no-progress"]
+TINY = ["--model", "deepfer-edge", "--batch-size", "32", "--threads", "1", "--no-progress"]
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ TINY = [
     "--batch-size",
     "32",
     "--threads",
-    "2",
+    "1",
     "--no-progress",
 ]
 
