@@ -416,7 +416,7 @@ def test_a_full_disk_at_start_exits_75_to_be_tried_again(tmp_path, tiny_tflite_m
     )  # fmt: skip
     assert rc == 75, err
     assert f"MQTT outbox {state / f'mqtt-outbox-{DEVICE}.sqlite3'}: the disk is full" in err
-    assert f"bytes free in {state}" in err and "move it away" not in err
+    assert f"bytes free on the disk of {state}" in err and "move it away" not in err
     assert "Traceback" not in err
     # the same disk read-only (0 bytes free too): a wrong setting, exit 2, not tried again
     rc, _, err = deepfer_run(

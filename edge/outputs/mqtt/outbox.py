@@ -208,9 +208,9 @@ class Outbox:
             return self._fail(what, exc)
         left = "no" if free is None else f"{free:,} bytes"
         return OutboxDiskFull(
-            f"MQTT outbox {self.path}: the disk is full ({left} free in {folder}: {exc}); free "
-            "some space there or set run.state_dir to another disk (exit 75: the service tries "
-            "again)"
+            f"MQTT outbox {self.path}: the disk is full ({left} free on the disk of {folder}: "
+            f"{exc}); free some space there or set run.state_dir to another disk (exit 75: the "
+            "service tries again)"
         )
 
     def open(self) -> Outbox:
