@@ -16,6 +16,7 @@ from deepfer.edge.paths import file_sha256
 from deepfer.evaluate.model_file import (
     KERAS_SUFFIXES,
     keras_file_problem,
+    keras_io_problem,
     keras_sidecar,
     output_count_problem,
     sidecar_size_problem,
@@ -85,20 +86,11 @@ def load_source_model(path: str | Path, trained_on: str | None = None) -> Source
     from deepfer.evaluate.keras_model import with_dtype_policy
 
     model = with_dtype_policy(model)  # trained with --precision bf16: convert a float32 graph
-    inputs = model.inputs if isinstance(model.inputs, list) else [model.inputs]
-    outputs = model.outputs if isinstance(model.outputs, list) else [model.outputs]
-    what = "not a DeepFER emotion classifier"
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise ConvertError(
-            f"{path}: {what}: expected one input and one output, "
-            f"got {len(inputs)} input(s) and {len(outputs)} output(s)"
-        )
-    in_shape = tuple(inputs[0].shape)
-    out_shape = tuple(outputs[0].shape)
-    if len(in_shape) != 4 or in_shape[1] is None or in_shape[2] is None:
-        raise ConvertError(
-            f"{path}: {what}: expected an image input (n, height, width, channels), got {in_shape}"
-        )
+    why = keras_io_problem(path, model)
+    if why:
+        raise ConvertError(why)
+    in_shape = tuple(model.inputs[0].shape)
+    out_shape = tuple(model.outputs[0].shape)
     if in_shape[1] != in_shape[2]:
         raise ConvertError(f"{path}: only square inputs are supported, got {in_shape[1:3]}")
     why = output_count_problem(path, info, out_shape) or sidecar_size_problem(

@@ -5,7 +5,8 @@ is refused with one line before any data loads, and not with Keras' "File not fo
 The one owner of that check: train (``--finetune``, ``--teacher``, ``--resume``, average,
 ensemble), convert, evaluate and benchmark all ask :func:`keras_file_problem`; convert,
 evaluate and benchmark read a Keras model's own sidecar by :func:`keras_sidecar` and check it
-against the graph by :func:`sidecar_size_problem` and :func:`output_count_problem`; ensemble
+against the graph by :func:`keras_io_problem`, :func:`sidecar_size_problem` and
+:func:`output_count_problem`; ensemble
 members and teachers, whose scores are taken in DeepFER's order, ask
 :func:`deepfer_order_problem`.
 """
@@ -95,6 +96,23 @@ def sidecar_size_problem(
         f"{sidecar_path(path)}: input.size {list(info.input_size)} but the model "
         f"{Path(path).name} takes {input_hw[0]}x{input_hw[1]} faces"
     )
+
+
+def keras_io_problem(path: str | os.PathLike, model) -> str | None:
+    """Why a loaded Keras model cannot take a face crop and give its scores: not one input and
+    one output, or an input that is not an image ``(n, height, width, channels)``; or None."""
+    inputs = model.inputs if isinstance(model.inputs, list) else [model.inputs]
+    outputs = model.outputs if isinstance(model.outputs, list) else [model.outputs]
+    what = f"{path}: not a DeepFER emotion classifier"
+    if len(inputs) != 1 or len(outputs) != 1:
+        return (
+            f"{what}: expected one input (the face) and one output (the class scores), "
+            f"got {len(inputs)} input(s) and {len(outputs)} output(s)"
+        )
+    shape = tuple(inputs[0].shape)
+    if len(shape) != 4 or shape[1] is None or shape[2] is None:
+        return f"{what}: expected an image input (n, height, width, channels), got {shape}"
+    return None
 
 
 def output_count_problem(

@@ -23,6 +23,7 @@ from deepfer.edge.preprocess import prepare_face
 from deepfer.evaluate.model_file import (
     KERAS_SUFFIXES,
     keras_file_problem,
+    keras_io_problem,
     keras_sidecar,
     output_count_problem,
     sidecar_size_problem,
@@ -169,17 +170,11 @@ class KerasPredictor(Predictor):
             self.model = keras.models.load_model(path, compile=False)
         except Exception as exc:  # keras raises many types for a bad file
             raise EvaluateError(f"{path}: cannot load the Keras model ({exc})") from None
-        shape = self.model.input_shape
-        if isinstance(shape, list):
-            raise EvaluateError(f"{path}: expected one input, the model has {len(shape)}")
-        if len(shape) != 4 or shape[1] is None or shape[2] is None:
-            raise EvaluateError(f"{path}: expected an (n, H, W, C) image input, got {shape}")
-        out_shape = self.model.output_shape
-        if isinstance(out_shape, list):  # (a model of one output has its shape, a tuple)
-            raise EvaluateError(
-                f"{path}: {len(out_shape)} outputs {[tuple(s) for s in out_shape]}; expected "
-                "one output of class scores"
-            )
+        why = keras_io_problem(path, self.model)
+        if why:
+            raise EvaluateError(why)
+        shape = tuple(self.model.inputs[0].shape)
+        out_shape = tuple(self.model.outputs[0].shape)
         self.channels = int(shape[3])
         why = output_count_problem(path, info, out_shape) or sidecar_size_problem(
             path, info, (shape[1], shape[2])

@@ -200,3 +200,29 @@ def test_a_keras_graph_that_outputs_probabilities_is_said_so():
     assert keras_output_kind(build_ensemble([probs, logits], [1, 1])) is None
     # weights that do not sum to 1 (build_ensemble normalises them; a hand-made mix may not)
     assert keras_output_kind(build_ensemble([probs, probs], [0.5, 1.0])) is None
+
+
+def test_keras_graphs_of_other_inputs_or_outputs_are_refused_alike(tmp_path):
+    """convert and evaluate refuse a Keras graph that cannot take a face crop and give its
+    scores with the same words (evaluate/model_file.keras_io_problem)."""
+    import keras
+
+    from deepfer.convert.errors import ConvertError
+    from deepfer.convert.source import load_source_model
+    from deepfer.evaluate.predictors import EvaluateError, load_predictor
+
+    flat = keras.Input((48 * 48,))
+    graphs = {
+        "two.keras": (_build(two_outputs=True), r"expected one input \(the face\) and one output "
+                      r"\(the class scores\), got 1 input\(s\) and 2 output\(s\)"),
+        "flat.keras": (keras.Model(flat, keras.layers.Dense(7)(flat)),
+                       r"expected an image input \(n, height, width, channels\), got \(None, 2304\)"),
+    }  # fmt: skip
+    for name, (model, says) in graphs.items():
+        path = tmp_path / name
+        model.save(path)
+        says = f"{name}: not a DeepFER emotion classifier: {says}"
+        with pytest.raises(EvaluateError, match=says):
+            load_predictor(path)
+        with pytest.raises(ConvertError, match=says):
+            load_source_model(path)
