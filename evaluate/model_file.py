@@ -4,11 +4,10 @@ is refused with one line before any data loads, and not with Keras' "File not fo
 
 The one owner of that check: train (``--finetune``, ``--teacher``, ``--resume``, average,
 ensemble), convert, evaluate and benchmark all ask :func:`keras_file_problem`; convert,
-evaluate and benchmark read a Keras model's own sidecar by :func:`keras_sidecar` and check it
-against the graph by :func:`keras_io_problem`, :func:`sidecar_size_problem` and
-:func:`output_count_problem`; ensemble
-members and teachers, whose scores are taken in DeepFER's order, ask
-:func:`deepfer_order_problem`.
+evaluate and benchmark read a Keras model's own sidecar by :func:`keras_sidecar` and check the
+graph by :func:`keras_io_problem`, and against the sidecar by :func:`sidecar_size_problem` and
+:func:`output_count_problem`; ensemble members and teachers, whose scores are taken in
+DeepFER's order, ask :func:`deepfer_order_problem`.
 """
 
 from __future__ import annotations
