@@ -9,12 +9,11 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from synthetic import TINY_TRAIN as TINY  # the shared tiny runs' options
 
 from deepfer.cli import main
 from deepfer.edge.labels import LABELS
 from deepfer.train.config import ConfigError, TrainConfig
-
-TINY = ["--model", "deepfer-edge", "--batch-size", "32", "--threads", "1", "--no-progress"]
 
 pytestmark = pytest.mark.slow
 

@@ -9,19 +9,10 @@ import re
 from dataclasses import replace
 
 import pytest
+from synthetic import TINY_TRAIN as TINY  # the shared tiny runs' options
 
 from deepfer.cli import main
 from deepfer.train.training import ConfigError, TrainConfig, learning_rate
-
-TINY = [
-    "--model",
-    "deepfer-edge",
-    "--batch-size",
-    "32",
-    "--threads",
-    "1",
-    "--no-progress",
-]
 
 
 def history_rows(run) -> list[dict]:
